@@ -1,0 +1,356 @@
+//! COPY and ADD: flags, where each source lands (trailing-slash and directory rules), owner
+//! and mode of everything written, symlink handling, and ADD's local archive unpacking.
+//! Source selection (globs, not-found errors, archive magic) is `sources.rs`; bytes are
+//! copied by the host.
+//!
+//! Rules follow BuildKit: a named source that is a symlink is followed, symlinks met inside
+//! a copied directory are copied as symlinks; a directory source copies its contents; the
+//! destination is resolved through symlinks, entries inside it are not (a symlink where a
+//! copied directory goes is an error, "cannot copy to non-directory").
+
+use crate::config::ImageConfig;
+use crate::error::{Error, Result};
+use crate::execute::{Instruction, Roots};
+use crate::files::{
+    create_dirs, fs_err, make_dir, resolve, set_owner_mode, Files, Kind, Meta, Owner, RootId, Stat,
+    Touched,
+};
+use crate::path;
+use crate::sources::{self, Source};
+use crate::user;
+use crate::workdir::IMPLICIT_DIR_MODE;
+
+/// COPY/ADD flags as typed, before `--chown` is resolved.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Flags {
+    from: Option<String>,
+    chown: Option<String>,
+    chmod: Option<u32>,
+}
+
+fn parse_flags(ins: &Instruction) -> Result<Flags> {
+    let mut flags = Flags::default();
+    for (name, value) in &ins.flags {
+        let required = || {
+            value
+                .clone()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| Error::FlagValue {
+                    flag: name.clone(),
+                    value: String::new(),
+                    reason: "a value is required".to_string(),
+                })
+        };
+        match name.as_str() {
+            "from" => flags.from = Some(required()?),
+            "chown" => flags.chown = Some(required()?),
+            "chmod" => flags.chmod = Some(parse_chmod(&required()?)?),
+            "link" => {}
+            "parents" | "exclude" | "checksum" | "keep-git-dir" => {
+                return Err(Error::NotSupportedYet {
+                    what: format!("{} --{name}", ins.keyword),
+                })
+            }
+            _ => {
+                return Err(Error::UnknownFlag {
+                    keyword: ins.keyword.clone(),
+                    flag: name.clone(),
+                })
+            }
+        }
+    }
+    Ok(flags)
+}
+
+/// `--chmod` in octal (`755`, `0755`, `4755`).
+fn parse_chmod(value: &str) -> Result<u32> {
+    u32::from_str_radix(value, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777 && value.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| Error::FlagValue {
+            flag: "chmod".to_string(),
+            value: value.to_string(),
+            reason: "expected an octal mode like 755 or 0755".to_string(),
+        })
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+}
+
+/// Whether a destination as written names a directory (trailing `/`, `/.`, or `.`).
+pub fn names_directory(dest: &str) -> bool {
+    dest.ends_with('/') || dest.ends_with("/.") || dest == "."
+}
+
+/// Carries out COPY or ADD.
+pub fn apply(
+    files: &dyn Files,
+    ins: &Instruction,
+    cfg: &ImageConfig,
+    roots: &Roots,
+    touched: &mut Touched,
+) -> Result<()> {
+    let add = ins.keyword == "ADD";
+    let flags = parse_flags(ins)?;
+    let Some((dest_raw, patterns)) = ins.args.split_last().filter(|(_, s)| !s.is_empty()) else {
+        return Err(Error::Arguments {
+            keyword: ins.keyword.clone(),
+            want: "at least one source and a destination",
+        });
+    };
+    if let Some(url) = patterns.iter().find(|s| is_url(s)) {
+        return Err(if add {
+            Error::UrlSource { url: url.clone() }
+        } else {
+            Error::CopyUrl { url: url.clone() }
+        });
+    }
+    let (src_root, root_name) = match &flags.from {
+        Some(name) => (
+            roots
+                .from
+                .ok_or_else(|| Error::MissingFromRoot { from: name.clone() })?,
+            format!("stage or image {name:?}"),
+        ),
+        None => (roots.context, "build context".to_string()),
+    };
+    let chown = match &flags.chown {
+        Some(spec) => Some(user::resolve_chown(files, roots.stage, spec)?),
+        None => None,
+    };
+    let srcs = sources::expand(files, src_root, patterns, &ins.keyword, &root_name)?;
+    let dest_is_dir = names_directory(dest_raw);
+    if srcs.len() > 1 && !dest_is_dir {
+        return Err(Error::MultipleSources {
+            keyword: ins.keyword.clone(),
+        });
+    }
+    let dest = resolve(
+        files,
+        roots.stage,
+        &path::join(&cfg.working_dir(), dest_raw),
+    )?;
+    let mut copier = Copier {
+        files,
+        src_root,
+        root_name,
+        stage: roots.stage,
+        keep_owner: flags.from.is_some(),
+        chown,
+        chmod: flags.chmod,
+        touched,
+    };
+    let unpack = add && flags.from.is_none();
+    for src in &srcs {
+        copier.copy_source(src, &dest, dest_is_dir, unpack)?;
+    }
+    Ok(())
+}
+
+/// One COPY/ADD in progress: where from, owner and mode policy, what was written.
+struct Copier<'a> {
+    files: &'a dyn Files,
+    src_root: RootId,
+    root_name: String,
+    stage: RootId,
+    /// `--from`: copied entries keep their source owner
+    keep_owner: bool,
+    chown: Option<Owner>,
+    chmod: Option<u32>,
+    touched: &'a mut Touched,
+}
+
+impl Copier<'_> {
+    /// Owner of a copied entry.
+    fn owner_of(&self, st: &Stat) -> Owner {
+        match self.chown {
+            Some(o) => o,
+            None if self.keep_owner => Owner {
+                uid: st.uid,
+                gid: st.gid,
+            },
+            None => Owner::default(),
+        }
+    }
+
+    /// Owner of directories created on the way to the destination.
+    fn implicit_owner(&self) -> Owner {
+        self.chown.unwrap_or_default()
+    }
+
+    fn mode_of(&self, st: &Stat) -> u32 {
+        self.chmod.unwrap_or(st.mode & 0o7777)
+    }
+
+    fn ensure_dirs(&mut self, dir: &str) -> Result<()> {
+        let owner = self.implicit_owner();
+        create_dirs(
+            self.files,
+            self.stage,
+            dir,
+            IMPLICIT_DIR_MODE,
+            owner,
+            self.touched,
+        )
+    }
+
+    /// Copies one selected source to `dest` (already resolved in the stage).
+    fn copy_source(
+        &mut self,
+        src: &Source,
+        dest: &str,
+        dest_is_dir: bool,
+        unpack: bool,
+    ) -> Result<()> {
+        let st = match self.files.stat(self.src_root, &src.path) {
+            Ok(st) => st,
+            Err(e) if e.is_missing() => {
+                return Err(Error::SourceNotFound {
+                    path: src.shown.clone(),
+                    root: self.root_name.clone(),
+                })
+            }
+            Err(e) => return Err(fs_err("checking", &src.path)(e)),
+        };
+        match st.kind {
+            Kind::Dir => self.copy_dir_to(&src.path, &st, dest),
+            Kind::File if unpack && sources::is_archive(self.files, self.src_root, &src.path)? => {
+                self.ensure_dirs(dest)?;
+                let written = self
+                    .files
+                    .extract_archive(self.src_root, &src.path, self.stage, dest)
+                    .map_err(fs_err("extracting", &src.path))?;
+                self.touched.extend(written);
+                Ok(())
+            }
+            Kind::File => {
+                let into_dir = dest_is_dir || self.stage_kind(dest)? == Some(Kind::Dir);
+                let target = if into_dir {
+                    path::child(dest, src.base_name())
+                } else {
+                    dest.to_string()
+                };
+                self.ensure_dirs(path::parent(&target))?;
+                self.copy_file(&src.path, &st, &target)
+            }
+            _ => Err(Error::NotSupportedYet {
+                what: format!("copying the special file {}", src.shown),
+            }),
+        }
+    }
+
+    /// What is at `p` in the stage, following a final symlink; `None` if nothing.
+    fn stage_kind(&self, p: &str) -> Result<Option<Kind>> {
+        match self.files.stat(self.stage, p) {
+            Ok(st) => Ok(Some(st.kind)),
+            Err(e) if e.is_missing() => Ok(None),
+            Err(e) => Err(fs_err("checking", p)(e)),
+        }
+    }
+
+    /// A directory source: its contents go into `dest`, created with the source's mode
+    /// and owner when missing; an existing directory keeps its metadata.
+    fn copy_dir_to(&mut self, src: &str, st: &Stat, dest: &str) -> Result<()> {
+        match self.stage_kind(dest)? {
+            Some(Kind::Dir) => self.copy_children(src, dest),
+            Some(_) => Err(Error::NotDirectory {
+                path: dest.to_string(),
+            }),
+            None => {
+                self.ensure_dirs(path::parent(dest))?;
+                self.new_dir_with_contents(src, st, dest)
+            }
+        }
+    }
+
+    /// Creates `dest` like the source directory, fills it, then sets its mtime.
+    fn new_dir_with_contents(&mut self, src: &str, st: &Stat, dest: &str) -> Result<()> {
+        let (mode, owner) = (self.mode_of(st), self.owner_of(st));
+        make_dir(self.files, self.stage, dest, mode, owner, self.touched)?;
+        self.copy_children(src, dest)?;
+        let meta = Meta {
+            mtime: Some((st.mtime_sec, st.mtime_nsec)),
+            ..Meta::default()
+        };
+        self.files
+            .set_meta(self.stage, dest, meta)
+            .map_err(fs_err("setting the time of", dest))
+    }
+
+    /// Copies every entry of the source directory `src` into the stage directory `dest`.
+    fn copy_children(&mut self, src: &str, dest: &str) -> Result<()> {
+        let names = self
+            .files
+            .read_dir(self.src_root, src)
+            .map_err(fs_err("listing", src))?;
+        for name in names {
+            let s = path::child(src, &name);
+            let d = path::child(dest, &name);
+            let st = self
+                .files
+                .lstat(self.src_root, &s)
+                .map_err(fs_err("checking", &s))?;
+            match st.kind {
+                Kind::Dir => match self.files.lstat(self.stage, &d) {
+                    Ok(existing) if existing.is_dir() => self.copy_children(&s, &d)?,
+                    Ok(_) => return Err(Error::NotDirectory { path: d }),
+                    Err(e) if e.is_not_found() => self.new_dir_with_contents(&s, &st, &d)?,
+                    Err(e) => return Err(fs_err("checking", &d)(e)),
+                },
+                Kind::File => self.copy_file(&s, &st, &d)?,
+                Kind::Symlink => self.copy_symlink(&s, &st, &d)?,
+                // no WIT operation creates device nodes, fifos or sockets
+                Kind::Fifo | Kind::CharDevice | Kind::BlockDevice | Kind::Socket => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors if a directory sits where a file or symlink is to be written.
+    fn refuse_directory(&self, target: &str) -> Result<bool> {
+        match self.files.lstat(self.stage, target) {
+            Ok(st) if st.is_dir() => Err(Error::ReplaceDirectory {
+                path: target.to_string(),
+            }),
+            Ok(_) => Ok(true),
+            Err(e) if e.is_missing() => Ok(false),
+            Err(e) => Err(fs_err("checking", target)(e)),
+        }
+    }
+
+    fn copy_file(&mut self, src: &str, st: &Stat, target: &str) -> Result<()> {
+        self.refuse_directory(target)?;
+        self.files
+            .copy_file(self.src_root, src, self.stage, target)
+            .map_err(fs_err("copying to", target))?;
+        // the mode is set again because changing the owner clears setuid/setgid bits
+        let (owner, mode) = (self.owner_of(st), self.mode_of(st));
+        set_owner_mode(self.files, self.stage, target, owner, Some(mode), None)?;
+        self.touched.add(target);
+        Ok(())
+    }
+
+    fn copy_symlink(&mut self, src: &str, st: &Stat, target: &str) -> Result<()> {
+        let link = self
+            .files
+            .readlink(self.src_root, src)
+            .map_err(fs_err("reading link", src))?;
+        if self.refuse_directory(target)? {
+            self.files
+                .remove(self.stage, target, false)
+                .map_err(fs_err("replacing", target))?;
+        }
+        self.files
+            .symlink(self.stage, &link, target)
+            .map_err(fs_err("creating symlink", target))?;
+        let owner = self.owner_of(st);
+        let mtime = Some((st.mtime_sec, st.mtime_nsec));
+        set_owner_mode(self.files, self.stage, target, owner, None, mtime)?;
+        self.touched.add(target);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,51 @@
+//! Builds the guest component (guest/, wasm32-wasip2) so the host can embed it.
+//!
+//! A nested cargo with its own target dir: sharing the outer one would deadlock on Cargo's
+//! lock. The outer build's flags and target are cleared so they don't leak into the guest.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let workspace = manifest_dir.parent().map(PathBuf::from).unwrap_or_default();
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    println!("cargo:rerun-if-changed=../guest/src");
+    println!("cargo:rerun-if-changed=../guest/Cargo.toml");
+    println!("cargo:rerun-if-changed=../wit");
+    println!("cargo:rerun-if-env-changed=KILN_GUEST_WASM");
+    // a prebuilt component (e.g. from a guest-only build) skips the nested cargo
+    if let Some(prebuilt) = std::env::var_os("KILN_GUEST_WASM") {
+        if let Err(e) = std::fs::copy(&prebuilt, out_dir.join("kiln_guest.wasm")) {
+            fail(&format!("copying KILN_GUEST_WASM {}: {e}", PathBuf::from(prebuilt).display()));
+        }
+        return;
+    }
+    let target_dir = workspace.join("target").join("guest");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&workspace)
+        .args(["build", "--release", "-p", "kiln-guest", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_MAKEFLAGS")
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => fail(&format!("building the guest component failed ({s}); is the wasm32-wasip2 target installed? (rustup target add wasm32-wasip2)")),
+        Err(e) => fail(&format!("running cargo for the guest component: {e}")),
+    }
+    let wasm = target_dir.join("wasm32-wasip2/release/kiln_guest.wasm");
+    if let Err(e) = std::fs::copy(&wasm, out_dir.join("kiln_guest.wasm")) {
+        fail(&format!("copying {}: {e}", wasm.display()));
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1);
+}

@@ -1,0 +1,309 @@
+//! The orchestrator: the only place that knows the order of things. It reads and plans the
+//! Dockerfile, prepares each needed stage (base image pulled and extracted into its own root),
+//! runs every step (`step`), assembles the image and writes it to every output.
+//!
+//! Every other module is a noun with a plain-value API; this one strings them together and
+//! turns their errors into messages that name the Dockerfile line, path or reference.
+
+mod plan;
+mod step;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+use crate::dockerfile::{self, IgnoreRules};
+use crate::image::{self, output, BuiltImage, Family};
+use crate::layer::{BlobStore, DiffId, Digest, LayerBlob};
+use crate::registry::{self, Platform, PushImage, Registry, RegistryOptions};
+use crate::rootfs::{extract, Root};
+use crate::sandbox::Sandbox;
+use plan::{Base, BuildPlan};
+
+/// Validated options of one build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    pub destinations: Vec<String>,
+    pub no_push: bool,
+    pub tar_path: Option<PathBuf>,
+    pub oci_layout_path: Option<PathBuf>,
+    pub digest_file: Option<PathBuf>,
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub registry: RegistryOptions,
+    /// kiln's work dir: blob cache, stage roots, compiled guest
+    pub kiln_dir: PathBuf,
+}
+
+/// A RUN that failed: kiln exits with the command's code, as kaniko does.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {instruction}: command exited with code {code}")]
+pub struct RunFailed {
+    pub line: usize,
+    pub instruction: String,
+    pub code: i32,
+}
+
+/// What a finished stage leaves for later stages and the outputs.
+pub(crate) struct StageResult {
+    pub root: Arc<Root>,
+    pub config: Value,
+    pub layers: Vec<LayerBlob>,
+    pub family: Family,
+}
+
+/// Shared state of one build.
+pub(crate) struct Build {
+    pub opts: BuildOptions,
+    pub store: BlobStore,
+    pub registry: Registry,
+    pub platform: Platform,
+    pub sandbox: Arc<Sandbox>,
+    pub context: Arc<Root>,
+    pub ignore: Arc<IgnoreRules>,
+    pub escape: char,
+    pub work: PathBuf,
+    pub created: String,
+    pub resolv_conf: PathBuf,
+    pub hosts: PathBuf,
+    /// images named by `COPY --from=<image>`, extracted once
+    pub from_images: HashMap<String, Arc<Root>>,
+}
+
+/// Removes the build's scratch directories however the build ends.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.0.display(), error = %e, "could not clean up");
+            }
+        }
+    }
+}
+
+/// Runs a whole build and writes its outputs.
+pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
+    if opts.destinations.is_empty() && !opts.no_push {
+        bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
+    }
+    let text = std::fs::read_to_string(&opts.dockerfile)
+        .with_context(|| format!("reading dockerfile {}", opts.dockerfile.display()))?;
+    let df = dockerfile::parse(&text).with_context(|| format!("parsing {}", opts.dockerfile.display()))?;
+    for w in &df.warnings {
+        tracing::warn!("{}: {w}", opts.dockerfile.display());
+    }
+    let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref())
+        .with_context(|| format!("planning {}", opts.dockerfile.display()))?;
+
+    let ignore_path = opts.context.join(".dockerignore");
+    let ignore = match std::fs::read_to_string(&ignore_path) {
+        Ok(t) => IgnoreRules::parse(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::parse(""),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", ignore_path.display())),
+    };
+    let context = Root::open(&opts.context).with_context(|| format!("opening context {}", opts.context.display()))?;
+    std::fs::create_dir_all(&opts.kiln_dir).with_context(|| format!("creating kiln dir {}", opts.kiln_dir.display()))?;
+    let store = BlobStore::open(&opts.kiln_dir.join("blobs"))?;
+    let work = opts.kiln_dir.join(format!("build-{}", std::process::id()));
+    let _cleanup = WorkDir(work.clone());
+    let (resolv_conf, hosts) = crate::run::network_files(&work.join("etc"))?;
+    let cache_dir = opts.kiln_dir.join("cache");
+    let sandbox = tokio::task::spawn_blocking(move || Sandbox::load(&cache_dir)).await??;
+    let created = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+    let mut build = Build {
+        registry: Registry::new(opts.registry.clone()),
+        opts,
+        store,
+        platform: Platform::host(),
+        sandbox: Arc::new(sandbox),
+        context: Arc::new(context),
+        ignore: Arc::new(ignore),
+        escape: df.escape,
+        work,
+        created: image::rfc3339(created),
+        resolv_conf,
+        hosts,
+        from_images: HashMap::new(),
+    };
+
+    let mut results: HashMap<usize, StageResult> = HashMap::new();
+    for &index in &plan.order {
+        let stage = &plan.stages[index];
+        tracing::info!(stage = %stage.display_name(), "building stage");
+        let result = build_stage(&mut build, &plan, index, &results).await?;
+        results.insert(index, result);
+    }
+    let last = results
+        .remove(&plan.target)
+        .context("the target stage produced no image")?;
+    let store = build.store.clone();
+    let created = build.created.clone();
+    let image = image::assemble(last.config, last.layers, last.family, &created, &store)?;
+    write_outputs(&build, &image).await?;
+    Ok(image)
+}
+
+async fn build_stage(build: &mut Build, plan: &BuildPlan, index: usize, done: &HashMap<usize, StageResult>) -> Result<StageResult> {
+    let stage = &plan.stages[index];
+    let root_dir = build.work.join(format!("stage-{index}"));
+    let root = Arc::new(Root::create(&root_dir)?);
+    let (config, layers, family) = match &stage.base {
+        Base::Scratch => (
+            image::scratch_config(&build.platform.os, &build.platform.architecture),
+            Vec::new(),
+            Family::Oci,
+        ),
+        Base::Stage(dep) => {
+            let dep = done
+                .get(dep)
+                .with_context(|| format!("line {}: stage {dep} was not built", stage.line))?;
+            extract_layers(&root, &dep.layers).await?;
+            (dep.config.clone(), dep.layers.clone(), dep.family)
+        }
+        Base::Image(reference) => {
+            let (config, layers, family) = pull_image(build, reference)
+                .await
+                .with_context(|| format!("line {}: FROM {reference}", stage.line))?;
+            extract_layers(&root, &layers)
+                .await
+                .with_context(|| format!("line {}: extracting {reference}", stage.line))?;
+            (config, layers, family)
+        }
+    };
+    step::run_stage(build, plan, index, root, config, layers, family, done).await
+}
+
+/// Pulls an image into the blob store: its config and layers in `family`'s media types.
+pub(crate) async fn pull_image(build: &Build, reference: &str) -> Result<(Value, Vec<LayerBlob>, Family)> {
+    let pulled = build
+        .registry
+        .pull(reference, &build.platform, build.store.dir())
+        .await
+        .with_context(|| format!("pulling {reference}"))?;
+    let family = Family::of_manifest(&pulled.manifest_media_type);
+    let config = image::parse_config(&pulled.config, reference)?;
+    let diff_ids: Vec<String> = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    if diff_ids.len() != pulled.layers.len() {
+        bail!(
+            "image {reference}: config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            pulled.layers.len()
+        );
+    }
+    let layers = pulled
+        .layers
+        .into_iter()
+        .zip(diff_ids)
+        .map(|(l, diff_id)| LayerBlob {
+            digest: Digest(l.digest),
+            diff_id: DiffId(diff_id),
+            size: l.size,
+            media_type: family.convert_layer(&l.media_type),
+            path: l.path,
+        })
+        .collect();
+    Ok((config, layers, family))
+}
+
+/// Applies layers, in order, to a root.
+pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Result<()> {
+    let root = root.clone();
+    let layers = layers.to_vec();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        for layer in &layers {
+            let file = std::fs::File::open(&layer.path).with_context(|| format!("opening layer {}", layer.digest))?;
+            extract::extract(&root, "", file, extract::Whiteouts::Apply, &layer.digest.0)
+                .with_context(|| format!("extracting layer {}", layer.digest))?;
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// The tag part of a reference (`latest` when it has none or is pinned by digest).
+fn tag_of(reference: &str) -> String {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        Some((_, tag)) if !tag.is_empty() => tag.to_string(),
+        _ => "latest".to_string(),
+    }
+}
+
+async fn write_outputs(build: &Build, image: &BuiltImage) -> Result<()> {
+    let opts = &build.opts;
+    if let Some(path) = &opts.tar_path {
+        let tags: Vec<String> = opts
+            .destinations
+            .iter()
+            .map(|d| if d.split('/').next_back().is_some_and(|l| l.contains(':')) { d.clone() } else { format!("{d}:latest") })
+            .collect();
+        output::write_docker_archive(image, &tags, path).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(path = %path.display(), "wrote docker archive");
+    }
+    if let Some(dir) = &opts.oci_layout_path {
+        let name = opts.destinations.first().map_or_else(|| "latest".to_string(), |d| tag_of(d));
+        output::write_oci_layout(image, &name, dir).with_context(|| format!("writing OCI layout {}", dir.display()))?;
+        tracing::info!(path = %dir.display(), "wrote OCI layout");
+    }
+    if !opts.no_push {
+        let mut blobs = vec![registry::BlobFile {
+            digest: image.config_digest.0.clone(),
+            size: image.config.len() as u64,
+            path: build.store.path(&image.config_digest),
+        }];
+        blobs.extend(image.layers.iter().map(|l| registry::BlobFile {
+            digest: l.digest.0.clone(),
+            size: l.size,
+            path: l.path.clone(),
+        }));
+        let push = PushImage {
+            manifest: image.manifest.clone(),
+            manifest_media_type: image.family.manifest().to_string(),
+            blobs,
+        };
+        for dest in &opts.destinations {
+            let digest = build.registry.push(dest, &push).await.with_context(|| format!("pushing {dest}"))?;
+            tracing::info!(destination = %dest, %digest, "pushed");
+        }
+    }
+    if let Some(path) = &opts.digest_file {
+        output::write_digest_file(&image.manifest_digest.0, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_of_references() {
+        for (r, want) in [
+            ("127.0.0.1:5000/app:1", "1"),
+            ("127.0.0.1:5000/app", "latest"),
+            ("app@sha256:abc", "latest"),
+            ("reg.io/a/b:v2", "v2"),
+        ] {
+            assert_eq!(tag_of(r), want, "{r}");
+        }
+    }
+}

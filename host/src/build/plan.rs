@@ -1,0 +1,214 @@
+//! The build plan: a parsed Dockerfile cut into stages, each with its base (scratch, an
+//! earlier stage or an image reference, global ARGs expanded), the stage `--target` picks,
+//! and the stages it needs, in build order (unused stages are pruned, as BuildKit does).
+
+use std::collections::{BTreeSet, HashMap};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::dockerfile::{expand_word, Args, Dockerfile, Instruction, Keyword};
+
+/// Where a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    Scratch,
+    Stage(usize),
+    Image(String),
+}
+
+/// One `FROM` and the instructions after it.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub index: usize,
+    pub name: Option<String>,
+    pub base: Base,
+    /// line of the FROM
+    pub line: usize,
+    pub instructions: Vec<Instruction>,
+}
+
+impl Stage {
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.index.to_string())
+    }
+}
+
+/// What the orchestrator executes.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    pub stages: Vec<Stage>,
+    /// stage indexes to build, in order
+    pub order: Vec<usize>,
+    pub target: usize,
+    /// ARGs declared before the first FROM, with their values (None: declared, unset)
+    pub global_args: HashMap<String, Option<String>>,
+    /// --build-arg values
+    pub build_args: HashMap<String, String>,
+}
+
+impl BuildPlan {
+    /// The stage a `--from` value or FROM name refers to, looking only at stages before `before`.
+    pub fn stage_named(&self, name: &str, before: usize) -> Option<usize> {
+        stage_ref(&self.stages[..before.min(self.stages.len())], name)
+    }
+}
+
+fn stage_ref(stages: &[Stage], name: &str) -> Option<usize> {
+    if let Ok(n) = name.parse::<usize>() {
+        return (n < stages.len()).then_some(n);
+    }
+    let lower = name.to_ascii_lowercase();
+    stages.iter().rev().find(|s| s.name.as_deref() == Some(lower.as_str())).map(|s| s.index)
+}
+
+/// A lookup over global ARG values for FROM and `--from` expansion.
+pub fn global_lookup(globals: &HashMap<String, Option<String>>) -> HashMap<String, String> {
+    globals
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+        .collect()
+}
+
+pub fn plan(df: &Dockerfile, build_args: &[(String, String)], target: Option<&str>) -> Result<BuildPlan> {
+    let build_args: HashMap<String, String> = build_args.iter().cloned().collect();
+    let mut global_args: HashMap<String, Option<String>> = HashMap::new();
+    let mut stages: Vec<Stage> = Vec::new();
+    for ins in &df.instructions {
+        if ins.keyword == Keyword::From {
+            let (image, name) = ins.from_parts()?;
+            let lookup = global_lookup(&global_args);
+            let image = expand_word(&image, &lookup, df.escape)
+                .with_context(|| format!("line {}: expanding FROM {image}", ins.line))?;
+            if image.is_empty() {
+                bail!("line {}: FROM names no image after expansion", ins.line);
+            }
+            let name = name.map(|n| n.to_ascii_lowercase());
+            if let Some(n) = &name {
+                if stages.iter().any(|s| s.name.as_deref() == Some(n)) {
+                    bail!("line {}: duplicate stage name {n:?}", ins.line);
+                }
+            }
+            let base = if image.eq_ignore_ascii_case("scratch") {
+                Base::Scratch
+            } else if let Some(dep) = stages
+                .iter()
+                .rev()
+                .find(|s| s.name.as_deref() == Some(image.to_ascii_lowercase().as_str()))
+            {
+                Base::Stage(dep.index)
+            } else {
+                Base::Image(image)
+            };
+            stages.push(Stage {
+                index: stages.len(),
+                name,
+                base,
+                line: ins.line,
+                instructions: Vec::new(),
+            });
+            continue;
+        }
+        match stages.last_mut() {
+            Some(stage) => stage.instructions.push(ins.clone()),
+            None if ins.keyword == Keyword::Arg => {
+                for (name, default) in ins.arg_decls()? {
+                    let value = match build_args.get(&name) {
+                        Some(v) => Some(v.clone()),
+                        None => match default {
+                            Some(d) => Some(
+                                expand_word(&d, &global_lookup(&global_args), df.escape)
+                                    .with_context(|| format!("line {}: expanding ARG {name}", ins.line))?,
+                            ),
+                            None => None,
+                        },
+                    };
+                    global_args.insert(name, value);
+                }
+            }
+            None => bail!(
+                "line {}: {} before the first FROM (only ARG may come before FROM)",
+                ins.line,
+                ins.keyword.as_str()
+            ),
+        }
+    }
+    if stages.is_empty() {
+        bail!("the dockerfile has no FROM instruction");
+    }
+    let target = match target {
+        None => stages.len() - 1,
+        Some(t) => stage_ref(&stages, t)
+            .filter(|_| t.parse::<usize>().is_err())
+            .with_context(|| format!("target stage {t:?} not found"))?,
+    };
+    // walk dependencies back from the target
+    let lookup = global_lookup(&global_args);
+    let mut needed: BTreeSet<usize> = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if !needed.insert(i) {
+            continue;
+        }
+        let stage = &stages[i];
+        if let Base::Stage(dep) = stage.base {
+            todo.push(dep);
+        }
+        for ins in &stage.instructions {
+            if !matches!(ins.keyword, Keyword::Copy | Keyword::Add) {
+                continue;
+            }
+            if let Some(from) = ins.flag("from").and_then(|f| f.value.as_deref()) {
+                let from = expand_word(from, &lookup, df.escape).unwrap_or_else(|_| from.to_string());
+                if let Some(dep) = stage_ref(&stages[..i], &from) {
+                    todo.push(dep);
+                }
+            }
+        }
+    }
+    Ok(BuildPlan {
+        stages,
+        order: needed.into_iter().collect(),
+        target,
+        global_args,
+        build_args,
+    })
+}
+
+/// The shell-form text of an instruction, or None for the exec form.
+pub fn shell_text(ins: &Instruction) -> Option<&str> {
+    match &ins.args {
+        Args::Shell(t) => Some(t),
+        Args::Exec(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::parse;
+
+    #[test]
+    fn stages_target_and_pruning() {
+        let df = parse(
+            "ARG TAG=1\nFROM img:${TAG} AS a\nRUN x\nFROM scratch AS unused\nFROM a AS b\nCOPY --from=0 /x /y\nFROM b\n",
+        )
+        .unwrap();
+        let p = plan(&df, &[], Some("b")).unwrap();
+        assert_eq!(p.stages[0].base, Base::Image("img:1".into()));
+        assert_eq!(p.stages[2].base, Base::Stage(0));
+        assert_eq!(p.target, 2);
+        assert_eq!(p.order, vec![0, 2]);
+        let p = plan(&df, &[("TAG".into(), "2".into())], None).unwrap();
+        assert_eq!(p.stages[0].base, Base::Image("img:2".into()));
+        assert_eq!(p.order, vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let df = parse("RUN x\nFROM a\n").unwrap();
+        let e = plan(&df, &[], None).unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+        let df = parse("FROM a\n").unwrap();
+        assert!(plan(&df, &[], Some("nope")).is_err());
+    }
+}

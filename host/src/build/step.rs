@@ -1,0 +1,403 @@
+//! Steps of one stage: each instruction expanded with the stage's ARG/ENV state, carried out
+//! (RUN natively, the rest in the guest), and snapshotted into a layer when it changed the
+//! root. History gets one entry per instruction, `empty_layer` for metadata-only ones.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _, Result};
+use serde_json::Value;
+
+use super::plan::{shell_text, BuildPlan};
+use super::{Build, RunFailed, StageResult};
+use crate::dockerfile::{expand_word, Args, Instruction, Keyword};
+use crate::image::{self, Family};
+use crate::layer::{self, LayerBlob};
+use crate::rootfs::Root;
+use crate::run::{self, RunSpec};
+use crate::sandbox::{GuestInstruction, GuestRoots};
+use crate::snapshot::Index;
+
+/// The PATH RUN gets when the image sets none, as Docker's.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The mutable state of a stage between steps.
+struct StageState {
+    root: Arc<Root>,
+    config: Value,
+    layers: Vec<LayerBlob>,
+    family: Family,
+    /// ARGs declared in this stage (None: declared without a value)
+    args: Vec<(String, Option<String>)>,
+    cmd_set: bool,
+    index: Index,
+}
+
+impl StageState {
+    fn env(&self) -> Vec<(String, String)> {
+        self.config
+            .pointer("/config/Env")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.to_string()),
+                        None => (kv.to_string(), String::new()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Variables for expansion: ARGs in scope, overridden by ENV.
+    fn lookup(&self) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = self
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+            .collect();
+        m.extend(self.env());
+        m
+    }
+
+    fn config_str(&self, key: &str) -> Option<String> {
+        self.config
+            .pointer(&format!("/config/{key}"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_stage(
+    build: &mut Build,
+    plan: &BuildPlan,
+    index: usize,
+    root: Arc<Root>,
+    config: Value,
+    layers: Vec<LayerBlob>,
+    family: Family,
+    done: &HashMap<usize, StageResult>,
+) -> Result<StageResult> {
+    let stage = &plan.stages[index];
+    let scan_root = root.clone();
+    let snapshot = tokio::task::spawn_blocking(move || Index::scan(scan_root.path(), &BTreeSet::new())).await??;
+    let mut st = StageState {
+        root,
+        config,
+        layers,
+        family,
+        args: Vec::new(),
+        cmd_set: false,
+        index: snapshot,
+    };
+    // triggers belong to the image that declared them; they are not inherited
+    if let Some(obj) = st.config.get_mut("config").and_then(Value::as_object_mut) {
+        if obj.get("OnBuild").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+            tracing::warn!(line = stage.line, "ONBUILD triggers of the base image are not run yet");
+        }
+        obj.remove("OnBuild");
+    }
+    for ins in &stage.instructions {
+        tracing::info!(stage = %stage.display_name(), line = ins.line, "{}", ins.original);
+        step(build, plan, index, &mut st, ins, done)
+            .await
+            .map_err(|e| match e.downcast::<RunFailed>() {
+                Ok(rf) => anyhow!(rf),
+                Err(e) => e.context(format!("line {}: {}", ins.line, ins.original)),
+            })?;
+    }
+    Ok(StageResult {
+        root: st.root,
+        config: st.config,
+        layers: st.layers,
+        family: st.family,
+    })
+}
+
+fn expand_all(words: &[String], lookup: &HashMap<String, String>, escape: char) -> Result<Vec<String>> {
+    words
+        .iter()
+        .map(|w| expand_word(w, lookup, escape).map_err(anyhow::Error::from))
+        .collect()
+}
+
+async fn step(
+    build: &mut Build,
+    plan: &BuildPlan,
+    index: usize,
+    st: &mut StageState,
+    ins: &Instruction,
+    done: &HashMap<usize, StageResult>,
+) -> Result<()> {
+    let escape = build.escape;
+    let lookup = st.lookup();
+    match ins.keyword {
+        Keyword::Arg => {
+            for (name, default) in ins.arg_decls()? {
+                let value = match plan.build_args.get(&name) {
+                    Some(v) => Some(v.clone()),
+                    None => match default {
+                        Some(d) => Some(expand_word(&d, &st.lookup(), escape)?),
+                        None => plan.global_args.get(&name).cloned().flatten(),
+                    },
+                };
+                st.args.retain(|(k, _)| k != &name);
+                st.args.push((name, value));
+            }
+            Ok(())
+        }
+        Keyword::Run => run_step(build, st, ins).await,
+        Keyword::From => Err(anyhow!("FROM inside a stage")),
+        _ => guest_step(build, plan, index, st, ins, &lookup, done).await,
+    }
+}
+
+fn created_by(ins: &Instruction, shell: &[String]) -> String {
+    match (ins.keyword, &ins.args) {
+        (Keyword::Run, Args::Shell(t)) => format!("RUN {} {t}", shell.join(" ")),
+        (Keyword::Run, Args::Exec(v)) => format!("RUN {}", v.join(" ")),
+        _ => ins.original.clone(),
+    }
+}
+
+fn shell_of(st: &StageState) -> Vec<String> {
+    st.config
+        .pointer("/config/Shell")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
+}
+
+async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> Result<()> {
+    let shell = shell_of(st);
+    let argv = match &ins.args {
+        Args::Exec(v) => v.clone(),
+        Args::Shell(text) => {
+            let script = match ins.heredocs.as_slice() {
+                // `RUN <<EOF`: the body is the script
+                [h] if text.trim().starts_with("<<") && text.split_whitespace().count() == 1 => h.content.clone(),
+                // heredocs after a command: the shell reads them itself
+                hs => {
+                    let mut s = text.clone();
+                    for h in hs {
+                        s.push('\n');
+                        s.push_str(&h.content);
+                        s.push_str(&h.name);
+                    }
+                    s
+                }
+            };
+            let mut argv = shell.clone();
+            argv.push(script);
+            argv
+        }
+    };
+    let mut env = st.env();
+    for (k, v) in &st.args {
+        if let Some(v) = v {
+            if !env.iter().any(|(ek, _)| ek == k) {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    let (uid, gid, groups) = match st.config_str("User") {
+        None => (0, 0, Vec::new()),
+        Some(user) => {
+            let sandbox = build.sandbox.clone();
+            let root = st.root.clone();
+            let id = tokio::task::spawn_blocking(move || sandbox.resolve_user(&user, &root)).await??;
+            (id.uid, id.gid, id.groups)
+        }
+    };
+    if !env.iter().any(|(k, _)| k == "HOME") && uid == 0 {
+        env.push(("HOME".into(), "/root".into()));
+    }
+    let spec = RunSpec {
+        argv,
+        env,
+        cwd: st.config_str("WorkingDir").unwrap_or_else(|| "/".into()),
+        uid,
+        gid,
+        groups,
+    };
+    let root = st.root.clone();
+    let (resolv, hosts) = (build.resolv_conf.clone(), build.hosts.clone());
+    let result = tokio::task::spawn_blocking(move || run::run(&root, &spec, &resolv, &hosts)).await?;
+    match result {
+        Ok(()) => {}
+        Err(run::Error::NonZeroExit { code }) => {
+            return Err(RunFailed {
+                line: ins.line,
+                instruction: ins.original.clone(),
+                code,
+            }
+            .into())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let created_by = created_by(ins, &shell);
+    snapshot_step(build, st, &created_by).await
+}
+
+/// Diffs the root against the last snapshot; a change becomes a layer.
+async fn snapshot_step(build: &Build, st: &mut StageState, created_by: &str) -> Result<()> {
+    let root = st.root.clone();
+    let before = std::mem::take(&mut st.index);
+    let store = build.store.clone();
+    let media_type = st.family.layer_gzip().to_string();
+    let (after, blob) = tokio::task::spawn_blocking(move || -> Result<(Index, Option<LayerBlob>)> {
+        let after = Index::scan(root.path(), &BTreeSet::new())?;
+        let changes = before.diff(&after);
+        if changes.is_empty() {
+            return Ok((after, None));
+        }
+        let blob = layer::write_layer(&root, &changes, &store, &media_type)?;
+        Ok((after, Some(blob)))
+    })
+    .await??;
+    st.index = after;
+    match blob {
+        Some(blob) => {
+            tracing::debug!(digest = %blob.digest, size = blob.size, "layer");
+            st.layers.push(blob);
+            image::add_history(&mut st.config, &build.created, created_by, false);
+        }
+        None => image::add_history(&mut st.config, &build.created, created_by, true),
+    }
+    Ok(())
+}
+
+/// Arguments as the guest receives them, expanded where Docker expands.
+fn guest_args(ins: &Instruction, lookup: &HashMap<String, String>, escape: char) -> Result<(Vec<String>, bool)> {
+    let exec = matches!(ins.args, Args::Exec(_));
+    let args = match ins.keyword {
+        Keyword::Env | Keyword::Label => {
+            let mut out = Vec::new();
+            for (k, v) in ins.key_values()? {
+                out.push(expand_word(&k, lookup, escape)?);
+                out.push(expand_word(&v, lookup, escape)?);
+            }
+            out
+        }
+        Keyword::Cmd | Keyword::Entrypoint | Keyword::Shell => match &ins.args {
+            Args::Exec(v) => v.clone(),
+            Args::Shell(t) => vec![t.clone()],
+        },
+        Keyword::Onbuild | Keyword::Maintainer => vec![shell_text(ins).unwrap_or_default().to_string()],
+        Keyword::Healthcheck => match &ins.args {
+            Args::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+            Args::Shell(t) => {
+                let t = t.trim();
+                let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+                let first = first.to_ascii_uppercase();
+                if rest.trim().is_empty() {
+                    vec![first]
+                } else {
+                    vec![first, rest.trim().to_string()]
+                }
+            }
+        },
+        Keyword::Workdir | Keyword::User | Keyword::Stopsignal => {
+            let text = match &ins.args {
+                Args::Shell(t) => t.clone(),
+                Args::Exec(v) => v.join(" "),
+            };
+            vec![expand_word(text.trim(), lookup, escape)?]
+        }
+        _ => {
+            if !ins.heredocs.is_empty() {
+                return Err(anyhow!("{} with a heredoc is not supported yet", ins.keyword.as_str()));
+            }
+            expand_all(&ins.words()?, lookup, escape)?
+        }
+    };
+    Ok((args, exec))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn guest_step(
+    build: &mut Build,
+    plan: &BuildPlan,
+    index: usize,
+    st: &mut StageState,
+    ins: &Instruction,
+    lookup: &HashMap<String, String>,
+    done: &HashMap<usize, StageResult>,
+) -> Result<()> {
+    let (args, exec_form) = guest_args(ins, lookup, build.escape)?;
+    let mut flags = Vec::new();
+    for f in &ins.flags {
+        let value = match &f.value {
+            Some(v) => Some(expand_word(v, lookup, build.escape)?),
+            None => None,
+        };
+        flags.push((f.name.clone(), value));
+    }
+    let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
+    let mut from_root = None;
+    if is_file_op {
+        if let Some((_, Some(from))) = flags.iter().find(|(n, _)| n == "from") {
+            from_root = Some(match plan.stage_named(from, index) {
+                Some(dep) => done
+                    .get(&dep)
+                    .map(|r| r.root.clone())
+                    .with_context(|| format!("stage {from} was not built"))?,
+                None => from_image(build, from).await?,
+            });
+        }
+    }
+    let guest_ins = GuestInstruction {
+        keyword: ins.keyword.as_str().to_string(),
+        line: ins.line as u32,
+        args,
+        flags: flags.into_iter().filter(|(n, _)| n != "from" || !is_file_op).collect(),
+        exec_form,
+    };
+    let roots = GuestRoots {
+        stage: st.root.clone(),
+        context: build.context.clone(),
+        context_ignore: build.ignore.clone(),
+        from: from_root,
+    };
+    let sandbox = build.sandbox.clone();
+    let config = st.config.clone();
+    let outcome = tokio::task::spawn_blocking(move || sandbox.execute(&guest_ins, &config, &roots)).await??;
+    st.config = outcome.config;
+    match ins.keyword {
+        Keyword::Cmd => st.cmd_set = true,
+        // BuildKit: ENTRYPOINT drops a CMD inherited from the base, not one set in this stage
+        Keyword::Entrypoint if !st.cmd_set => {
+            if let Some(c) = st.config.get_mut("config").and_then(Value::as_object_mut) {
+                c.insert("Cmd".into(), Value::Null);
+            }
+        }
+        _ => {}
+    }
+    let created_by = created_by(ins, &[]);
+    if is_file_op || ins.keyword == Keyword::Workdir {
+        snapshot_step(build, st, &created_by).await
+    } else {
+        image::add_history(&mut st.config, &build.created, &created_by, true);
+        Ok(())
+    }
+}
+
+/// `COPY --from=<image>`: the image pulled and extracted once per build.
+async fn from_image(build: &mut Build, reference: &str) -> Result<Arc<Root>> {
+    if let Some(r) = build.from_images.get(reference) {
+        return Ok(r.clone());
+    }
+    let (_, layers, _) = super::pull_image(build, reference).await?;
+    let dir = build.work.join(format!("image-{}", build.from_images.len()));
+    let root = Arc::new(Root::create(&dir)?);
+    super::extract_layers(&root, &layers).await?;
+    build.from_images.insert(reference.to_string(), root.clone());
+    Ok(root)
+}

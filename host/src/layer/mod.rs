@@ -1,0 +1,186 @@
+//! Layers and the blob store: `Changes` become a tar stream, gzip-compressed and hashed in one
+//! pass (diff_id over the tar, digest over the gzip) straight into a file of the blob store.
+//! No layer is ever held in memory whole.
+//!
+//! What changed is the snapshot's business; how a blob reaches a registry is the registry's.
+
+pub mod writer;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+pub use writer::write_layer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {op}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+    #[error("writing layer entry {path}: {source}")]
+    Entry { path: String, source: io::Error },
+    #[error(transparent)]
+    Root(#[from] crate::rootfs::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The digest of a blob as stored and pushed (the compressed bytes): `sha256:<hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub String);
+
+/// The digest of a layer's uncompressed tar, as listed in `rootfs.diff_ids`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DiffId(pub String);
+
+impl Digest {
+    pub fn hex(&self) -> &str {
+        self.0.strip_prefix("sha256:").unwrap_or(&self.0)
+    }
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for DiffId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A layer in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    pub digest: Digest,
+    pub diff_id: DiffId,
+    pub size: u64,
+    pub media_type: String,
+    pub path: PathBuf,
+}
+
+/// Media types of one manifest family.
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Content-addressed files under `<dir>/sha256/<hex>`.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+impl BlobStore {
+    pub fn open(dir: &Path) -> Result<BlobStore> {
+        let sha = dir.join("sha256");
+        std::fs::create_dir_all(&sha).map_err(|source| Error::Io {
+            path: sha,
+            op: "create blob store",
+            source,
+        })?;
+        Ok(BlobStore { dir: dir.to_path_buf() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("sha256").join(digest.hex())
+    }
+
+    /// Stores bytes (a config, a manifest) and returns their digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        let path = self.path(&digest);
+        if !path.exists() {
+            let tmp = self.dir.join(format!("tmp-{}", digest.hex()));
+            std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
+                path: tmp.clone(),
+                op: "write blob",
+                source,
+            })?;
+            std::fs::rename(&tmp, &path).map_err(|source| Error::Io {
+                path: path.clone(),
+                op: "store blob",
+                source,
+            })?;
+        }
+        Ok(digest)
+    }
+
+    /// A temp file in the store for a blob being written.
+    pub fn temp_file(&self) -> Result<(File, PathBuf)> {
+        let tmp = tempfile::Builder::new()
+            .prefix("incoming-")
+            .tempfile_in(&self.dir)
+            .map_err(|source| Error::Io {
+                path: self.dir.clone(),
+                op: "create temp blob",
+                source,
+            })?;
+        let (file, path) = tmp.keep().map_err(|e| Error::Io {
+            path: self.dir.clone(),
+            op: "keep temp blob",
+            source: e.error,
+        })?;
+        Ok((file, path))
+    }
+
+    /// Moves a finished temp file to its digest's place.
+    pub fn commit(&self, tmp: &Path, digest: &Digest) -> Result<PathBuf> {
+        let path = self.path(digest);
+        std::fs::rename(tmp, &path).map_err(|source| Error::Io {
+            path: path.clone(),
+            op: "store blob",
+            source,
+        })?;
+        Ok(path)
+    }
+}
+
+/// A writer that hashes what passes through it and counts it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+    /// `sha256:<hex>`, the byte count and the inner writer.
+    pub fn finish(self) -> (String, u64, W) {
+        (format!("sha256:{}", hex::encode(self.hasher.finalize())), self.count, self.inner)
+    }
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

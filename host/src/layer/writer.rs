@@ -1,0 +1,204 @@
+//! The layer writer: `Changes` → tar → gzip → blob file, hashing both sides in one pass.
+//!
+//! Entries are written in the order `Changes` gives (parents first, deterministic); file
+//! bytes are streamed from the root; a file whose inode was already written in this layer
+//! becomes a tar hardlink with a relative name.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use super::{BlobStore, DiffId, Digest, Error, HashingWriter, LayerBlob, Result};
+use crate::rootfs::{Kind, Root};
+use crate::snapshot::{Change, Changes, Entry};
+
+/// Writes `changes` (read from `root`) as a gzip layer into the blob store.
+pub fn write_layer(root: &Root, changes: &Changes, store: &BlobStore, media_type: &str) -> Result<LayerBlob> {
+    let (file, tmp) = store.temp_file()?;
+    let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let gz = GzEncoder::new(compressed, Compression::default());
+    let tar_side = HashingWriter::new(gz);
+    let mut builder = tar::Builder::new(tar_side);
+    builder.mode(tar::HeaderMode::Complete);
+    let mut inodes: HashMap<u64, Vec<u8>> = HashMap::new();
+    for change in &changes.items {
+        match change {
+            Change::Put(path, entry) => append_entry(&mut builder, root, path, entry, &mut inodes)?,
+            Change::Whiteout(path) => {
+                let (dir, name) = split(path);
+                let wh = join(dir, &[b".wh.", name].concat());
+                append_marker(&mut builder, &wh)?;
+            }
+            Change::Opaque(path) => {
+                let wh = join(path, crate::rootfs::extract::OPAQUE_WHITEOUT.as_bytes());
+                append_marker(&mut builder, &wh)?;
+            }
+        }
+    }
+    let io = |op| {
+        let tmp = tmp.clone();
+        move |source| Error::Io { path: tmp, op, source }
+    };
+    let tar_side = builder.into_inner().map_err(io("finish tar"))?;
+    let (diff_id, _, gz) = tar_side.finish();
+    let compressed = gz.finish().map_err(io("finish gzip"))?;
+    let (digest, size, mut buf) = compressed.finish();
+    buf.flush().map_err(io("flush"))?;
+    let file = buf.into_inner().map_err(|e| io("flush")(e.into_error()))?;
+    file.sync_all().ok();
+    let digest = Digest(digest);
+    let path = store.commit(&tmp, &digest)?;
+    Ok(LayerBlob {
+        digest,
+        diff_id: DiffId(diff_id),
+        size,
+        media_type: media_type.to_string(),
+        path,
+    })
+}
+
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&b""[..], path),
+    }
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        name.to_vec()
+    } else {
+        [dir, b"/", name].concat()
+    }
+}
+
+fn header_for(entry: &Entry, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(entry.mode);
+    h.set_uid(entry.uid as u64);
+    h.set_gid(entry.gid as u64);
+    h.set_mtime(entry.mtime.0.max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+fn append_entry<W: Write>(
+    b: &mut tar::Builder<W>,
+    root: &Root,
+    path: &[u8],
+    entry: &Entry,
+    inodes: &mut HashMap<u64, Vec<u8>>,
+) -> Result<()> {
+    let name = OsStr::from_bytes(path);
+    let err = |source| Error::Entry {
+        path: format!("/{}", String::from_utf8_lossy(path)),
+        source,
+    };
+    match entry.kind {
+        Kind::Dir => {
+            let mut h = header_for(entry, tar::EntryType::Directory);
+            let mut dir = path.to_vec();
+            dir.push(b'/');
+            b.append_data(&mut h, OsStr::from_bytes(&dir), std::io::empty()).map_err(err)
+        }
+        Kind::Symlink => {
+            let mut h = header_for(entry, tar::EntryType::Symlink);
+            let target = entry.link.clone().unwrap_or_default();
+            b.append_link(&mut h, name, &target).map_err(err)
+        }
+        Kind::File => {
+            if entry.nlink > 1 {
+                if let Some(first) = inodes.get(&entry.ino) {
+                    let mut h = header_for(entry, tar::EntryType::Link);
+                    return b.append_link(&mut h, name, OsStr::from_bytes(first)).map_err(err);
+                }
+                inodes.insert(entry.ino, path.to_vec());
+            }
+            let rel = String::from_utf8_lossy(path).into_owned();
+            let file = root.open_read(&rel)?;
+            let len = file.metadata().map_err(err)?.len();
+            let mut h = header_for(entry, tar::EntryType::Regular);
+            h.set_size(len);
+            // a file that grows while it is read must not overrun its header
+            b.append_data(&mut h, name, std::io::Read::take(file, len)).map_err(err)
+        }
+        Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+            let kind = match entry.kind {
+                Kind::CharDevice => tar::EntryType::Char,
+                Kind::BlockDevice => tar::EntryType::Block,
+                _ => tar::EntryType::Fifo,
+            };
+            let mut h = header_for(entry, kind);
+            h.set_device_major(rustix::fs::major(entry.rdev)).map_err(err)?;
+            h.set_device_minor(rustix::fs::minor(entry.rdev)).map_err(err)?;
+            b.append_data(&mut h, name, std::io::empty()).map_err(err)
+        }
+        Kind::Socket => Ok(()),
+    }
+}
+
+fn append_marker<W: Write>(b: &mut tar::Builder<W>, path: &[u8]) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, OsStr::from_bytes(path), std::io::empty())
+        .map_err(|source| Error::Entry {
+            path: format!("/{}", String::from_utf8_lossy(path)),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Index;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn layer_roundtrips_with_whiteouts_and_hardlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rp = tmp.path().join("root");
+        std::fs::create_dir_all(rp.join("d")).unwrap();
+        std::fs::write(rp.join("d/old"), "x").unwrap();
+        let before = Index::scan(&rp, &BTreeSet::new()).unwrap();
+        std::fs::remove_file(rp.join("d/old")).unwrap();
+        std::fs::write(rp.join("a"), "hello").unwrap();
+        std::fs::hard_link(rp.join("a"), rp.join("b")).unwrap();
+        let after = Index::scan(&rp, &BTreeSet::new()).unwrap();
+        let changes = before.diff(&after);
+        let store = BlobStore::open(&tmp.path().join("blobs")).unwrap();
+        let root = Root::open(&rp).unwrap();
+        let blob = write_layer(&root, &changes, &store, super::super::OCI_LAYER_GZIP).unwrap();
+        let bytes = std::fs::read(&blob.path).unwrap();
+        assert_eq!(Digest::of(&bytes), blob.digest);
+        assert_eq!(bytes.len() as u64, blob.size);
+        let mut tar_bytes = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut tar_bytes).unwrap();
+        assert_eq!(Digest::of(&tar_bytes).0, blob.diff_id.0);
+        let mut ar = tar::Archive::new(&tar_bytes[..]);
+        let got: Vec<(String, tar::EntryType)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().entry_type())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), tar::EntryType::Regular),
+                ("b".to_string(), tar::EntryType::Link),
+                ("d/".to_string(), tar::EntryType::Directory),
+                ("d/.wh.old".to_string(), tar::EntryType::Regular),
+            ]
+        );
+    }
+}

@@ -1,0 +1,397 @@
+//! Pulling an image: manifest (through an index to one platform), config and layers.
+//!
+//! Blobs land in `<blob_dir>/sha256/<hex>`: each is streamed into a temporary file beside its
+//! final name, checked for size and sha256 while it is written, and renamed into place only
+//! when both match. A file already at the final name is reused only after its content has been
+//! hashed again. Unpacking layers and reading the config are other modules' jobs.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWrite;
+use tracing::{debug, info, warn};
+
+use super::platform::{describe_platforms, select_entry, Descriptor, Manifest, ACCEPTED_MANIFESTS};
+use super::{
+    parse_reference, sha256_hex, with_retries, Direction, Error, Platform, PulledImage,
+    PulledLayer, Registry, Result,
+};
+
+/// Blob downloads running at once for one image.
+const PARALLEL_DOWNLOADS: usize = 4;
+/// Read size when re-hashing a blob already on disk.
+const HASH_BUFFER: usize = 1 << 20;
+
+/// Distinguishes temporary files of concurrent downloads in one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Registry {
+    /// Resolves `reference`, follows an index to `platform`, and downloads the config and every
+    /// layer into `blob_dir/sha256/<hex>`, reusing blobs already there with the right content.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        blob_dir: &Path,
+    ) -> Result<PulledImage> {
+        let reference = parse_reference(reference)?;
+        let name = reference.whole();
+        let (client, auth) = self.connect(&reference, Direction::Pull).await?;
+
+        let (mut body, mut manifest_ref) = (
+            fetch_manifest(&client, &auth, &reference).await?,
+            reference.clone(),
+        );
+        let mut manifest = Manifest::parse(&name, &body)?;
+        if let Manifest::Index { entries } = &manifest {
+            let entry = select_entry(entries, platform).ok_or_else(|| Error::NoMatchingPlatform {
+                reference: name.clone(),
+                platform: platform.to_string(),
+                available: describe_platforms(entries),
+            })?;
+            debug!(reference = %name, %platform, digest = %entry.digest, "selected index entry");
+            manifest_ref = reference.clone_with_digest(entry.digest.clone());
+            body = fetch_manifest(&client, &auth, &manifest_ref).await?;
+            manifest = Manifest::parse(&manifest_ref.whole(), &body)?;
+        }
+        let Manifest::Image {
+            media_type,
+            config,
+            layers,
+        } = manifest
+        else {
+            return Err(Error::NestedIndex {
+                reference: name,
+                platform: platform.to_string(),
+            });
+        };
+        let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+
+        let sha_dir = blob_dir.join("sha256");
+        tokio::fs::create_dir_all(&sha_dir)
+            .await
+            .map_err(|source| Error::BlobFile {
+                reference: name.clone(),
+                digest: config.digest.clone(),
+                path: sha_dir.clone(),
+                source,
+            })?;
+
+        let fetcher = BlobFetcher {
+            client: &client,
+            reference: &manifest_ref,
+            name: &name,
+            sha_dir: &sha_dir,
+        };
+        let config_path = fetcher.fetch(&config).await?;
+        let config_bytes =
+            tokio::fs::read(&config_path)
+                .await
+                .map_err(|source| Error::BlobFile {
+                    reference: name.clone(),
+                    digest: config.digest.clone(),
+                    path: config_path.clone(),
+                    source,
+                })?;
+
+        // An image may list the same layer twice; download each digest once.
+        let mut unique: Vec<&Descriptor> = Vec::new();
+        for layer in &layers {
+            if !unique.iter().any(|d| d.digest == layer.digest) {
+                unique.push(layer);
+            }
+        }
+        stream::iter(unique)
+            .map(|layer| fetcher.fetch(layer))
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .try_collect::<Vec<PathBuf>>()
+            .await?;
+        let layers = layers
+            .into_iter()
+            .map(|d| {
+                let hex = sha256_hex(&name, &d.digest)?;
+                Ok(PulledLayer {
+                    path: sha_dir.join(hex),
+                    digest: d.digest,
+                    media_type: d.media_type,
+                    size: d.size,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        info!(
+            reference = %name,
+            digest = %manifest_digest,
+            layers = layers.len(),
+            "pulled image"
+        );
+        Ok(PulledImage {
+            reference: name,
+            manifest_digest,
+            manifest_media_type: media_type,
+            config: config_bytes,
+            config_digest: config.digest,
+            layers,
+        })
+    }
+}
+
+/// Fetches a manifest or index, retrying transient failures. oci-client checks the body
+/// against the reference's digest and the `Docker-Content-Digest` header when present.
+async fn fetch_manifest(
+    client: &Client,
+    auth: &RegistryAuth,
+    reference: &Reference,
+) -> Result<bytes::Bytes> {
+    with_retries("fetch manifest", || async {
+        client
+            .pull_manifest_raw(reference, auth, ACCEPTED_MANIFESTS)
+            .await
+            .map(|(body, _digest)| body)
+            .map_err(|source| Error::FetchManifest {
+                reference: reference.whole(),
+                source,
+            })
+    })
+    .await
+}
+
+/// Downloads the blobs of one image into one directory.
+struct BlobFetcher<'a> {
+    client: &'a Client,
+    /// The repository to fetch from.
+    reference: &'a Reference,
+    /// The reference the user asked for, for messages.
+    name: &'a str,
+    sha_dir: &'a Path,
+}
+
+impl BlobFetcher<'_> {
+    /// Makes `<sha_dir>/<hex>` hold the blob `desc` and returns that path.
+    async fn fetch(&self, desc: &Descriptor) -> Result<PathBuf> {
+        let hex = sha256_hex(self.name, &desc.digest)?;
+        let path = self.sha_dir.join(&hex);
+        if self.cached(desc, &hex, &path).await? {
+            debug!(reference = %self.name, digest = %desc.digest, "blob already present");
+            return Ok(path);
+        }
+        with_retries("download blob", || self.download(desc, &hex, &path)).await?;
+        debug!(reference = %self.name, digest = %desc.digest, size = desc.size, "downloaded blob");
+        Ok(path)
+    }
+
+    /// Whether `path` already holds the blob. A file with other content is removed.
+    async fn cached(&self, desc: &Descriptor, hex: &str, path: &Path) -> Result<bool> {
+        let file_error = |source| Error::BlobFile {
+            reference: self.name.to_string(),
+            digest: desc.digest.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = match tokio::fs::metadata(path).await {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(file_error(e)),
+        };
+        let intact = size == desc.size && {
+            let owned = path.to_path_buf();
+            tokio::task::spawn_blocking(move || hash_file(&owned))
+                .await
+                .map_err(|source| Error::Task {
+                    reference: self.name.to_string(),
+                    digest: desc.digest.clone(),
+                    source,
+                })?
+                .map_err(file_error)?
+                == hex
+        };
+        if !intact {
+            warn!(
+                reference = %self.name,
+                digest = %desc.digest,
+                path = %path.display(),
+                "blob on disk does not match its digest, downloading it again"
+            );
+            tokio::fs::remove_file(path).await.map_err(file_error)?;
+        }
+        Ok(intact)
+    }
+
+    /// One download attempt into a fresh temporary file, renamed to `path` once verified.
+    async fn download(&self, desc: &Descriptor, hex: &str, path: &Path) -> Result<()> {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = TempFile(
+            self.sha_dir
+                .join(format!(".{hex}.{}.{n}.partial", std::process::id())),
+        );
+        let file_error = |path: &Path, source| Error::BlobFile {
+            reference: self.name.to_string(),
+            digest: desc.digest.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = tokio::fs::File::create(&temp.0)
+            .await
+            .map_err(|e| file_error(&temp.0, e))?;
+        let mut writer = DigestWriter::new(file, desc.size);
+        let oci_desc = OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: i64::try_from(desc.size).unwrap_or(i64::MAX),
+            urls: desc.urls.clone(),
+            ..OciDescriptor::default()
+        };
+        let result = self
+            .client
+            .pull_blob(self.reference, &oci_desc, &mut writer)
+            .await;
+        if writer.overflow || (result.is_ok() && writer.written != desc.size) {
+            return Err(Error::BlobSize {
+                reference: self.name.to_string(),
+                digest: desc.digest.clone(),
+                expected: desc.size,
+                actual: writer.written,
+            });
+        }
+        result.map_err(|source| Error::PullBlob {
+            reference: self.name.to_string(),
+            digest: desc.digest.clone(),
+            source,
+        })?;
+        let actual = hex::encode(writer.hasher.finalize());
+        if actual != hex {
+            return Err(Error::BlobDigest {
+                reference: self.name.to_string(),
+                digest: desc.digest.clone(),
+                actual: format!("sha256:{actual}"),
+            });
+        }
+        tokio::fs::rename(&temp.0, path)
+            .await
+            .map_err(|e| file_error(path, e))?;
+        temp.keep();
+        Ok(())
+    }
+}
+
+/// Hex sha256 of a file's content.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; HASH_BUFFER];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A path removed on drop unless [`TempFile::keep`] is called.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // Nothing to report if it is already gone.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes through to a file while hashing, and refuses to write more than `limit` bytes so a
+/// misbehaving server cannot fill the disk.
+struct DigestWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+    limit: u64,
+    overflow: bool,
+}
+
+impl<W> DigestWriter<W> {
+    fn new(inner: W, limit: u64) -> Self {
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+            limit,
+            overflow: false,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for DigestWriter<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.written.saturating_add(buf.len() as u64) > this.limit {
+            this.overflow = true;
+            return Poll::Ready(Err(std::io::Error::other(
+                "blob is larger than its descriptor says",
+            )));
+        }
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            this.hasher.update(&buf[..*n]);
+            this.written += *n as u64;
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    #[tokio::test]
+    async fn digest_writer_hashes_and_limits() {
+        let mut out = Vec::new();
+        let mut w = DigestWriter::new(&mut out, 5);
+        w.write_all(b"hello").await.unwrap();
+        assert_eq!(w.written, 5);
+        assert_eq!(
+            hex::encode(w.hasher.clone().finalize()),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert!(w.write_all(b"!").await.is_err());
+        assert!(w.overflow);
+    }
+
+    #[test]
+    fn hashes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello").unwrap();
+        assert_eq!(
+            hash_file(&path).unwrap(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! The host side of the guest's `fs` interface: every call is a `Root` operation on a root
+//! from the call's table, with chroot semantics, write access only on writable roots and
+//! .dockerignore'd context paths invisible. Bytes are copied here, never through the guest.
+
+use std::ffi::OsStr;
+use std::io::Read;
+
+use super::bindings::kiln::builder::fs::Host as FsHost;
+use super::bindings::kiln::builder::types::{self, FileStat as Stat, FsError, Kind, Meta};
+use super::{RootEntry, State};
+use crate::rootfs::{self, extract, Root};
+
+type FsResult<T> = Result<T, FsError>;
+
+impl types::Host for State {}
+
+fn to_fs_error(e: rootfs::Error) -> FsError {
+    let msg = e.to_string();
+    match e {
+        rootfs::Error::NotFound { .. } => FsError::NotFound(msg),
+        rootfs::Error::Exists { .. } => FsError::Exists(msg),
+        rootfs::Error::NotDirectory { .. } => FsError::NotDirectory(msg),
+        rootfs::Error::IsDirectory { .. } => FsError::IsDirectory(msg),
+        rootfs::Error::Loop { .. } | rootfs::Error::Io { .. } => FsError::Io(msg),
+    }
+}
+
+fn to_stat(st: rootfs::Stat) -> Stat {
+    Stat {
+        kind: match st.kind {
+            rootfs::Kind::File => Kind::File,
+            rootfs::Kind::Dir => Kind::Dir,
+            rootfs::Kind::Symlink => Kind::Symlink,
+            rootfs::Kind::Fifo => Kind::Fifo,
+            rootfs::Kind::CharDevice => Kind::CharDevice,
+            rootfs::Kind::BlockDevice => Kind::BlockDevice,
+            rootfs::Kind::Socket => Kind::Socket,
+        },
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        size: st.size,
+        mtime_sec: st.mtime.0,
+        mtime_nsec: st.mtime.1,
+    }
+}
+
+impl RootEntry {
+    /// Whether .dockerignore hides this path (only the context has rules).
+    fn hidden(&self, path: &str) -> bool {
+        let Some(rules) = &self.ignore else {
+            return false;
+        };
+        let rel = rootfs::clean(path);
+        if rel.is_empty() || !rules.is_ignored(&rel) {
+            return false;
+        }
+        // an ignored directory stays walkable when an exception may re-include a child
+        let is_dir = self.root.lstat(&rel).is_ok_and(|s| s.kind == rootfs::Kind::Dir);
+        !(is_dir && rules.patterns().iter().any(|p| p.starts_with('!')))
+    }
+}
+
+impl State {
+    fn entry(&self, r: u32, path: &str) -> FsResult<&RootEntry> {
+        let e = self
+            .roots
+            .get(r as usize)
+            .ok_or_else(|| FsError::Invalid(format!("no root {r}")))?;
+        if e.hidden(path) {
+            return Err(FsError::NotFound(format!("/{}: not found", rootfs::clean(path))));
+        }
+        Ok(e)
+    }
+
+    fn root(&self, r: u32, path: &str) -> FsResult<&Root> {
+        Ok(&self.entry(r, path)?.root)
+    }
+
+    fn writable(&self, r: u32, path: &str) -> FsResult<&Root> {
+        let e = self.entry(r, path)?;
+        if !e.writable {
+            return Err(FsError::ReadOnly(format!("/{}: read-only root", rootfs::clean(path))));
+        }
+        Ok(&e.root)
+    }
+}
+
+impl FsHost for State {
+    fn lstat(&mut self, r: u32, path: String) -> FsResult<Stat> {
+        self.root(r, &path)?.lstat(&path).map(to_stat).map_err(to_fs_error)
+    }
+
+    fn stat(&mut self, r: u32, path: String) -> FsResult<Stat> {
+        self.root(r, &path)?.stat(&path).map(to_stat).map_err(to_fs_error)
+    }
+
+    fn readlink(&mut self, r: u32, path: String) -> FsResult<String> {
+        self.root(r, &path)?
+            .readlink(&path)
+            .map(|t| t.to_string_lossy().into_owned())
+            .map_err(to_fs_error)
+    }
+
+    fn read_dir(&mut self, r: u32, path: String) -> FsResult<Vec<String>> {
+        let entry = self.entry(r, &path)?;
+        let names = entry.root.read_dir(&path).map_err(to_fs_error)?;
+        let dir = rootfs::clean(&path);
+        Ok(names
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !entry.hidden(&rootfs::join(&dir, n)))
+            .collect())
+    }
+
+    fn read_file(&mut self, r: u32, path: String, max: u64) -> FsResult<Vec<u8>> {
+        let file = self.root(r, &path)?.open_read(&path).map_err(to_fs_error)?;
+        let mut buf = Vec::new();
+        file.take(max)
+            .read_to_end(&mut buf)
+            .map_err(|e| FsError::Io(format!("/{}: read: {e}", rootfs::clean(&path))))?;
+        Ok(buf)
+    }
+
+    fn mkdir(&mut self, r: u32, path: String, mode: u32) -> FsResult<()> {
+        self.writable(r, &path)?.mkdir(&path, mode).map_err(to_fs_error)
+    }
+
+    fn symlink(&mut self, r: u32, target: String, path: String) -> FsResult<()> {
+        self.writable(r, &path)?
+            .symlink(OsStr::new(&target), &path)
+            .map_err(to_fs_error)
+    }
+
+    fn link(&mut self, r: u32, existing: String, path: String) -> FsResult<()> {
+        self.writable(r, &path)?.link(&existing, &path).map_err(to_fs_error)
+    }
+
+    fn set_meta(&mut self, r: u32, path: String, m: Meta) -> FsResult<()> {
+        let meta = rootfs::Meta {
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            mtime: m.mtime,
+        };
+        self.writable(r, &path)?.set_meta(&path, &meta).map_err(to_fs_error)
+    }
+
+    fn remove(&mut self, r: u32, path: String, recursive: bool) -> FsResult<()> {
+        self.writable(r, &path)?.remove(&path, recursive).map_err(to_fs_error)
+    }
+
+    fn copy_file(&mut self, from: u32, from_path: String, to: u32, to_path: String) -> FsResult<u64> {
+        let src_root = self.root(from, &from_path)?;
+        let st = src_root.stat(&from_path).map_err(to_fs_error)?;
+        if st.kind != rootfs::Kind::File {
+            return Err(FsError::Invalid(format!(
+                "/{}: not a regular file",
+                rootfs::clean(&from_path)
+            )));
+        }
+        let mut src = src_root.open_read(&from_path).map_err(to_fs_error)?;
+        let dst_root = self.writable(to, &to_path)?;
+        let mut dst = dst_root.create_file(&to_path, st.mode).map_err(to_fs_error)?;
+        // std uses copy_file_range between two files
+        let n = std::io::copy(&mut src, &mut dst)
+            .map_err(|e| FsError::Io(format!("/{}: copy: {e}", rootfs::clean(&to_path))))?;
+        drop(dst);
+        dst_root
+            .set_meta(
+                &to_path,
+                &rootfs::Meta {
+                    mtime: Some(st.mtime),
+                    ..rootfs::Meta::default()
+                },
+            )
+            .map_err(to_fs_error)?;
+        Ok(n)
+    }
+
+    fn extract_archive(&mut self, from: u32, from_path: String, to: u32, to_dir: String) -> FsResult<Vec<String>> {
+        let src = self.root(from, &from_path)?.open_read(&from_path).map_err(to_fs_error)?;
+        let dst = self.writable(to, &to_dir)?;
+        let what = format!("/{}", rootfs::clean(&from_path));
+        extract::extract(dst, &rootfs::clean(&to_dir), src, extract::Whiteouts::Keep, &what).map_err(to_fs_error)
+    }
+}

@@ -1,0 +1,246 @@
+//! The sandbox: runs the guest component (kiln's instruction interpreter, built from `guest/`
+//! against `wit/`) in wasmtime, with no WASI preopens and no ambient authority.
+//!
+//! The guest's only file access is the `fs` interface, implemented in `host_fs` on root
+//! handles. The component is compiled once per machine and wasmtime version: the precompiled
+//! artifact is cached under the kiln dir and deserialized on later runs, so no build pays a
+//! Cranelift compile after the first. Generated bindings stay in `bindings`; the rest of kiln
+//! sees `GuestInstruction`, `GuestRoots`, `Outcome` and `Identity`.
+
+mod bindings;
+mod host_fs;
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::dockerfile::IgnoreRules;
+use crate::rootfs::Root;
+use bindings::exports::kiln::builder::interpreter as wit;
+
+/// The guest component, built by build.rs.
+const GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kiln_guest.wasm"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("loading the instruction interpreter: {0:#}")]
+    Load(wasmtime::Error),
+    #[error("instruction interpreter trapped: {0:#}")]
+    Trap(wasmtime::Error),
+    #[error("{0}")]
+    Instruction(String),
+    #[error("{path}: {op}: {source}")]
+    Cache {
+        path: PathBuf,
+        op: &'static str,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An instruction as the guest receives it: arguments already expanded.
+#[derive(Debug, Clone)]
+pub struct GuestInstruction {
+    pub keyword: String,
+    pub line: u32,
+    pub args: Vec<String>,
+    pub flags: Vec<(String, Option<String>)>,
+    pub exec_form: bool,
+}
+
+/// The roots one instruction may touch.
+#[derive(Debug, Clone)]
+pub struct GuestRoots {
+    pub stage: Arc<Root>,
+    pub context: Arc<Root>,
+    pub context_ignore: Arc<IgnoreRules>,
+    pub from: Option<Arc<Root>>,
+}
+
+/// What an instruction did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub config: Value,
+    pub touched: Vec<String>,
+}
+
+/// A RUN user, resolved in the stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+/// One root in the table the guest addresses by number.
+pub(crate) struct RootEntry {
+    pub root: Arc<Root>,
+    pub writable: bool,
+    pub ignore: Option<Arc<IgnoreRules>>,
+}
+
+/// Per-call store data.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub roots: Vec<RootEntry>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The loaded interpreter; cheap to call, one store per call.
+pub struct Sandbox {
+    engine: Engine,
+    component: Component,
+    linker: Linker<State>,
+}
+
+impl Sandbox {
+    /// Loads the guest, from the precompiled cache in `cache_dir` when it is there.
+    pub fn load(cache_dir: &Path) -> Result<Sandbox> {
+        let engine = Engine::new(&Config::new()).map_err(Error::Load)?;
+        let component = load_component(&engine, cache_dir)?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::Load)?;
+        bindings::Builder::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(Error::Load)?;
+        Ok(Sandbox {
+            engine,
+            component,
+            linker,
+        })
+    }
+
+    fn instantiate(&self, roots: Vec<RootEntry>) -> Result<(Store<State>, bindings::Builder)> {
+        // no preopens, no env, no args, no network: the guest sees only kiln's interface
+        let wasi = WasiCtx::builder().build();
+        let mut store = Store::new(
+            &self.engine,
+            State {
+                wasi,
+                table: ResourceTable::new(),
+                roots,
+            },
+        );
+        let instance = bindings::Builder::instantiate(&mut store, &self.component, &self.linker).map_err(Error::Load)?;
+        Ok((store, instance))
+    }
+
+    /// Carries out one metadata or file instruction.
+    pub fn execute(&self, ins: &GuestInstruction, config: &Value, roots: &GuestRoots) -> Result<Outcome> {
+        let mut table = vec![
+            RootEntry {
+                root: roots.stage.clone(),
+                writable: true,
+                ignore: None,
+            },
+            RootEntry {
+                root: roots.context.clone(),
+                writable: false,
+                ignore: Some(roots.context_ignore.clone()),
+            },
+        ];
+        if let Some(from) = &roots.from {
+            table.push(RootEntry {
+                root: from.clone(),
+                writable: false,
+                ignore: None,
+            });
+        }
+        let (mut store, instance) = self.instantiate(table)?;
+        let wins = wit::Instruction {
+            keyword: ins.keyword.clone(),
+            line: ins.line,
+            args: ins.args.clone(),
+            flags: ins.flags.clone(),
+            exec_form: ins.exec_form,
+        };
+        let wroots = wit::Roots {
+            stage: 0,
+            context: 1,
+            from: roots.from.as_ref().map(|_| 2),
+        };
+        let config = serde_json::to_string(config).map_err(|e| Error::Instruction(e.to_string()))?;
+        let out = instance
+            .kiln_builder_interpreter()
+            .call_execute(&mut store, &wins, &config, wroots)
+            .map_err(Error::Trap)?
+            .map_err(Error::Instruction)?;
+        let config: Value = serde_json::from_str(&out.config)
+            .map_err(|e| Error::Instruction(format!("interpreter returned a bad config: {e}")))?;
+        Ok(Outcome {
+            config,
+            touched: out.touched,
+        })
+    }
+
+    /// Resolves a USER value against the stage's /etc/passwd and /etc/group.
+    pub fn resolve_user(&self, user: &str, stage: &Arc<Root>) -> Result<Identity> {
+        let (mut store, instance) = self.instantiate(vec![RootEntry {
+            root: stage.clone(),
+            writable: false,
+            ignore: None,
+        }])?;
+        let id = instance
+            .kiln_builder_interpreter()
+            .call_resolve_user(&mut store, user, 0)
+            .map_err(Error::Trap)?
+            .map_err(Error::Instruction)?;
+        Ok(Identity {
+            uid: id.uid,
+            gid: id.gid,
+            groups: id.groups,
+            home: id.home,
+        })
+    }
+}
+
+/// Compiles the component, or deserializes the artifact a previous run cached.
+fn load_component(engine: &Engine, cache_dir: &Path) -> Result<Component> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    GUEST_WASM.hash(&mut h);
+    let key = format!("guest-{}-{:016x}.cwasm", env!("CARGO_PKG_VERSION"), h.finish());
+    let path = cache_dir.join(key);
+    if path.exists() {
+        match deserialize(engine, &path) {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::debug!(error = %e, "precompiled guest unusable, recompiling"),
+        }
+    }
+    let bytes = engine.precompile_component(GUEST_WASM).map_err(Error::Load)?;
+    let cache_err = |op| {
+        let path = path.clone();
+        move |source| Error::Cache {
+            path: path.clone(),
+            op,
+            source,
+        }
+    };
+    std::fs::create_dir_all(cache_dir).map_err(cache_err("create cache dir"))?;
+    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&tmp, &bytes).map_err(cache_err("write"))?;
+    std::fs::rename(&tmp, &path).map_err(cache_err("rename"))?;
+    deserialize(engine, &path).map_err(Error::Load)
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file is an artifact this function's caller wrote with
+    // `Engine::precompile_component` into kiln's own cache dir, keyed by the engine's
+    // compatibility hash and the guest's bytes; wasmtime checks its header before use.
+    unsafe { Component::deserialize_file(engine, path) }
+}

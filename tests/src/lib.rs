@@ -1,0 +1,29 @@
+//! Fixtures for kiln's end-to-end tests.
+//!
+//! Everything here drives real parts: a Debian `docker-registry` on a loopback port
+//! ([`Registry`]), base images assembled from Debian packages ([`busybox_image`],
+//! [`debian_image`]) written as OCI layouts ([`ImageLayout`], [`LayerTar`]) and pushed with
+//! skopeo, and checks made with tools kiln did not write ([`skopeo_inspect`],
+//! [`umoci_unpack`]). The tests themselves live in `tests/*.rs`, one real build each; this
+//! crate only knows how to set the stage and read the results.
+//!
+//! A fixture that cannot do its job panics with what went wrong: that is how it fails the
+//! test calling it, so the workspace's `unwrap_used`/`expect_used` warnings do not apply.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod images;
+mod layout;
+mod registry;
+mod scratch;
+mod tools;
+
+pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
+pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
+pub use registry::Registry;
+pub use scratch::Scratch;
+pub use tools::{
+    assert_not_in_registry, is_root, kiln_bin, require, require_root, run_checked, run_kiln,
+    run_with_timeout, skopeo_config, skopeo_inspect, try_skopeo_inspect, umoci_unpack,
+    unique_token, workspace_root, Build, Unpacked,
+};

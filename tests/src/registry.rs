@@ -1,0 +1,179 @@
+//! A real Debian `docker-registry` (distribution 2.x) on a free loopback port.
+//!
+//! Owns the registry process: its config and storage (a tempdir), start-up (pick a port,
+//! spawn, poll `/v2/`), sharing one instance between the tests of a binary, and killing it
+//! when the last user drops it. A watchdog shell also kills it if the test process dies
+//! without unwinding. What gets pushed into it is `images.rs`'s business.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::tools::require;
+
+/// How long a fresh registry gets to answer `/v2/`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attempts with different ports (another process may grab the port we picked).
+const START_ATTEMPTS: usize = 5;
+
+/// A running registry; killed on drop.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    watchdog: Option<Child>,
+    host: String,
+    storage: TempDir,
+    /// Fixture images already pushed here (`repo:tag`), so each is pushed once.
+    pub(crate) pushed: Mutex<HashSet<String>>,
+}
+
+impl Registry {
+    /// Starts a private registry on a free 127.0.0.1 port and waits until it serves `/v2/`.
+    pub fn start() -> Registry {
+        let bin = require("docker-registry", "docker-registry");
+        let storage = tempfile::Builder::new()
+            .prefix("kiln-registry-")
+            .tempdir()
+            .expect("registry storage dir");
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port();
+            let host = format!("127.0.0.1:{port}");
+            let config = storage.path().join("config.yml");
+            fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp: {{addr: {host}}}\n",
+                    storage.path().join("data").display()
+                ),
+            )
+            .expect("writing registry config");
+            let log_path = storage.path().join("registry.log");
+            let log = fs::File::create(&log_path).expect("registry log");
+            let mut child = Command::new(&bin)
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log fd"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if http_status(&host, "/v2/") == Some(200) {
+                    let watchdog = spawn_watchdog(child.id());
+                    return Registry {
+                        child,
+                        watchdog,
+                        host,
+                        storage,
+                        pushed: Mutex::new(HashSet::new()),
+                    };
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    failures.push(format!(
+                        "{host}: exited {status}: {}",
+                        fs::read_to_string(&log_path).unwrap_or_default()
+                    ));
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    failures.push(format!(
+                        "{host}: no answer on /v2/ within {START_TIMEOUT:?}"
+                    ));
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("docker-registry did not start:\n{}", failures.join("\n"));
+    }
+
+    /// The registry shared by the tests of this binary that run at the same time; a new
+    /// one is started when every earlier user has dropped its handle.
+    pub fn shared() -> Arc<Registry> {
+        static SHARED: Mutex<Weak<Registry>> = Mutex::new(Weak::new());
+        let mut slot = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = slot.upgrade() {
+            return running;
+        }
+        let fresh = Arc::new(Registry::start());
+        *slot = Arc::downgrade(&fresh);
+        fresh
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `127.0.0.1:PORT/<repo_and_tag>`.
+    pub fn reference(&self, repo_and_tag: &str) -> String {
+        format!("{}/{}", self.host, repo_and_tag)
+    }
+
+    /// The registry's storage directory (for debugging output only).
+    pub fn storage(&self) -> &std::path::Path {
+        self.storage.path()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+/// A port the kernel just handed out on 127.0.0.1 (released again before returning).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+/// Kills `pid` once this test process is gone, in case it dies without running `Drop`.
+fn spawn_watchdog(pid: u32) -> Option<Child> {
+    let script = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; kill \"$2\" 2>/dev/null";
+    Command::new("sh")
+        .args(["-c", script, "kiln-registry-watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// The status code of a plain HTTP/1.0 GET, or `None` when nothing answers.
+pub(crate) fn http_status(host: &str, path: &str) -> Option<u16> {
+    let addr = host.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut head = [0u8; 64];
+    let mut len = 0;
+    while len < 12 {
+        match stream.read(&mut head[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    let line = std::str::from_utf8(&head[..len]).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

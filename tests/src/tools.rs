@@ -1,0 +1,372 @@
+//! External programs the tests call: kiln itself, skopeo and umoci.
+//!
+//! Owns finding binaries (and failing with the Debian package to install when one is
+//! missing), running a process with a deadline while capturing its output, and turning
+//! skopeo/umoci results into values the tests can assert on. Registry processes live in
+//! `registry.rs`; image assembly in `layout.rs` and `images.rs`.
+
+use std::env;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+use tempfile::TempDir;
+
+/// How long one kiln build may take before the test gives up on it.
+const KILN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How long a skopeo or umoci call may take.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The cargo workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate sits inside the workspace")
+        .to_path_buf()
+}
+
+/// The kiln binary under test: `$KILN_BIN`, else `<workspace>/target/release/kiln`.
+pub fn kiln_bin() -> PathBuf {
+    let path = match env::var_os("KILN_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join("target/release/kiln"),
+    };
+    if !path.is_file() {
+        panic!(
+            "build kiln first: cargo build --release (no kiln binary at {})",
+            path.display()
+        );
+    }
+    path
+}
+
+/// Looks `bin` up in `$PATH` plus the sbin directories (a non-root `$PATH` often lacks
+/// them, and debootstrap lives in /usr/sbin).
+fn find_in_path(bin: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    let extra = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+    env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|dir| dir.join(bin))
+        .find(|candidate| {
+            fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+}
+
+/// The path of `bin`; panics naming the Debian package that provides it when it is absent.
+pub fn require(bin: &str, debian_package: &str) -> PathBuf {
+    match find_in_path(bin) {
+        Some(path) => path,
+        None => panic!("missing {bin}: apt-get install {debian_package}"),
+    }
+}
+
+/// Whether this process runs with effective uid 0 (`/proc/self` is owned by the euid).
+pub fn is_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Panics unless running as root; `why` says what needs it. Such tests run as root in
+/// `.ci/run` and must never pass silently elsewhere.
+pub fn require_root(why: &str) {
+    if !is_root() {
+        panic!("this test needs root ({why}); run it as root like .ci/run does");
+    }
+}
+
+/// A short random-enough hex token for names that must not collide between runs.
+pub fn unique_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    hex::encode(Sha256::digest(seed.as_bytes()))[..10].to_string()
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut text = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+/// Runs `cmd` to completion with captured output, killing it and panicking after `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let what = describe(cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            panic!(
+                "`{what}` did not finish within {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `cmd`, panicking with its stderr unless it exits 0; returns stdout as text.
+pub fn run_checked(cmd: &mut Command) -> String {
+    let what = describe(cmd);
+    let out = run_with_timeout(cmd, TOOL_TIMEOUT);
+    if !out.status.success() {
+        panic!(
+            "`{what}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs the kiln binary with `args`; echoes the command and its output to the test log
+/// (shown when a test fails).
+pub fn run_kiln<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_kiln_in(args, None)
+}
+
+fn run_kiln_in<I, S>(args: I, cwd: Option<&Path>) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(kiln_bin());
+    cmd.args(args);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let what = describe(&cmd);
+    eprintln!("$ {what}");
+    let out = run_with_timeout(&mut cmd, KILN_TIMEOUT);
+    eprintln!(
+        "--- kiln {} ---\n{}{}--- end kiln ---",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// One `kiln build` invocation, assembled flag by flag.
+#[derive(Debug, Clone)]
+pub struct Build {
+    args: Vec<OsString>,
+    cwd: Option<PathBuf>,
+}
+
+impl Build {
+    /// `kiln build -f DOCKERFILE -c CONTEXT --kiln-dir KILN_DIR`.
+    pub fn new(dockerfile: &Path, context: &Path, kiln_dir: &Path) -> Build {
+        let mut args: Vec<OsString> = vec!["build".into()];
+        for (flag, value) in [
+            ("--dockerfile", dockerfile),
+            ("--context", context),
+            ("--kiln-dir", kiln_dir),
+        ] {
+            args.push(flag.into());
+            args.push(value.into());
+        }
+        Build { args, cwd: None }
+    }
+
+    /// Appends one raw argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Build {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    /// Appends `--destination REF`.
+    pub fn destination(self, reference: &str) -> Build {
+        self.arg("--destination").arg(reference)
+    }
+
+    /// Runs kiln from `dir` instead of the test's working directory.
+    pub fn current_dir(mut self, dir: &Path) -> Build {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Runs kiln and returns whatever happened.
+    pub fn run(&self) -> Output {
+        run_kiln_in(&self.args, self.cwd.as_deref())
+    }
+
+    /// Runs kiln and panics (with its stderr) unless it exits 0.
+    pub fn run_ok(&self) -> Output {
+        let out = self.run();
+        if !out.status.success() {
+            panic!(
+                "kiln build failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out
+    }
+}
+
+/// Adds the docker transport to a bare registry reference; leaves explicit transports alone.
+fn with_transport(reference: &str) -> String {
+    let transports = [
+        "docker://",
+        "docker-archive:",
+        "oci:",
+        "oci-archive:",
+        "dir:",
+    ];
+    if transports.iter().any(|t| reference.starts_with(t)) {
+        reference.to_string()
+    } else {
+        format!("docker://{reference}")
+    }
+}
+
+fn skopeo() -> PathBuf {
+    require("skopeo", "skopeo")
+}
+
+fn inspect(reference: &str, config: bool) -> Result<serde_json::Value, String> {
+    let mut cmd = Command::new(skopeo());
+    cmd.arg("inspect").arg("--tls-verify=false");
+    if config {
+        cmd.arg("--config");
+    }
+    cmd.arg(with_transport(reference));
+    let out = run_with_timeout(&mut cmd, TOOL_TIMEOUT);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("skopeo printed bad json: {e}"))
+}
+
+/// `skopeo inspect` of `reference` (bare registry refs get `docker://`), or skopeo's stderr.
+pub fn try_skopeo_inspect(reference: &str) -> Result<serde_json::Value, String> {
+    inspect(reference, false)
+}
+
+/// `skopeo inspect`; panics when skopeo cannot read the image.
+pub fn skopeo_inspect(reference: &str) -> serde_json::Value {
+    inspect(reference, false).unwrap_or_else(|e| panic!("skopeo inspect {reference} failed:\n{e}"))
+}
+
+/// `skopeo inspect --config`: the OCI image config; panics when skopeo cannot read it.
+pub fn skopeo_config(reference: &str) -> serde_json::Value {
+    inspect(reference, true)
+        .unwrap_or_else(|e| panic!("skopeo inspect --config {reference} failed:\n{e}"))
+}
+
+/// Panics if skopeo can read `reference`: used to prove that nothing was pushed.
+pub fn assert_not_in_registry(reference: &str) {
+    if let Ok(found) = try_skopeo_inspect(reference) {
+        panic!(
+            "{reference} exists in the registry but must not (digest {})",
+            found["Digest"]
+        );
+    }
+}
+
+/// A `umoci unpack`ed image: the bundle lives as long as this value.
+#[derive(Debug)]
+pub struct Unpacked {
+    _dir: TempDir,
+    /// The unpacked root filesystem.
+    pub rootfs: PathBuf,
+}
+
+impl Unpacked {
+    /// `rootfs` joined with a path given relative to the image root.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        self.rootfs.join(inside.trim_start_matches('/'))
+    }
+
+    /// The content of a regular file inside the image, as text; panics when absent.
+    pub fn read(&self, inside: &str) -> String {
+        let path = self.path(inside);
+        fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("image file {inside} unreadable ({}): {e}", path.display()))
+    }
+}
+
+/// Unpacks an image with umoci. `source` is `oci:DIR:TAG` (unpacked directly) or anything
+/// skopeo reads (`docker://…`, a bare registry ref, `docker-archive:FILE`), which is first
+/// copied into a scratch OCI layout by skopeo.
+pub fn umoci_unpack(source: &str) -> Unpacked {
+    let umoci = require("umoci", "umoci");
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-unpack-")
+        .tempdir()
+        .expect("scratch dir");
+    let image = match source.strip_prefix("oci:") {
+        Some(layout_and_tag) => layout_and_tag.to_string(),
+        None => {
+            let layout = dir.path().join("layout");
+            let dest = format!("oci:{}:image", layout.display());
+            run_checked(
+                Command::new(skopeo())
+                    .args(["copy", "--quiet", "--src-tls-verify=false"])
+                    .arg(with_transport(source))
+                    .arg(dest),
+            );
+            format!("{}:image", layout.display())
+        }
+    };
+    let bundle = dir.path().join("bundle");
+    let mut cmd = Command::new(umoci);
+    cmd.arg("unpack");
+    if !is_root() {
+        cmd.arg("--rootless");
+    }
+    cmd.arg("--image").arg(&image).arg(&bundle);
+    run_checked(&mut cmd);
+    Unpacked {
+        rootfs: bundle.join("rootfs"),
+        _dir: dir,
+    }
+}
