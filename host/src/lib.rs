@@ -11,7 +11,6 @@ pub mod cli;
 pub mod dockerfile;
 pub mod image;
 pub mod layer;
-#[path = "registry_stub.rs"]
 pub mod registry;
 pub mod rootfs;
 pub mod run;

@@ -198,7 +198,10 @@ mod tests {
         for (config, want) in [
             (r#"{"auths":{"r.io":{"auth":"!!!"}}}"#, "base64"),
             // "nocolon"
-            (r#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#, "user:password"),
+            (
+                r#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#,
+                "user:password",
+            ),
         ] {
             let err = DockerConfig::parse(config)
                 .unwrap()

@@ -109,6 +109,13 @@ pub enum Error {
     },
     #[error("{reference} refers to blob {digest:?}, which is not a sha256 digest kiln can store")]
     UnsupportedDigest { reference: String, digest: String },
+    #[error("creating blob directory {path} for {reference}")]
+    BlobDir {
+        reference: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("downloading blob {digest} of {reference}")]
     PullBlob {
         reference: String,
@@ -116,7 +123,9 @@ pub enum Error {
         #[source]
         source: OciDistributionError,
     },
-    #[error("blob {digest} of {reference}: downloaded {actual} bytes, the manifest says {expected}")]
+    #[error(
+        "blob {digest} of {reference}: downloaded {actual} bytes, the manifest says {expected}"
+    )]
     BlobSize {
         reference: String,
         digest: String,
@@ -164,7 +173,9 @@ pub enum Error {
         reference: String,
         media_type: String,
     },
-    #[error("pushing to {reference}: the manifest's digest is {actual}, not the one in the reference")]
+    #[error(
+        "pushing to {reference}: the manifest's digest is {actual}, not the one in the reference"
+    )]
     ManifestDigest { reference: String, actual: String },
     #[error("pushing manifest {reference}")]
     PushManifest {
@@ -482,11 +493,23 @@ mod tests {
         for (input, want) in [
             ("busybox", "docker.io/library/busybox:latest".to_string()),
             ("busybox:1.36", "docker.io/library/busybox:1.36".to_string()),
-            ("library/busybox", "docker.io/library/busybox:latest".to_string()),
+            (
+                "library/busybox",
+                "docker.io/library/busybox:latest".to_string(),
+            ),
             ("user/app:v1", "docker.io/user/app:v1".to_string()),
-            ("index.docker.io/library/debian:bookworm", "docker.io/library/debian:bookworm".to_string()),
-            (&format!("debian@{d}"), format!("docker.io/library/debian@{d}")),
-            ("127.0.0.1:5000/library/busybox:latest", "127.0.0.1:5000/library/busybox:latest".to_string()),
+            (
+                "index.docker.io/library/debian:bookworm",
+                "docker.io/library/debian:bookworm".to_string(),
+            ),
+            (
+                &format!("debian@{d}"),
+                format!("docker.io/library/debian@{d}"),
+            ),
+            (
+                "127.0.0.1:5000/library/busybox:latest",
+                "127.0.0.1:5000/library/busybox:latest".to_string(),
+            ),
             ("localhost/x", "localhost/x:latest".to_string()),
             ("ghcr.io/o/r/img", "ghcr.io/o/r/img:latest".to_string()),
         ] {
@@ -496,8 +519,27 @@ mod tests {
         assert_eq!(hub.resolve_registry(), "index.docker.io");
         for bad in ["", "UPPER/case", "a@sha256:123", ":tag"] {
             let err = parse_reference(bad).unwrap_err();
-            assert!(err.to_string().contains("invalid image reference"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("invalid image reference"),
+                "{bad}: {err}"
+            );
         }
+    }
+
+    #[test]
+    fn futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let registry = Registry::new(RegistryOptions::default());
+        let platform = Platform::host();
+        let pull = registry.pull("busybox", &platform, std::path::Path::new("/nonexistent"));
+        assert_send(&pull);
+        let image = PushImage {
+            manifest: Vec::new(),
+            manifest_media_type: String::new(),
+            blobs: Vec::new(),
+        };
+        let push = registry.push("busybox", &image);
+        assert_send(&push);
     }
 
     #[test]

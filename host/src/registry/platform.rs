@@ -22,8 +22,12 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Media types sent in `Accept` when fetching a manifest, most preferred first.
-pub(crate) const ACCEPTED_MANIFESTS: &[&str] =
-    &[OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
+pub(crate) const ACCEPTED_MANIFESTS: &[&str] = &[
+    OCI_INDEX,
+    DOCKER_MANIFEST_LIST,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+];
 
 /// An operating system, CPU architecture and optional CPU variant, spelled as in OCI image
 /// configs and indexes (`linux`, `arm64`, `v8`).
@@ -225,7 +229,10 @@ impl Manifest {
 /// Picks the index entry for `want`: same OS and architecture, and the same variant once
 /// defaults are filled in. When `want` names no variant, an entry with the architecture's
 /// default variant is preferred over other variants. Ties go to the first entry, as in Docker.
-pub(crate) fn select_entry<'a>(entries: &'a [IndexEntry], want: &Platform) -> Option<&'a IndexEntry> {
+pub(crate) fn select_entry<'a>(
+    entries: &'a [IndexEntry],
+    want: &Platform,
+) -> Option<&'a IndexEntry> {
     let want_arch = normalize_arch(&want.architecture);
     let want_variant = effective_variant(want_arch, want.variant.as_deref());
     let default_variant = effective_variant(want_arch, None);
@@ -252,6 +259,35 @@ pub(crate) fn select_entry<'a>(entries: &'a [IndexEntry], want: &Platform) -> Op
         }
     }
     best.map(|(_, entry)| entry)
+}
+
+/// The platform an image config declares, if it declares one.
+pub(crate) fn config_platform(config: &[u8]) -> Option<Platform> {
+    #[derive(Deserialize)]
+    struct ConfigPlatform {
+        os: String,
+        architecture: String,
+        #[serde(default)]
+        variant: Option<String>,
+    }
+    let c: ConfigPlatform = serde_json::from_slice(config).ok()?;
+    Some(Platform {
+        os: c.os,
+        architecture: c.architecture,
+        variant: c.variant,
+    })
+}
+
+/// Whether an image built for `have` runs as `want`: same OS and architecture, and the same
+/// variant once defaults are filled in, unless `want` leaves the variant open.
+pub(crate) fn satisfies(have: &Platform, want: &Platform) -> bool {
+    let arch = normalize_arch(&have.architecture);
+    let want_arch = normalize_arch(&want.architecture);
+    have.os == want.os
+        && arch == want_arch
+        && (want.variant.is_none()
+            || effective_variant(arch, have.variant.as_deref())
+                == effective_variant(want_arch, want.variant.as_deref()))
 }
 
 /// Lists the platforms an index offers, for an error message.
@@ -330,6 +366,41 @@ mod tests {
         if std::env::consts::ARCH == "x86_64" {
             assert_eq!(host.to_string(), "linux/amd64");
         }
+    }
+
+    #[test]
+    fn compares_config_platforms() {
+        for (config, want, ok) in [
+            (
+                r#"{"os":"linux","architecture":"amd64"}"#,
+                "linux/amd64",
+                true,
+            ),
+            (
+                r#"{"os":"linux","architecture":"arm64"}"#,
+                "linux/arm64/v8",
+                true,
+            ),
+            (
+                r#"{"os":"linux","architecture":"arm","variant":"v6"}"#,
+                "linux/arm",
+                true,
+            ),
+            (
+                r#"{"os":"linux","architecture":"arm","variant":"v6"}"#,
+                "linux/arm/v7",
+                false,
+            ),
+            (
+                r#"{"os":"linux","architecture":"amd64"}"#,
+                "linux/arm64",
+                false,
+            ),
+        ] {
+            let have = config_platform(config.as_bytes()).unwrap();
+            assert_eq!(satisfies(&have, &platform(want)), ok, "{config} as {want}");
+        }
+        assert!(config_platform(b"{}").is_none());
     }
 
     #[test]

@@ -19,7 +19,10 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWrite;
 use tracing::{debug, info, warn};
 
-use super::platform::{describe_platforms, select_entry, Descriptor, Manifest, ACCEPTED_MANIFESTS};
+use super::platform::{
+    config_platform, describe_platforms, satisfies, select_entry, Descriptor, Manifest,
+    ACCEPTED_MANIFESTS,
+};
 use super::{
     parse_reference, sha256_hex, with_retries, Direction, Error, Platform, PulledImage,
     PulledLayer, Registry, Result,
@@ -52,11 +55,12 @@ impl Registry {
         );
         let mut manifest = Manifest::parse(&name, &body)?;
         if let Manifest::Index { entries } = &manifest {
-            let entry = select_entry(entries, platform).ok_or_else(|| Error::NoMatchingPlatform {
-                reference: name.clone(),
-                platform: platform.to_string(),
-                available: describe_platforms(entries),
-            })?;
+            let entry =
+                select_entry(entries, platform).ok_or_else(|| Error::NoMatchingPlatform {
+                    reference: name.clone(),
+                    platform: platform.to_string(),
+                    available: describe_platforms(entries),
+                })?;
             debug!(reference = %name, %platform, digest = %entry.digest, "selected index entry");
             manifest_ref = reference.clone_with_digest(entry.digest.clone());
             body = fetch_manifest(&client, &auth, &manifest_ref).await?;
@@ -78,9 +82,8 @@ impl Registry {
         let sha_dir = blob_dir.join("sha256");
         tokio::fs::create_dir_all(&sha_dir)
             .await
-            .map_err(|source| Error::BlobFile {
+            .map_err(|source| Error::BlobDir {
                 reference: name.clone(),
-                digest: config.digest.clone(),
                 path: sha_dir.clone(),
                 source,
             })?;
@@ -102,6 +105,18 @@ impl Registry {
                     source,
                 })?;
 
+        // Docker pulls a single-platform image whatever it was built for, with a warning.
+        if let Some(have) = config_platform(&config_bytes) {
+            if !satisfies(&have, platform) {
+                warn!(
+                    reference = %name,
+                    image = %have,
+                    wanted = %platform,
+                    "image platform differs from the one asked for"
+                );
+            }
+        }
+
         // An image may list the same layer twice; download each digest once.
         let mut unique: Vec<&Descriptor> = Vec::new();
         for layer in &layers {
@@ -111,6 +126,8 @@ impl Registry {
         }
         stream::iter(unique)
             .map(|layer| fetcher.fetch(layer))
+            // Boxing keeps the future `Send` (rust-lang/rust#104382).
+            .boxed()
             .buffer_unordered(PARALLEL_DOWNLOADS)
             .try_collect::<Vec<PathBuf>>()
             .await?;

@@ -69,6 +69,8 @@ impl Registry {
         }
         let uploaded = stream::iter(unique)
             .map(|blob| push_blob(&client, &target, &name, blob))
+            // Boxing keeps the future `Send` (rust-lang/rust#104382).
+            .boxed()
             .buffer_unordered(PARALLEL_UPLOADS)
             .try_collect::<Vec<bool>>()
             .await?;
@@ -140,15 +142,16 @@ async fn push_blob(
 async fn open_blob(
     name: &str,
     blob: &BlobFile,
-) -> Result<impl Stream<Item = std::result::Result<Bytes, OciDistributionError>> + Send + 'static>
-{
+) -> Result<impl Stream<Item = std::result::Result<Bytes, OciDistributionError>> + Send + 'static> {
     let file_error = |source| Error::BlobFile {
         reference: name.to_string(),
         digest: blob.digest.clone(),
         path: blob.path.clone(),
         source,
     };
-    let file = tokio::fs::File::open(&blob.path).await.map_err(file_error)?;
+    let file = tokio::fs::File::open(&blob.path)
+        .await
+        .map_err(file_error)?;
     let actual = file.metadata().await.map_err(file_error)?.len();
     if actual != blob.size {
         return Err(Error::BlobFileSize {
