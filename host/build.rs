@@ -17,7 +17,10 @@ fn main() {
     // a prebuilt component (e.g. from a guest-only build) skips the nested cargo
     if let Some(prebuilt) = std::env::var_os("KILN_GUEST_WASM") {
         if let Err(e) = std::fs::copy(&prebuilt, out_dir.join("kiln_guest.wasm")) {
-            fail(&format!("copying KILN_GUEST_WASM {}: {e}", PathBuf::from(prebuilt).display()));
+            fail(&format!(
+                "copying KILN_GUEST_WASM {}: {e}",
+                PathBuf::from(prebuilt).display()
+            ));
         }
         return;
     }
@@ -25,7 +28,15 @@ fn main() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&workspace)
-        .args(["build", "--release", "-p", "kiln-guest", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "kiln-guest",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")

@@ -2,8 +2,6 @@
 //! `kiln:builder/interpreter` by converting to and from the plain types in `execute`, and
 //! implements [`Files`] on the imported `fs` interface.
 //!
-//! The WIT is read from `guest/wit/`, a copy of `../wit/kiln.wit` with the two fixes it
-//! needs to parse (see that directory's test in this file); nothing else differs.
 //! Native builds compile the import stubs but must never call them: tests use `fake.rs`.
 //!
 //! `unsafe_code` is allowed here only: the generated canonical-ABI glue is `unsafe` by
@@ -13,7 +11,7 @@
 use crate::execute::{self, Instruction, Roots};
 use crate::files::{Files, FsError, Kind, Meta, RootId, Stat};
 
-wit_bindgen::generate!({ path: "wit", world: "builder" });
+wit_bindgen::generate!({ path: "../wit", world: "builder" });
 
 use exports::kiln::builder::interpreter as wit_interp;
 use kiln::builder::fs as wit_fs;
@@ -82,7 +80,7 @@ fn fs_error(e: wit_types::FsError) -> FsError {
     }
 }
 
-fn stat(s: wit_types::Stat) -> Stat {
+fn stat(s: wit_types::FileStat) -> Stat {
     use wit_types::Kind as W;
     Stat {
         kind: match s.kind {
@@ -168,35 +166,5 @@ impl Files for HostFiles {
         to_dir: &str,
     ) -> Result<Vec<String>, FsError> {
         wit_fs::extract_archive(from.0, from_path, to.0, to_dir).map_err(fs_error)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// The two edits that make the contract parse with wit-bindgen 0.61, and nothing more:
-    /// `from` is a WIT keyword (function parameters need `%from`), and `fs` may not both
-    /// `use` a type named `stat` and define a function `stat` (aliased to `file-stat`).
-    fn patched(contract: &str) -> String {
-        contract
-            .replace("(from: root", "(%from: root")
-            .replace(
-                "use types.{root, stat, meta, fs-error};",
-                "use types.{root, stat as file-stat, meta, fs-error};",
-            )
-            .replace(
-                "-> result<stat, fs-error>;",
-                "-> result<file-stat, fs-error>;",
-            )
-    }
-
-    #[test]
-    fn guest_wit_is_the_contract_plus_parse_fixes() {
-        let contract = include_str!("../../wit/kiln.wit");
-        let copy = include_str!("../wit/kiln.wit");
-        assert_eq!(
-            patched(contract),
-            copy,
-            "guest/wit/kiln.wit drifted from wit/kiln.wit; re-run the patch"
-        );
     }
 }

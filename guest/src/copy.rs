@@ -203,7 +203,7 @@ impl Copier<'_> {
         dest_is_dir: bool,
         unpack: bool,
     ) -> Result<()> {
-        let st = match self.files.stat(self.src_root, &src.path) {
+        let mut st = match self.files.stat(self.src_root, &src.path) {
             Ok(st) => st,
             Err(e) if e.is_missing() => {
                 return Err(Error::SourceNotFound {
@@ -213,6 +213,11 @@ impl Copier<'_> {
             }
             Err(e) => return Err(fs_err("checking", &src.path)(e)),
         };
+        if src.path == "/" && !self.keep_owner {
+            // the context's top directory is wherever the user ran the build (a 0700 temp
+            // dir, say); like BuildKit's context snapshot, it stands for a plain 0755 dir
+            st.mode = IMPLICIT_DIR_MODE;
+        }
         match st.kind {
             Kind::Dir => self.copy_dir_to(&src.path, &st, dest),
             Kind::File if unpack && sources::is_archive(self.files, self.src_root, &src.path)? => {
@@ -249,9 +254,15 @@ impl Copier<'_> {
         }
     }
 
-    /// A directory source: its contents go into `dest`, created with the source's mode
-    /// and owner when missing; an existing directory keeps its metadata.
+    /// A directory source: its contents go into `dest`. A missing `dest` is created as a
+    /// plain 0755 directory (the source directory itself is not copied, only what is in it;
+    /// buildah and Docker agree), owned like the copied files; an existing directory keeps
+    /// its metadata.
     fn copy_dir_to(&mut self, src: &str, st: &Stat, dest: &str) -> Result<()> {
+        let st = &Stat {
+            mode: IMPLICIT_DIR_MODE,
+            ..st.clone()
+        };
         match self.stage_kind(dest)? {
             Some(Kind::Dir) => self.copy_children(src, dest),
             Some(_) => Err(Error::NotDirectory {

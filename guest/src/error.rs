@@ -46,6 +46,13 @@ pub enum Error {
     #[error("unable to find group {name}: no matching entries in group file")]
     UnknownGroup { name: String },
 
+    #[error("unable to find {what} {name}: {path} does not exist in the stage")]
+    NoDatabase {
+        what: &'static str,
+        name: String,
+        path: &'static str,
+    },
+
     #[error("invalid user {value:?}: {reason}")]
     UserSpec { value: String, reason: &'static str },
 

@@ -78,13 +78,6 @@ mod tests {
 
     #[test]
     fn dispatch_keeps_unknown_fields_and_reports_touched() {
-        let fs = FakeFs::new();
-        let roots = Roots {
-            stage: fs.stage(),
-            context: fs.context(),
-            from: None,
-        };
-        fs.add_file(roots.context, "/app.py", b"print()", 0o644);
         let config = json!({"os": "linux", "rootfs": {"diff_ids": ["sha256:x"]},
                             "config": {"Env": ["A=1"], "X-Custom": true}})
         .to_string();
@@ -101,9 +94,14 @@ mod tests {
                 flags: vec![],
                 exec_form: false,
             };
-            let fresh = FakeFs::new();
-            fresh.add_file(roots.context, "/app.py", b"print()", 0o644);
-            let out = execute(&fresh, &ins, &config, &roots).unwrap();
+            let fs = FakeFs::new();
+            let roots = Roots {
+                stage: fs.stage(),
+                context: fs.context(),
+                from: None,
+            };
+            fs.add_file(roots.context, "/app.py", b"print()", 0o644);
+            let out = execute(&fs, &ins, &config, &roots).unwrap();
             assert_eq!(out.touched, want_touched, "{keyword}");
             let v: Value = serde_json::from_str(&out.config).unwrap();
             assert_eq!(v["rootfs"], json!({"diff_ids": ["sha256:x"]}), "{keyword}");

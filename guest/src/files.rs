@@ -79,6 +79,8 @@ impl FsError {
     }
 }
 
+/// The host's message already names the path and the failure (`/x: not found`); the kind
+/// is only spelled out when the message is empty.
 impl fmt::Display for FsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (what, msg) = match self {
@@ -90,11 +92,7 @@ impl fmt::Display for FsError {
             FsError::Invalid(m) => ("invalid", m),
             FsError::Io(m) => ("i/o error", m),
         };
-        if msg.is_empty() {
-            f.write_str(what)
-        } else {
-            write!(f, "{what}: {msg}")
-        }
+        f.write_str(if msg.is_empty() { what } else { msg })
     }
 }
 
@@ -229,7 +227,7 @@ pub fn resolve(files: &dyn Files, root: RootId, p: &str) -> Result<String> {
                 }
             }
             Ok(_) => out.push(c),
-            Err(e) if e.is_not_found() => {
+            Err(e) if e.is_missing() => {
                 missing = true;
                 out.push(c);
             }
@@ -381,7 +379,7 @@ mod tests {
     #[test]
     fn fs_error_display_names_the_message() {
         for (e, want) in [
-            (FsError::NotFound("/x".into()), "not found: /x"),
+            (FsError::NotFound("/x: not found".into()), "/x: not found"),
             (FsError::Io(String::new()), "i/o error"),
         ] {
             assert_eq!(e.to_string(), want);

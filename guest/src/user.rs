@@ -3,7 +3,7 @@
 //! Reads the files through [`Files`]; parsing is plain string work.
 
 use crate::error::{Error, Result};
-use crate::files::{fs_err, Files, FsError, Owner, RootId};
+use crate::files::{fs_err, Files, Owner, RootId};
 
 const PASSWD: &str = "/etc/passwd";
 const GROUP: &str = "/etc/group";
@@ -79,12 +79,17 @@ fn read_db(files: &dyn Files, stage: RootId, p: &str) -> Result<Option<String>> 
     }
 }
 
-/// A name needs its database; a missing file is an error naming it.
-fn require<'a>(db: Option<&'a str>, p: &str) -> Result<&'a str> {
-    db.ok_or_else(|| Error::Fs {
-        op: "reading",
-        path: p.to_string(),
-        source: FsError::NotFound(format!("{p} is needed to resolve names")),
+/// Looking up a name needs its database; a missing file is an error naming it.
+fn require<'a>(
+    db: Option<&'a str>,
+    path: &'static str,
+    what: &'static str,
+    name: &str,
+) -> Result<&'a str> {
+    db.ok_or_else(|| Error::NoDatabase {
+        what,
+        name: name.to_string(),
+        path,
     })
 }
 
@@ -106,7 +111,7 @@ fn lookup_group(groups: Option<&str>, group: &str) -> Result<u32> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let text = require(groups, GROUP)?;
+    let text = require(groups, GROUP, "group", group)?;
     parse_group(text)
         .iter()
         .find(|g| g.name == group)
@@ -127,7 +132,7 @@ pub fn resolve_user(files: &dyn Files, stage: RootId, spec: &str) -> Result<Iden
             None => (uid, 0, "/", None),
         }
     } else {
-        require(passwd.as_deref(), PASSWD)?;
+        require(passwd.as_deref(), PASSWD, "user", user)?;
         let e = entries
             .iter()
             .find(|e| e.name == user)
@@ -164,7 +169,7 @@ pub fn resolve_chown(files: &dyn Files, stage: RootId, spec: &str) -> Result<Own
         Ok(uid) => uid,
         Err(_) => {
             let passwd = read_db(files, stage, PASSWD)?;
-            let text = require(passwd.as_deref(), PASSWD)?;
+            let text = require(passwd.as_deref(), PASSWD, "user", user)?;
             parse_passwd(text)
                 .iter()
                 .find(|e| e.name == user)
@@ -249,8 +254,18 @@ mod tests {
                 "unable to find user ghost: no matching entries in passwd file",
             ),
             ("app:ghosts", true, true, "unable to find group ghosts"),
-            ("app", false, true, "/etc/passwd"),
-            ("1000:staff", true, false, "/etc/group"),
+            (
+                "app",
+                false,
+                true,
+                "unable to find user app: /etc/passwd does not exist in the stage",
+            ),
+            (
+                "1000:staff",
+                true,
+                false,
+                "unable to find group staff: /etc/group does not exist in the stage",
+            ),
             ("", true, true, "invalid user"),
             ("app:", true, true, "invalid user"),
         ] {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::config::{no_flags, ImageConfig};
 use crate::error::{Error, Result};
 use crate::execute::{Instruction, Roots};
-use crate::files::{create_dirs, Files, Owner, Touched};
+use crate::files::{create_dirs, resolve, Files, Owner, Touched};
 use crate::path;
 use crate::user;
 
@@ -42,7 +42,16 @@ pub fn apply(
         }
         None => Owner::default(),
     };
-    create_dirs(files, roots.stage, &wd, IMPLICIT_DIR_MODE, owner, touched)?;
+    // created through symlinks as the host resolves them; `touched` names the real paths
+    let target = resolve(files, roots.stage, &wd)?;
+    create_dirs(
+        files,
+        roots.stage,
+        &target,
+        IMPLICIT_DIR_MODE,
+        owner,
+        touched,
+    )?;
     cfg.set("WorkingDir", Value::String(wd));
     Ok(())
 }
@@ -93,11 +102,13 @@ mod tests {
             (Some("/srv"), "../opt/./x/", "/opt/x", vec!["opt/x"]),
             (Some("/srv"), "/srv", "/srv", vec![]),
             (Some("/srv"), "../../..", "/", vec![]),
+            (Some("/"), "/link/new", "/link/new", vec!["opt/new"]),
         ] {
             let fs = FakeFs::new();
             let stage = fs.stage();
             fs.add_dir(stage, "/srv", 0o700);
             fs.add_dir(stage, "/opt", 0o755);
+            fs.add_symlink(stage, "/link", "/opt");
             let start = match current {
                 Some(c) => json!({"config": {"WorkingDir": c}}),
                 None => json!({}),

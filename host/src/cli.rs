@@ -10,7 +10,11 @@ use crate::build::BuildOptions;
 use crate::registry::RegistryOptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about = "Build OCI images from Dockerfiles, no daemon needed")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Build OCI images from Dockerfiles, no daemon needed"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -111,7 +115,9 @@ fn default_kiln_dir() -> PathBuf {
     if rustix::process::geteuid().is_root() {
         return PathBuf::from("/kiln");
     }
-    match std::env::var_os("XDG_CACHE_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into())) {
+    match std::env::var_os("XDG_CACHE_HOME")
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into()))
+    {
         Some(dir) => Path::new(&dir).join("kiln"),
         None => std::env::temp_dir().join("kiln"),
     }
@@ -123,14 +129,19 @@ impl CliArgs {
         let context = match self.context.split_once("://") {
             None => PathBuf::from(&self.context),
             Some(("dir", path)) => PathBuf::from(path),
-            Some((scheme, _)) => bail!("context {}: {scheme}:// contexts are not supported yet", self.context),
+            Some((scheme, _)) => bail!(
+                "context {}: {scheme}:// contexts are not supported yet",
+                self.context
+            ),
         };
         if !context.is_dir() {
             bail!("context {}: not a directory", context.display());
         }
         let dockerfile = match self.dockerfile {
             None => context.join("Dockerfile"),
-            Some(p) if p.is_relative() && !p.exists() && context.join(&p).exists() => context.join(p),
+            Some(p) if p.is_relative() && !p.exists() && context.join(&p).exists() => {
+                context.join(p)
+            }
             Some(p) => p,
         };
         if !dockerfile.is_file() {
@@ -142,7 +153,9 @@ impl CliArgs {
                 Some((k, v)) => build_args.push((k.to_string(), v.to_string())),
                 None => match std::env::var(a) {
                     Ok(v) => build_args.push((a.clone(), v)),
-                    Err(_) => tracing::warn!("--build-arg {a}: not set in the environment, ignored"),
+                    Err(_) => {
+                        tracing::warn!("--build-arg {a}: not set in the environment, ignored")
+                    }
                 },
             }
         }

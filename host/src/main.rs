@@ -22,7 +22,9 @@ fn main() -> ExitCode {
         LogFormat::Color => fmt.init(),
     }
     let result = args.into_options().and_then(|opts| {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(build::run(opts))
     });
     match result {

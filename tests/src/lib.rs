@@ -20,7 +20,7 @@ mod tools;
 
 pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
 pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
-pub use registry::Registry;
+pub use registry::{free_port, Registry};
 pub use scratch::Scratch;
 pub use tools::{
     assert_not_in_registry, is_root, kiln_bin, require, require_root, run_checked, run_kiln,

@@ -138,8 +138,9 @@ impl Drop for Registry {
     }
 }
 
-/// A port the kernel just handed out on 127.0.0.1 (released again before returning).
-fn free_port() -> u16 {
+/// A port the kernel just handed out on 127.0.0.1 (released again before returning), so
+/// nothing listens on it until someone binds it again.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -180,8 +180,8 @@ fn directory_sources_copy_their_contents() {
             want.insert(0, "srv".to_string());
         }
         assert_eq!(touched, want, "{args:?}");
-        // the created destination takes the source directory's mode and mtime, owner root
-        assert_eq!(meta(&fs, root_dir), (Kind::Dir, 0o750, 0, 0), "{args:?}");
+        // the created destination is a plain 0755 dir with the source's mtime, owner root
+        assert_eq!(meta(&fs, root_dir), (Kind::Dir, 0o755, 0, 0), "{args:?}");
         let st = fs.lstat(fs.stage(), root_dir).unwrap();
         assert_eq!((st.mtime_sec, st.mtime_nsec), (77, 7));
         assert_eq!(
@@ -246,8 +246,10 @@ fn whole_context_and_globs() {
         }
     }
     let fs = fixture();
-    run(&fs, &[".", "/ctx/"], &[]).unwrap();
+    fs.add_dir(fs.context(), "/", 0o700);
+    run(&fs, &[".", "/ctx"], &[]).unwrap();
     assert_eq!(fs.readlink(fs.stage(), "/ctx/dir.link").unwrap(), "/src");
+    assert_eq!(meta(&fs, "/ctx"), (Kind::Dir, 0o755, 0, 0));
 }
 
 #[test]

@@ -95,7 +95,8 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     }
     let text = std::fs::read_to_string(&opts.dockerfile)
         .with_context(|| format!("reading dockerfile {}", opts.dockerfile.display()))?;
-    let df = dockerfile::parse(&text).with_context(|| format!("parsing {}", opts.dockerfile.display()))?;
+    let df = dockerfile::parse(&text)
+        .with_context(|| format!("parsing {}", opts.dockerfile.display()))?;
     for w in &df.warnings {
         tracing::warn!("{}: {w}", opts.dockerfile.display());
     }
@@ -108,8 +109,10 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::parse(""),
         Err(e) => return Err(e).with_context(|| format!("reading {}", ignore_path.display())),
     };
-    let context = Root::open(&opts.context).with_context(|| format!("opening context {}", opts.context.display()))?;
-    std::fs::create_dir_all(&opts.kiln_dir).with_context(|| format!("creating kiln dir {}", opts.kiln_dir.display()))?;
+    let context = Root::open(&opts.context)
+        .with_context(|| format!("opening context {}", opts.context.display()))?;
+    std::fs::create_dir_all(&opts.kiln_dir)
+        .with_context(|| format!("creating kiln dir {}", opts.kiln_dir.display()))?;
     let store = BlobStore::open(&opts.kiln_dir.join("blobs"))?;
     let work = opts.kiln_dir.join(format!("build-{}", std::process::id()));
     let _cleanup = WorkDir(work.clone());
@@ -157,7 +160,12 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     Ok(image)
 }
 
-async fn build_stage(build: &mut Build, plan: &BuildPlan, index: usize, done: &HashMap<usize, StageResult>) -> Result<StageResult> {
+async fn build_stage(
+    build: &mut Build,
+    plan: &BuildPlan,
+    index: usize,
+    done: &HashMap<usize, StageResult>,
+) -> Result<StageResult> {
     let stage = &plan.stages[index];
     let root_dir = build.work.join(format!("stage-{index}"));
     let root = Arc::new(Root::create(&root_dir)?);
@@ -188,7 +196,10 @@ async fn build_stage(build: &mut Build, plan: &BuildPlan, index: usize, done: &H
 }
 
 /// Pulls an image into the blob store: its config and layers in `family`'s media types.
-pub(crate) async fn pull_image(build: &Build, reference: &str) -> Result<(Value, Vec<LayerBlob>, Family)> {
+pub(crate) async fn pull_image(
+    build: &Build,
+    reference: &str,
+) -> Result<(Value, Vec<LayerBlob>, Family)> {
     let pulled = build
         .registry
         .pull(reference, &build.platform, build.store.dir())
@@ -199,7 +210,11 @@ pub(crate) async fn pull_image(build: &Build, reference: &str) -> Result<(Value,
     let diff_ids: Vec<String> = config
         .pointer("/rootfs/diff_ids")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     if diff_ids.len() != pulled.layers.len() {
         bail!(
@@ -229,7 +244,8 @@ pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Re
     let layers = layers.to_vec();
     tokio::task::spawn_blocking(move || -> Result<()> {
         for layer in &layers {
-            let file = std::fs::File::open(&layer.path).with_context(|| format!("opening layer {}", layer.digest))?;
+            let file = std::fs::File::open(&layer.path)
+                .with_context(|| format!("opening layer {}", layer.digest))?;
             extract::extract(&root, "", file, extract::Whiteouts::Apply, &layer.digest.0)
                 .with_context(|| format!("extracting layer {}", layer.digest))?;
         }
@@ -254,14 +270,25 @@ async fn write_outputs(build: &Build, image: &BuiltImage) -> Result<()> {
         let tags: Vec<String> = opts
             .destinations
             .iter()
-            .map(|d| if d.split('/').next_back().is_some_and(|l| l.contains(':')) { d.clone() } else { format!("{d}:latest") })
+            .map(|d| {
+                if d.split('/').next_back().is_some_and(|l| l.contains(':')) {
+                    d.clone()
+                } else {
+                    format!("{d}:latest")
+                }
+            })
             .collect();
-        output::write_docker_archive(image, &tags, path).with_context(|| format!("writing {}", path.display()))?;
+        output::write_docker_archive(image, &tags, path)
+            .with_context(|| format!("writing {}", path.display()))?;
         tracing::info!(path = %path.display(), "wrote docker archive");
     }
     if let Some(dir) = &opts.oci_layout_path {
-        let name = opts.destinations.first().map_or_else(|| "latest".to_string(), |d| tag_of(d));
-        output::write_oci_layout(image, &name, dir).with_context(|| format!("writing OCI layout {}", dir.display()))?;
+        let name = opts
+            .destinations
+            .first()
+            .map_or_else(|| "latest".to_string(), |d| tag_of(d));
+        output::write_oci_layout(image, &name, dir)
+            .with_context(|| format!("writing OCI layout {}", dir.display()))?;
         tracing::info!(path = %dir.display(), "wrote OCI layout");
     }
     if !opts.no_push {
@@ -281,12 +308,17 @@ async fn write_outputs(build: &Build, image: &BuiltImage) -> Result<()> {
             blobs,
         };
         for dest in &opts.destinations {
-            let digest = build.registry.push(dest, &push).await.with_context(|| format!("pushing {dest}"))?;
+            let digest = build
+                .registry
+                .push(dest, &push)
+                .await
+                .with_context(|| format!("pushing {dest}"))?;
             tracing::info!(destination = %dest, %digest, "pushed");
         }
     }
     if let Some(path) = &opts.digest_file {
-        output::write_digest_file(&image.manifest_digest.0, path).with_context(|| format!("writing {}", path.display()))?;
+        output::write_digest_file(&image.manifest_digest.0, path)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

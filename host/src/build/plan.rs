@@ -58,7 +58,11 @@ fn stage_ref(stages: &[Stage], name: &str) -> Option<usize> {
         return (n < stages.len()).then_some(n);
     }
     let lower = name.to_ascii_lowercase();
-    stages.iter().rev().find(|s| s.name.as_deref() == Some(lower.as_str())).map(|s| s.index)
+    stages
+        .iter()
+        .rev()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        .map(|s| s.index)
 }
 
 /// A lookup over global ARG values for FROM and `--from` expansion.
@@ -69,7 +73,11 @@ pub fn global_lookup(globals: &HashMap<String, Option<String>>) -> HashMap<Strin
         .collect()
 }
 
-pub fn plan(df: &Dockerfile, build_args: &[(String, String)], target: Option<&str>) -> Result<BuildPlan> {
+pub fn plan(
+    df: &Dockerfile,
+    build_args: &[(String, String)],
+    target: Option<&str>,
+) -> Result<BuildPlan> {
     let build_args: HashMap<String, String> = build_args.iter().cloned().collect();
     let mut global_args: HashMap<String, Option<String>> = HashMap::new();
     let mut stages: Vec<Stage> = Vec::new();
@@ -117,7 +125,9 @@ pub fn plan(df: &Dockerfile, build_args: &[(String, String)], target: Option<&st
                         None => match default {
                             Some(d) => Some(
                                 expand_word(&d, &global_lookup(&global_args), df.escape)
-                                    .with_context(|| format!("line {}: expanding ARG {name}", ins.line))?,
+                                    .with_context(|| {
+                                        format!("line {}: expanding ARG {name}", ins.line)
+                                    })?,
                             ),
                             None => None,
                         },
@@ -158,7 +168,8 @@ pub fn plan(df: &Dockerfile, build_args: &[(String, String)], target: Option<&st
                 continue;
             }
             if let Some(from) = ins.flag("from").and_then(|f| f.value.as_deref()) {
-                let from = expand_word(from, &lookup, df.escape).unwrap_or_else(|_| from.to_string());
+                let from =
+                    expand_word(from, &lookup, df.escape).unwrap_or_else(|_| from.to_string());
                 if let Some(dep) = stage_ref(&stages[..i], &from) {
                     todo.push(dep);
                 }

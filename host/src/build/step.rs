@@ -18,9 +18,6 @@ use crate::run::{self, RunSpec};
 use crate::sandbox::{GuestInstruction, GuestRoots};
 use crate::snapshot::Index;
 
-/// The PATH RUN gets when the image sets none, as Docker's.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// The mutable state of a stage between steps.
 struct StageState {
     root: Arc<Root>,
@@ -83,7 +80,9 @@ pub(crate) async fn run_stage(
 ) -> Result<StageResult> {
     let stage = &plan.stages[index];
     let scan_root = root.clone();
-    let snapshot = tokio::task::spawn_blocking(move || Index::scan(scan_root.path(), &BTreeSet::new())).await??;
+    let snapshot =
+        tokio::task::spawn_blocking(move || Index::scan(scan_root.path(), &BTreeSet::new()))
+            .await??;
     let mut st = StageState {
         root,
         config,
@@ -95,8 +94,14 @@ pub(crate) async fn run_stage(
     };
     // triggers belong to the image that declared them; they are not inherited
     if let Some(obj) = st.config.get_mut("config").and_then(Value::as_object_mut) {
-        if obj.get("OnBuild").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
-            tracing::warn!(line = stage.line, "ONBUILD triggers of the base image are not run yet");
+        if obj
+            .get("OnBuild")
+            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        {
+            tracing::warn!(
+                line = stage.line,
+                "ONBUILD triggers of the base image are not run yet"
+            );
         }
         obj.remove("OnBuild");
     }
@@ -117,7 +122,11 @@ pub(crate) async fn run_stage(
     })
 }
 
-fn expand_all(words: &[String], lookup: &HashMap<String, String>, escape: char) -> Result<Vec<String>> {
+fn expand_all(
+    words: &[String],
+    lookup: &HashMap<String, String>,
+    escape: char,
+) -> Result<Vec<String>> {
     words
         .iter()
         .map(|w| expand_word(w, lookup, escape).map_err(anyhow::Error::from))
@@ -167,7 +176,11 @@ fn shell_of(st: &StageState) -> Vec<String> {
     st.config
         .pointer("/config/Shell")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect::<Vec<_>>())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect::<Vec<_>>()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
 }
@@ -179,7 +192,9 @@ async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> 
         Args::Shell(text) => {
             let script = match ins.heredocs.as_slice() {
                 // `RUN <<EOF`: the body is the script
-                [h] if text.trim().starts_with("<<") && text.split_whitespace().count() == 1 => h.content.clone(),
+                [h] if text.trim().starts_with("<<") && text.split_whitespace().count() == 1 => {
+                    h.content.clone()
+                }
                 // heredocs after a command: the shell reads them itself
                 hs => {
                     let mut s = text.clone();
@@ -205,14 +220,15 @@ async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> 
         }
     }
     if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), DEFAULT_PATH.into()));
+        env.push(("PATH".into(), image::DEFAULT_PATH.into()));
     }
     let (uid, gid, groups) = match st.config_str("User") {
         None => (0, 0, Vec::new()),
         Some(user) => {
             let sandbox = build.sandbox.clone();
             let root = st.root.clone();
-            let id = tokio::task::spawn_blocking(move || sandbox.resolve_user(&user, &root)).await??;
+            let id =
+                tokio::task::spawn_blocking(move || sandbox.resolve_user(&user, &root)).await??;
             (id.uid, id.gid, id.groups)
         }
     };
@@ -229,7 +245,8 @@ async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> 
     };
     let root = st.root.clone();
     let (resolv, hosts) = (build.resolv_conf.clone(), build.hosts.clone());
-    let result = tokio::task::spawn_blocking(move || run::run(&root, &spec, &resolv, &hosts)).await?;
+    let result =
+        tokio::task::spawn_blocking(move || run::run(&root, &spec, &resolv, &hosts)).await?;
     match result {
         Ok(()) => {}
         Err(run::Error::NonZeroExit { code }) => {
@@ -252,16 +269,17 @@ async fn snapshot_step(build: &Build, st: &mut StageState, created_by: &str) -> 
     let before = std::mem::take(&mut st.index);
     let store = build.store.clone();
     let media_type = st.family.layer_gzip().to_string();
-    let (after, blob) = tokio::task::spawn_blocking(move || -> Result<(Index, Option<LayerBlob>)> {
-        let after = Index::scan(root.path(), &BTreeSet::new())?;
-        let changes = before.diff(&after);
-        if changes.is_empty() {
-            return Ok((after, None));
-        }
-        let blob = layer::write_layer(&root, &changes, &store, &media_type)?;
-        Ok((after, Some(blob)))
-    })
-    .await??;
+    let (after, blob) =
+        tokio::task::spawn_blocking(move || -> Result<(Index, Option<LayerBlob>)> {
+            let after = Index::scan(root.path(), &BTreeSet::new())?;
+            let changes = before.diff(&after);
+            if changes.is_empty() {
+                return Ok((after, None));
+            }
+            let blob = layer::write_layer(&root, &changes, &store, &media_type)?;
+            Ok((after, Some(blob)))
+        })
+        .await??;
     st.index = after;
     match blob {
         Some(blob) => {
@@ -275,7 +293,11 @@ async fn snapshot_step(build: &Build, st: &mut StageState, created_by: &str) -> 
 }
 
 /// Arguments as the guest receives them, expanded where Docker expands.
-fn guest_args(ins: &Instruction, lookup: &HashMap<String, String>, escape: char) -> Result<(Vec<String>, bool)> {
+fn guest_args(
+    ins: &Instruction,
+    lookup: &HashMap<String, String>,
+    escape: char,
+) -> Result<(Vec<String>, bool)> {
     let exec = matches!(ins.args, Args::Exec(_));
     let args = match ins.keyword {
         Keyword::Env | Keyword::Label => {
@@ -290,9 +312,13 @@ fn guest_args(ins: &Instruction, lookup: &HashMap<String, String>, escape: char)
             Args::Exec(v) => v.clone(),
             Args::Shell(t) => vec![t.clone()],
         },
-        Keyword::Onbuild | Keyword::Maintainer => vec![shell_text(ins).unwrap_or_default().to_string()],
+        Keyword::Onbuild | Keyword::Maintainer => {
+            vec![shell_text(ins).unwrap_or_default().to_string()]
+        }
         Keyword::Healthcheck => match &ins.args {
-            Args::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+            Args::Exec(v) => std::iter::once("CMD".to_string())
+                .chain(v.iter().cloned())
+                .collect(),
             Args::Shell(t) => {
                 let t = t.trim();
                 let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
@@ -313,7 +339,10 @@ fn guest_args(ins: &Instruction, lookup: &HashMap<String, String>, escape: char)
         }
         _ => {
             if !ins.heredocs.is_empty() {
-                return Err(anyhow!("{} with a heredoc is not supported yet", ins.keyword.as_str()));
+                return Err(anyhow!(
+                    "{} with a heredoc is not supported yet",
+                    ins.keyword.as_str()
+                ));
             }
             expand_all(&ins.words()?, lookup, escape)?
         }
@@ -357,7 +386,7 @@ async fn guest_step(
         keyword: ins.keyword.as_str().to_string(),
         line: ins.line as u32,
         args,
-        flags: flags.into_iter().filter(|(n, _)| n != "from" || !is_file_op).collect(),
+        flags,
         exec_form,
     };
     let roots = GuestRoots {
@@ -368,7 +397,8 @@ async fn guest_step(
     };
     let sandbox = build.sandbox.clone();
     let config = st.config.clone();
-    let outcome = tokio::task::spawn_blocking(move || sandbox.execute(&guest_ins, &config, &roots)).await??;
+    let outcome =
+        tokio::task::spawn_blocking(move || sandbox.execute(&guest_ins, &config, &roots)).await??;
     st.config = outcome.config;
     match ins.keyword {
         Keyword::Cmd => st.cmd_set = true,
@@ -395,9 +425,13 @@ async fn from_image(build: &mut Build, reference: &str) -> Result<Arc<Root>> {
         return Ok(r.clone());
     }
     let (_, layers, _) = super::pull_image(build, reference).await?;
-    let dir = build.work.join(format!("image-{}", build.from_images.len()));
+    let dir = build
+        .work
+        .join(format!("image-{}", build.from_images.len()));
     let root = Arc::new(Root::create(&dir)?);
     super::extract_layers(&root, &layers).await?;
-    build.from_images.insert(reference.to_string(), root.clone());
+    build
+        .from_images
+        .insert(reference.to_string(), root.clone());
     Ok(root)
 }

@@ -18,7 +18,10 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("image config of {what} is not valid JSON: {source}")]
-    BadConfig { what: String, source: serde_json::Error },
+    BadConfig {
+        what: String,
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     Layer(#[from] crate::layer::Error),
     #[error("{path}: {op}: {source}")]
@@ -88,12 +91,15 @@ pub struct BuiltImage {
     pub layers: Vec<LayerBlob>,
 }
 
+/// The PATH a `FROM scratch` image starts with, as BuildKit's empty image.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The starting config of `FROM scratch`.
 pub fn scratch_config(os: &str, architecture: &str) -> Value {
     json!({
         "architecture": architecture,
         "os": os,
-        "config": {},
+        "config": {"Env": [format!("PATH={DEFAULT_PATH}")]},
         "rootfs": {"type": "layers", "diff_ids": []},
         "history": [],
     })
@@ -156,11 +162,23 @@ pub fn add_history(config: &mut Value, created: &str, created_by: &str, empty_la
 
 /// Finishes an image: sets `created` and `rootfs.diff_ids`, writes config and manifest into
 /// the blob store.
-pub fn assemble(mut config: Value, layers: Vec<LayerBlob>, family: Family, created: &str, store: &BlobStore) -> Result<BuiltImage> {
+pub fn assemble(
+    mut config: Value,
+    layers: Vec<LayerBlob>,
+    family: Family,
+    created: &str,
+    store: &BlobStore,
+) -> Result<BuiltImage> {
     let obj = object(&mut config);
     obj.insert("created".into(), Value::String(created.to_string()));
-    let diff_ids: Vec<Value> = layers.iter().map(|l| Value::String(l.diff_id.0.clone())).collect();
-    obj.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids}));
+    let diff_ids: Vec<Value> = layers
+        .iter()
+        .map(|l| Value::String(l.diff_id.0.clone()))
+        .collect();
+    obj.insert(
+        "rootfs".into(),
+        json!({"type": "layers", "diff_ids": diff_ids}),
+    );
     let config_bytes = serde_json::to_vec(&config).map_err(|source| Error::BadConfig {
         what: "the built image".into(),
         source,
@@ -236,7 +254,10 @@ mod tests {
     #[test]
     fn family_converts_gzip_layers() {
         assert_eq!(Family::Oci.convert_layer(DOCKER_LAYER_GZIP), OCI_LAYER_GZIP);
-        assert_eq!(Family::Docker.convert_layer(OCI_LAYER_GZIP), DOCKER_LAYER_GZIP);
+        assert_eq!(
+            Family::Docker.convert_layer(OCI_LAYER_GZIP),
+            DOCKER_LAYER_GZIP
+        );
         assert_eq!(Family::of_manifest(DOCKER_MANIFEST), Family::Docker);
     }
 }

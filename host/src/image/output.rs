@@ -28,20 +28,30 @@ fn append_file<W: Write>(b: &mut tar::Builder<W>, name: &str, src: &Path) -> Res
     h.set_mode(0o644);
     h.set_size(len);
     h.set_mtime(0);
-    b.append_data(&mut h, name, &mut f).map_err(io(src, "write archive"))
+    b.append_data(&mut h, name, &mut f)
+        .map_err(io(src, "write archive"))
 }
 
-fn append_bytes<W: Write>(b: &mut tar::Builder<W>, name: &str, bytes: &[u8], dest: &Path) -> Result<()> {
+fn append_bytes<W: Write>(
+    b: &mut tar::Builder<W>,
+    name: &str,
+    bytes: &[u8],
+    dest: &Path,
+) -> Result<()> {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);
     h.set_size(bytes.len() as u64);
     h.set_mtime(0);
-    b.append_data(&mut h, name, bytes).map_err(io(dest, "write archive"))
+    b.append_data(&mut h, name, bytes)
+        .map_err(io(dest, "write archive"))
 }
 
 fn temp_beside(dest: &Path) -> PathBuf {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dest.with_file_name(format!(".{name}.kiln-partial"))
 }
 

@@ -88,7 +88,9 @@ impl BlobStore {
             op: "create blob store",
             source,
         })?;
-        Ok(BlobStore { dir: dir.to_path_buf() })
+        Ok(BlobStore {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -166,7 +168,11 @@ impl<W: Write> HashingWriter<W> {
     }
     /// `sha256:<hex>`, the byte count and the inner writer.
     pub fn finish(self) -> (String, u64, W) {
-        (format!("sha256:{}", hex::encode(self.hasher.finalize())), self.count, self.inner)
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.count,
+            self.inner,
+        )
     }
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner

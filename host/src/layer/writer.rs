@@ -17,7 +17,12 @@ use crate::rootfs::{Kind, Root};
 use crate::snapshot::{Change, Changes, Entry};
 
 /// Writes `changes` (read from `root`) as a gzip layer into the blob store.
-pub fn write_layer(root: &Root, changes: &Changes, store: &BlobStore, media_type: &str) -> Result<LayerBlob> {
+pub fn write_layer(
+    root: &Root,
+    changes: &Changes,
+    store: &BlobStore,
+    media_type: &str,
+) -> Result<LayerBlob> {
     let (file, tmp) = store.temp_file()?;
     let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let gz = GzEncoder::new(compressed, Compression::default());
@@ -41,7 +46,11 @@ pub fn write_layer(root: &Root, changes: &Changes, store: &BlobStore, media_type
     }
     let io = |op| {
         let tmp = tmp.clone();
-        move |source| Error::Io { path: tmp, op, source }
+        move |source| Error::Io {
+            path: tmp,
+            op,
+            source,
+        }
     };
     let tar_side = builder.into_inner().map_err(io("finish tar"))?;
     let (diff_id, _, gz) = tar_side.finish();
@@ -104,7 +113,8 @@ fn append_entry<W: Write>(
             let mut h = header_for(entry, tar::EntryType::Directory);
             let mut dir = path.to_vec();
             dir.push(b'/');
-            b.append_data(&mut h, OsStr::from_bytes(&dir), std::io::empty()).map_err(err)
+            b.append_data(&mut h, OsStr::from_bytes(&dir), std::io::empty())
+                .map_err(err)
         }
         Kind::Symlink => {
             let mut h = header_for(entry, tar::EntryType::Symlink);
@@ -115,7 +125,9 @@ fn append_entry<W: Write>(
             if entry.nlink > 1 {
                 if let Some(first) = inodes.get(&entry.ino) {
                     let mut h = header_for(entry, tar::EntryType::Link);
-                    return b.append_link(&mut h, name, OsStr::from_bytes(first)).map_err(err);
+                    return b
+                        .append_link(&mut h, name, OsStr::from_bytes(first))
+                        .map_err(err);
                 }
                 inodes.insert(entry.ino, path.to_vec());
             }
@@ -125,7 +137,8 @@ fn append_entry<W: Write>(
             let mut h = header_for(entry, tar::EntryType::Regular);
             h.set_size(len);
             // a file that grows while it is read must not overrun its header
-            b.append_data(&mut h, name, std::io::Read::take(file, len)).map_err(err)
+            b.append_data(&mut h, name, std::io::Read::take(file, len))
+                .map_err(err)
         }
         Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
             let kind = match entry.kind {
@@ -134,8 +147,10 @@ fn append_entry<W: Write>(
                 _ => tar::EntryType::Fifo,
             };
             let mut h = header_for(entry, kind);
-            h.set_device_major(rustix::fs::major(entry.rdev)).map_err(err)?;
-            h.set_device_minor(rustix::fs::minor(entry.rdev)).map_err(err)?;
+            h.set_device_major(rustix::fs::major(entry.rdev))
+                .map_err(err)?;
+            h.set_device_minor(rustix::fs::minor(entry.rdev))
+                .map_err(err)?;
             b.append_data(&mut h, name, std::io::empty()).map_err(err)
         }
         Kind::Socket => Ok(()),
@@ -180,7 +195,11 @@ mod tests {
         assert_eq!(Digest::of(&bytes), blob.digest);
         assert_eq!(bytes.len() as u64, blob.size);
         let mut tar_bytes = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut tar_bytes).unwrap();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&bytes[..]),
+            &mut tar_bytes,
+        )
+        .unwrap();
         assert_eq!(Digest::of(&tar_bytes).0, blob.diff_id.0);
         let mut ar = tar::Archive::new(&tar_bytes[..]);
         let got: Vec<(String, tar::EntryType)> = ar
@@ -188,7 +207,10 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().display().to_string(), e.header().entry_type())
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                )
             })
             .collect();
         assert_eq!(

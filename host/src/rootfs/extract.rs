@@ -58,7 +58,13 @@ fn io_err<'a>(path: &'a str, op: &'static str) -> impl Fn(std::io::Error) -> Err
 
 /// Unpacks a (possibly compressed) tar stream into `dir` inside `root`. Returns the paths
 /// written, relative to the root.
-pub fn extract<R: Read>(root: &Root, dir: &str, reader: R, whiteouts: Whiteouts, what: &str) -> Result<Vec<String>> {
+pub fn extract<R: Read>(
+    root: &Root,
+    dir: &str,
+    reader: R,
+    whiteouts: Whiteouts,
+    what: &str,
+) -> Result<Vec<String>> {
     let reader = decompress(reader).map_err(io_err(what, "decompress"))?;
     let mut archive = tar::Archive::new(reader);
     let mut written: Vec<String> = Vec::new();
@@ -75,7 +81,11 @@ pub fn extract<R: Read>(root: &Root, dir: &str, reader: R, whiteouts: Whiteouts,
             .collect::<Vec<_>>()
             .join("/");
         if !dir.is_empty() {
-            rel = if rel.is_empty() { dir.to_string() } else { join(dir, &rel) };
+            rel = if rel.is_empty() {
+                dir.to_string()
+            } else {
+                join(dir, &rel)
+            };
         }
         let header = entry.header().clone();
         let kind = header.entry_type();
@@ -121,14 +131,14 @@ pub fn extract<R: Read>(root: &Root, dir: &str, reader: R, whiteouts: Whiteouts,
                 root.remove(&rel, true)?;
             }
             if kind.is_symlink() {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| io_err(&rel, "read link")(std::io::ErrorKind::InvalidData.into()))?;
+                let target = entry.link_name_bytes().ok_or_else(|| {
+                    io_err(&rel, "read link")(std::io::ErrorKind::InvalidData.into())
+                })?;
                 root.symlink(OsStr::from_bytes(&target), &rel)?;
             } else if kind.is_hard_link() {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| io_err(&rel, "read link")(std::io::ErrorKind::InvalidData.into()))?;
+                let target = entry.link_name_bytes().ok_or_else(|| {
+                    io_err(&rel, "read link")(std::io::ErrorKind::InvalidData.into())
+                })?;
                 let mut target = clean_bytes(&target)
                     .iter()
                     .map(|c| String::from_utf8_lossy(c).into_owned())
@@ -192,7 +202,13 @@ pub fn extract<R: Read>(root: &Root, dir: &str, reader: R, whiteouts: Whiteouts,
     }
     // children bumped their parents' mtimes: restore the archive's, deepest first
     for (rel, mtime) in dir_times.into_iter().rev() {
-        root.set_meta(&rel, &Meta { mtime: Some(mtime), ..Meta::default() })?;
+        root.set_meta(
+            &rel,
+            &Meta {
+                mtime: Some(mtime),
+                ..Meta::default()
+            },
+        )?;
     }
     Ok(written)
 }
@@ -207,7 +223,14 @@ fn apply_meta(root: &Root, rel: &str, header: &tar::Header) -> Result<()> {
     match root.set_meta(rel, &meta) {
         // unprivileged extraction cannot chown: keep going with the caller's ids
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
-            root.set_meta(rel, &Meta { uid: None, gid: None, ..meta })
+            root.set_meta(
+                rel,
+                &Meta {
+                    uid: None,
+                    gid: None,
+                    ..meta
+                },
+            )
         }
         other => other,
     }

@@ -20,7 +20,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{
+    self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
+};
 use rustix::io::Errno;
 
 /// Symlinks followed in one resolution before giving up, as the kernel's ELOOP limit.
@@ -203,7 +205,12 @@ impl Root {
     }
 
     /// Opens a cleaned path inside the root, following symlinks inside it.
-    fn open_resolved(&self, rel: &[u8], flags: OFlags, mode: Mode) -> std::result::Result<OwnedFd, Errno> {
+    fn open_resolved(
+        &self,
+        rel: &[u8],
+        flags: OFlags,
+        mode: Mode,
+    ) -> std::result::Result<OwnedFd, Errno> {
         let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
         if !NO_OPENAT2.load(Ordering::Relaxed) {
             match rfs::openat2(
@@ -224,7 +231,12 @@ impl Root {
     }
 
     /// The openat2 fallback: resolves component by component, re-rooting symlinks.
-    fn walk_open(&self, rel: &[u8], flags: OFlags, mode: Mode) -> std::result::Result<OwnedFd, Errno> {
+    fn walk_open(
+        &self,
+        rel: &[u8],
+        flags: OFlags,
+        mode: Mode,
+    ) -> std::result::Result<OwnedFd, Errno> {
         let follow_last = !flags.contains(OFlags::NOFOLLOW);
         let mut pending: Vec<Vec<u8>> = clean_bytes(rel).into_iter().rev().collect();
         let mut stack: Vec<OwnedFd> = Vec::new();
@@ -262,7 +274,12 @@ impl Root {
                     }
                 }
                 Ok(_) if last => {
-                    return rfs::openat(dir, OsStr::from_bytes(&comp), flags | OFlags::CLOEXEC, mode);
+                    return rfs::openat(
+                        dir,
+                        OsStr::from_bytes(&comp),
+                        flags | OFlags::CLOEXEC,
+                        mode,
+                    );
                 }
                 Ok(_) => {
                     let next = rfs::openat(
@@ -274,7 +291,12 @@ impl Root {
                     stack.push(next);
                 }
                 Err(Errno::NOENT) if last && flags.contains(OFlags::CREATE) => {
-                    return rfs::openat(dir, OsStr::from_bytes(&comp), flags | OFlags::CLOEXEC, mode);
+                    return rfs::openat(
+                        dir,
+                        OsStr::from_bytes(&comp),
+                        flags | OFlags::CLOEXEC,
+                        mode,
+                    );
                 }
                 Err(e) => return Err(e),
             }
@@ -299,7 +321,10 @@ impl Root {
         self.parent(rel)?.ok_or_else(|| Error::Io {
             path: "/".into(),
             op,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not allowed on the root itself"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not allowed on the root itself",
+            ),
         })
     }
 
@@ -307,7 +332,9 @@ impl Root {
     pub fn lstat(&self, rel: &str) -> Result<Stat> {
         match self.parent(rel)? {
             None => rfs::fstat(&self.fd).map(|s| Stat::from_raw(&s)),
-            Some((dir, name)) => rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW).map(|s| Stat::from_raw(&s)),
+            Some((dir, name)) => {
+                rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW).map(|s| Stat::from_raw(&s))
+            }
         }
         .map_err(|e| Error::from_errno(&clean(rel), "lstat", e))
     }
@@ -338,7 +365,11 @@ impl Root {
     pub fn read_dir(&self, rel: &str) -> Result<Vec<OsString>> {
         let crel = clean(rel);
         let fd = self
-            .open_resolved(crel.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .open_resolved(
+                crel.as_bytes(),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
             .map_err(|e| Error::from_errno(&crel, "read dir", e))?;
         let mut dir = rfs::Dir::new(fd).map_err(|e| Error::from_errno(&crel, "read dir", e))?;
         let mut names = Vec::new();
@@ -369,7 +400,11 @@ impl Root {
         let crel = clean(rel);
         if let Ok(st) = rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
             match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => return Err(Error::IsDirectory { path: format!("/{crel}") }),
+                FileType::Directory => {
+                    return Err(Error::IsDirectory {
+                        path: format!("/{crel}"),
+                    })
+                }
                 _ => rfs::unlinkat(&dir, &name, AtFlags::empty())
                     .map_err(|e| Error::from_errno(&crel, "replace", e))?,
             }
@@ -382,7 +417,8 @@ impl Root {
         )
         .map_err(|e| Error::from_errno(&crel, "create", e))?;
         // the umask may have trimmed the mode
-        rfs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777)).map_err(|e| Error::from_errno(&crel, "chmod", e))?;
+        rfs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))
+            .map_err(|e| Error::from_errno(&crel, "chmod", e))?;
         Ok(File::from(fd))
     }
 
@@ -390,7 +426,14 @@ impl Root {
     pub fn mkdir(&self, rel: &str, mode: u32) -> Result<()> {
         let (dir, name) = self.parent_required(rel, "mkdir")?;
         rfs::mkdirat(&dir, &name, Mode::from_raw_mode(mode & 0o7777))
-            .and_then(|_| rfs::chmodat(&dir, &name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty()))
+            .and_then(|_| {
+                rfs::chmodat(
+                    &dir,
+                    &name,
+                    Mode::from_raw_mode(mode & 0o7777),
+                    AtFlags::empty(),
+                )
+            })
             .map_err(|e| Error::from_errno(&clean(rel), "mkdir", e))
     }
 
@@ -407,11 +450,17 @@ impl Root {
             cur.push_str(&String::from_utf8_lossy(&comp));
             match self.stat(&cur) {
                 Ok(st) if st.kind == Kind::Dir => continue,
-                Ok(_) => return Err(Error::NotDirectory { path: format!("/{cur}") }),
+                Ok(_) => {
+                    return Err(Error::NotDirectory {
+                        path: format!("/{cur}"),
+                    })
+                }
                 Err(Error::NotFound { .. }) => {
                     // a dangling symlink here would make mkdir fail with EEXIST
                     if self.lstat(&cur).is_ok() {
-                        return Err(Error::NotDirectory { path: format!("/{cur}") });
+                        return Err(Error::NotDirectory {
+                            path: format!("/{cur}"),
+                        });
                     }
                     self.mkdir(&cur, mode)?;
                     created.push(cur.clone());
@@ -425,7 +474,8 @@ impl Root {
     /// Creates a symlink holding `target` verbatim.
     pub fn symlink(&self, target: &OsStr, rel: &str) -> Result<()> {
         let (dir, name) = self.parent_required(rel, "symlink")?;
-        rfs::symlinkat(target, &dir, &name).map_err(|e| Error::from_errno(&clean(rel), "symlink", e))
+        rfs::symlinkat(target, &dir, &name)
+            .map_err(|e| Error::from_errno(&clean(rel), "symlink", e))
     }
 
     /// Creates a hard link at `rel` to `existing` (whose final component is not followed).
@@ -456,8 +506,13 @@ impl Root {
         let target: (OwnedFd, OsString) = match self.parent(rel)? {
             Some(p) => p,
             None => (
-                rfs::openat(&self.fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(err("open"))?,
+                rfs::openat(
+                    &self.fd,
+                    ".",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(err("open"))?,
                 OsString::from("."),
             ),
         };
@@ -478,7 +533,13 @@ impl Root {
         if !is_link {
             let mode = meta.mode.unwrap_or(st.st_mode & 0o7777);
             if meta.mode.is_some() || meta.uid.is_some() || meta.gid.is_some() {
-                rfs::chmodat(dir, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty()).map_err(err("chmod"))?;
+                rfs::chmodat(
+                    dir,
+                    name,
+                    Mode::from_raw_mode(mode & 0o7777),
+                    AtFlags::empty(),
+                )
+                .map_err(err("chmod"))?;
             }
         }
         if let Some((sec, nsec)) = meta.mtime {
@@ -505,9 +566,14 @@ impl Root {
             return Ok(());
         }
         let fd = self
-            .open_resolved(crel.as_bytes(), OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK, Mode::empty())
+            .open_resolved(
+                crel.as_bytes(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+                Mode::empty(),
+            )
             .map_err(|e| Error::from_errno(&crel, "open", e))?;
-        rfs::fsetxattr(&fd, key, value, rfs::XattrFlags::empty()).map_err(|e| Error::from_errno(&crel, "setxattr", e))
+        rfs::fsetxattr(&fd, key, value, rfs::XattrFlags::empty())
+            .map_err(|e| Error::from_errno(&crel, "setxattr", e))
     }
 
     /// Removes the path itself (a final symlink is removed, not followed); a directory only
@@ -517,7 +583,10 @@ impl Root {
             return Err(Error::Io {
                 path: "/".into(),
                 op: "remove",
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "cannot remove the root"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "cannot remove the root",
+                ),
             });
         };
         let crel = clean(rel);
@@ -530,9 +599,11 @@ impl Root {
             if recursive {
                 self.remove_children(&crel)?;
             }
-            rfs::unlinkat(&dir, &name, AtFlags::REMOVEDIR).map_err(|e| Error::from_errno(&crel, "remove", e))
+            rfs::unlinkat(&dir, &name, AtFlags::REMOVEDIR)
+                .map_err(|e| Error::from_errno(&crel, "remove", e))
         } else {
-            rfs::unlinkat(&dir, &name, AtFlags::empty()).map_err(|e| Error::from_errno(&crel, "remove", e))
+            rfs::unlinkat(&dir, &name, AtFlags::empty())
+                .map_err(|e| Error::from_errno(&crel, "remove", e))
         }
     }
 
@@ -621,6 +692,9 @@ mod tests {
         root.create_file("run/f", 0o644).unwrap();
         let fd = root.walk_open(b"varrun/f", OFlags::RDONLY, Mode::empty());
         assert!(fd.is_ok());
-        assert_eq!(root.walk_open(b"up", OFlags::RDONLY, Mode::empty()).err(), Some(Errno::NOENT));
+        assert_eq!(
+            root.walk_open(b"up", OFlags::RDONLY, Mode::empty()).err(),
+            Some(Errno::NOENT)
+        );
     }
 }

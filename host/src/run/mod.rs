@@ -20,11 +20,17 @@ pub enum Error {
     #[error("command exited with code {code}")]
     NonZeroExit { code: i32 },
     #[error("starting {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("preparing the stage root for RUN: {0}")]
     Prepare(#[from] crate::rootfs::Error),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("RUN needs a command")]
     Empty,
 }
@@ -74,7 +80,8 @@ impl Scaffold<'_> {
                     Kind::Dir => self.root.mkdir(rel, 0o755)?,
                     _ => drop(self.root.create_file(rel, 0o644)?),
                 }
-                self.created.push((rel.to_string(), Some(parent_stat.mtime)));
+                self.created
+                    .push((rel.to_string(), Some(parent_stat.mtime)));
                 Ok(true)
             }
             Err(e) => Err(e.into()),
@@ -178,7 +185,8 @@ fn spawn_and_wait(root: &Path, spec: &RunSpec, program: &str, mounts: Mounts) ->
         .envs(spec.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))))
         .stdin(Stdio::null());
     let (uid, gid, groups) = (spec.uid, spec.gid, spec.groups.clone());
-    let child_setup = move || -> std::io::Result<()> { enter(&root_c, &cwd_c, &mounts, uid, gid, &groups) };
+    let child_setup =
+        move || -> std::io::Result<()> { enter(&root_c, &cwd_c, &mounts, uid, gid, &groups) };
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec. It only makes raw syscalls
     // through rustix on data prepared before the fork (CStrings, integers) and allocates
@@ -200,15 +208,27 @@ fn spawn_and_wait(root: &Path, spec: &RunSpec, program: &str, mounts: Mounts) ->
 }
 
 /// In the child: private mounts, chroot, cwd, identity.
-fn enter(root: &CString, cwd: &CString, m: &Mounts, uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
-    use rustix::mount::{mount, mount_bind, mount_bind_recursive, mount_change, MountFlags, MountPropagationFlags};
+fn enter(
+    root: &CString,
+    cwd: &CString,
+    m: &Mounts,
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+) -> std::io::Result<()> {
+    use rustix::mount::{
+        mount, mount_bind, mount_bind_recursive, mount_change, MountFlags, MountPropagationFlags,
+    };
     use rustix::thread::{unshare_unsafe, UnshareFlags};
     #[allow(unsafe_code)]
     // SAFETY: this runs in the single-threaded child between fork and exec; a new mount
     // namespace affects only this process, which nothing else shares state with.
     let in_ns = unsafe { unshare_unsafe(UnshareFlags::NEWNS) }.is_ok();
     if in_ns {
-        mount_change(c"/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)?;
+        mount_change(
+            c"/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )?;
         rustix::process::chdir(root.as_c_str())?;
         if m.proc_ {
             mount(

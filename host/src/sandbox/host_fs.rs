@@ -56,7 +56,10 @@ impl RootEntry {
             return false;
         }
         // an ignored directory stays walkable when an exception may re-include a child
-        let is_dir = self.root.lstat(&rel).is_ok_and(|s| s.kind == rootfs::Kind::Dir);
+        let is_dir = self
+            .root
+            .lstat(&rel)
+            .is_ok_and(|s| s.kind == rootfs::Kind::Dir);
         !(is_dir && rules.patterns().iter().any(|p| p.starts_with('!')))
     }
 }
@@ -68,7 +71,10 @@ impl State {
             .get(r as usize)
             .ok_or_else(|| FsError::Invalid(format!("no root {r}")))?;
         if e.hidden(path) {
-            return Err(FsError::NotFound(format!("/{}: not found", rootfs::clean(path))));
+            return Err(FsError::NotFound(format!(
+                "/{}: not found",
+                rootfs::clean(path)
+            )));
         }
         Ok(e)
     }
@@ -80,7 +86,10 @@ impl State {
     fn writable(&self, r: u32, path: &str) -> FsResult<&Root> {
         let e = self.entry(r, path)?;
         if !e.writable {
-            return Err(FsError::ReadOnly(format!("/{}: read-only root", rootfs::clean(path))));
+            return Err(FsError::ReadOnly(format!(
+                "/{}: read-only root",
+                rootfs::clean(path)
+            )));
         }
         Ok(&e.root)
     }
@@ -88,11 +97,17 @@ impl State {
 
 impl FsHost for State {
     fn lstat(&mut self, r: u32, path: String) -> FsResult<Stat> {
-        self.root(r, &path)?.lstat(&path).map(to_stat).map_err(to_fs_error)
+        self.root(r, &path)?
+            .lstat(&path)
+            .map(to_stat)
+            .map_err(to_fs_error)
     }
 
     fn stat(&mut self, r: u32, path: String) -> FsResult<Stat> {
-        self.root(r, &path)?.stat(&path).map(to_stat).map_err(to_fs_error)
+        self.root(r, &path)?
+            .stat(&path)
+            .map(to_stat)
+            .map_err(to_fs_error)
     }
 
     fn readlink(&mut self, r: u32, path: String) -> FsResult<String> {
@@ -123,7 +138,9 @@ impl FsHost for State {
     }
 
     fn mkdir(&mut self, r: u32, path: String, mode: u32) -> FsResult<()> {
-        self.writable(r, &path)?.mkdir(&path, mode).map_err(to_fs_error)
+        self.writable(r, &path)?
+            .mkdir(&path, mode)
+            .map_err(to_fs_error)
     }
 
     fn symlink(&mut self, r: u32, target: String, path: String) -> FsResult<()> {
@@ -133,7 +150,9 @@ impl FsHost for State {
     }
 
     fn link(&mut self, r: u32, existing: String, path: String) -> FsResult<()> {
-        self.writable(r, &path)?.link(&existing, &path).map_err(to_fs_error)
+        self.writable(r, &path)?
+            .link(&existing, &path)
+            .map_err(to_fs_error)
     }
 
     fn set_meta(&mut self, r: u32, path: String, m: Meta) -> FsResult<()> {
@@ -143,14 +162,24 @@ impl FsHost for State {
             gid: m.gid,
             mtime: m.mtime,
         };
-        self.writable(r, &path)?.set_meta(&path, &meta).map_err(to_fs_error)
+        self.writable(r, &path)?
+            .set_meta(&path, &meta)
+            .map_err(to_fs_error)
     }
 
     fn remove(&mut self, r: u32, path: String, recursive: bool) -> FsResult<()> {
-        self.writable(r, &path)?.remove(&path, recursive).map_err(to_fs_error)
+        self.writable(r, &path)?
+            .remove(&path, recursive)
+            .map_err(to_fs_error)
     }
 
-    fn copy_file(&mut self, from: u32, from_path: String, to: u32, to_path: String) -> FsResult<u64> {
+    fn copy_file(
+        &mut self,
+        from: u32,
+        from_path: String,
+        to: u32,
+        to_path: String,
+    ) -> FsResult<u64> {
         let src_root = self.root(from, &from_path)?;
         let st = src_root.stat(&from_path).map_err(to_fs_error)?;
         if st.kind != rootfs::Kind::File {
@@ -161,7 +190,9 @@ impl FsHost for State {
         }
         let mut src = src_root.open_read(&from_path).map_err(to_fs_error)?;
         let dst_root = self.writable(to, &to_path)?;
-        let mut dst = dst_root.create_file(&to_path, st.mode).map_err(to_fs_error)?;
+        let mut dst = dst_root
+            .create_file(&to_path, st.mode)
+            .map_err(to_fs_error)?;
         // std uses copy_file_range between two files
         let n = std::io::copy(&mut src, &mut dst)
             .map_err(|e| FsError::Io(format!("/{}: copy: {e}", rootfs::clean(&to_path))))?;
@@ -178,10 +209,26 @@ impl FsHost for State {
         Ok(n)
     }
 
-    fn extract_archive(&mut self, from: u32, from_path: String, to: u32, to_dir: String) -> FsResult<Vec<String>> {
-        let src = self.root(from, &from_path)?.open_read(&from_path).map_err(to_fs_error)?;
+    fn extract_archive(
+        &mut self,
+        from: u32,
+        from_path: String,
+        to: u32,
+        to_dir: String,
+    ) -> FsResult<Vec<String>> {
+        let src = self
+            .root(from, &from_path)?
+            .open_read(&from_path)
+            .map_err(to_fs_error)?;
         let dst = self.writable(to, &to_dir)?;
         let what = format!("/{}", rootfs::clean(&from_path));
-        extract::extract(dst, &rootfs::clean(&to_dir), src, extract::Whiteouts::Keep, &what).map_err(to_fs_error)
+        extract::extract(
+            dst,
+            &rootfs::clean(&to_dir),
+            src,
+            extract::Whiteouts::Keep,
+            &what,
+        )
+        .map_err(to_fs_error)
     }
 }

@@ -116,7 +116,8 @@ impl Sandbox {
         let component = load_component(&engine, cache_dir)?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::Load)?;
-        bindings::Builder::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(Error::Load)?;
+        bindings::Builder::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(Error::Load)?;
         Ok(Sandbox {
             engine,
             component,
@@ -135,12 +136,18 @@ impl Sandbox {
                 roots,
             },
         );
-        let instance = bindings::Builder::instantiate(&mut store, &self.component, &self.linker).map_err(Error::Load)?;
+        let instance = bindings::Builder::instantiate(&mut store, &self.component, &self.linker)
+            .map_err(Error::Load)?;
         Ok((store, instance))
     }
 
     /// Carries out one metadata or file instruction.
-    pub fn execute(&self, ins: &GuestInstruction, config: &Value, roots: &GuestRoots) -> Result<Outcome> {
+    pub fn execute(
+        &self,
+        ins: &GuestInstruction,
+        config: &Value,
+        roots: &GuestRoots,
+    ) -> Result<Outcome> {
         let mut table = vec![
             RootEntry {
                 root: roots.stage.clone(),
@@ -173,7 +180,8 @@ impl Sandbox {
             context: 1,
             from: roots.from.as_ref().map(|_| 2),
         };
-        let config = serde_json::to_string(config).map_err(|e| Error::Instruction(e.to_string()))?;
+        let config =
+            serde_json::to_string(config).map_err(|e| Error::Instruction(e.to_string()))?;
         let out = instance
             .kiln_builder_interpreter()
             .call_execute(&mut store, &wins, &config, wroots)
@@ -213,7 +221,11 @@ fn load_component(engine: &Engine, cache_dir: &Path) -> Result<Component> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     GUEST_WASM.hash(&mut h);
-    let key = format!("guest-{}-{:016x}.cwasm", env!("CARGO_PKG_VERSION"), h.finish());
+    let key = format!(
+        "guest-{}-{:016x}.cwasm",
+        env!("CARGO_PKG_VERSION"),
+        h.finish()
+    );
     let path = cache_dir.join(key);
     if path.exists() {
         match deserialize(engine, &path) {
@@ -221,7 +233,9 @@ fn load_component(engine: &Engine, cache_dir: &Path) -> Result<Component> {
             Err(e) => tracing::debug!(error = %e, "precompiled guest unusable, recompiling"),
         }
     }
-    let bytes = engine.precompile_component(GUEST_WASM).map_err(Error::Load)?;
+    let bytes = engine
+        .precompile_component(GUEST_WASM)
+        .map_err(Error::Load)?;
     let cache_err = |op| {
         let path = path.clone();
         move |source| Error::Cache {

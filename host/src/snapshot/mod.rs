@@ -16,7 +16,10 @@ use crate::rootfs::Kind;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("snapshot of {path}: {source}")]
-    Walk { path: String, source: std::io::Error },
+    Walk {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -168,12 +171,16 @@ impl Index {
             match self.entries.get(path) {
                 _ if under_opaque => items.push(Change::Put(path.clone(), new.clone())),
                 None => items.push(Change::Put(path.clone(), new.clone())),
-                Some(old) if old.kind == Kind::Dir && new.kind == Kind::Dir && old.ino != new.ino => {
+                Some(old)
+                    if old.kind == Kind::Dir && new.kind == Kind::Dir && old.ino != new.ino =>
+                {
                     items.push(Change::Put(path.clone(), new.clone()));
                     items.push(Change::Opaque(path.clone()));
                     opaque.insert(path.clone());
                 }
-                Some(old) if changed(old, new) => items.push(Change::Put(path.clone(), new.clone())),
+                Some(old) if changed(old, new) => {
+                    items.push(Change::Put(path.clone(), new.clone()))
+                }
                 Some(_) => {}
             }
         }
