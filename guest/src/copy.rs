@@ -261,7 +261,7 @@ impl Copier<'_> {
     fn copy_dir_to(&mut self, src: &str, st: &Stat, dest: &str) -> Result<()> {
         let st = &Stat {
             mode: IMPLICIT_DIR_MODE,
-            ..st.clone()
+            ..*st
         };
         match self.stage_kind(dest)? {
             Some(Kind::Dir) => self.copy_children(src, dest),

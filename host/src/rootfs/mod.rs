@@ -523,8 +523,8 @@ impl Root {
             rfs::chownat(
                 dir,
                 name,
-                meta.uid.map(|u| rfs::Uid::from_raw(u)),
-                meta.gid.map(|g| rfs::Gid::from_raw(g)),
+                meta.uid.map(rfs::Uid::from_raw),
+                meta.gid.map(rfs::Gid::from_raw),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(err("chown"))?;

@@ -196,7 +196,7 @@ impl Index {
                 items.push(Change::Whiteout(path.clone()));
             }
         }
-        items.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        items.sort_by_key(sort_key);
         Changes { items }
     }
 }
