@@ -87,6 +87,12 @@ impl IgnoreRules {
             .collect()
     }
 
+    /// Whether any rule is a `!` exception (which may re-include a path inside an
+    /// excluded directory).
+    pub fn has_exceptions(&self) -> bool {
+        self.rules.iter().any(|r| r.exception)
+    }
+
     /// Whether `rel_path` (relative to the context root, `/`-separated) is
     /// excluded: the last rule matching the path or one of its parent
     /// directories decides.

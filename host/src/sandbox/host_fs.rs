@@ -60,7 +60,7 @@ impl RootEntry {
             .root
             .lstat(&rel)
             .is_ok_and(|s| s.kind == rootfs::Kind::Dir);
-        !(is_dir && rules.patterns().iter().any(|p| p.starts_with('!')))
+        !(is_dir && rules.has_exceptions())
     }
 }
 
