@@ -96,6 +96,42 @@ fn header_for(entry: &Entry, kind: tar::EntryType) -> tar::Header {
     h
 }
 
+/// The PAX records an entry needs beyond the ustar/GNU header: sub-second mtime and
+/// extended attributes (`security.capability` included), as Docker writes them.
+fn pax_records(root: &Root, path: &[u8], entry: &Entry) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut records = Vec::new();
+    if entry.mtime.1 != 0 {
+        let mtime = format!("{}.{:09}", entry.mtime.0, entry.mtime.1);
+        records.push((
+            "mtime".to_string(),
+            mtime.trim_end_matches('0').as_bytes().to_vec(),
+        ));
+    }
+    if entry.kind == Kind::Symlink {
+        return Ok(records);
+    }
+    let host = root.path().join(OsStr::from_bytes(path));
+    let mut names = vec![0u8; 4096];
+    let n = match rustix::fs::llistxattr(&host, &mut names[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(records),
+        Err(e) => return Err(e.into()),
+    };
+    for key in names[..n].split(|b| *b == 0).filter(|k| !k.is_empty()) {
+        let key = String::from_utf8_lossy(key).into_owned();
+        let mut value = vec![0u8; 65536];
+        match rustix::fs::lgetxattr(&host, key.as_str(), &mut value[..]) {
+            Ok(len) => {
+                value.truncate(len);
+                records.push((format!("SCHILY.xattr.{key}"), value));
+            }
+            Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(records)
+}
+
 fn append_entry<W: Write>(
     b: &mut tar::Builder<W>,
     root: &Root,
@@ -108,6 +144,11 @@ fn append_entry<W: Write>(
         path: format!("/{}", String::from_utf8_lossy(path)),
         source,
     };
+    let records = pax_records(root, path, entry).map_err(err)?;
+    if !records.is_empty() {
+        b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(err)?;
+    }
     match entry.kind {
         Kind::Dir => {
             let mut h = header_for(entry, tar::EntryType::Directory);
@@ -222,5 +263,49 @@ mod tests {
                 ("d/.wh.old".to_string(), tar::EntryType::Regular),
             ]
         );
+    }
+
+    #[test]
+    fn xattrs_and_subsecond_mtimes_survive_a_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rp = tmp.path().join("root");
+        std::fs::create_dir_all(&rp).unwrap();
+        let before = Index::scan(&rp, &BTreeSet::new()).unwrap();
+        let f = rp.join("cap");
+        std::fs::write(&f, "x").unwrap();
+        rustix::fs::lsetxattr(&f, "user.kiln", b"v1", rustix::fs::XattrFlags::empty()).unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let after = Index::scan(&rp, &BTreeSet::new()).unwrap();
+        let store = BlobStore::open(&tmp.path().join("blobs")).unwrap();
+        let root = Root::open(&rp).unwrap();
+        let blob = write_layer(
+            &root,
+            &before.diff(&after),
+            &store,
+            super::super::OCI_LAYER_GZIP,
+        )
+        .unwrap();
+        let out = Root::create(&tmp.path().join("out")).unwrap();
+        let file = std::fs::File::open(&blob.path).unwrap();
+        crate::rootfs::extract::extract(
+            &out,
+            "",
+            file,
+            crate::rootfs::extract::Whiteouts::Apply,
+            "t",
+        )
+        .unwrap();
+        let got = tmp.path().join("out/cap");
+        let mut v = [0u8; 16];
+        let n = rustix::fs::lgetxattr(&got, "user.kiln", &mut v[..]).unwrap();
+        assert_eq!(&v[..n], b"v1");
+        let st = out.lstat("cap").unwrap();
+        assert_eq!(st.mtime, (1_700_000_000, 123_456_789));
     }
 }

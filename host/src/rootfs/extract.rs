@@ -109,7 +109,12 @@ pub fn extract<R: Read>(
         if rel.is_empty() {
             // the root directory itself: only its metadata
             if kind.is_dir() {
-                apply_meta(root, "", &header)?;
+                apply_meta(
+                    root,
+                    "",
+                    &header,
+                    header.mtime().ok().map(|m| (m as i64, 0)),
+                )?;
             }
             continue;
         }
@@ -180,10 +185,13 @@ pub fn extract<R: Read>(
                 continue;
             }
         }
+        let mut mtime = header.mtime().ok().map(|m| (m as i64, 0u32));
         if let Ok(Some(exts)) = entry.pax_extensions() {
             for ext in exts.flatten() {
                 if let Ok(key) = ext.key() {
-                    if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                    if key == "mtime" {
+                        mtime = ext.value().ok().and_then(parse_pax_time).or(mtime);
+                    } else if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
                         if let Err(e) = root.set_xattr(&rel, x, ext.value_bytes()) {
                             tracing::warn!(path = %rel, xattr = x, error = %e, "could not keep xattr");
                         }
@@ -191,10 +199,10 @@ pub fn extract<R: Read>(
                 }
             }
         }
-        apply_meta(root, &rel, &header)?;
+        apply_meta(root, &rel, &header, mtime)?;
         if kind.is_dir() {
-            if let Ok(m) = header.mtime() {
-                dir_times.push((rel.clone(), (m as i64, 0)));
+            if let Some(m) = mtime {
+                dir_times.push((rel.clone(), m));
             }
         }
         written.push(rel.clone());
@@ -213,12 +221,29 @@ pub fn extract<R: Read>(
     Ok(written)
 }
 
-fn apply_meta(root: &Root, rel: &str, header: &tar::Header) -> Result<()> {
+/// A PAX time (`1700000000.5`, `-1.25`) as seconds and nanoseconds.
+fn parse_pax_time(v: &str) -> Option<(i64, u32)> {
+    let (sec, frac) = v.split_once('.').unwrap_or((v, ""));
+    let sec: i64 = sec.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let nsec: u32 = format!("{digits:0<9}").parse().ok()?;
+    Some((sec, nsec))
+}
+
+fn apply_meta(
+    root: &Root,
+    rel: &str,
+    header: &tar::Header,
+    mtime: Option<(i64, u32)>,
+) -> Result<()> {
     let meta = Meta {
         mode: header.mode().ok().map(|m| m & 0o7777),
         uid: header.uid().ok().map(|u| u as u32),
         gid: header.gid().ok().map(|g| g as u32),
-        mtime: header.mtime().ok().map(|m| (m as i64, 0)),
+        mtime,
     };
     match root.set_meta(rel, &meta) {
         // unprivileged extraction cannot chown: keep going with the caller's ids
