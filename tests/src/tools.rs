@@ -276,7 +276,8 @@ fn inspect(reference: &str, config: bool) -> Result<serde_json::Value, String> {
     let mut cmd = Command::new(skopeo());
     cmd.arg("inspect").arg("--tls-verify=false");
     if config {
-        cmd.arg("--config");
+        // the config blob as pushed: skopeo's parsed form drops Docker-only fields (OnBuild)
+        cmd.args(["--raw", "--config"]);
     }
     cmd.arg(with_transport(reference));
     let out = run_with_timeout(&mut cmd, TOOL_TIMEOUT);

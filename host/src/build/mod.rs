@@ -100,8 +100,10 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     for w in &df.warnings {
         tracing::warn!("{}: {w}", opts.dockerfile.display());
     }
-    let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref())
+    let platform = Platform::host();
+    let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref(), &platform)
         .with_context(|| format!("planning {}", opts.dockerfile.display()))?;
+    warn_unused_build_args(&plan, &opts.build_args);
 
     let ignore_path = opts.context.join(".dockerignore");
     let ignore = match std::fs::read_to_string(&ignore_path) {
@@ -131,7 +133,7 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         registry: Registry::new(opts.registry.clone()),
         opts,
         store,
-        platform: Platform::host(),
+        platform,
         sandbox: Arc::new(sandbox),
         context: Arc::new(context),
         ignore: Arc::new(ignore),
@@ -193,6 +195,33 @@ async fn build_stage(
         }
     };
     step::run_stage(build, plan, index, root, config, layers, family, done).await
+}
+
+/// BuildKit's warning for `--build-arg`s no built stage (nor the global scope) declares.
+fn warn_unused_build_args(plan: &BuildPlan, build_args: &[(String, String)]) {
+    let declared = |name: &str| {
+        plan.global_args.contains_key(name)
+            || plan::PROXY_ARGS.contains(&name)
+            || plan.order.iter().any(|&i| {
+                plan.stages[i].instructions.iter().any(|ins| {
+                    ins.keyword == dockerfile::Keyword::Arg
+                        && ins
+                            .arg_decls()
+                            .is_ok_and(|d| d.iter().any(|(n, _)| n == name))
+                })
+            })
+    };
+    let unused: Vec<&str> = build_args
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !declared(k))
+        .collect();
+    if !unused.is_empty() {
+        tracing::warn!(
+            "build-args not consumed by any built stage: {}",
+            unused.join(", ")
+        );
+    }
 }
 
 /// Pulls an image into the blob store: its config and layers in `family`'s media types.

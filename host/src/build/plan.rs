@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::{bail, Context as _, Result};
 
 use crate::dockerfile::{expand_word, Args, Dockerfile, Instruction, Keyword};
+use crate::registry::Platform;
 
 /// Where a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,13 +74,47 @@ pub fn global_lookup(globals: &HashMap<String, Option<String>>) -> HashMap<Strin
         .collect()
 }
 
+/// ARGs every build has without declaring them: RUN sees them when given with --build-arg,
+/// and they stay out of history (BuildKit's predefined proxy ARGs).
+pub const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// BuildKit's automatic platform ARGs, in global scope (usable in FROM; a stage declares
+/// `ARG TARGETARCH` to see one). kiln builds for the platform it runs on.
+pub fn platform_args(platform: &Platform) -> Vec<(String, String)> {
+    let variant = platform.variant.clone().unwrap_or_default();
+    let full = platform.to_string();
+    let mut out = Vec::new();
+    for side in ["TARGET", "BUILD"] {
+        out.push((format!("{side}PLATFORM"), full.clone()));
+        out.push((format!("{side}OS"), platform.os.clone()));
+        out.push((format!("{side}ARCH"), platform.architecture.clone()));
+        out.push((format!("{side}VARIANT"), variant.clone()));
+    }
+    out
+}
+
 pub fn plan(
     df: &Dockerfile,
     build_args: &[(String, String)],
     target: Option<&str>,
+    platform: &Platform,
 ) -> Result<BuildPlan> {
     let build_args: HashMap<String, String> = build_args.iter().cloned().collect();
-    let mut global_args: HashMap<String, Option<String>> = HashMap::new();
+    let mut global_args: HashMap<String, Option<String>> = platform_args(platform)
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect();
     let mut stages: Vec<Stage> = Vec::new();
     for ins in &df.instructions {
         if ins.keyword == Keyword::From {
@@ -204,12 +239,13 @@ mod tests {
             "ARG TAG=1\nFROM img:${TAG} AS a\nRUN x\nFROM scratch AS unused\nFROM a AS b\nCOPY --from=0 /x /y\nFROM b\n",
         )
         .unwrap();
-        let p = plan(&df, &[], Some("b")).unwrap();
+        let host = Platform::host();
+        let p = plan(&df, &[], Some("b"), &host).unwrap();
         assert_eq!(p.stages[0].base, Base::Image("img:1".into()));
         assert_eq!(p.stages[2].base, Base::Stage(0));
         assert_eq!(p.target, 2);
         assert_eq!(p.order, vec![0, 2]);
-        let p = plan(&df, &[("TAG".into(), "2".into())], None).unwrap();
+        let p = plan(&df, &[("TAG".into(), "2".into())], None, &host).unwrap();
         assert_eq!(p.stages[0].base, Base::Image("img:2".into()));
         assert_eq!(p.order, vec![0, 2, 3]);
     }
@@ -217,9 +253,22 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let df = parse("RUN x\nFROM a\n").unwrap();
-        let e = plan(&df, &[], None).unwrap_err().to_string();
+        let host = Platform::host();
+        let e = plan(&df, &[], None, &host).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
         let df = parse("FROM a\n").unwrap();
-        assert!(plan(&df, &[], Some("nope")).is_err());
+        assert!(plan(&df, &[], Some("nope"), &host).is_err());
+    }
+
+    #[test]
+    fn platform_args_reach_from() {
+        let host = Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        };
+        let df = parse("FROM img-${TARGETARCH}:${TARGETOS}${TARGETVARIANT}\n").unwrap();
+        let p = plan(&df, &[], None, &host).unwrap();
+        assert_eq!(p.stages[0].base, Base::Image("img-arm64:linuxv8".into()));
     }
 }

@@ -92,20 +92,43 @@ pub(crate) async fn run_stage(
         cmd_set: false,
         index: snapshot,
     };
-    // triggers belong to the image that declared them; they are not inherited
-    if let Some(obj) = st.config.get_mut("config").and_then(Value::as_object_mut) {
-        if obj
-            .get("OnBuild")
-            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
-        {
-            tracing::warn!(
-                line = stage.line,
-                "ONBUILD triggers of the base image are not run yet"
-            );
+    // the base's ONBUILD triggers run first, as if written right after FROM; the new image
+    // does not inherit them
+    let triggers: Vec<String> = st
+        .config
+        .get_mut("config")
+        .and_then(Value::as_object_mut)
+        .and_then(|c| c.remove("OnBuild"))
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let mut instructions = Vec::new();
+    for trigger in &triggers {
+        let parsed = crate::dockerfile::parse(trigger).with_context(|| {
+            format!(
+                "line {}: ONBUILD trigger of the base image: {trigger}",
+                stage.line
+            )
+        })?;
+        for mut ins in parsed.instructions {
+            if matches!(
+                ins.keyword,
+                Keyword::From | Keyword::Onbuild | Keyword::Maintainer
+            ) {
+                return Err(anyhow!(
+                    "line {}: the base image's ONBUILD trigger {trigger:?} is not allowed",
+                    stage.line
+                ));
+            }
+            ins.line = stage.line;
+            ins.end_line = stage.line;
+            instructions.push(ins);
         }
-        obj.remove("OnBuild");
     }
-    for ins in &stage.instructions {
+    instructions.extend(stage.instructions.iter().cloned());
+    for ins in &instructions {
         tracing::info!(stage = %stage.display_name(), line = ins.line, "{}", ins.original);
         step(build, plan, index, &mut st, ins, done)
             .await
@@ -219,6 +242,14 @@ async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> 
             }
         }
     }
+    // predefined proxy ARGs reach RUN when given, declared or not
+    for name in super::plan::PROXY_ARGS {
+        if let Some(v) = plan_build_arg(build, name) {
+            if !env.iter().any(|(k, _)| k == name) {
+                env.push((name.to_string(), v));
+            }
+        }
+    }
     if !env.iter().any(|(k, _)| k == "PATH") {
         env.push(("PATH".into(), image::DEFAULT_PATH.into()));
     }
@@ -261,6 +292,16 @@ async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> 
     }
     let created_by = created_by(ins, &shell);
     snapshot_step(build, st, &created_by).await
+}
+
+fn plan_build_arg(build: &Build, name: &str) -> Option<String> {
+    build
+        .opts
+        .build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// Diffs the root against the last snapshot; a change becomes a layer.
