@@ -99,6 +99,25 @@ pub struct CliArgs {
     /// A registry to reach over plain HTTP (repeatable)
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+    /// Fixed timestamps (SOURCE_DATE_EPOCH, else 0) and layer mtimes clamped to them, so
+    /// the same inputs give the same digests
+    #[arg(long)]
+    pub reproducible: bool,
+    /// A label added to the image, K=V (repeatable)
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Write `name@digest` of each destination to this file
+    #[arg(long)]
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// Write `name:tag@digest` of each destination to this file
+    #[arg(long)]
+    pub image_name_tag_with_digest_file: Option<PathBuf>,
+    /// Accepted for kaniko compatibility: kiln always builds only the stages the target needs
+    #[arg(long)]
+    pub skip_unused_stages: bool,
+    /// Accepted for kaniko compatibility: kiln always removes its stage roots after a build
+    #[arg(long)]
+    pub cleanup: bool,
     /// Log level: panic, fatal, error, warn, info, debug, trace
     #[arg(short = 'v', long, value_enum, default_value = "info")]
     pub verbosity: Verbosity,
@@ -159,6 +178,13 @@ impl CliArgs {
                 },
             }
         }
+        let mut labels = Vec::new();
+        for l in &self.labels {
+            match l.split_once('=') {
+                Some((k, v)) if !k.is_empty() => labels.push((k.to_string(), v.to_string())),
+                _ => bail!("--label {l}: expected KEY=VALUE"),
+            }
+        }
         if self.destinations.is_empty() && !self.no_push {
             bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
         }
@@ -178,6 +204,10 @@ impl CliArgs {
                 skip_tls_verify: self.skip_tls_verify,
                 insecure_registries: self.insecure_registries,
             },
+            reproducible: self.reproducible,
+            labels,
+            image_name_with_digest_file: self.image_name_with_digest_file,
+            image_name_tag_with_digest_file: self.image_name_tag_with_digest_file,
             kiln_dir: self.kiln_dir.unwrap_or_else(default_kiln_dir),
         })
     }

@@ -36,6 +36,14 @@ pub struct BuildOptions {
     pub build_args: Vec<(String, String)>,
     pub target: Option<String>,
     pub registry: RegistryOptions,
+    /// `--reproducible`: timestamps fixed (SOURCE_DATE_EPOCH, else 0), layer mtimes clamped
+    pub reproducible: bool,
+    /// `--label k=v`: labels added to the final image
+    pub labels: Vec<(String, String)>,
+    /// kaniko's `--image-name-with-digest-file`: `name@digest` per destination
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// kaniko's `--image-name-tag-with-digest-file`: `name:tag@digest` per destination
+    pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// kiln's work dir: blob cache, stage roots, compiled guest
     pub kiln_dir: PathBuf,
 }
@@ -69,6 +77,8 @@ pub(crate) struct Build {
     pub escape: char,
     pub work: PathBuf,
     pub created: String,
+    /// reproducible builds: no layer entry is newer than this
+    pub mtime_clamp: Option<i64>,
     pub resolv_conf: PathBuf,
     pub hosts: PathBuf,
     /// images named by `COPY --from=<image>`, extracted once
@@ -121,14 +131,13 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let (resolv_conf, hosts) = crate::run::network_files(&work.join("etc"))?;
     let cache_dir = opts.kiln_dir.join("cache");
     let sandbox = tokio::task::spawn_blocking(move || Sandbox::load(&cache_dir)).await??;
-    let created = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        });
+    let epoch = source_date_epoch(&opts.build_args)?;
+    let mtime_clamp = opts.reproducible.then(|| epoch.unwrap_or(0));
+    let created = mtime_clamp.or(epoch).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
     let mut build = Build {
         registry: Registry::new(opts.registry.clone()),
         opts,
@@ -140,6 +149,7 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         escape: df.escape,
         work,
         created: image::rfc3339(created),
+        mtime_clamp,
         resolv_conf,
         hosts,
         from_images: HashMap::new(),
@@ -152,9 +162,20 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         let result = build_stage(&mut build, &plan, index, &results).await?;
         results.insert(index, result);
     }
-    let last = results
+    let mut last = results
         .remove(&plan.target)
         .context("the target stage produced no image")?;
+    if !build.opts.labels.is_empty() {
+        let config = image::object(&mut last.config)
+            .entry("config")
+            .or_insert_with(|| serde_json::json!({}));
+        let labels = image::object(config)
+            .entry("Labels")
+            .or_insert_with(|| serde_json::json!({}));
+        for (k, v) in &build.opts.labels {
+            image::object(labels).insert(k.clone(), Value::String(v.clone()));
+        }
+    }
     let store = build.store.clone();
     let created = build.created.clone();
     let image = image::assemble(last.config, last.layers, last.family, &created, &store)?;
@@ -197,11 +218,30 @@ async fn build_stage(
     step::run_stage(build, plan, index, root, config, layers, family, done).await
 }
 
+/// SOURCE_DATE_EPOCH from a build-arg or the environment (the build-arg wins, as BuildKit).
+fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<i64>> {
+    let value = build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .with_context(|| format!("SOURCE_DATE_EPOCH {v:?}: not a number of seconds")),
+    }
+}
+
 /// BuildKit's warning for `--build-arg`s no built stage (nor the global scope) declares.
 fn warn_unused_build_args(plan: &BuildPlan, build_args: &[(String, String)]) {
     let declared = |name: &str| {
         plan.global_args.contains_key(name)
             || plan::PROXY_ARGS.contains(&name)
+            || name == "SOURCE_DATE_EPOCH"
             || plan.order.iter().any(|&i| {
                 plan.stages[i].instructions.iter().any(|ins| {
                     ins.keyword == dockerfile::Keyword::Arg
@@ -283,6 +323,31 @@ pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Re
     .await?
 }
 
+/// A destination without its digest, and without its tag unless `with_tag` (then with
+/// `:latest` when it names none).
+fn image_name(reference: &str, with_tag: bool) -> String {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let (repo, has_tag) = match name.rsplit_once('/') {
+        Some((host, last)) => match last.split_once(':') {
+            Some((repo_last, _)) => (format!("{host}/{repo_last}"), true),
+            None => (name.to_string(), false),
+        },
+        None => match name.split_once(':') {
+            Some((repo, _)) => (repo.to_string(), true),
+            None => (name.to_string(), false),
+        },
+    };
+    if with_tag {
+        if has_tag {
+            name.to_string()
+        } else {
+            format!("{name}:{}", tag_of(reference))
+        }
+    } else {
+        repo
+    }
+}
+
 /// The tag part of a reference (`latest` when it has none or is pinned by digest).
 fn tag_of(reference: &str) -> String {
     let name = reference.split('@').next().unwrap_or(reference);
@@ -349,12 +414,46 @@ async fn write_outputs(build: &Build, image: &BuiltImage) -> Result<()> {
         output::write_digest_file(&image.manifest_digest.0, path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    for (path, with_tag) in [
+        (&opts.image_name_with_digest_file, false),
+        (&opts.image_name_tag_with_digest_file, true),
+    ] {
+        let Some(path) = path else { continue };
+        let lines: String = opts
+            .destinations
+            .iter()
+            .map(|d| format!("{}@{}\n", image_name(d, with_tag), image.manifest_digest))
+            .collect();
+        output::write_digest_file(&lines, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_names() {
+        for (r, bare, tagged) in [
+            (
+                "127.0.0.1:5000/app:1",
+                "127.0.0.1:5000/app",
+                "127.0.0.1:5000/app:1",
+            ),
+            (
+                "127.0.0.1:5000/app",
+                "127.0.0.1:5000/app",
+                "127.0.0.1:5000/app:latest",
+            ),
+            ("app:v2", "app", "app:v2"),
+            ("reg.io/a/b@sha256:abc", "reg.io/a/b", "reg.io/a/b:latest"),
+        ] {
+            assert_eq!(image_name(r, false), bare, "{r}");
+            assert_eq!(image_name(r, true), tagged, "{r}");
+        }
+    }
 
     #[test]
     fn tag_of_references() {

@@ -310,6 +310,7 @@ async fn snapshot_step(build: &Build, st: &mut StageState, created_by: &str) -> 
     let before = std::mem::take(&mut st.index);
     let store = build.store.clone();
     let media_type = st.family.layer_gzip().to_string();
+    let mtime_clamp = build.mtime_clamp;
     let (after, blob) =
         tokio::task::spawn_blocking(move || -> Result<(Index, Option<LayerBlob>)> {
             let after = Index::scan(root.path(), &BTreeSet::new())?;
@@ -317,7 +318,7 @@ async fn snapshot_step(build: &Build, st: &mut StageState, created_by: &str) -> 
             if changes.is_empty() {
                 return Ok((after, None));
             }
-            let blob = layer::write_layer(&root, &changes, &store, &media_type)?;
+            let blob = layer::write_layer(&root, &changes, &store, &media_type, mtime_clamp)?;
             Ok((after, Some(blob)))
         })
         .await??;

@@ -16,12 +16,15 @@ use super::{BlobStore, DiffId, Digest, Error, HashingWriter, LayerBlob, Result};
 use crate::rootfs::{Kind, Root};
 use crate::snapshot::{Change, Changes, Entry};
 
-/// Writes `changes` (read from `root`) as a gzip layer into the blob store.
+/// Writes `changes` (read from `root`) as a gzip layer into the blob store. With
+/// `mtime_clamp` (reproducible builds), every entry's mtime is that second, whatever the
+/// context's or the clock's (kaniko's `--reproducible` zeroes them the same way).
 pub fn write_layer(
     root: &Root,
     changes: &Changes,
     store: &BlobStore,
     media_type: &str,
+    mtime_clamp: Option<i64>,
 ) -> Result<LayerBlob> {
     let (file, tmp) = store.temp_file()?;
     let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
@@ -32,7 +35,16 @@ pub fn write_layer(
     let mut inodes: HashMap<u64, Vec<u8>> = HashMap::new();
     for change in &changes.items {
         match change {
-            Change::Put(path, entry) => append_entry(&mut builder, root, path, entry, &mut inodes)?,
+            Change::Put(path, entry) => match mtime_clamp {
+                Some(limit) => {
+                    let clamped = Entry {
+                        mtime: (limit, 0),
+                        ..entry.clone()
+                    };
+                    append_entry(&mut builder, root, path, &clamped, &mut inodes)?
+                }
+                _ => append_entry(&mut builder, root, path, entry, &mut inodes)?,
+            },
             Change::Whiteout(path) => {
                 let (dir, name) = split(path);
                 let wh = join(dir, &[b".wh.", name].concat());
@@ -231,7 +243,8 @@ mod tests {
         let changes = before.diff(&after);
         let store = BlobStore::open(&tmp.path().join("blobs")).unwrap();
         let root = Root::open(&rp).unwrap();
-        let blob = write_layer(&root, &changes, &store, super::super::OCI_LAYER_GZIP).unwrap();
+        let blob =
+            write_layer(&root, &changes, &store, super::super::OCI_LAYER_GZIP, None).unwrap();
         let bytes = std::fs::read(&blob.path).unwrap();
         assert_eq!(Digest::of(&bytes), blob.digest);
         assert_eq!(bytes.len() as u64, blob.size);
@@ -289,6 +302,7 @@ mod tests {
             &before.diff(&after),
             &store,
             super::super::OCI_LAYER_GZIP,
+            None,
         )
         .unwrap();
         let out = Root::create(&tmp.path().join("out")).unwrap();
