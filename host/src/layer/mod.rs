@@ -1,9 +1,10 @@
-//! Layers and the blob store: `Changes` become a tar stream, gzip-compressed and hashed in one
-//! pass (diff_id over the tar, digest over the gzip) straight into a file of the blob store.
+//! Layers and the blob store: `Changes` become a tar stream, gzip-compressed on every core
+//! (`pgzip`) and hashed in one pass (diff_id over the tar, digest over the gzip) straight into a file of the blob store.
 //! No layer is ever held in memory whole.
 //!
 //! What changed is the snapshot's business; how a blob reaches a registry is the registry's.
 
+pub mod pgzip;
 pub mod writer;
 
 use std::fmt;

@@ -9,8 +9,9 @@ use std::ffi::OsStr;
 use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 
-use flate2::write::GzEncoder;
 use flate2::Compression;
+
+use super::pgzip::ParallelGz;
 
 use super::{BlobStore, DiffId, Digest, Error, HashingWriter, LayerBlob, Result};
 use crate::rootfs::{Kind, Root};
@@ -28,7 +29,7 @@ pub fn write_layer(
 ) -> Result<LayerBlob> {
     let (file, tmp) = store.temp_file()?;
     let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let gz = GzEncoder::new(compressed, Compression::default());
+    let gz = ParallelGz::new(compressed, Compression::default());
     let tar_side = HashingWriter::new(gz);
     let mut builder = tar::Builder::new(tar_side);
     builder.mode(tar::HeaderMode::Complete);
