@@ -1,15 +1,18 @@
-//! COPY and ADD: flags, where each source lands (trailing-slash and directory rules), owner
-//! and mode of everything written, symlink handling, and ADD's local archive unpacking.
-//! Source selection (globs, not-found errors, archive magic) is `sources.rs`; bytes are
-//! copied by the host.
+//! COPY and ADD: flags, where each source lands (trailing-slash and directory rules,
+//! `--parents`), owner and mode of everything written, `--exclude` during the walk, symlink
+//! handling, and ADD's local archive unpacking. Source selection (globs, the `--parents`
+//! pivot, not-found errors, archive magic) is `sources.rs`; `--chmod` values are
+//! `chmod.rs`, `--exclude` patterns `exclude.rs`; bytes are copied by the host.
 //!
 //! Rules follow BuildKit: a named source that is a symlink is followed, symlinks met inside
 //! a copied directory are copied as symlinks; a directory source copies its contents; the
 //! destination is resolved through symlinks, entries inside it are not (a symlink where a
 //! copied directory goes is an error, "cannot copy to non-directory").
 
+use crate::chmod::Chmod;
 use crate::config::ImageConfig;
 use crate::error::{Error, Result};
+use crate::exclude::Excludes;
 use crate::execute::{Instruction, Roots};
 use crate::files::{
     create_dirs, fs_err, make_dir, resolve, set_owner_mode, Files, Kind, Meta, Owner, RootId, Stat,
@@ -25,7 +28,11 @@ use crate::workdir::IMPLICIT_DIR_MODE;
 struct Flags {
     from: Option<String>,
     chown: Option<String>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
+    /// `--parents`: sources keep their path (after the `/./` pivot) under the destination
+    parents: bool,
+    /// `--exclude`, one pattern per occurrence
+    exclude: Vec<String>,
 }
 
 fn parse_flags(ins: &Instruction) -> Result<Flags> {
@@ -44,9 +51,11 @@ fn parse_flags(ins: &Instruction) -> Result<Flags> {
         match name.as_str() {
             "from" => flags.from = Some(required()?),
             "chown" => flags.chown = Some(required()?),
-            "chmod" => flags.chmod = Some(parse_chmod(&required()?)?),
+            "chmod" => flags.chmod = Some(Chmod::parse(&required()?)?),
+            "exclude" => flags.exclude.push(required()?),
+            "parents" => flags.parents = parse_bool(name, value.as_deref())?,
             "link" => {}
-            "parents" | "exclude" | "checksum" | "keep-git-dir" => {
+            "checksum" | "keep-git-dir" => {
                 return Err(Error::NotSupportedYet {
                     what: format!("{} --{name}", ins.keyword),
                 })
@@ -62,16 +71,17 @@ fn parse_flags(ins: &Instruction) -> Result<Flags> {
     Ok(flags)
 }
 
-/// `--chmod` in octal (`755`, `0755`, `4755`).
-fn parse_chmod(value: &str) -> Result<u32> {
-    u32::from_str_radix(value, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777 && value.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| Error::FlagValue {
-            flag: "chmod".to_string(),
-            value: value.to_string(),
-            reason: "expected an octal mode like 755 or 0755".to_string(),
-        })
+/// A boolean flag: bare means true, else `true` or `false` in any case (BuildKit's rule).
+fn parse_bool(flag: &str, value: Option<&str>) -> Result<bool> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err(Error::FlagValue {
+            flag: flag.to_string(),
+            value: value.unwrap_or_default().to_string(),
+            reason: "expected true or false".to_string(),
+        }),
+    }
 }
 
 fn is_url(s: &str) -> bool {
@@ -119,8 +129,17 @@ pub fn apply(
         Some(spec) => Some(user::resolve_chown(files, roots.stage, spec)?),
         None => None,
     };
-    let srcs = sources::expand(files, src_root, patterns, &ins.keyword, &root_name)?;
-    let dest_is_dir = names_directory(dest_raw);
+    let excludes = Excludes::parse(&ins.keyword, &flags.exclude)?;
+    let srcs = sources::expand(
+        files,
+        src_root,
+        patterns,
+        flags.parents,
+        &ins.keyword,
+        &root_name,
+    )?;
+    // with --parents the destination is always a directory the kept paths go under
+    let dest_is_dir = names_directory(dest_raw) || flags.parents;
     if srcs.len() > 1 && !dest_is_dir {
         return Err(Error::MultipleSources {
             keyword: ins.keyword.clone(),
@@ -139,6 +158,7 @@ pub fn apply(
         keep_owner: flags.from.is_some(),
         chown,
         chmod: flags.chmod,
+        excludes,
         touched,
     };
     let unpack = add && flags.from.is_none();
@@ -157,7 +177,8 @@ struct Copier<'a> {
     /// `--from`: copied entries keep their source owner
     keep_owner: bool,
     chown: Option<Owner>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
+    excludes: Excludes,
     touched: &'a mut Touched,
 }
 
@@ -180,7 +201,10 @@ impl Copier<'_> {
     }
 
     fn mode_of(&self, st: &Stat) -> u32 {
-        self.chmod.unwrap_or(st.mode & 0o7777)
+        match &self.chmod {
+            Some(chmod) => chmod.apply(st.mode, st.is_dir()),
+            None => st.mode & 0o7777,
+        }
     }
 
     fn ensure_dirs(&mut self, dir: &str) -> Result<()> {
@@ -203,6 +227,9 @@ impl Copier<'_> {
         dest_is_dir: bool,
         unpack: bool,
     ) -> Result<()> {
+        if let Some(keep) = src.keep.as_deref().filter(|k| !k.is_empty()) {
+            return self.copy_with_parents(src, keep, dest);
+        }
         let mut st = match self.files.stat(self.src_root, &src.path) {
             Ok(st) => st,
             Err(e) if e.is_missing() => {
@@ -245,6 +272,36 @@ impl Copier<'_> {
         }
     }
 
+    /// `--parents`: the source lands at `dest/keep`, the directories on the way created as
+    /// plain 0755 directories owned by root or the `--chown` owner. The source is an entry
+    /// under the pivot, as in BuildKit's walk of it: excluded by its kept path, a symlink
+    /// copied as a symlink, a directory created with its own mode.
+    fn copy_with_parents(&mut self, src: &Source, keep: &str, dest: &str) -> Result<()> {
+        // like BuildKit, the destination exists even if everything is excluded
+        self.ensure_dirs(dest)?;
+        if self.excludes.excludes(keep) {
+            return Ok(());
+        }
+        let st = match self.files.lstat(self.src_root, &src.path) {
+            Ok(st) => st,
+            Err(e) if e.is_missing() => {
+                return Err(Error::SourceNotFound {
+                    path: src.shown.clone(),
+                    root: self.root_name.clone(),
+                })
+            }
+            Err(e) => return Err(fs_err("checking", &src.path)(e)),
+        };
+        if !matches!(st.kind, Kind::Dir | Kind::File | Kind::Symlink) {
+            return Err(Error::NotSupportedYet {
+                what: format!("copying the special file {}", src.shown),
+            });
+        }
+        let target = path::join(dest, keep);
+        self.ensure_dirs(path::parent(&target))?;
+        self.copy_entry(&src.path, &st, &target, keep)
+    }
+
     /// What is at `p` in the stage, following a final symlink; `None` if nothing.
     fn stage_kind(&self, p: &str) -> Result<Option<Kind>> {
         match self.files.stat(self.stage, p) {
@@ -264,22 +321,23 @@ impl Copier<'_> {
             ..*st
         };
         match self.stage_kind(dest)? {
-            Some(Kind::Dir) => self.copy_children(src, dest),
+            Some(Kind::Dir) => self.copy_children(src, dest, ""),
             Some(_) => Err(Error::NotDirectory {
                 path: dest.to_string(),
             }),
             None => {
                 self.ensure_dirs(path::parent(dest))?;
-                self.new_dir_with_contents(src, st, dest)
+                self.new_dir_with_contents(src, st, dest, "")
             }
         }
     }
 
-    /// Creates `dest` like the source directory, fills it, then sets its mtime.
-    fn new_dir_with_contents(&mut self, src: &str, st: &Stat, dest: &str) -> Result<()> {
+    /// Creates `dest` like the source directory, fills it, then sets its mtime. `rel` is
+    /// the directory's path under the copied root, for `--exclude`.
+    fn new_dir_with_contents(&mut self, src: &str, st: &Stat, dest: &str, rel: &str) -> Result<()> {
         let (mode, owner) = (self.mode_of(st), self.owner_of(st));
         make_dir(self.files, self.stage, dest, mode, owner, self.touched)?;
-        self.copy_children(src, dest)?;
+        self.copy_children(src, dest, rel)?;
         let meta = Meta {
             mtime: Some((st.mtime_sec, st.mtime_nsec)),
             ..Meta::default()
@@ -289,33 +347,49 @@ impl Copier<'_> {
             .map_err(fs_err("setting the time of", dest))
     }
 
-    /// Copies every entry of the source directory `src` into the stage directory `dest`.
-    fn copy_children(&mut self, src: &str, dest: &str) -> Result<()> {
+    /// Copies every entry of the source directory `src` into the stage directory `dest`,
+    /// leaving out what `--exclude` names. `rel` is `src`'s path under the copied root.
+    fn copy_children(&mut self, src: &str, dest: &str, rel: &str) -> Result<()> {
         let names = self
             .files
             .read_dir(self.src_root, src)
             .map_err(fs_err("listing", src))?;
         for name in names {
+            let r = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if self.excludes.excludes(&r) {
+                continue;
+            }
             let s = path::child(src, &name);
-            let d = path::child(dest, &name);
             let st = self
                 .files
                 .lstat(self.src_root, &s)
                 .map_err(fs_err("checking", &s))?;
-            match st.kind {
-                Kind::Dir => match self.files.lstat(self.stage, &d) {
-                    Ok(existing) if existing.is_dir() => self.copy_children(&s, &d)?,
-                    Ok(_) => return Err(Error::NotDirectory { path: d }),
-                    Err(e) if e.is_not_found() => self.new_dir_with_contents(&s, &st, &d)?,
-                    Err(e) => return Err(fs_err("checking", &d)(e)),
-                },
-                Kind::File => self.copy_file(&s, &st, &d)?,
-                Kind::Symlink => self.copy_symlink(&s, &st, &d)?,
-                // no WIT operation creates device nodes, fifos or sockets
-                Kind::Fifo | Kind::CharDevice | Kind::BlockDevice | Kind::Socket => {}
-            }
+            self.copy_entry(&s, &st, &path::child(dest, &name), &r)?;
         }
         Ok(())
+    }
+
+    /// Copies one entry met inside a copied tree (`st` from `lstat`) to `d`: a directory is
+    /// merged into an existing one or created like the source, a symlink stays a symlink.
+    fn copy_entry(&mut self, s: &str, st: &Stat, d: &str, rel: &str) -> Result<()> {
+        match st.kind {
+            Kind::Dir => match self.files.lstat(self.stage, d) {
+                Ok(existing) if existing.is_dir() => self.copy_children(s, d, rel),
+                Ok(_) => Err(Error::NotDirectory {
+                    path: d.to_string(),
+                }),
+                Err(e) if e.is_not_found() => self.new_dir_with_contents(s, st, d, rel),
+                Err(e) => Err(fs_err("checking", d)(e)),
+            },
+            Kind::File => self.copy_file(s, st, d),
+            Kind::Symlink => self.copy_symlink(s, st, d),
+            // no WIT operation creates device nodes, fifos or sockets
+            Kind::Fifo | Kind::CharDevice | Kind::BlockDevice | Kind::Socket => Ok(()),
+        }
     }
 
     /// Errors if a directory sits where a file or symlink is to be written.

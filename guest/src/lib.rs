@@ -8,9 +8,11 @@
 //! are unit-tested natively against an in-memory tree (`fake`).
 
 mod bindings;
+pub mod chmod;
 pub mod config;
 pub mod copy;
 pub mod error;
+pub mod exclude;
 pub mod execute;
 pub mod files;
 pub mod healthcheck;

@@ -1,6 +1,7 @@
 //! Which paths a COPY/ADD source names: cleaning inside the source root, glob expansion
-//! per path component with Go `filepath.Match` semantics, the not-found errors, and the
-//! archive test ADD applies to local files. Where the sources land is `copy.rs`'s business.
+//! per path component with Go `filepath.Match` semantics, the `--parents` pivot (`/./`),
+//! the not-found errors, and the archive test ADD applies to local files. Where the sources
+//! land is `copy.rs`'s business.
 
 use crate::error::{Error, Result};
 use crate::files::{fs_err, Files, RootId};
@@ -12,6 +13,9 @@ pub struct Source {
     pub path: String,
     /// the name as written (or matched), for error messages
     pub shown: String,
+    /// `--parents`: the relative path kept under the destination (the part after the
+    /// first `/./` pivot, or the whole path); empty when the source is the pivot itself
+    pub keep: Option<String>,
 }
 
 impl Source {
@@ -21,18 +25,32 @@ impl Source {
     }
 }
 
-/// Selects the sources for `patterns` in `root`. `keyword` and `root_name` only feed
-/// error messages ("build context", "stage or image \"builder\"").
+/// Selects the sources for `patterns` in `root`; with `parents` (COPY --parents) each also
+/// records what it keeps of its path. `keyword` and `root_name` only feed error messages
+/// ("build context", "stage or image \"builder\"").
 pub fn expand(
     files: &dyn Files,
     root: RootId,
     patterns: &[String],
+    parents: bool,
     keyword: &str,
     root_name: &str,
 ) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for pattern in patterns {
-        let cleaned = path::clean(pattern);
+        let (cleaned, pivot_depth) = if parents {
+            split_pivot(pattern)
+        } else {
+            (path::clean(pattern), 0)
+        };
+        let keep = |p: &str| {
+            parents.then(|| {
+                path::components(p)
+                    .get(pivot_depth..)
+                    .unwrap_or_default()
+                    .join("/")
+            })
+        };
         let comps = path::components(&cleaned);
         if comps.iter().any(|c| path::has_meta(c)) {
             let matches = glob(files, root, &comps, pattern)?;
@@ -45,11 +63,13 @@ pub fn expand(
             }
             out.extend(matches.into_iter().map(|p| Source {
                 shown: p.trim_start_matches('/').to_string(),
+                keep: keep(&p),
                 path: p,
             }));
         } else {
             match files.lstat(root, &cleaned) {
                 Ok(_) => out.push(Source {
+                    keep: keep(&cleaned),
                     path: cleaned,
                     shown: pattern.clone(),
                 }),
@@ -64,6 +84,20 @@ pub fn expand(
         }
     }
     Ok(out)
+}
+
+/// `--parents`: the cleaned source path and how many of its leading components are the
+/// pivot (the part before the first `/./`, as BuildKit cuts it), which the copy drops.
+/// Both parts are cleaned on their own, so `..` after the pivot cannot climb above it.
+fn split_pivot(pattern: &str) -> (String, usize) {
+    match pattern.split_once("/./") {
+        Some((pivot, rest)) => {
+            let pivot = path::components(pivot);
+            let joined = format!("{}/{}", pivot.join("/"), path::components(rest).join("/"));
+            (path::clean(&joined), pivot.len())
+        }
+        None => (path::clean(pattern), 0),
+    }
 }
 
 /// Paths in `root` matching the pattern components, in read-dir (bytewise) order.
@@ -171,13 +205,74 @@ mod tests {
         ] {
             let (fs, ctx) = tree();
             let patterns: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
-            let got = expand(&fs, ctx, &patterns, "COPY", "build context")
+            let got = expand(&fs, ctx, &patterns, false, "COPY", "build context")
                 .map(|v| v.into_iter().map(|s| s.path).collect::<Vec<_>>())
                 .map_err(|e| e.to_string());
             match (got, want) {
                 (Ok(g), Ok(w)) => assert_eq!(g, w, "{patterns:?}"),
                 (Err(g), Err(w)) => assert!(g.contains(w), "{patterns:?}: {g}"),
                 (g, w) => panic!("{patterns:?}: got {g:?}, want {w:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn parents_keep_the_path_after_the_pivot() {
+        for (pattern, want) in [
+            ("a.txt", Ok(vec![("/a.txt", "a.txt")])),
+            ("src/x.rs", Ok(vec![("/src/x.rs", "src/x.rs")])),
+            ("./src/x.rs", Ok(vec![("/src/x.rs", "src/x.rs")])),
+            ("src/./x.rs", Ok(vec![("/src/x.rs", "x.rs")])),
+            ("./src/./x.rs", Ok(vec![("/src/x.rs", "x.rs")])),
+            // BuildKit cuts at the first pivot; later ones are plain `.` components
+            ("/./src/./x.rs", Ok(vec![("/src/x.rs", "src/x.rs")])),
+            // `..` after the pivot cannot climb above it
+            ("src/./../x.rs", Ok(vec![("/src/x.rs", "x.rs")])),
+            ("src/./", Ok(vec![("/src", "")])),
+            (".", Ok(vec![("/", "")])),
+            (
+                "*/./*.rs",
+                Ok(vec![
+                    ("/lib/z.rs", "z.rs"),
+                    ("/src/x.rs", "x.rs"),
+                    ("/src/y.rs", "y.rs"),
+                ]),
+            ),
+            ("s*/y.rs", Ok(vec![("/src/y.rs", "src/y.rs")])),
+            (
+                "src/./nope.rs",
+                Err("src/./nope.rs: not found in build context"),
+            ),
+            (
+                "nope/./*.rs",
+                Err("no source files were specified: nope/./*.rs"),
+            ),
+        ] {
+            let (fs, ctx) = tree();
+            let got = expand(
+                &fs,
+                ctx,
+                &[pattern.to_string()],
+                true,
+                "COPY",
+                "build context",
+            )
+            .map(|v| {
+                v.into_iter()
+                    .map(|s| (s.path, s.keep.unwrap_or_else(|| "NONE".into())))
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| e.to_string());
+            match (got, want) {
+                (Ok(g), Ok(w)) => {
+                    let w: Vec<(String, String)> = w
+                        .iter()
+                        .map(|(p, k)| (p.to_string(), k.to_string()))
+                        .collect();
+                    assert_eq!(g, w, "{pattern}");
+                }
+                (Err(g), Err(w)) => assert!(g.contains(w), "{pattern}: {g}"),
+                (g, w) => panic!("{pattern}: got {g:?}, want {w:?}"),
             }
         }
     }

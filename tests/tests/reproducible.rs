@@ -3,6 +3,9 @@
 //! SOURCE_DATE_EPOCH the image's `created` is that time. Also `--label` and kaniko's
 //! image-name digest files, read back with skopeo.
 
+// Test fixtures outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::expect_used)]
+
 use std::fs;
 use std::time::{Duration, SystemTime};
 

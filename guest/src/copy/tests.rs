@@ -1,5 +1,6 @@
 //! COPY/ADD rules on the in-memory tree: destination rules, directory contents, globs,
-//! ownership (`--chown`, `--from`), `--chmod`, symlinks, ADD archives, flag errors.
+//! ownership (`--chown`, `--from`), `--chmod` (octal and symbolic), `--exclude`,
+//! `--parents`, symlinks, ADD archives, flag errors.
 
 use super::*;
 use crate::fake::{FakeFs, FIXTURE_MTIME};
@@ -365,7 +366,8 @@ fn chmod_applies_to_files_and_directories() {
         ("640", Ok(0o640)),
         ("0755", Ok(0o755)),
         ("4755", Ok(0o4755)),
-        ("u+x", Err(())),
+        ("a=r", Ok(0o444)),
+        ("u+y", Err(())),
         ("999", Err(())),
         ("", Err(())),
     ] {
@@ -470,15 +472,34 @@ fn flag_handling() {
     for (keyword, flags, want) in [
         ("COPY", vec![("link", None)], Ok(())),
         ("COPY", vec![("link", Some("true"))], Ok(())),
+        ("COPY", vec![("parents", None)], Ok(())),
+        ("COPY", vec![("parents", Some("TRUE"))], Ok(())),
+        ("COPY", vec![("parents", Some("false"))], Ok(())),
         (
             "COPY",
-            vec![("parents", None)],
-            Err("COPY --parents is not supported yet"),
+            vec![("parents", Some("yes"))],
+            Err("invalid --parents value \"yes\": expected true or false"),
+        ),
+        ("COPY", vec![("exclude", Some("*.md"))], Ok(())),
+        (
+            "ADD",
+            vec![("exclude", Some("*.md")), ("exclude", Some("x"))],
+            Ok(()),
         ),
         (
             "COPY",
-            vec![("exclude", Some("*.md"))],
-            Err("COPY --exclude is not supported yet"),
+            vec![("exclude", None)],
+            Err("invalid --exclude value \"\": a value is required"),
+        ),
+        (
+            "COPY",
+            vec![("exclude", Some("!keep"))],
+            Err("COPY --exclude with a ! exception (!keep) is not supported yet"),
+        ),
+        (
+            "COPY",
+            vec![("chmod", Some("u+q"))],
+            Err("invalid --chmod value \"u+q\": expected an octal mode like 755 or a symbolic mode like u+x or go-w"),
         ),
         (
             "ADD",
@@ -538,4 +559,360 @@ fn from_without_a_root_is_an_error() {
         err.to_string(),
         "--from was given but the host passed no source root for builder"
     );
+}
+
+/// Kind-tagged stage entries at or under `dir` (`d:`, `f:`, `l:`), sorted.
+fn tree_under(fs: &FakeFs, dir: &str) -> Vec<String> {
+    fs.listing(fs.stage())
+        .into_iter()
+        .filter(|p| p[2..] == *dir || p[2..].starts_with(&format!("{dir}/")))
+        .collect()
+}
+
+/// The fixture plus a project tree for `--exclude` and `--parents`.
+fn project() -> FakeFs {
+    let fs = fixture();
+    let ctx = fs.context();
+    for p in [
+        "/proj/README.md",
+        "/proj/docs/a.md",
+        "/proj/docs/img/x.png",
+        "/proj/src/main.rs",
+        "/proj/src/gen/out.rs",
+        "/proj/build/obj.o",
+        "/proj/.git/HEAD",
+    ] {
+        fs.add_file(ctx, p, b"x", 0o644);
+    }
+    fs.add_dir(ctx, "/proj/docs/img", 0o700);
+    fs
+}
+
+#[test]
+fn exclude_leaves_out_matching_entries() {
+    let everything = [
+        "d:/dst",
+        "d:/dst/.git",
+        "f:/dst/.git/HEAD",
+        "f:/dst/README.md",
+        "d:/dst/build",
+        "f:/dst/build/obj.o",
+        "d:/dst/docs",
+        "f:/dst/docs/a.md",
+        "d:/dst/docs/img",
+        "f:/dst/docs/img/x.png",
+        "d:/dst/src",
+        "d:/dst/src/gen",
+        "f:/dst/src/gen/out.rs",
+        "f:/dst/src/main.rs",
+    ];
+    let without = |gone: &[&str]| -> Vec<&str> {
+        everything
+            .iter()
+            .copied()
+            .filter(|p| !gone.contains(p))
+            .collect()
+    };
+    for (keyword, args, excludes, want) in [
+        ("COPY", vec!["proj", "/dst"], vec![], everything.to_vec()),
+        // relative to the source root: `*.md` is only the top level
+        (
+            "COPY",
+            vec!["proj", "/dst"],
+            vec!["*.md"],
+            without(&["f:/dst/README.md"]),
+        ),
+        (
+            "COPY",
+            vec!["proj", "/dst"],
+            vec!["**/*.md"],
+            without(&["f:/dst/README.md", "f:/dst/docs/a.md"]),
+        ),
+        // a directory takes everything below it along
+        (
+            "COPY",
+            vec!["proj", "/dst"],
+            vec!["docs", ".git"],
+            without(&[
+                "d:/dst/.git",
+                "f:/dst/.git/HEAD",
+                "d:/dst/docs",
+                "f:/dst/docs/a.md",
+                "d:/dst/docs/img",
+                "f:/dst/docs/img/x.png",
+            ]),
+        ),
+        // `dir/**` empties the directory but keeps it
+        (
+            "COPY",
+            vec!["proj", "/dst"],
+            vec!["docs/**"],
+            without(&[
+                "f:/dst/docs/a.md",
+                "d:/dst/docs/img",
+                "f:/dst/docs/img/x.png",
+            ]),
+        ),
+        (
+            "COPY",
+            vec!["proj/", "/dst/"],
+            vec!["src/*/out.rs", "build/*"],
+            without(&["f:/dst/src/gen/out.rs", "f:/dst/build/obj.o"]),
+        ),
+        (
+            "ADD",
+            vec!["proj", "/dst"],
+            vec!["*/*/*.png", "?EADME.md"],
+            without(&["f:/dst/README.md", "f:/dst/docs/img/x.png"]),
+        ),
+        // each glob match is a root of its own; a file source itself is never excluded
+        (
+            "COPY",
+            vec!["proj/*", "/dst/"],
+            vec!["*.md", "img"],
+            vec![
+                "d:/dst",
+                "f:/dst/HEAD",
+                "f:/dst/README.md",
+                "d:/dst/gen",
+                "f:/dst/gen/out.rs",
+                "f:/dst/main.rs",
+                "f:/dst/obj.o",
+            ],
+        ),
+        (
+            "COPY",
+            vec![".", "/dst/"],
+            vec!["proj/*", "*.*", "src", "*.link", "data.tar"],
+            vec!["d:/dst", "d:/dst/proj"],
+        ),
+    ] {
+        let fs = project();
+        let flags: Vec<(&str, Option<&str>)> =
+            excludes.iter().map(|e| ("exclude", Some(*e))).collect();
+        run_in(&fs, "/", keyword, &args, &flags).unwrap();
+        assert_eq!(
+            tree_under(&fs, "/dst"),
+            want,
+            "{keyword} {args:?} {excludes:?}"
+        );
+    }
+}
+
+#[test]
+fn exclude_with_from_keeps_owners() {
+    let fs = fixture();
+    let flags = [
+        ("from", Some("builder")),
+        ("exclude", Some("bin/tool")),
+        ("exclude", Some("*.gz")),
+    ];
+    let touched = run(&fs, &["/out", "/x"], &flags).unwrap();
+    assert_eq!(touched, vec!["x", "x/bin", "x/lib"]);
+    assert_eq!(tree_under(&fs, "/x"), vec!["d:/x", "d:/x/bin", "l:/x/lib"]);
+    assert_eq!(meta(&fs, "/x/bin"), (Kind::Dir, 0o750, 1000, 2000));
+}
+
+#[test]
+fn parents_keep_source_directories() {
+    for (args, flags, want) in [
+        (
+            vec!["a.txt", "src/main.rs", "/dst/"],
+            vec![],
+            vec!["d:/dst", "f:/dst/a.txt", "d:/dst/src", "f:/dst/src/main.rs"],
+        ),
+        // the destination is a directory even without a trailing slash
+        (
+            vec!["src/*.rs", "/dst"],
+            vec![],
+            vec!["d:/dst", "d:/dst/src", "f:/dst/src/main.rs"],
+        ),
+        (
+            vec!["s*/l*/*.rs", "/dst"],
+            vec![],
+            vec![
+                "d:/dst",
+                "d:/dst/src",
+                "d:/dst/src/lib",
+                "f:/dst/src/lib/mod.rs",
+            ],
+        ),
+        // only what follows the `/./` pivot is kept
+        (
+            vec!["./src/./lib/mod.rs", "/dst/"],
+            vec![],
+            vec!["d:/dst", "d:/dst/lib", "f:/dst/lib/mod.rs"],
+        ),
+        (
+            vec!["src/./", "/dst/"],
+            vec![],
+            vec![
+                "d:/dst",
+                "d:/dst/lib",
+                "f:/dst/lib/mod.rs",
+                "l:/dst/link",
+                "f:/dst/main.rs",
+            ],
+        ),
+        // a directory source lands under its own name, with its contents
+        (
+            vec!["src/lib", "/dst/"],
+            vec![],
+            vec![
+                "d:/dst",
+                "d:/dst/src",
+                "d:/dst/src/lib",
+                "f:/dst/src/lib/mod.rs",
+            ],
+        ),
+        // a named symlink stays a symlink, as every entry of BuildKit's walk does
+        (
+            vec!["conf.link", "/dst/"],
+            vec![],
+            vec!["d:/dst", "l:/dst/conf.link"],
+        ),
+        // --exclude is relative to the pivot and applies to the source itself
+        (
+            vec!["src", "a.txt", "/dst/"],
+            vec![("exclude", Some("src/lib")), ("exclude", Some("*.txt"))],
+            vec![
+                "d:/dst",
+                "d:/dst/src",
+                "l:/dst/src/link",
+                "f:/dst/src/main.rs",
+            ],
+        ),
+        (
+            vec!["a.txt", "/dst/"],
+            vec![("exclude", Some("a.txt"))],
+            vec!["d:/dst"],
+        ),
+        (
+            vec!["src/./lib", "/dst/"],
+            vec![("exclude", Some("lib/*.rs"))],
+            vec!["d:/dst", "d:/dst/lib"],
+        ),
+        // --parents=false is a plain COPY
+        (
+            vec!["src/lib/mod.rs", "/dst/"],
+            vec![("parents", Some("false"))],
+            vec!["d:/dst", "f:/dst/mod.rs"],
+        ),
+    ] {
+        let fs = fixture();
+        fs.add_dir(fs.context(), "/src/lib", 0o700);
+        let mut flags: Vec<(&str, Option<&str>)> = flags;
+        if !flags.iter().any(|(k, _)| *k == "parents") {
+            flags.push(("parents", None));
+        }
+        run_in(&fs, "/", "COPY", &args, &flags).unwrap();
+        assert_eq!(tree_under(&fs, "/dst"), want, "{args:?} {flags:?}");
+    }
+}
+
+#[test]
+fn parents_modes_and_owners() {
+    // (chown, path, want): created parents are 0755 root or the --chown owner; copied
+    // directories keep their own mode (/src/lib is 0700 here, /src 0750)
+    for (chown, path, want) in [
+        (None, "/dst", (Kind::Dir, 0o755, 0, 0)),
+        (None, "/dst/src", (Kind::Dir, 0o755, 0, 0)),
+        (None, "/dst/src/lib", (Kind::Dir, 0o700, 0, 0)),
+        (None, "/dst/src/lib/mod.rs", (Kind::File, 0o600, 0, 0)),
+        (Some("app"), "/dst", (Kind::Dir, 0o755, 1000, 1000)),
+        (Some("app"), "/dst/src", (Kind::Dir, 0o755, 1000, 1000)),
+        (Some("app"), "/dst/src/lib", (Kind::Dir, 0o700, 1000, 1000)),
+        (
+            Some("app"),
+            "/dst/src/lib/mod.rs",
+            (Kind::File, 0o600, 1000, 1000),
+        ),
+    ] {
+        let fs = fixture();
+        fs.add_dir(fs.context(), "/src/lib", 0o700);
+        fs.add_file(fs.context(), "/src/lib/mod.rs", b"", 0o600);
+        let mut flags = vec![("parents", None)];
+        if let Some(c) = chown {
+            flags.push(("chown", Some(c)));
+        }
+        let touched = run_in(&fs, "/", "COPY", &["src/lib", "/dst/"], &flags).unwrap();
+        assert_eq!(
+            touched,
+            vec!["dst", "dst/src", "dst/src/lib", "dst/src/lib/mod.rs"]
+        );
+        assert_eq!(meta(&fs, path), want, "{chown:?} {path}");
+    }
+    // --from keeps source owners for what is copied, not for the created parents
+    let fs = fixture();
+    let flags = [("parents", None), ("from", Some("builder"))];
+    run_in(&fs, "/", "COPY", &["/out/bin/tool", "/x/"], &flags).unwrap();
+    assert_eq!(meta(&fs, "/x/out"), (Kind::Dir, 0o755, 0, 0));
+    assert_eq!(meta(&fs, "/x/out/bin"), (Kind::Dir, 0o755, 0, 0));
+    assert_eq!(
+        meta(&fs, "/x/out/bin/tool"),
+        (Kind::File, 0o4755, 1000, 2000)
+    );
+}
+
+#[test]
+fn parents_errors() {
+    for (args, want) in [
+        (
+            vec!["nope.txt", "/dst/"],
+            "nope.txt: not found in build context",
+        ),
+        (
+            vec!["src/./nope", "/dst/"],
+            "src/./nope: not found in build context",
+        ),
+        (
+            vec!["*.go", "/dst/"],
+            "no source files were specified: *.go",
+        ),
+        (
+            vec!["a.txt", "/existing.txt"],
+            "/existing.txt exists and is not a directory",
+        ),
+        // the destination resolves through /bin -> usr/bin; a symlink where a copied
+        // directory goes is refused like any walk conflict
+        (
+            vec!["src", "/bin/"],
+            "cannot copy to non-directory: /usr/bin/src",
+        ),
+    ] {
+        let fs = fixture();
+        fs.add_symlink(fs.stage(), "/usr/bin/src", "/opt");
+        let err = run_in(&fs, "/", "COPY", &args, &[("parents", None)]).unwrap_err();
+        assert!(err.to_string().contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn symbolic_chmod_is_relative_to_each_mode() {
+    // (value, modes of /m, /m/main.rs (0644), /m/lib (0755), /m/lib/mod.rs (0600))
+    for (value, want) in [
+        ("u+x,go-w", [0o755, 0o744, 0o755, 0o700]),
+        ("a=rX", [0o555, 0o444, 0o555, 0o444]),
+        ("a+X", [0o755, 0o644, 0o755, 0o600]),
+        ("g=u", [0o775, 0o664, 0o775, 0o660]),
+        ("go-rwx", [0o700, 0o600, 0o700, 0o600]),
+        ("+x", [0o755, 0o755, 0o755, 0o711]),
+        ("o+t", [0o755, 0o644, 0o755, 0o600]),
+    ] {
+        let fs = fixture();
+        run(&fs, &["src", "/m"], &[("chmod", Some(value))]).unwrap();
+        let got = ["/m", "/m/main.rs", "/m/lib", "/m/lib/mod.rs"].map(|p| meta(&fs, p).1);
+        assert_eq!(got, want, "{value}");
+        assert_eq!(meta(&fs, "/m/link").0, Kind::Symlink);
+    }
+    // with --from and --chown: setuid is removed relative to the source's 04755
+    let fs = fixture();
+    let flags = [("from", Some("builder")), ("chmod", Some("u-s,g+w"))];
+    run(&fs, &["/out/bin/tool", "/t"], &flags).unwrap();
+    assert_eq!(meta(&fs, "/t"), (Kind::File, 0o775, 1000, 2000));
+    // implicitly created parents are not chmodded
+    let fs = fixture();
+    run(&fs, &["run.sh", "/p/q/"], &[("chmod", Some("a-x"))]).unwrap();
+    assert_eq!(meta(&fs, "/p/q"), (Kind::Dir, 0o755, 0, 0));
+    assert_eq!(meta(&fs, "/p/q/run.sh"), (Kind::File, 0o644, 0, 0));
 }

@@ -1,0 +1,154 @@
+//! `--exclude` patterns of COPY and ADD, matched like `.dockerignore` rules (moby
+//! `patternmatcher`, which BuildKit uses for them): Go `filepath.Match` per path component,
+//! `**` for any number of directories, and a pattern that matches a directory excluding
+//! everything below it. Paths are relative to the root being copied; which root that is
+//! (each source, or the `--parents` pivot) is `copy.rs`'s business.
+
+use crate::error::{Error, Result};
+use crate::path;
+
+/// One pattern component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    /// one path component, matched with Go `filepath.Match`
+    Glob(String),
+    /// `**`: any number of components; at the end of a pattern, at least one (moby treats
+    /// a trailing `**` as a prefix match, so `dir/**` leaves `dir` itself alone)
+    AnyDirs,
+}
+
+/// The `--exclude` patterns of one instruction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Excludes {
+    patterns: Vec<Vec<Part>>,
+}
+
+impl Excludes {
+    /// Parses the patterns as given (one per `--exclude`). `!` exceptions are refused
+    /// rather than misread as literal names.
+    pub fn parse(keyword: &str, values: &[String]) -> Result<Excludes> {
+        let mut patterns = Vec::new();
+        for value in values {
+            let pattern = value.trim();
+            if pattern.starts_with('!') {
+                return Err(Error::NotSupportedYet {
+                    what: format!("{keyword} --exclude with a ! exception ({pattern})"),
+                });
+            }
+            let parts: Vec<Part> = path::components(pattern)
+                .into_iter()
+                .map(|c| match c {
+                    "**" => Part::AnyDirs,
+                    c => Part::Glob(c.to_string()),
+                })
+                .collect();
+            for part in &parts {
+                if let Part::Glob(g) = part {
+                    path::glob_match(g, "").map_err(|_| Error::FlagValue {
+                        flag: "exclude".to_string(),
+                        value: value.clone(),
+                        reason: "syntax error in pattern".to_string(),
+                    })?;
+                }
+            }
+            if !parts.is_empty() {
+                patterns.push(parts);
+            }
+        }
+        Ok(Excludes { patterns })
+    }
+
+    /// Whether `rel` (slash-separated, relative to the copied root) or one of its parent
+    /// directories matches a pattern. The root itself (`""`) never does.
+    pub fn excludes(&self, rel: &str) -> bool {
+        let comps = path::components(rel);
+        self.patterns
+            .iter()
+            .any(|p| (1..=comps.len()).any(|n| matches(p, &comps[..n])))
+    }
+}
+
+fn matches(pattern: &[Part], comps: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => comps.is_empty(),
+        Some((Part::AnyDirs, [])) => !comps.is_empty(),
+        Some((Part::AnyDirs, rest)) => (0..=comps.len()).any(|k| matches(rest, &comps[k..])),
+        Some((Part::Glob(g), rest)) => match comps.split_first() {
+            Some((c, tail)) => path::glob_match(g, c).unwrap_or(false) && matches(rest, tail),
+            None => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn excludes(patterns: &[&str]) -> Excludes {
+        let values: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
+        Excludes::parse("COPY", &values).unwrap()
+    }
+
+    #[test]
+    fn matching_table() {
+        for (patterns, rel, want) in [
+            (vec!["*.md"], "README.md", true),
+            (vec!["*.md"], "docs/x.md", false),
+            (vec!["*/*.md"], "docs/x.md", true),
+            (vec!["**/*.md"], "x.md", true),
+            (vec!["**/*.md"], "a/b/c/x.md", true),
+            (vec!["**/*.md"], "a/b/x.rs", false),
+            (vec!["docs"], "docs", true),
+            (vec!["docs"], "docs/a/b.txt", true),
+            (vec!["docs/"], "docs/a", true),
+            (vec!["./docs/../src"], "src/main.rs", true),
+            (vec!["/src"], "src", true),
+            (vec!["docs/**"], "docs", false),
+            (vec!["docs/**"], "docs/a", true),
+            (vec!["**"], "anything/at/all", true),
+            (vec!["a/**/z"], "a/z", true),
+            (vec!["a/**/z"], "a/b/c/z", true),
+            (vec!["a/**/z"], "a/b/c/y", false),
+            (vec!["src/*/gen"], "src/x/gen/out.rs", true),
+            (vec!["src/*/gen"], "src/gen", false),
+            (vec!["?.txt"], "a.txt", true),
+            (vec!["?.txt"], "ab.txt", false),
+            (vec!["[a-c].txt"], "b.txt", true),
+            (vec!["[^a-c].txt"], "b.txt", false),
+            (vec!["\\*.txt"], "*.txt", true),
+            (vec!["\\*.txt"], "a.txt", false),
+            (vec!["*.tmp", "build"], "build/x", true),
+            (vec!["*.tmp", "build"], "a.tmp", true),
+            (vec!["*.tmp", "build"], "src/a.tmp", false),
+            (vec!["*"], "", false),
+            (vec!["", "  "], "a", false),
+        ] {
+            assert_eq!(
+                excludes(&patterns).excludes(rel),
+                want,
+                "{patterns:?} {rel}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_patterns() {
+        for (pattern, want) in [
+            (
+                "[a-",
+                "invalid --exclude value \"[a-\": syntax error in pattern",
+            ),
+            (
+                "x/\\",
+                "invalid --exclude value \"x/\\\\\": syntax error in pattern",
+            ),
+            (
+                "!keep.txt",
+                "COPY --exclude with a ! exception (!keep.txt) is not supported yet",
+            ),
+        ] {
+            let err = Excludes::parse("COPY", &[pattern.to_string()]).unwrap_err();
+            assert_eq!(err.to_string(), want);
+        }
+    }
+}

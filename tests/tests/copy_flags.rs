@@ -1,0 +1,310 @@
+//! COPY/ADD `--exclude`, `--parents` and symbolic `--chmod`, checked on pushed images
+//! unpacked with umoci: each test lists the exact entries (kind, mode, owner, path) under
+//! the directories it copied to.
+
+// Test helpers outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::expect_used)]
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use kiln_tests::{busybox_image, kiln_bin, require_root, umoci_unpack, Registry, Scratch};
+
+/// Every entry under `dir` of the unpacked image, sorted, as `"d 0755 0:0 a/b"`: kind
+/// (`d`, `f`, `l`), permission bits, owner, and the path relative to `dir`.
+fn entries(rootfs: &Path, dir: &str) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("dir entry").path())
+            .collect();
+        names.sort();
+        for path in names {
+            let meta = fs::symlink_metadata(&path).expect("lstat");
+            let kind = if meta.is_dir() {
+                'd'
+            } else if meta.file_type().is_symlink() {
+                'l'
+            } else {
+                'f'
+            };
+            let rel = path.strip_prefix(base).expect("under base");
+            out.push(format!(
+                "{kind} {:04o} {}:{} {}",
+                meta.permissions().mode() & 0o7777,
+                meta.uid(),
+                meta.gid(),
+                rel.display()
+            ));
+            if meta.is_dir() {
+                walk(base, &path, out);
+            }
+        }
+    }
+    let base = rootfs.join(dir.trim_start_matches('/'));
+    let mut out = Vec::new();
+    walk(&base, &base, &mut out);
+    out
+}
+
+/// The mode and owner line of one path itself, in the format of [`entries`] without a path.
+fn top(rootfs: &Path, dir: &str) -> String {
+    let meta = fs::symlink_metadata(rootfs.join(dir.trim_start_matches('/'))).expect(dir);
+    format!(
+        "{:04o} {}:{}",
+        meta.permissions().mode() & 0o7777,
+        meta.uid(),
+        meta.gid()
+    )
+}
+
+/// Writes a context file with an exact mode.
+fn file(scratch: &Scratch, rel: &str, mode: u32) {
+    let path = scratch.write(&format!("ctx/{rel}"), rel);
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Sets the mode of a context directory.
+fn dir_mode(scratch: &Scratch, rel: &str, mode: u32) {
+    let path = scratch.join(&format!("ctx/{rel}"));
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn want(lines: &[&str]) -> Vec<String> {
+    lines.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn exclude_leaves_out_matching_paths() {
+    kiln_bin();
+    require_root("owners in the unpacked image are compared");
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    for rel in [
+        "proj/README.md",
+        "proj/docs/a.md",
+        "proj/docs/img/x.png",
+        "proj/src/main.rs",
+        "proj/src/gen/out.rs",
+        "proj/build/obj.o",
+    ] {
+        file(&scratch, rel, 0o644);
+    }
+    for rel in [
+        "proj",
+        "proj/docs",
+        "proj/docs/img",
+        "proj/src",
+        "proj/src/gen",
+        "proj/build",
+    ] {
+        dir_mode(&scratch, rel, 0o755);
+    }
+    let dockerfile = format!(
+        "FROM {base} AS builder
+RUN mkdir -p /out/keep /out/skip && echo k > /out/keep/k.txt && echo s > /out/skip/s.txt \\
+ && echo t > /out/log.tmp && chown -R 7:8 /out && chmod 0750 /out/keep && chmod 0640 /out/keep/k.txt
+
+FROM {base}
+COPY --exclude=**/*.md --exclude=build proj /ex/all/
+COPY --exclude=docs/** --exclude=*/gen proj/ /ex/dirs
+ADD --exclude=*/*.png --exclude=*.md proj/docs /ex/add/
+COPY --from=builder --exclude=skip --exclude=*.tmp /out /ex/from/
+"
+    );
+    let destination = registry.reference("e2e/copy-exclude:v1");
+    scratch
+        .build(&dockerfile)
+        .destination(&destination)
+        .run_ok();
+    let image = umoci_unpack(&destination);
+    let root = &image.rootfs;
+
+    assert_eq!(
+        entries(root, "/ex/all"),
+        want(&[
+            "d 0755 0:0 docs",
+            "d 0755 0:0 docs/img",
+            "f 0644 0:0 docs/img/x.png",
+            "d 0755 0:0 src",
+            "d 0755 0:0 src/gen",
+            "f 0644 0:0 src/gen/out.rs",
+            "f 0644 0:0 src/main.rs",
+        ])
+    );
+    // `docs/**` empties docs but keeps it; `*/gen` takes src/gen with everything in it
+    assert_eq!(
+        entries(root, "/ex/dirs"),
+        want(&[
+            "f 0644 0:0 README.md",
+            "d 0755 0:0 build",
+            "f 0644 0:0 build/obj.o",
+            "d 0755 0:0 docs",
+            "d 0755 0:0 src",
+            "f 0644 0:0 src/main.rs",
+        ])
+    );
+    // patterns are relative to the source being copied (here proj/docs)
+    assert_eq!(entries(root, "/ex/add"), want(&["d 0755 0:0 img"]));
+    // --from keeps the source owners of what it copies
+    assert_eq!(
+        entries(root, "/ex/from"),
+        want(&["d 0750 7:8 keep", "f 0640 7:8 keep/k.txt"])
+    );
+}
+
+#[test]
+fn parents_keep_the_source_path() {
+    kiln_bin();
+    require_root("owners in the unpacked image are compared");
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    for rel in [
+        "a/b/c.txt",
+        "x/y.txt",
+        "src/app1/main.go",
+        "src/app2/main.go",
+        "src/app2/util.go",
+        "src/lib/readme.txt",
+    ] {
+        file(&scratch, rel, 0o644);
+    }
+    // source directories with unusual modes: the parents kiln creates are plain 0755
+    for (rel, mode) in [
+        ("a", 0o700),
+        ("a/b", 0o750),
+        ("x", 0o711),
+        ("src", 0o755),
+        ("src/app1", 0o755),
+        ("src/app2", 0o755),
+        ("src/lib", 0o755),
+    ] {
+        dir_mode(&scratch, rel, mode);
+    }
+    let dockerfile = format!(
+        "FROM {base}
+COPY --parents a/b/c.txt x/y.txt /par/plain/
+COPY --parents ./a/./b/c.txt /par/pivot/
+COPY --parents src/*/main.go /par/glob
+COPY --parents=true --chown=1234:5678 x/y.txt /par/owned/
+COPY --parents=false a/b/c.txt /par/flat/
+"
+    );
+    let destination = registry.reference("e2e/copy-parents:v1");
+    scratch
+        .build(&dockerfile)
+        .destination(&destination)
+        .run_ok();
+    let image = umoci_unpack(&destination);
+    let root = &image.rootfs;
+
+    assert_eq!(
+        entries(root, "/par/plain"),
+        want(&[
+            "d 0755 0:0 a",
+            "d 0755 0:0 a/b",
+            "f 0644 0:0 a/b/c.txt",
+            "d 0755 0:0 x",
+            "f 0644 0:0 x/y.txt",
+        ])
+    );
+    assert_eq!(
+        entries(root, "/par/pivot"),
+        want(&["d 0755 0:0 b", "f 0644 0:0 b/c.txt"])
+    );
+    assert_eq!(
+        entries(root, "/par/glob"),
+        want(&[
+            "d 0755 0:0 src",
+            "d 0755 0:0 src/app1",
+            "f 0644 0:0 src/app1/main.go",
+            "d 0755 0:0 src/app2",
+            "f 0644 0:0 src/app2/main.go",
+        ])
+    );
+    assert_eq!(top(root, "/par/owned"), "0755 1234:5678");
+    assert_eq!(
+        entries(root, "/par/owned"),
+        want(&["d 0755 1234:5678 x", "f 0644 1234:5678 x/y.txt"])
+    );
+    assert_eq!(entries(root, "/par/flat"), want(&["f 0644 0:0 c.txt"]));
+}
+
+#[test]
+fn symbolic_chmod_applies_to_each_mode() {
+    kiln_bin();
+    require_root("owners in the unpacked image are compared");
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    for (rel, mode) in [
+        ("m/tool", 0o644),
+        ("m/script.sh", 0o755),
+        ("m/secret", 0o600),
+        ("m/sub/data", 0o640),
+    ] {
+        file(&scratch, rel, mode);
+    }
+    dir_mode(&scratch, "m", 0o755);
+    dir_mode(&scratch, "m/sub", 0o750);
+    let dockerfile = format!(
+        "FROM {base}
+COPY --chmod=u+x,go-w m /c/ux/
+COPY --chmod=a=rX m /c/rx/
+COPY --chmod=g=u m /c/gu/
+COPY --chmod=+x m/tool /c/plusx
+COPY --chmod=0640 m/script.sh /c/octal
+"
+    );
+    let destination = registry.reference("e2e/copy-chmod:v1");
+    scratch
+        .build(&dockerfile)
+        .destination(&destination)
+        .run_ok();
+    let image = umoci_unpack(&destination);
+    let root = &image.rootfs;
+
+    for (dir, dest_mode, lines) in [
+        (
+            "/c/ux",
+            "0755 0:0",
+            [
+                "f 0755 0:0 script.sh",
+                "f 0700 0:0 secret",
+                "d 0750 0:0 sub",
+                "f 0740 0:0 sub/data",
+                "f 0744 0:0 tool",
+            ],
+        ),
+        (
+            "/c/rx",
+            "0555 0:0",
+            [
+                "f 0555 0:0 script.sh",
+                "f 0444 0:0 secret",
+                "d 0555 0:0 sub",
+                "f 0444 0:0 sub/data",
+                "f 0444 0:0 tool",
+            ],
+        ),
+        (
+            "/c/gu",
+            "0775 0:0",
+            [
+                "f 0775 0:0 script.sh",
+                "f 0660 0:0 secret",
+                "d 0770 0:0 sub",
+                "f 0660 0:0 sub/data",
+                "f 0664 0:0 tool",
+            ],
+        ),
+    ] {
+        assert_eq!(entries(root, dir), want(&lines), "{dir}");
+        assert_eq!(top(root, dir), dest_mode, "{dir}");
+    }
+    assert_eq!(top(root, "/c/plusx"), "0755 0:0");
+    assert_eq!(top(root, "/c/octal"), "0640 0:0");
+}
