@@ -230,16 +230,7 @@ impl Copier<'_> {
         if let Some(keep) = src.keep.as_deref().filter(|k| !k.is_empty()) {
             return self.copy_with_parents(src, keep, dest);
         }
-        let mut st = match self.files.stat(self.src_root, &src.path) {
-            Ok(st) => st,
-            Err(e) if e.is_missing() => {
-                return Err(Error::SourceNotFound {
-                    path: src.shown.clone(),
-                    root: self.root_name.clone(),
-                })
-            }
-            Err(e) => return Err(fs_err("checking", &src.path)(e)),
-        };
+        let mut st = self.source_stat(src, true)?;
         if src.path == "/" && !self.keep_owner {
             // the context's top directory is wherever the user ran the build (a 0700 temp
             // dir, say); like BuildKit's context snapshot, it stands for a plain 0755 dir
@@ -282,16 +273,7 @@ impl Copier<'_> {
         if self.excludes.excludes(keep) {
             return Ok(());
         }
-        let st = match self.files.lstat(self.src_root, &src.path) {
-            Ok(st) => st,
-            Err(e) if e.is_missing() => {
-                return Err(Error::SourceNotFound {
-                    path: src.shown.clone(),
-                    root: self.root_name.clone(),
-                })
-            }
-            Err(e) => return Err(fs_err("checking", &src.path)(e)),
-        };
+        let st = self.source_stat(src, false)?;
         if !matches!(st.kind, Kind::Dir | Kind::File | Kind::Symlink) {
             return Err(Error::NotSupportedYet {
                 what: format!("copying the special file {}", src.shown),
@@ -300,6 +282,26 @@ impl Copier<'_> {
         let target = path::join(dest, keep);
         self.ensure_dirs(path::parent(&target))?;
         self.copy_entry(&src.path, &st, &target, keep)
+    }
+
+    /// A named source's metadata (`follow`: through a final symlink); missing is the
+    /// user's "not found in <root>" error.
+    fn source_stat(&self, src: &Source, follow: bool) -> Result<Stat> {
+        let st = if follow {
+            self.files.stat(self.src_root, &src.path)
+        } else {
+            self.files.lstat(self.src_root, &src.path)
+        };
+        st.map_err(|e| {
+            if e.is_missing() {
+                Error::SourceNotFound {
+                    path: src.shown.clone(),
+                    root: self.root_name.clone(),
+                }
+            } else {
+                fs_err("checking", &src.path)(e)
+            }
+        })
     }
 
     /// What is at `p` in the stage, following a final symlink; `None` if nothing.
