@@ -364,13 +364,7 @@ async fn write_outputs(build: &Build, image: &BuiltImage) -> Result<()> {
         let tags: Vec<String> = opts
             .destinations
             .iter()
-            .map(|d| {
-                if d.split('/').next_back().is_some_and(|l| l.contains(':')) {
-                    d.clone()
-                } else {
-                    format!("{d}:latest")
-                }
-            })
+            .map(|d| image_name(d, true))
             .collect();
         output::write_docker_archive(image, &tags, path)
             .with_context(|| format!("writing {}", path.display()))?;
