@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export DEBIAN_FRONTEND=noninteractive
 need=""
-for b in docker-registry:docker-registry skopeo:skopeo busybox:busybox-static curl:curl; do
+for b in docker-registry:docker-registry skopeo:skopeo busybox:busybox-static curl:curl python3:python3; do
   command -v "${b%%:*}" >/dev/null 2>&1 || need="$need ${b#*:}"
 done
 if [ -n "$need" ]; then apt-get update -qq && apt-get install -y -qq $need >/dev/null; fi
