@@ -131,7 +131,7 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let (resolv_conf, hosts) = crate::run::network_files(&work.join("etc"))?;
     let cache_dir = opts.kiln_dir.join("cache");
     let sandbox = tokio::task::spawn_blocking(move || Sandbox::load(&cache_dir)).await??;
-    let epoch = source_date_epoch(&opts.build_args)?;
+    let epoch = source_date_epoch(&plan.build_args)?;
     let mtime_clamp = opts.reproducible.then(|| epoch.unwrap_or(0));
     let created = mtime_clamp.or(epoch).unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -219,12 +219,10 @@ async fn build_stage(
 }
 
 /// SOURCE_DATE_EPOCH from a build-arg or the environment (the build-arg wins, as BuildKit).
-fn source_date_epoch(build_args: &[(String, String)]) -> Result<Option<i64>> {
+fn source_date_epoch(build_args: &HashMap<String, String>) -> Result<Option<i64>> {
     let value = build_args
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
-        .map(|(_, v)| v.clone())
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
         .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
     match value {
         None => Ok(None),

@@ -181,7 +181,7 @@ async fn step(
             }
             Ok(())
         }
-        Keyword::Run => run_step(build, st, ins).await,
+        Keyword::Run => run_step(build, plan, st, ins).await,
         Keyword::From => Err(anyhow!("FROM inside a stage")),
         _ => guest_step(build, plan, index, st, ins, &lookup, done).await,
     }
@@ -208,7 +208,12 @@ fn shell_of(st: &StageState) -> Vec<String> {
         .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
 }
 
-async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> Result<()> {
+async fn run_step(
+    build: &mut Build,
+    plan: &BuildPlan,
+    st: &mut StageState,
+    ins: &Instruction,
+) -> Result<()> {
     let shell = shell_of(st);
     let argv = match &ins.args {
         Args::Exec(v) => v.clone(),
@@ -244,9 +249,9 @@ async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> 
     }
     // predefined proxy ARGs reach RUN when given, declared or not
     for name in super::plan::PROXY_ARGS {
-        if let Some(v) = plan_build_arg(build, name) {
+        if let Some(v) = plan.build_args.get(name) {
             if !env.iter().any(|(k, _)| k == name) {
-                env.push((name.to_string(), v));
+                env.push((name.to_string(), v.clone()));
             }
         }
     }
@@ -292,16 +297,6 @@ async fn run_step(build: &mut Build, st: &mut StageState, ins: &Instruction) -> 
     }
     let created_by = created_by(ins, &shell);
     snapshot_step(build, st, &created_by).await
-}
-
-fn plan_build_arg(build: &Build, name: &str) -> Option<String> {
-    build
-        .opts
-        .build_args
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
 }
 
 /// Diffs the root against the last snapshot; a change becomes a layer.
