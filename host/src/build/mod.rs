@@ -5,7 +5,10 @@
 //! Every other module is a noun with a plain-value API; this one strings them together and
 //! turns their errors into messages that name the Dockerfile line, path or reference.
 
+mod heredoc;
 mod plan;
+mod remote;
+mod sources;
 mod step;
 
 use std::collections::HashMap;

@@ -215,25 +215,13 @@ async fn run_step(
     ins: &Instruction,
 ) -> Result<()> {
     let shell = shell_of(st);
+    // a `RUN <<EOF` script starting with `#!`, removed before the snapshot
+    let mut script_file = None;
     let argv = match &ins.args {
         Args::Exec(v) => v.clone(),
         Args::Shell(text) => {
-            let script = match ins.heredocs.as_slice() {
-                // `RUN <<EOF`: the body is the script
-                [h] if text.trim().starts_with("<<") && text.split_whitespace().count() == 1 => {
-                    h.content.clone()
-                }
-                // heredocs after a command: the shell reads them itself
-                hs => {
-                    let mut s = text.clone();
-                    for h in hs {
-                        s.push('\n');
-                        s.push_str(&h.content);
-                        s.push_str(&h.name);
-                    }
-                    s
-                }
-            };
+            let (script, file) = super::heredoc::run_script(ins, text, &st.root)?;
+            script_file = file;
             let mut argv = shell.clone();
             argv.push(script);
             argv
@@ -283,6 +271,9 @@ async fn run_step(
     let (resolv, hosts) = (build.resolv_conf.clone(), build.hosts.clone());
     let result =
         tokio::task::spawn_blocking(move || run::run(&root, &spec, &resolv, &hosts)).await?;
+    if let Some(file) = script_file {
+        file.remove()?;
+    }
     match result {
         Ok(()) => {}
         Err(run::Error::NonZeroExit { code }) => {
@@ -374,15 +365,8 @@ fn guest_args(
             };
             vec![expand_word(text.trim(), lookup, escape)?]
         }
-        _ => {
-            if !ins.heredocs.is_empty() {
-                return Err(anyhow!(
-                    "{} with a heredoc is not supported yet",
-                    ins.keyword.as_str()
-                ));
-            }
-            expand_all(&ins.words()?, lookup, escape)?
-        }
+        // COPY/ADD heredoc markers stay as words; `sources::split` picks them out
+        _ => expand_all(&ins.words()?, lookup, escape)?,
     };
     Ok((args, exec))
 }
@@ -407,36 +391,48 @@ async fn guest_step(
         flags.push((f.name.clone(), value));
     }
     let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
-    let mut from_root = None;
-    if is_file_op {
-        if let Some((_, Some(from))) = flags.iter().find(|(n, _)| n == "from") {
-            from_root = Some(match plan.stage_named(from, index) {
-                Some(dep) => done
-                    .get(&dep)
-                    .map(|r| r.root.clone())
-                    .with_context(|| format!("stage {from} was not built"))?,
-                None => from_image(build, from).await?,
-            });
+    let parts = if is_file_op {
+        super::sources::split(ins, args, flags, lookup, &build.work).await?
+    } else {
+        vec![super::sources::Part {
+            args,
+            flags,
+            root: None,
+        }]
+    };
+    for part in parts {
+        let mut from_root = part.root;
+        if is_file_op && from_root.is_none() {
+            if let Some((_, Some(from))) = part.flags.iter().find(|(n, _)| n == "from") {
+                from_root = Some(match plan.stage_named(from, index) {
+                    Some(dep) => done
+                        .get(&dep)
+                        .map(|r| r.root.clone())
+                        .with_context(|| format!("stage {from} was not built"))?,
+                    None => from_image(build, from).await?,
+                });
+            }
         }
+        let guest_ins = GuestInstruction {
+            keyword: ins.keyword.as_str().to_string(),
+            line: ins.line as u32,
+            args: part.args,
+            flags: part.flags,
+            exec_form,
+        };
+        let roots = GuestRoots {
+            stage: st.root.clone(),
+            context: build.context.clone(),
+            context_ignore: build.ignore.clone(),
+            from: from_root,
+        };
+        let sandbox = build.sandbox.clone();
+        let config = st.config.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || sandbox.execute(&guest_ins, &config, &roots))
+                .await??;
+        st.config = outcome.config;
     }
-    let guest_ins = GuestInstruction {
-        keyword: ins.keyword.as_str().to_string(),
-        line: ins.line as u32,
-        args,
-        flags,
-        exec_form,
-    };
-    let roots = GuestRoots {
-        stage: st.root.clone(),
-        context: build.context.clone(),
-        context_ignore: build.ignore.clone(),
-        from: from_root,
-    };
-    let sandbox = build.sandbox.clone();
-    let config = st.config.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || sandbox.execute(&guest_ins, &config, &roots)).await??;
-    st.config = outcome.config;
     match ins.keyword {
         Keyword::Cmd => st.cmd_set = true,
         // BuildKit: ENTRYPOINT drops a CMD inherited from the base, not one set in this stage

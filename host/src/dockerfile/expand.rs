@@ -77,6 +77,20 @@ pub fn expand_words(text: &str, env: &dyn Lookup, escape: char) -> Result<Vec<St
         .map_err(|message| expansion_error(text, message))
 }
 
+/// Expands the body of a heredoc whose delimiter was not quoted, as BuildKit does for
+/// COPY/ADD: `$V` and `${V...}` are substituted and `\` escapes the next character, while
+/// quotes are ordinary text and whitespace is kept.
+pub fn expand_heredoc(body: &str, env: &dyn Lookup) -> Result<String> {
+    let mode = Mode {
+        skip_quotes: true,
+        ..Mode::default()
+    };
+    Lexer::new(body, env, '\\', mode)
+        .run()
+        .map(|(text, _)| text)
+        .map_err(|message| expansion_error(body, message))
+}
+
 fn expansion_error(word: &str, message: String) -> Error {
     Error::Expansion {
         line: None,
@@ -94,6 +108,8 @@ pub(crate) struct Mode {
     pub raw_escapes: bool,
     /// Leave references to unset variables as written instead of emptying them.
     pub skip_unset: bool,
+    /// Treat quote characters as ordinary text (BuildKit's `SkipProcessQuotes`).
+    pub skip_quotes: bool,
 }
 
 /// Splits `text` into words in the given mode, returning the lexer's message on
@@ -215,6 +231,11 @@ impl<'a> Lexer<'a> {
                     let value = self.dollar()?;
                     text.push_str(&value);
                     words.push_str(&value);
+                }
+                '\'' | '"' if self.mode.skip_quotes => {
+                    self.pos += 1;
+                    text.push(ch);
+                    words.push_char(ch);
                 }
                 '\'' => {
                     let value = self.single_quoted()?;
@@ -556,11 +577,29 @@ mod tests {
     }
 
     #[test]
+    fn heredoc_bodies_keep_quotes() {
+        let vars: HashMap<String, String> = [("X".to_string(), "1".to_string())].into();
+        let cases = [
+            ("a 'b $X' \"$X\" c\n", "a 'b 1' \"1\" c\n"),
+            ("\\$X ${X}${Y:-y}\n\tz\n", "$X 1y\n\tz\n"),
+            ("it's\n", "it's\n"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                expand_heredoc(input, &vars).unwrap(),
+                want,
+                "input {input:?}"
+            );
+        }
+    }
+
+    #[test]
     fn raw_mode_keeps_quotes_and_unset_vars() {
         let mode = Mode {
             raw_quotes: true,
             raw_escapes: true,
             skip_unset: true,
+            skip_quotes: false,
         };
         let words = split_words(r#"cat <<"EOF" $X ${Y:-z} a\ b"#, &NoVars, '\\', mode).unwrap();
         assert_eq!(words, vec!["cat", "<<\"EOF\"", "$X", "${Y:-z}", "a\\ b"]);

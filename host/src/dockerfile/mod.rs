@@ -27,9 +27,14 @@ mod validate;
 
 use std::fmt;
 
-pub use expand::{expand_word, expand_words, Lookup};
+pub use expand::{expand_heredoc, expand_word, expand_words, Lookup};
 pub use ignore::IgnoreRules;
 pub use parse::parse;
+
+/// Whether a COPY/ADD source word as written (`<<EOF`, `<<-"EOF"`) stands for a heredoc.
+pub fn is_heredoc_marker(word: &str) -> bool {
+    matches!(parse::heredoc_marker(word, 0), Ok(Some(_)))
+}
 
 /// An instruction keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

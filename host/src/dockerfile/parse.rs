@@ -234,6 +234,7 @@ fn heredocs_in(line: &str, number: usize) -> Result<Vec<Heredoc>> {
         raw_quotes: true,
         raw_escapes: true,
         skip_unset: true,
+        skip_quotes: false,
     };
     // Like BuildKit, a line the lexer cannot split has no heredocs.
     let words = split_words(line, &NoVars, '\\', raw).unwrap_or_default();
@@ -247,7 +248,7 @@ fn heredocs_in(line: &str, number: usize) -> Result<Vec<Heredoc>> {
 }
 
 /// Parses one word as a heredoc marker, if it is one.
-fn heredoc_marker(word: &str, number: usize) -> Result<Option<Heredoc>> {
+pub(crate) fn heredoc_marker(word: &str, number: usize) -> Result<Option<Heredoc>> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let Some(rest) = word[digits..].strip_prefix("<<") else {
         return Ok(None);
@@ -264,6 +265,7 @@ fn heredoc_marker(word: &str, number: usize) -> Result<Option<Heredoc>> {
             raw_quotes,
             raw_escapes: false,
             skip_unset: true,
+            skip_quotes: false,
         };
         split_words(rest, &NoVars, '\\', mode).map_err(|message| Error::Expansion {
             line: Some(number),

@@ -1,0 +1,197 @@
+//! `ADD <url>`: fetches an `http://` or `https://` source into a scratch root of its own, as
+//! BuildKit's HTTP source does: the file is named after the last segment of the URL path
+//! (`__unnamed__` when there is none), has mode 0600 and owner 0:0, takes its mtime from the
+//! `Last-Modified` header, and is checked against `--checksum` when one is given. URL sources
+//! are never unpacked. Where the file lands is the guest's business, as for any COPY source.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use sha2::{Digest as _, Sha256};
+
+use crate::rootfs::{Meta, Root};
+
+/// Mode of a downloaded file (BuildKit's default for HTTP sources).
+const URL_FILE_MODE: u32 = 0o600;
+
+/// Whether an ADD source is a URL kiln downloads.
+pub(crate) fn is_http_url(src: &str) -> bool {
+    let lower = src.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// The name a URL's file gets: the last segment of its path, else `__unnamed__`.
+pub(crate) fn file_name(url: &reqwest::Url) -> String {
+    url.path_segments()
+        .and_then(|mut segments| segments.rfind(|s| !s.is_empty()).map(str::to_string))
+        .map(|s| percent_decode(&s))
+        .filter(|s| s != "." && s != ".." && !s.contains('/'))
+        .unwrap_or_else(|| "__unnamed__".to_string())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `--checksum=sha256:<hex>` into the expected hex digest.
+pub(crate) fn parse_checksum(value: &str) -> Result<String> {
+    let Some((algo, hex)) = value.split_once(':') else {
+        bail!("invalid --checksum {value:?}: expected sha256:<64 hex digits>");
+    };
+    if algo != "sha256" {
+        bail!("unsupported --checksum algorithm {algo:?} in {value:?} (only sha256 is supported)");
+    }
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("invalid --checksum {value:?}: expected sha256:<64 hex digits>");
+    }
+    Ok(hex.to_ascii_lowercase())
+}
+
+/// Downloads `url` into a new root at `dir`; returns the root and the file's name in it.
+pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Result<(Root, String)> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
+    let name = file_name(&parsed);
+    let client = reqwest::Client::builder()
+        .build()
+        .context("setting up an HTTP client")?;
+    let mut resp = client
+        .get(parsed)
+        .send()
+        .await
+        .with_context(|| format!("fetching {url}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        bail!("fetching {url}: the server answered {status}");
+    }
+    let mtime = resp
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date);
+    let root = Root::create(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut file = root
+        .create_file(&name, URL_FILE_MODE)
+        .with_context(|| format!("storing {url}"))?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("reading {url}"))?
+    {
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .with_context(|| format!("storing {url}"))?;
+    }
+    file.sync_all().ok();
+    drop(file);
+    if let Some(want) = checksum {
+        let want = parse_checksum(want)?;
+        let got = hex::encode(hasher.finalize());
+        if got != want {
+            return Err(anyhow!(
+                "checksum of {url} does not match: expected sha256:{want}, got sha256:{got}"
+            ));
+        }
+    }
+    if let Some(secs) = mtime {
+        let meta = Meta {
+            mtime: Some((secs, 0)),
+            ..Meta::default()
+        };
+        root.set_meta(&name, &meta)
+            .with_context(|| format!("setting the time of {url}"))?;
+    }
+    Ok((root, name))
+}
+
+/// Seconds since the epoch of an HTTP date in the preferred form
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`) or the asctime form (`Sun Nov  6 08:49:37 1994`).
+pub(crate) fn parse_http_date(text: &str) -> Option<i64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (day, month, year, clock) = match words.as_slice() {
+        [_, day, month, year, clock, "GMT"] => (*day, *month, *year, *clock),
+        [_, month, day, clock, year] => (*day, *month, *year, *clock),
+        _ => return None,
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
+    let day: i64 = day.parse().ok()?;
+    let year: i64 = year.parse().ok()?;
+    let mut hms = clock.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_files_like_buildkit() {
+        for (url, want) in [
+            ("https://example.com/a/b.tar.gz", "b.tar.gz"),
+            ("https://example.com/a/dir/", "dir"),
+            ("https://example.com/", "__unnamed__"),
+            ("https://example.com", "__unnamed__"),
+            ("http://h:8080/x%20y?q=1#f", "x y"),
+        ] {
+            let parsed = reqwest::Url::parse(url).unwrap();
+            assert_eq!(file_name(&parsed), want, "url {url}");
+        }
+    }
+
+    #[test]
+    fn parses_http_dates() {
+        for (text, want) in [
+            ("Sun, 06 Nov 1994 08:49:37 GMT", Some(784_111_777)),
+            ("Sun Nov  6 08:49:37 1994", Some(784_111_777)),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(0)),
+            ("Tue, 29 Feb 2000 12:00:00 GMT", Some(951_825_600)),
+            ("yesterday", None),
+        ] {
+            assert_eq!(parse_http_date(text), want, "date {text}");
+        }
+    }
+
+    #[test]
+    fn checks_checksum_syntax() {
+        let hex = "a".repeat(64);
+        assert_eq!(parse_checksum(&format!("sha256:{hex}")).unwrap(), hex);
+        for bad in ["sha256:abc", "md5:00", "nocolon", &format!("sha512:{hex}")] {
+            assert!(parse_checksum(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! COPY/ADD sources that do not come from the context or a `--from` root: heredocs
+//! (`COPY <<EOF /dst`) and, for ADD, `http(s)://` URLs. Each is materialized by the host in a
+//! scratch root (`heredoc.rs`, `remote.rs`) and handed to the guest as the `--from` root of
+//! a call of its own, so that destination, owner and mode rules stay the guest's. Context
+//! and `--from` sources of the same instruction go to the guest first, unchanged, then the
+//! URLs, then the heredocs (BuildKit's order).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use super::{heredoc, remote};
+use crate::dockerfile::{is_heredoc_marker, Instruction, Keyword};
+use crate::rootfs::Root;
+
+/// Flags that only make sense for context, `--from` and git sources.
+const SOURCE_ONLY_FLAGS: [&str; 5] = ["from", "checksum", "keep-git-dir", "parents", "exclude"];
+
+/// One guest call of a COPY/ADD.
+pub(crate) struct Part {
+    /// sources then the destination, expanded
+    pub args: Vec<String>,
+    pub flags: Vec<(String, Option<String>)>,
+    /// the root the sources are read from; `None`: the instruction's own (context or `--from`)
+    pub root: Option<Arc<Root>>,
+}
+
+/// A fresh scratch directory under the build's work dir.
+fn scratch_dir(work: &Path, what: &str) -> std::path::PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    work.join(format!("{what}-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Whether a destination as written names a directory (the guest's rule, repeated for the
+/// check that needs every source kind at once).
+fn names_directory(dest: &str) -> bool {
+    dest.ends_with('/') || dest.ends_with("/.") || dest == "."
+}
+
+/// A git source, which another part of kiln fetches.
+fn is_git(src: &str) -> bool {
+    let base = src.split('#').next().unwrap_or(src);
+    src.starts_with("git@")
+        || src.starts_with("git://")
+        || (is_url_like(src) && base.ends_with(".git"))
+}
+
+fn is_url_like(src: &str) -> bool {
+    remote::is_http_url(src)
+}
+
+/// Splits a COPY/ADD (`args`: its expanded words, sources then destination) into guest
+/// calls. Without heredocs or URLs it is one call, exactly as written.
+pub(crate) async fn split(
+    ins: &Instruction,
+    args: Vec<String>,
+    flags: Vec<(String, Option<String>)>,
+    lookup: &HashMap<String, String>,
+    work: &Path,
+) -> Result<Vec<Part>> {
+    let at = format!("Dockerfile:{}: {}", ins.line, ins.keyword);
+    let raw = ins.words()?;
+    let flag = |name: &str| {
+        flags
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let checksum = flag("checksum").flatten();
+    let Some((dest, srcs)) = args.split_last() else {
+        return Ok(vec![Part {
+            args,
+            flags,
+            root: None,
+        }]);
+    };
+    let add = ins.keyword == Keyword::Add;
+    let mut docs = ins.heredocs.iter();
+    let (mut local, mut urls, mut heredocs) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, src) in srcs.iter().enumerate() {
+        let written = raw.get(i).map(String::as_str).unwrap_or(src);
+        if is_heredoc_marker(written) {
+            if let Some(doc) = docs.next() {
+                heredocs.push(doc);
+                continue;
+            }
+        }
+        if add && is_url_like(src) && !is_git(src) {
+            urls.push(src.clone());
+        } else {
+            local.push(src.clone());
+        }
+    }
+    if let Some(sum) = &checksum {
+        if srcs.len() != 1 || urls.len() != 1 {
+            bail!("{at}: --checksum={sum} needs exactly one http(s) source");
+        }
+    }
+    if urls.is_empty() && heredocs.is_empty() {
+        return Ok(vec![Part {
+            args,
+            flags,
+            root: None,
+        }]);
+    }
+    if srcs.len() > 1 && !names_directory(dest) {
+        bail!("{at}: with more than one source the destination must be a directory ending in /, got {dest:?}");
+    }
+    // heredoc and URL files are plain files of a root of their own: flags that select or
+    // walk source trees do not apply
+    let own_flags = |from: &str| -> Vec<(String, Option<String>)> {
+        flags
+            .iter()
+            .filter(|(n, _)| !SOURCE_ONLY_FLAGS.contains(&n.as_str()))
+            .cloned()
+            .chain(std::iter::once((
+                "from".to_string(),
+                Some(from.to_string()),
+            )))
+            .collect()
+    };
+    let mut parts = Vec::new();
+    if !local.is_empty() {
+        let mut args = local;
+        args.push(dest.clone());
+        let flags = flags
+            .iter()
+            .filter(|(n, _)| n != "checksum")
+            .cloned()
+            .collect();
+        parts.push(Part {
+            args,
+            flags,
+            root: None,
+        });
+    }
+    for url in urls {
+        let dir = scratch_dir(work, "add-url");
+        let (root, name) = remote::fetch(&url, checksum.as_deref(), &dir)
+            .await
+            .map_err(|e| e.context(format!("{at}: {url}")))?;
+        parts.push(Part {
+            args: vec![name, dest.clone()],
+            flags: own_flags(&url),
+            root: Some(Arc::new(root)),
+        });
+    }
+    if !heredocs.is_empty() {
+        let dir = scratch_dir(work, "heredoc");
+        let (root, names) = heredoc::materialize(ins, &heredocs, lookup, &dir)?;
+        let mut args: Vec<String> = names.into_iter().map(|n| format!("/{n}")).collect();
+        args.dedup();
+        args.push(dest.clone());
+        parts.push(Part {
+            args,
+            flags: own_flags("heredoc"),
+            root: Some(Arc::new(root)),
+        });
+    }
+    Ok(parts)
+}

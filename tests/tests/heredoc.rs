@@ -1,0 +1,129 @@
+//! Heredocs on COPY, ADD and RUN, checked on pushed images unpacked with umoci: file
+//! contents, modes and owners, expansion rules (quoted delimiters keep the body literal,
+//! `<<-` strips leading tabs, several heredocs on one line), and RUN's three forms (a lone
+//! heredoc as the script, a `#!` script run by its interpreter, heredocs read by the shell
+//! itself, including `3<<EOF`).
+
+// Test helpers outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::expect_used)]
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use kiln_tests::{busybox_image, kiln_bin, require_root, umoci_unpack, Registry, Scratch};
+
+fn read(root: &Path, p: &str) -> String {
+    fs::read_to_string(root.join(p.trim_start_matches('/'))).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// `"0644 0:0"` for a path in the unpacked image.
+fn mode_owner(root: &Path, p: &str) -> String {
+    let meta = fs::symlink_metadata(root.join(p.trim_start_matches('/'))).expect(p);
+    format!(
+        "{:04o} {}:{}",
+        meta.permissions().mode() & 0o7777,
+        meta.uid(),
+        meta.gid()
+    )
+}
+
+#[test]
+fn heredocs_on_copy_add_and_run() {
+    kiln_bin();
+    require_root("owners in the unpacked image are compared");
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    scratch.write("ctx/ctx.txt", "from the context\n");
+    let dockerfile = format!(
+        "FROM {base}
+ARG NAME=world
+ENV GREETING=hello
+COPY <<EOF /hd/plain.txt
+$GREETING \"$NAME\" 'x' \\$NAME
+EOF
+COPY <<'EOF' /hd/quoted.txt
+$GREETING ${{NAME}}
+EOF
+COPY <<-EOT <<two ctx.txt /hd/dir/
+\t\ttabbed $NAME
+\tEOT
+second
+two
+COPY --chmod=0755 --chown=12:34 <<EOF /hd/script.sh
+#!/bin/sh
+echo hi
+EOF
+ADD <<EOF /hd/add.txt
+added
+EOF
+RUN <<EOF
+echo \"simple $GREETING\" > /hd/run1.txt
+EOF
+RUN <<EOF
+#!/bin/awk -f
+BEGIN {{ print \"awk ran\" > \"/hd/run2.txt\" }}
+EOF
+RUN cat <<EOF > /hd/run3.txt
+shell sees $GREETING
+EOF
+RUN cat - <<A > /hd/run4.txt && cat <<\"B\" >> /hd/run4.txt
+first $NAME
+A
+second $NAME
+B
+RUN cat 3<<EOF 0<&3 > /hd/run5.txt
+on fd three
+EOF
+"
+    );
+    let destination = registry.reference("e2e/heredoc:v1");
+    scratch
+        .build(&dockerfile)
+        .destination(&destination)
+        .run_ok();
+    let image = umoci_unpack(&destination);
+    let root = &image.rootfs;
+
+    // unquoted delimiter: variables expanded, quotes kept, `\\$` escapes
+    assert_eq!(read(root, "/hd/plain.txt"), "hello \"world\" 'x' $NAME\n");
+    assert_eq!(mode_owner(root, "/hd/plain.txt"), "0644 0:0");
+    // quoted delimiter: literal
+    assert_eq!(read(root, "/hd/quoted.txt"), "$GREETING ${NAME}\n");
+    // `<<-` strips leading tabs; several heredocs and a context file into one directory
+    assert_eq!(read(root, "/hd/dir/EOT"), "tabbed world\n");
+    assert_eq!(read(root, "/hd/dir/two"), "second\n");
+    assert_eq!(read(root, "/hd/dir/ctx.txt"), "from the context\n");
+    assert_eq!(mode_owner(root, "/hd/dir"), "0755 0:0");
+    assert_eq!(read(root, "/hd/script.sh"), "#!/bin/sh\necho hi\n");
+    assert_eq!(mode_owner(root, "/hd/script.sh"), "0755 12:34");
+    assert_eq!(read(root, "/hd/add.txt"), "added\n");
+    // RUN: the body as the shell's script
+    assert_eq!(read(root, "/hd/run1.txt"), "simple hello\n");
+    // a `#!` body runs under its interpreter (sh would fail on awk syntax); its scratch
+    // file is gone
+    assert_eq!(read(root, "/hd/run2.txt"), "awk ran\n");
+    assert!(!root.join(".kiln-heredoc").exists());
+    // heredocs read by the shell: it expands unquoted ones itself
+    assert_eq!(read(root, "/hd/run3.txt"), "shell sees hello\n");
+    assert_eq!(read(root, "/hd/run4.txt"), "first world\nsecond $NAME\n");
+    assert_eq!(read(root, "/hd/run5.txt"), "on fd three\n");
+}
+
+#[test]
+fn heredoc_errors_name_the_line() {
+    kiln_bin();
+    let scratch = Scratch::new();
+    scratch.write("ctx/x", "x");
+    let out = scratch
+        .build("FROM scratch\nCOPY <<EOF <<TWO /not-a-dir\na\nEOF\nb\nTWO\n")
+        .arg("--no-push")
+        .run();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Dockerfile:2: COPY") && stderr.contains("must be a directory"),
+        "{stderr}"
+    );
+}
