@@ -143,7 +143,7 @@ fn glob(files: &dyn Files, root: RootId, comps: &[&str], pattern: &str) -> Resul
 /// Bytes read to recognise an archive: the tar header's `ustar` sits at offset 257.
 const MAGIC_BYTES: u64 = 512;
 
-/// Whether the file at `p` starts like an archive ADD unpacks: gzip, bzip2, xz, or a
+/// Whether the file at `p` starts like an archive ADD unpacks: gzip, bzip2, xz, zstd, or a
 /// plain tar (`ustar` at offset 257).
 pub fn is_archive(files: &dyn Files, root: RootId, p: &str) -> Result<bool> {
     let head = files
@@ -156,6 +156,7 @@ fn looks_like_archive(head: &[u8]) -> bool {
     head.starts_with(&[0x1f, 0x8b])
         || head.starts_with(b"BZh")
         || head.starts_with(&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
         || head.get(257..262) == Some(b"ustar")
 }
 
@@ -288,7 +289,7 @@ mod tests {
             (tar, true),
             (b"hello world".to_vec(), false),
             (vec![0x1f], false),
-            (vec![0x28, 0xb5, 0x2f, 0xfd], false),
+            (vec![0x28, 0xb5, 0x2f, 0xfd], true),
         ] {
             assert_eq!(looks_like_archive(&head), want, "{head:?}");
         }

@@ -26,23 +26,21 @@ pub enum Whiteouts {
     Keep,
 }
 
-/// Wraps a reader in the decompressor its magic bytes call for (gzip, bzip2 is refused
-/// with a clear error, xz likewise, plain tar passes through).
+/// Wraps a reader in the decompressor its magic bytes call for (gzip, bzip2, xz, zstd — the
+/// compressions Docker detects); anything else passes through as a plain tar.
 pub fn decompress<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn Read + 'a>> {
     let mut buf = BufReader::with_capacity(1 << 16, reader);
     let head = buf.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(buf)))
-    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "bzip2 and xz archives are not supported yet",
-        ))
+    } else if head.starts_with(b"BZh") {
+        Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(buf)))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Ok(Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(
+            buf,
+        )))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "zstd layers are not supported yet",
-        ))
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(buf)?))
     } else {
         Ok(Box::new(buf))
     }
