@@ -159,6 +159,7 @@ pub fn apply(
         chown,
         chmod: flags.chmod,
         excludes,
+        pending: Vec::new(),
         touched,
     };
     let unpack = add && flags.from.is_none();
@@ -179,7 +180,19 @@ struct Copier<'a> {
     chown: Option<Owner>,
     chmod: Option<Chmod>,
     excludes: Excludes,
+    /// excluded directories walked for `!` exceptions, outermost first, not yet needed
+    pending: Vec<Pending>,
     touched: &'a mut Touched,
+}
+
+/// An excluded directory that is created only if something below it is copied.
+struct Pending {
+    dest: String,
+    stat: Stat,
+    /// there now (created or found)
+    made: bool,
+    /// created by this copy: its time is set once its contents are in
+    set_time: bool,
 }
 
 impl Copier<'_> {
@@ -362,15 +375,71 @@ impl Copier<'_> {
             } else {
                 format!("{rel}/{name}")
             };
+            let s = path::child(src, &name);
             if self.excludes.excludes(&r) {
+                if self.excludes.has_exceptions() {
+                    self.walk_excluded(&s, &path::child(dest, &name), &r)?;
+                }
                 continue;
             }
-            let s = path::child(src, &name);
             let st = self
                 .files
                 .lstat(self.src_root, &s)
                 .map_err(fs_err("checking", &s))?;
+            self.flush_pending()?;
             self.copy_entry(&s, &st, &path::child(dest, &name), &r)?;
+        }
+        Ok(())
+    }
+
+    /// An excluded entry while `!` exceptions exist: a directory is walked for entries taken
+    /// back, and created (like its source) only once one of them is copied.
+    fn walk_excluded(&mut self, s: &str, d: &str, rel: &str) -> Result<()> {
+        let st = self
+            .files
+            .lstat(self.src_root, s)
+            .map_err(fs_err("checking", s))?;
+        if st.kind != Kind::Dir {
+            return Ok(());
+        }
+        self.pending.push(Pending {
+            dest: d.to_string(),
+            stat: st,
+            made: false,
+            set_time: false,
+        });
+        self.copy_children(s, d, rel)?;
+        if let Some(p) = self.pending.pop().filter(|p| p.set_time) {
+            let meta = Meta {
+                mtime: Some((p.stat.mtime_sec, p.stat.mtime_nsec)),
+                ..Meta::default()
+            };
+            self.files
+                .set_meta(self.stage, &p.dest, meta)
+                .map_err(fs_err("setting the time of", &p.dest))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the excluded directories on the way to an entry about to be copied.
+    fn flush_pending(&mut self) -> Result<()> {
+        for i in 0..self.pending.len() {
+            if self.pending[i].made {
+                continue;
+            }
+            let (dest, st) = (self.pending[i].dest.clone(), self.pending[i].stat);
+            match self.files.lstat(self.stage, &dest) {
+                // an existing directory keeps its metadata and time
+                Ok(existing) if existing.is_dir() => {}
+                Ok(_) => return Err(Error::NotDirectory { path: dest }),
+                Err(e) if e.is_not_found() => {
+                    let (mode, owner) = (self.mode_of(&st), self.owner_of(&st));
+                    make_dir(self.files, self.stage, &dest, mode, owner, self.touched)?;
+                    self.pending[i].set_time = true;
+                }
+                Err(e) => return Err(fs_err("checking", &dest)(e)),
+            }
+            self.pending[i].made = true;
         }
         Ok(())
     }

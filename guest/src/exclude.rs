@@ -1,7 +1,8 @@
 //! `--exclude` patterns of COPY and ADD, matched like `.dockerignore` rules (moby
 //! `patternmatcher`, which BuildKit uses for them): Go `filepath.Match` per path component,
-//! `**` for any number of directories, and a pattern that matches a directory excluding
-//! everything below it. Paths are relative to the root being copied; which root that is
+//! `**` for any number of directories, a pattern that matches a directory excluding
+//! everything below it, and `!pattern` exceptions: the last pattern that matches a path or
+//! one of its parents decides. Paths are relative to the root being copied; which root that is
 //! (each source, or the `--parents` pivot) is `copy.rs`'s business.
 
 use crate::error::{Error, Result};
@@ -20,21 +21,20 @@ enum Part {
 /// The `--exclude` patterns of one instruction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Excludes {
-    patterns: Vec<Vec<Part>>,
+    /// (is an `!` exception, components)
+    patterns: Vec<(bool, Vec<Part>)>,
 }
 
 impl Excludes {
-    /// Parses the patterns as given (one per `--exclude`). `!` exceptions are refused
-    /// rather than misread as literal names.
-    pub fn parse(keyword: &str, values: &[String]) -> Result<Excludes> {
+    /// Parses the patterns as given (one per `--exclude`), `!pattern` as an exception.
+    pub fn parse(_keyword: &str, values: &[String]) -> Result<Excludes> {
         let mut patterns = Vec::new();
         for value in values {
             let pattern = value.trim();
-            if pattern.starts_with('!') {
-                return Err(Error::NotSupportedYet {
-                    what: format!("{keyword} --exclude with a ! exception ({pattern})"),
-                });
-            }
+            let (exception, pattern) = match pattern.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, pattern),
+            };
             let parts: Vec<Part> = path::components(pattern)
                 .into_iter()
                 .map(|c| match c {
@@ -52,19 +52,35 @@ impl Excludes {
                 }
             }
             if !parts.is_empty() {
-                patterns.push(parts);
+                patterns.push((exception, parts));
             }
         }
         Ok(Excludes { patterns })
     }
 
-    /// Whether `rel` (slash-separated, relative to the copied root) or one of its parent
-    /// directories matches a pattern. The root itself (`""`) never does.
+    /// Whether `rel` (slash-separated, relative to the copied root) is left out: the last
+    /// pattern matching it or one of its parent directories is not an exception. The root
+    /// itself (`""`) never is.
     pub fn excludes(&self, rel: &str) -> bool {
         let comps = path::components(rel);
-        self.patterns
-            .iter()
-            .any(|p| (1..=comps.len()).any(|n| matches(p, &comps[..n])))
+        let mut excluded = false;
+        for (exception, p) in &self.patterns {
+            // like moby's matcher: an exclusion only matters while not excluded, an
+            // exception only while excluded
+            if *exception != excluded {
+                continue;
+            }
+            if (1..=comps.len()).any(|n| matches(p, &comps[..n])) {
+                excluded = !exception;
+            }
+        }
+        excluded
+    }
+
+    /// Whether there are `!` exceptions: an excluded directory must then still be walked,
+    /// since something below it may be taken back.
+    pub fn has_exceptions(&self) -> bool {
+        self.patterns.iter().any(|(exception, _)| *exception)
     }
 }
 
@@ -121,6 +137,13 @@ mod tests {
             (vec!["*.tmp", "build"], "a.tmp", true),
             (vec!["*.tmp", "build"], "src/a.tmp", false),
             (vec!["*"], "", false),
+            (vec!["*.md", "!README.md"], "README.md", false),
+            (vec!["*.md", "!README.md"], "CHANGES.md", true),
+            (vec!["!README.md", "*.md"], "README.md", true),
+            (vec!["docs", "!docs/keep"], "docs/keep/a.txt", false),
+            (vec!["docs", "!docs/keep"], "docs/drop.txt", true),
+            (vec!["docs", "!docs/keep"], "docs", true),
+            (vec!["**", "!*/*.rs", "src/gen"], "src/gen/x.rs", true),
             (vec!["", "  "], "a", false),
         ] {
             assert_eq!(
@@ -141,10 +164,6 @@ mod tests {
             (
                 "x/\\",
                 "invalid --exclude value \"x/\\\\\": syntax error in pattern",
-            ),
-            (
-                "!keep.txt",
-                "COPY --exclude with a ! exception (!keep.txt) is not supported yet",
             ),
         ] {
             let err = Excludes::parse("COPY", &[pattern.to_string()]).unwrap_err();

@@ -491,11 +491,7 @@ fn flag_handling() {
             vec![("exclude", None)],
             Err("invalid --exclude value \"\": a value is required"),
         ),
-        (
-            "COPY",
-            vec![("exclude", Some("!keep"))],
-            Err("COPY --exclude with a ! exception (!keep) is not supported yet"),
-        ),
+        ("COPY", vec![("exclude", Some("!keep"))], Ok(())),
         (
             "COPY",
             vec![("chmod", Some("u+q"))],
@@ -679,6 +675,36 @@ fn exclude_leaves_out_matching_entries() {
                 "f:/dst/main.rs",
                 "f:/dst/obj.o",
             ],
+        ),
+        // `!` exceptions: the last matching pattern decides; an excluded directory is
+        // created only for what is taken back inside it
+        (
+            "COPY",
+            vec!["proj", "/dst"],
+            vec!["*.md", "docs", "!docs/img", "!README.md"],
+            without(&["f:/dst/docs/a.md"]),
+        ),
+        (
+            "COPY",
+            vec!["proj", "/dst"],
+            vec!["**", "!src/gen/*.rs"],
+            vec![
+                "d:/dst",
+                "d:/dst/src",
+                "d:/dst/src/gen",
+                "f:/dst/src/gen/out.rs",
+            ],
+        ),
+        (
+            "COPY",
+            vec!["proj", "/dst"],
+            vec!["src", "!src/none"],
+            without(&[
+                "d:/dst/src",
+                "d:/dst/src/gen",
+                "f:/dst/src/gen/out.rs",
+                "f:/dst/src/main.rs",
+            ]),
         ),
         (
             "COPY",

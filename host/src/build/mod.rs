@@ -101,6 +101,20 @@ impl Drop for WorkDir {
     }
 }
 
+/// The ignore file of a build: `<Dockerfile>.dockerignore` beside the Dockerfile when there
+/// is one (BuildKit's rule), else the context's `.dockerignore`.
+fn ignore_file(dockerfile: &std::path::Path, context: &std::path::Path) -> PathBuf {
+    if let Some(name) = dockerfile.file_name() {
+        let mut own = name.to_os_string();
+        own.push(".dockerignore");
+        let own = dockerfile.with_file_name(own);
+        if own.is_file() {
+            return own;
+        }
+    }
+    context.join(".dockerignore")
+}
+
 /// Runs a whole build and writes its outputs.
 pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     if opts.destinations.is_empty() && !opts.no_push {
@@ -118,7 +132,7 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         .with_context(|| format!("planning {}", opts.dockerfile.display()))?;
     warn_unused_build_args(&plan, &opts.build_args);
 
-    let ignore_path = opts.context.join(".dockerignore");
+    let ignore_path = ignore_file(&opts.dockerfile, &opts.context);
     let ignore = match std::fs::read_to_string(&ignore_path) {
         Ok(t) => IgnoreRules::parse(&t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::parse(""),

@@ -8,6 +8,7 @@ use std::io::Read;
 use super::bindings::kiln::builder::fs::Host as FsHost;
 use super::bindings::kiln::builder::types::{self, FileStat as Stat, FsError, Kind, Meta};
 use super::{RootEntry, State};
+use crate::dockerfile::IgnoreRules;
 use crate::rootfs::{self, extract, Root};
 
 type FsResult<T> = Result<T, FsError>;
@@ -55,12 +56,27 @@ impl RootEntry {
         if rel.is_empty() || !rules.is_ignored(&rel) {
             return false;
         }
-        // an ignored directory stays walkable when an exception may re-include a child
+        // an ignored directory stays, as BuildKit's context transfer keeps it, when an
+        // exception re-includes something below it
+        !(rules.has_exceptions() && self.keeps_something_below(rules, &rel))
+    }
+
+    /// Whether `rel` is a directory with a path below it that the rules do not ignore.
+    fn keeps_something_below(&self, rules: &IgnoreRules, rel: &str) -> bool {
         let is_dir = self
             .root
-            .lstat(&rel)
+            .lstat(rel)
             .is_ok_and(|s| s.kind == rootfs::Kind::Dir);
-        !(is_dir && rules.has_exceptions())
+        if !is_dir {
+            return false;
+        }
+        let Ok(names) = self.root.read_dir(rel) else {
+            return false;
+        };
+        names.iter().any(|n| {
+            let child = rootfs::join(rel, &n.to_string_lossy());
+            !rules.is_ignored(&child) || self.keeps_something_below(rules, &child)
+        })
     }
 }
 
