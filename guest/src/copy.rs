@@ -257,6 +257,18 @@ impl Copier<'_> {
                     .files
                     .extract_archive(self.src_root, &src.path, self.stage, dest)
                     .map_err(fs_err("extracting", &src.path))?;
+                // like BuildKit's untar with ChownOpts: --chown re-owns every entry
+                if let Some(owner) = self.chown {
+                    for rel in &written {
+                        let p = format!("/{rel}");
+                        let st = self
+                            .files
+                            .lstat(self.stage, &p)
+                            .map_err(fs_err("checking", &p))?;
+                        let mode = (st.kind != Kind::Symlink).then_some(st.mode & 0o7777);
+                        set_owner_mode(self.files, self.stage, &p, owner, mode, None)?;
+                    }
+                }
                 self.touched.extend(written);
                 Ok(())
             }
@@ -276,10 +288,12 @@ impl Copier<'_> {
         }
     }
 
-    /// `--parents`: the source lands at `dest/keep`, the directories on the way created as
-    /// plain 0755 directories owned by root or the `--chown` owner. The source is an entry
-    /// under the pivot, as in BuildKit's walk of it: excluded by its kept path, a symlink
-    /// copied as a symlink, a directory created with its own mode.
+    /// `--parents`: the source lands at `dest/keep`. The directories of `keep` on the way
+    /// are created like their source directories under the pivot (mode, owner policy,
+    /// `--chmod`), as BuildKit's walk with include patterns creates them; an existing one
+    /// keeps its metadata. The source is an entry under the pivot, as in BuildKit's walk of
+    /// it: excluded by its kept path, a symlink copied as a symlink, a directory created
+    /// with its own mode.
     fn copy_with_parents(&mut self, src: &Source, keep: &str, dest: &str) -> Result<()> {
         // like BuildKit, the destination exists even if everything is excluded
         self.ensure_dirs(dest)?;
@@ -293,8 +307,41 @@ impl Copier<'_> {
             });
         }
         let target = path::join(dest, keep);
-        self.ensure_dirs(path::parent(&target))?;
+        self.parent_dirs_like_source(src, keep, dest)?;
         self.copy_entry(&src.path, &st, &target, keep)
+    }
+
+    /// Creates the missing directories of `keep`'s parent under `dest`, each like the
+    /// source directory it stands for (`src.path` ends with `keep`).
+    fn parent_dirs_like_source(&mut self, src: &Source, keep: &str, dest: &str) -> Result<()> {
+        let comps = path::components(keep);
+        let src_comps = path::components(&src.path);
+        let pivot_len = src_comps.len().saturating_sub(comps.len());
+        for n in 1..comps.len() {
+            let rel = comps[..n].join("/");
+            let d = path::join(dest, &rel);
+            match self.files.lstat(self.stage, &d) {
+                Ok(existing) if existing.is_dir() => continue,
+                Ok(_) => return Err(Error::NotDirectory { path: d }),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(fs_err("checking", &d)(e)),
+            }
+            let s = format!("/{}", src_comps[..pivot_len + n].join("/"));
+            let st = self
+                .files
+                .lstat(self.src_root, &s)
+                .map_err(fs_err("checking", &s))?;
+            let (mode, owner) = (self.mode_of(&st), self.owner_of(&st));
+            make_dir(self.files, self.stage, &d, mode, owner, self.touched)?;
+            let meta = Meta {
+                mtime: Some((st.mtime_sec, st.mtime_nsec)),
+                ..Meta::default()
+            };
+            self.files
+                .set_meta(self.stage, &d, meta)
+                .map_err(fs_err("setting the time of", &d))?;
+        }
+        Ok(())
     }
 
     /// A named source's metadata (`follow`: through a final symlink); missing is the

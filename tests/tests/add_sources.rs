@@ -197,6 +197,7 @@ ADD bz2.bin /x/bz2/
 ADD xz.bin /x/xz/
 ADD zst.bin /x/zst/
 COPY zst.bin /x/copied/
+ADD --chown=7:9 xz.bin /x/owned/
 "
     );
     let destination = registry.reference("e2e/add-archives:v1");
@@ -211,6 +212,9 @@ COPY zst.bin /x/copied/
         assert_eq!(read(root, &p), b"packed\n", "{p}");
         assert_eq!(mode_owner(root, &p), "0640 0:0", "{p}");
     }
+    // --chown re-owns every unpacked entry
+    assert_eq!(mode_owner(root, "/x/owned/pkg"), "0755 7:9");
+    assert_eq!(mode_owner(root, "/x/owned/pkg/data.txt"), "0640 7:9");
     // COPY never unpacks
     assert!(root.join("x/copied/zst.bin").is_file());
 }

@@ -172,7 +172,7 @@ fn parents_keep_the_source_path() {
     ] {
         file(&scratch, rel, 0o644);
     }
-    // source directories with unusual modes: the parents kiln creates are plain 0755
+    // source directories with unusual modes: the kept parents take them, as in BuildKit
     for (rel, mode) in [
         ("a", 0o700),
         ("a/b", 0o750),
@@ -204,16 +204,16 @@ COPY --parents=false a/b/c.txt /par/flat/
     assert_eq!(
         entries(root, "/par/plain"),
         want(&[
-            "d 0755 0:0 a",
-            "d 0755 0:0 a/b",
+            "d 0700 0:0 a",
+            "d 0750 0:0 a/b",
             "f 0644 0:0 a/b/c.txt",
-            "d 0755 0:0 x",
+            "d 0711 0:0 x",
             "f 0644 0:0 x/y.txt",
         ])
     );
     assert_eq!(
         entries(root, "/par/pivot"),
-        want(&["d 0755 0:0 b", "f 0644 0:0 b/c.txt"])
+        want(&["d 0750 0:0 b", "f 0644 0:0 b/c.txt"])
     );
     assert_eq!(
         entries(root, "/par/glob"),
@@ -228,7 +228,7 @@ COPY --parents=false a/b/c.txt /par/flat/
     assert_eq!(top(root, "/par/owned"), "0755 1234:5678");
     assert_eq!(
         entries(root, "/par/owned"),
-        want(&["d 0755 1234:5678 x", "f 0644 1234:5678 x/y.txt"])
+        want(&["d 0711 1234:5678 x", "f 0644 1234:5678 x/y.txt"])
     );
     assert_eq!(entries(root, "/par/flat"), want(&["f 0644 0:0 c.txt"]));
 }

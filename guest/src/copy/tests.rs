@@ -838,15 +838,16 @@ fn parents_keep_source_directories() {
 
 #[test]
 fn parents_modes_and_owners() {
-    // (chown, path, want): created parents are 0755 root or the --chown owner; copied
-    // directories keep their own mode (/src/lib is 0700 here, /src 0750)
+    // (chown, path, want): the destination is created 0755, root or the --chown owner;
+    // the kept parents and copied directories keep their source mode (/src/lib is 0700
+    // here, /src 0750)
     for (chown, path, want) in [
         (None, "/dst", (Kind::Dir, 0o755, 0, 0)),
-        (None, "/dst/src", (Kind::Dir, 0o755, 0, 0)),
+        (None, "/dst/src", (Kind::Dir, 0o750, 0, 0)),
         (None, "/dst/src/lib", (Kind::Dir, 0o700, 0, 0)),
         (None, "/dst/src/lib/mod.rs", (Kind::File, 0o600, 0, 0)),
         (Some("app"), "/dst", (Kind::Dir, 0o755, 1000, 1000)),
-        (Some("app"), "/dst/src", (Kind::Dir, 0o755, 1000, 1000)),
+        (Some("app"), "/dst/src", (Kind::Dir, 0o750, 1000, 1000)),
         (Some("app"), "/dst/src/lib", (Kind::Dir, 0o700, 1000, 1000)),
         (
             Some("app"),
@@ -868,12 +869,14 @@ fn parents_modes_and_owners() {
         );
         assert_eq!(meta(&fs, path), want, "{chown:?} {path}");
     }
-    // --from keeps source owners for what is copied, not for the created parents
+    // --from keeps source owners for what is copied and for the kept parents, not for
+    // the destination itself
     let fs = fixture();
     let flags = [("parents", None), ("from", Some("builder"))];
     run_in(&fs, "/", "COPY", &["/out/bin/tool", "/x/"], &flags).unwrap();
-    assert_eq!(meta(&fs, "/x/out"), (Kind::Dir, 0o755, 0, 0));
-    assert_eq!(meta(&fs, "/x/out/bin"), (Kind::Dir, 0o755, 0, 0));
+    assert_eq!(meta(&fs, "/x"), (Kind::Dir, 0o755, 0, 0));
+    assert_eq!(meta(&fs, "/x/out"), (Kind::Dir, 0o755, 7, 8));
+    assert_eq!(meta(&fs, "/x/out/bin"), (Kind::Dir, 0o750, 1000, 2000));
     assert_eq!(
         meta(&fs, "/x/out/bin/tool"),
         (Kind::File, 0o4755, 1000, 2000)
