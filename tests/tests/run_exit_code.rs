@@ -23,7 +23,7 @@ fn failing_run_propagates_its_exit_code_and_line() {
         "kiln must exit with the RUN's code; stderr:\n{stderr}"
     );
     assert!(
-        stderr.contains("line 2"),
+        stderr.contains("Dockerfile:2"),
         "the error must name the RUN's line (`line 2`):\n{stderr}"
     );
     assert_not_in_registry(&destination);
@@ -45,7 +45,7 @@ fn run_failing_on_a_later_line_names_that_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
     assert!(
-        stderr.contains("line 5"),
+        stderr.contains("Dockerfile:5"),
         "the error must name the line where the failing RUN starts (`line 5`):\n{stderr}"
     );
     assert_not_in_registry(&destination);

@@ -66,7 +66,7 @@ pub(crate) fn run_script(
             if !doc.content.starts_with("#!") {
                 return Ok((doc.content.clone(), None));
             }
-            let name = file_name(ins, doc)?;
+            let name = file_name(doc)?;
             if root.lstat(SCRIPT_DIR).is_ok() {
                 bail!("/{SCRIPT_DIR} already exists in the stage root; kiln needs it for RUN <<{name}");
             }
@@ -98,12 +98,10 @@ pub(crate) fn run_script(
 
 /// A heredoc's delimiter as a file name; BuildKit creates the file under `/`, so a name
 /// with a slash or a dot-only name cannot be one.
-fn file_name(ins: &Instruction, doc: &Heredoc) -> Result<String> {
+fn file_name(doc: &Heredoc) -> Result<String> {
     if doc.name.contains('/') || doc.name == "." || doc.name == ".." || doc.name.is_empty() {
         bail!(
-            "Dockerfile:{}: {}: heredoc <<{} cannot name a file (no `/`, `.` or `..`)",
-            ins.line,
-            ins.keyword,
+            "heredoc <<{} cannot name a file (no `/`, `.` or `..`)",
             doc.name
         );
     }
@@ -122,7 +120,7 @@ pub(crate) fn materialize(
     let root = Root::create(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut names = Vec::new();
     for doc in docs {
-        let name = file_name(ins, doc)?;
+        let name = file_name(doc)?;
         let body = if doc.expand {
             expand_heredoc(&doc.content, lookup).map_err(|e| e.at_line(ins.line))?
         } else {

@@ -53,7 +53,7 @@ pub struct BuildOptions {
 
 /// A RUN that failed: kiln exits with the command's code, as kaniko does.
 #[derive(Debug, thiserror::Error)]
-#[error("line {line}: {instruction}: command exited with code {code}")]
+#[error("Dockerfile:{line}: {instruction}: command exited with code {code}")]
 pub struct RunFailed {
     pub line: usize,
     pub instruction: String,
@@ -218,17 +218,17 @@ async fn build_stage(
         Base::Stage(dep) => {
             let dep = done
                 .get(dep)
-                .with_context(|| format!("line {}: stage {dep} was not built", stage.line))?;
+                .with_context(|| format!("Dockerfile:{}: stage {dep} was not built", stage.line))?;
             extract_layers(&root, &dep.layers).await?;
             (dep.config.clone(), dep.layers.clone(), dep.family)
         }
         Base::Image(reference) => {
             let (config, layers, family) = pull_image(build, reference)
                 .await
-                .with_context(|| format!("line {}: FROM {reference}", stage.line))?;
+                .with_context(|| format!("Dockerfile:{}: FROM {reference}", stage.line))?;
             extract_layers(&root, &layers)
                 .await
-                .with_context(|| format!("line {}: extracting {reference}", stage.line))?;
+                .with_context(|| format!("Dockerfile:{}: extracting {reference}", stage.line))?;
             (config, layers, family)
         }
     };

@@ -121,14 +121,17 @@ pub fn plan(
             let (image, name) = ins.from_parts()?;
             let lookup = global_lookup(&global_args);
             let image = expand_word(&image, &lookup, df.escape)
-                .with_context(|| format!("line {}: expanding FROM {image}", ins.line))?;
+                .with_context(|| format!("Dockerfile:{}: expanding FROM {image}", ins.line))?;
             if image.is_empty() {
-                bail!("line {}: FROM names no image after expansion", ins.line);
+                bail!(
+                    "Dockerfile:{}: FROM names no image after expansion",
+                    ins.line
+                );
             }
             let name = name.map(|n| n.to_ascii_lowercase());
             if let Some(n) = &name {
                 if stages.iter().any(|s| s.name.as_deref() == Some(n)) {
-                    bail!("line {}: duplicate stage name {n:?}", ins.line);
+                    bail!("Dockerfile:{}: duplicate stage name {n:?}", ins.line);
                 }
             }
             let base = if image.eq_ignore_ascii_case("scratch") {
@@ -161,7 +164,7 @@ pub fn plan(
                             Some(d) => Some(
                                 expand_word(&d, &global_lookup(&global_args), df.escape)
                                     .with_context(|| {
-                                        format!("line {}: expanding ARG {name}", ins.line)
+                                        format!("Dockerfile:{}: expanding ARG {name}", ins.line)
                                     })?,
                             ),
                             None => None,
@@ -171,7 +174,7 @@ pub fn plan(
                 }
             }
             None => bail!(
-                "line {}: {} before the first FROM (only ARG may come before FROM)",
+                "Dockerfile:{}: {} before the first FROM (only ARG may come before FROM)",
                 ins.line,
                 ins.keyword.as_str()
             ),
@@ -255,7 +258,7 @@ mod tests {
         let df = parse("RUN x\nFROM a\n").unwrap();
         let host = Platform::host();
         let e = plan(&df, &[], None, &host).unwrap_err().to_string();
-        assert!(e.contains("line 1"), "{e}");
+        assert!(e.contains("Dockerfile:1"), "{e}");
         let df = parse("FROM a\n").unwrap();
         assert!(plan(&df, &[], Some("nope"), &host).is_err());
     }

@@ -61,7 +61,6 @@ pub(crate) async fn split(
     lookup: &HashMap<String, String>,
     work: &Path,
 ) -> Result<Vec<Part>> {
-    let at = format!("Dockerfile:{}: {}", ins.line, ins.keyword);
     let raw = ins.words()?;
     let flag = |name: &str| {
         flags
@@ -96,7 +95,7 @@ pub(crate) async fn split(
     }
     if let Some(sum) = &checksum {
         if srcs.len() != 1 || urls.len() != 1 {
-            bail!("{at}: --checksum={sum} needs exactly one http(s) source");
+            bail!("--checksum={sum} needs exactly one http(s) source");
         }
     }
     if urls.is_empty() && heredocs.is_empty() {
@@ -107,7 +106,7 @@ pub(crate) async fn split(
         }]);
     }
     if srcs.len() > 1 && !names_directory(dest) {
-        bail!("{at}: with more than one source the destination must be a directory ending in /, got {dest:?}");
+        bail!("with more than one source the destination must be a directory ending in /, got {dest:?}");
     }
     // heredoc and URL files are plain files of a root of their own: flags that select or
     // walk source trees do not apply
@@ -139,9 +138,7 @@ pub(crate) async fn split(
     }
     for url in urls {
         let dir = scratch_dir(work, "add-url");
-        let (root, name) = remote::fetch(&url, checksum.as_deref(), &dir)
-            .await
-            .map_err(|e| e.context(format!("{at}: {url}")))?;
+        let (root, name) = remote::fetch(&url, checksum.as_deref(), &dir).await?;
         parts.push(Part {
             args: vec![name, dest.clone()],
             flags: own_flags(&url),

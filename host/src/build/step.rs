@@ -108,7 +108,7 @@ pub(crate) async fn run_stage(
     for trigger in &triggers {
         let parsed = crate::dockerfile::parse(trigger).with_context(|| {
             format!(
-                "line {}: ONBUILD trigger of the base image: {trigger}",
+                "Dockerfile:{}: ONBUILD trigger of the base image: {trigger}",
                 stage.line
             )
         })?;
@@ -118,7 +118,7 @@ pub(crate) async fn run_stage(
                 Keyword::From | Keyword::Onbuild | Keyword::Maintainer
             ) {
                 return Err(anyhow!(
-                    "line {}: the base image's ONBUILD trigger {trigger:?} is not allowed",
+                    "Dockerfile:{}: the base image's ONBUILD trigger {trigger:?} is not allowed",
                     stage.line
                 ));
             }
@@ -134,7 +134,7 @@ pub(crate) async fn run_stage(
             .await
             .map_err(|e| match e.downcast::<RunFailed>() {
                 Ok(rf) => anyhow!(rf),
-                Err(e) => e.context(format!("line {}: {}", ins.line, ins.original)),
+                Err(e) => e.context(format!("Dockerfile:{}: {}", ins.line, ins.original)),
             })?;
     }
     Ok(StageResult {

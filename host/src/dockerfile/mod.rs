@@ -190,45 +190,53 @@ pub struct Dockerfile {
 pub enum Error {
     #[error("the dockerfile has no instructions")]
     NoInstructions,
-    #[error("line {line}: unknown instruction {word:?}")]
+    #[error("Dockerfile:{line}: unknown instruction {word:?}")]
     UnknownInstruction { line: usize, word: String },
-    #[error("line {line}: {keyword} requires {expected}")]
+    #[error("Dockerfile:{line}: {keyword} requires {expected}")]
     MissingArguments {
         line: usize,
         keyword: &'static str,
         expected: &'static str,
     },
-    #[error("line {line}: {keyword} arguments in JSON form must all be strings")]
+    #[error("Dockerfile:{line}: {keyword} arguments in JSON form must all be strings")]
     NotStringArray { line: usize, keyword: &'static str },
-    #[error("line {line}: SHELL requires the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]")]
+    #[error("Dockerfile:{line}: SHELL requires the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]")]
     ShellNotJson { line: usize },
-    #[error("line {line}: {keyword} does not accept the flag {flag:?}")]
+    #[error("Dockerfile:{line}: {keyword} does not accept the flag {flag:?}")]
     BadFlag {
         line: usize,
         keyword: &'static str,
         flag: String,
     },
-    #[error("line {line}: flag --{flag} is given more than once")]
-    DuplicateFlag { line: usize, flag: String },
-    #[error("line {line}: {keyword} expects name=value pairs but found {word:?}")]
+    #[error("Dockerfile:{line}: {keyword}: flag --{flag} is given more than once")]
+    DuplicateFlag {
+        line: usize,
+        keyword: &'static str,
+        flag: String,
+    },
+    #[error("Dockerfile:{line}: {keyword} expects name=value pairs but found {word:?}")]
     KeyValue {
         line: usize,
         keyword: &'static str,
         word: String,
     },
-    #[error("line {line}: FROM takes an image and an optional `AS name`, found {found:?}")]
+    #[error("Dockerfile:{line}: FROM takes an image and an optional `AS name`, found {found:?}")]
     InvalidFrom { line: usize, found: String },
-    #[error("line {line}: unknown HEALTHCHECK type {kind:?} (expected CMD or NONE)")]
+    #[error("Dockerfile:{line}: unknown HEALTHCHECK type {kind:?} (expected CMD or NONE)")]
     HealthcheckType { line: usize, kind: String },
-    #[error("line {line}: HEALTHCHECK NONE takes no further arguments")]
+    #[error("Dockerfile:{line}: HEALTHCHECK NONE takes no further arguments")]
     HealthcheckNone { line: usize },
-    #[error("line {line}: {trigger} is not allowed as an ONBUILD trigger")]
+    #[error("Dockerfile:{line}: {trigger} is not allowed as an ONBUILD trigger")]
     OnbuildTrigger { line: usize, trigger: &'static str },
-    #[error("line {line}: heredoc <<{name} is never terminated")]
-    UnterminatedHeredoc { line: usize, name: String },
-    #[error("line {line}: escape directive must be ` or \\, found {value:?}")]
+    #[error("Dockerfile:{line}: {keyword}: heredoc <<{name} is never terminated")]
+    UnterminatedHeredoc {
+        line: usize,
+        keyword: &'static str,
+        name: String,
+    },
+    #[error("Dockerfile:{line}: escape directive must be ` or \\, found {value:?}")]
     InvalidEscape { line: usize, value: String },
-    #[error("line {line}: parser directive {name:?} is given more than once")]
+    #[error("Dockerfile:{line}: parser directive {name:?} is given more than once")]
     DuplicateDirective { line: usize, name: String },
     #[error("{}cannot expand {word:?}: {message}", line_prefix(.line))]
     Expansion {
@@ -240,7 +248,8 @@ pub enum Error {
 }
 
 fn line_prefix(line: &Option<usize>) -> String {
-    line.map(|n| format!("line {n}: ")).unwrap_or_default()
+    line.map(|n| format!("Dockerfile:{n}: "))
+        .unwrap_or_default()
 }
 
 impl Error {

@@ -157,12 +157,13 @@ pub(crate) fn parse_syntax(text: &str) -> Result<Dockerfile> {
             ended = end;
         }
         if empty_continuation {
-            warnings.push(format!("line {start}: empty continuation line"));
+            warnings.push(format!("Dockerfile:{start}: empty continuation line"));
         }
         let mut instruction = build_instruction(&joined, escape, start)?;
         if may_have_heredocs(&instruction)? {
             for mut heredoc in heredocs_in(&joined, start)? {
-                heredoc.content = read_heredoc(&lines, &mut next, &heredoc, start)?;
+                let keyword = instruction.keyword.as_str();
+                heredoc.content = read_heredoc(&lines, &mut next, &heredoc, (start, keyword))?;
                 instruction.heredocs.push(heredoc);
             }
         }
@@ -186,7 +187,7 @@ fn read_heredoc(
     lines: &[&str],
     next: &mut usize,
     heredoc: &Heredoc,
-    start: usize,
+    (start, keyword): (usize, &'static str),
 ) -> Result<String> {
     let mut content = String::new();
     while *next < lines.len() {
@@ -208,6 +209,7 @@ fn read_heredoc(
     }
     Err(Error::UnterminatedHeredoc {
         line: start,
+        keyword,
         name: heredoc.name.clone(),
     })
 }
@@ -522,28 +524,31 @@ mod tests {
         let cases = [
             (
                 "FROM x\nRUN <<EOF\nbody\n",
-                "line 2: heredoc <<EOF is never terminated",
+                "Dockerfile:2: RUN: heredoc <<EOF is never terminated",
             ),
-            ("FROM x\n\nFORM y", "line 3: unknown instruction \"FORM\""),
+            (
+                "FROM x\n\nFORM y",
+                "Dockerfile:3: unknown instruction \"FORM\"",
+            ),
             (
                 "# escape=x\nFROM y",
-                "line 1: escape directive must be ` or \\, found \"x\"",
+                "Dockerfile:1: escape directive must be ` or \\, found \"x\"",
             ),
             (
                 "# syntax=a\n# syntax=b\nFROM y",
-                "line 2: parser directive \"syntax\" is given more than once",
+                "Dockerfile:2: parser directive \"syntax\" is given more than once",
             ),
             (
                 "FROM x\nCMD [\"a\", 1]",
-                "line 2: CMD arguments in JSON form must all be strings",
+                "Dockerfile:2: CMD arguments in JSON form must all be strings",
             ),
             (
                 "FROM x\nENV a=b c",
-                "line 2: ENV expects name=value pairs but found \"c\"",
+                "Dockerfile:2: ENV expects name=value pairs but found \"c\"",
             ),
             (
                 "FROM x\nENV PATH",
-                "line 2: ENV requires a name and a value",
+                "Dockerfile:2: ENV requires a name and a value",
             ),
             ("# only\n\n", "the dockerfile has no instructions"),
         ];
@@ -566,7 +571,7 @@ mod tests {
         assert_eq!(df.directives, want);
         assert_eq!(
             df.warnings,
-            vec!["line 4: empty continuation line".to_string()]
+            vec!["Dockerfile:4: empty continuation line".to_string()]
         );
         assert_eq!(df.instructions[1].original, "RUN x   y");
         assert_eq!(df.instructions[1].end_line, 6);

@@ -66,6 +66,7 @@ fn check_flags(inst: &Instruction) -> Result<()> {
         if repeated && !REPEATABLE_FLAGS.contains(&flag.name.as_str()) {
             return Err(Error::DuplicateFlag {
                 line: inst.line,
+                keyword: inst.keyword.as_str(),
                 flag: flag.name.clone(),
             });
         }
@@ -208,74 +209,89 @@ mod tests {
     #[test]
     fn rejects_invalid_instructions() {
         let cases = [
-            ("RUN", "line 2: RUN requires at least one argument"),
-            ("RUN []", "line 2: RUN requires at least one argument"),
-            ("CMD", "line 2: CMD requires at least one argument"),
+            ("RUN", "Dockerfile:2: RUN requires at least one argument"),
+            ("RUN []", "Dockerfile:2: RUN requires at least one argument"),
+            ("CMD", "Dockerfile:2: CMD requires at least one argument"),
             (
                 "COPY a",
-                "line 2: COPY requires at least two arguments (sources and a destination)",
+                "Dockerfile:2: COPY requires at least two arguments (sources and a destination)",
             ),
             (
                 "SHELL /bin/sh -c",
-                "line 2: SHELL requires the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]",
+                "Dockerfile:2: SHELL requires the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]",
             ),
-            ("SHELL []", "line 2: SHELL requires at least one argument"),
+            (
+                "SHELL []",
+                "Dockerfile:2: SHELL requires at least one argument",
+            ),
             (
                 "ENV =x",
-                "line 2: ENV expects name=value pairs but found \"=x\"",
+                "Dockerfile:2: ENV expects name=value pairs but found \"=x\"",
             ),
             (
                 "CMD --doit [\"a\"]",
-                "line 2: CMD does not accept the flag \"--doit\"",
+                "Dockerfile:2: CMD does not accept the flag \"--doit\"",
             ),
             (
                 "COPY --user=me a b",
-                "line 2: COPY does not accept the flag \"--user=me\"",
+                "Dockerfile:2: COPY does not accept the flag \"--user=me\"",
             ),
             (
                 "COPY --from=a --from=b x y",
-                "line 2: flag --from is given more than once",
+                "Dockerfile:2: COPY: flag --from is given more than once",
             ),
             (
                 "HEALTHCHECK",
-                "line 2: HEALTHCHECK requires CMD <command> or NONE",
+                "Dockerfile:2: HEALTHCHECK requires CMD <command> or NONE",
             ),
             (
                 "HEALTHCHECK CMD",
-                "line 2: HEALTHCHECK requires a command after CMD",
+                "Dockerfile:2: HEALTHCHECK requires a command after CMD",
             ),
             (
                 "HEALTHCHECK NONE x",
-                "line 2: HEALTHCHECK NONE takes no further arguments",
+                "Dockerfile:2: HEALTHCHECK NONE takes no further arguments",
             ),
             (
                 "HEALTHCHECK CONNECT TCP 7000",
-                "line 2: unknown HEALTHCHECK type \"CONNECT\" (expected CMD or NONE)",
+                "Dockerfile:2: unknown HEALTHCHECK type \"CONNECT\" (expected CMD or NONE)",
             ),
-            ("ONBUILD", "line 2: ONBUILD requires a trigger instruction"),
+            (
+                "ONBUILD",
+                "Dockerfile:2: ONBUILD requires a trigger instruction",
+            ),
             (
                 "ONBUILD ONBUILD RUN x",
-                "line 2: ONBUILD is not allowed as an ONBUILD trigger",
+                "Dockerfile:2: ONBUILD is not allowed as an ONBUILD trigger",
             ),
             (
                 "ONBUILD FROM x",
-                "line 2: FROM is not allowed as an ONBUILD trigger",
+                "Dockerfile:2: FROM is not allowed as an ONBUILD trigger",
             ),
             (
                 "ONBUILD MAINTAINER me",
-                "line 2: MAINTAINER is not allowed as an ONBUILD trigger",
+                "Dockerfile:2: MAINTAINER is not allowed as an ONBUILD trigger",
             ),
-            ("ONBUILD RUN", "line 2: RUN requires at least one argument"),
-            ("ONBUILD BOGUS x", "line 2: unknown instruction \"BOGUS\""),
+            (
+                "ONBUILD RUN",
+                "Dockerfile:2: RUN requires at least one argument",
+            ),
+            (
+                "ONBUILD BOGUS x",
+                "Dockerfile:2: unknown instruction \"BOGUS\"",
+            ),
             (
                 "FROM a b",
-                "line 2: FROM takes an image and an optional `AS name`, found \"a b\"",
+                "Dockerfile:2: FROM takes an image and an optional `AS name`, found \"a b\"",
             ),
-            ("FROM", "line 2: FROM requires an image"),
-            ("WORKDIR", "line 2: WORKDIR requires at least one argument"),
+            ("FROM", "Dockerfile:2: FROM requires an image"),
+            (
+                "WORKDIR",
+                "Dockerfile:2: WORKDIR requires at least one argument",
+            ),
             (
                 "LABEL",
-                "line 2: LABEL requires at least one name=value pair",
+                "Dockerfile:2: LABEL requires at least one name=value pair",
             ),
         ];
         for (input, want) in cases {
