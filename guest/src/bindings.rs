@@ -98,6 +98,8 @@ fn stat(s: wit_types::FileStat) -> Stat {
         size: s.size,
         mtime_sec: s.mtime_sec,
         mtime_nsec: s.mtime_nsec,
+        ino: s.ino,
+        nlink: s.nlink,
     }
 }
 
@@ -156,6 +158,16 @@ impl Files for HostFiles {
         to_path: &str,
     ) -> Result<u64, FsError> {
         wit_fs::copy_file(from.0, from_path, to.0, to_path).map_err(fs_error)
+    }
+
+    fn copy_node(
+        &self,
+        from: RootId,
+        from_path: &str,
+        to: RootId,
+        to_path: &str,
+    ) -> Result<(), FsError> {
+        wit_fs::copy_node(from.0, from_path, to.0, to_path).map_err(fs_error)
     }
 
     fn extract_archive(

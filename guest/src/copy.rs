@@ -160,6 +160,7 @@ pub fn apply(
         chmod: flags.chmod,
         excludes,
         pending: Vec::new(),
+        links: std::collections::HashMap::new(),
         touched,
     };
     let unpack = add && flags.from.is_none();
@@ -182,6 +183,8 @@ struct Copier<'a> {
     excludes: Excludes,
     /// excluded directories walked for `!` exceptions, outermost first, not yet needed
     pending: Vec<Pending>,
+    /// source inode → where this copy wrote it, for hardlinked files
+    links: std::collections::HashMap<u64, String>,
     touched: &'a mut Touched,
 }
 
@@ -282,7 +285,18 @@ impl Copier<'_> {
                 self.ensure_dirs(path::parent(&target))?;
                 self.copy_file(&src.path, &st, &target)
             }
-            _ => Err(Error::NotSupportedYet {
+            Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
+                let into_dir = dest_is_dir || self.stage_kind(dest)? == Some(Kind::Dir);
+                let target = if into_dir {
+                    path::child(dest, src.base_name())
+                } else {
+                    dest.to_string()
+                };
+                self.ensure_dirs(path::parent(&target))?;
+                self.copy_node(&src.path, &st, &target)
+            }
+            // a followed source is never a symlink; sockets are not copied
+            Kind::Symlink | Kind::Socket => Err(Error::NotSupportedYet {
                 what: format!("copying the special file {}", src.shown),
             }),
         }
@@ -505,8 +519,9 @@ impl Copier<'_> {
             },
             Kind::File => self.copy_file(s, st, d),
             Kind::Symlink => self.copy_symlink(s, st, d),
-            // no WIT operation creates device nodes, fifos or sockets
-            Kind::Fifo | Kind::CharDevice | Kind::BlockDevice | Kind::Socket => Ok(()),
+            Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => self.copy_node(s, st, d),
+            // sockets are never copied (BuildKit's walk skips them)
+            Kind::Socket => Ok(()),
         }
     }
 
@@ -522,8 +537,37 @@ impl Copier<'_> {
         }
     }
 
+    /// A FIFO or device node, recreated with the owner and mode rules of a file.
+    fn copy_node(&mut self, src: &str, st: &Stat, target: &str) -> Result<()> {
+        self.refuse_directory(target)?;
+        self.files
+            .copy_node(self.src_root, src, self.stage, target)
+            .map_err(fs_err("creating", target))?;
+        let (owner, mode) = (self.owner_of(st), self.mode_of(st));
+        let mtime = Some((st.mtime_sec, st.mtime_nsec));
+        set_owner_mode(self.files, self.stage, target, owner, Some(mode), mtime)?;
+        self.touched.add(target);
+        Ok(())
+    }
+
     fn copy_file(&mut self, src: &str, st: &Stat, target: &str) -> Result<()> {
         self.refuse_directory(target)?;
+        // files hardlinked to each other in the source stay hardlinked in one copy
+        if st.nlink > 1 && st.ino != 0 {
+            if let Some(first) = self.links.get(&st.ino).cloned() {
+                if self.files.lstat(self.stage, target).is_ok() {
+                    self.files
+                        .remove(self.stage, target, false)
+                        .map_err(fs_err("replacing", target))?;
+                }
+                self.files
+                    .link(self.stage, &first, target)
+                    .map_err(fs_err("linking", target))?;
+                self.touched.add(target);
+                return Ok(());
+            }
+            self.links.insert(st.ino, target.to_string());
+        }
         self.files
             .copy_file(self.src_root, src, self.stage, target)
             .map_err(fs_err("copying to", target))?;

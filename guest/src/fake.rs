@@ -143,6 +143,8 @@ fn stat_of(n: &Node) -> Stat {
         size,
         mtime_sec: n.mtime.0,
         mtime_nsec: n.mtime.1,
+        ino: 0,
+        nlink: 1,
     }
 }
 
@@ -403,6 +405,31 @@ impl Files for FakeFs {
                 t.nodes.retain(|k, _| !k.starts_with(&prefix));
             }
             t.nodes.remove(&r);
+            Ok(())
+        })
+    }
+
+    fn copy_node(
+        &self,
+        from: RootId,
+        from_path: &str,
+        to: RootId,
+        to_path: &str,
+    ) -> Result<(), FsError> {
+        let src = self.with(from, |t| t.get(from_path, false).map(|(_, n)| n.clone()))?;
+        if !matches!(src.body, Body::Fifo) {
+            return Err(FsError::Invalid(format!("{from_path}: not a fifo")));
+        }
+        self.with(to, |t| {
+            let r = t.slot(to_path)?;
+            t.nodes.insert(
+                r,
+                Node {
+                    uid: 0,
+                    gid: 0,
+                    ..src
+                },
+            );
             Ok(())
         })
     }

@@ -39,6 +39,8 @@ pub struct Stat {
     pub size: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
+    pub ino: u64,
+    pub nlink: u64,
 }
 
 impl Stat {
@@ -125,6 +127,15 @@ pub trait Files {
         to: RootId,
         to_path: &str,
     ) -> Result<u64, FsError>;
+    /// Recreates a FIFO or device node (not followed) at `to_path`, replacing a file or
+    /// symlink there.
+    fn copy_node(
+        &self,
+        from: RootId,
+        from_path: &str,
+        to: RootId,
+        to_path: &str,
+    ) -> Result<(), FsError>;
     /// Unpacks a tar archive into the directory `to_dir`; returns the relative paths written.
     fn extract_archive(
         &self,

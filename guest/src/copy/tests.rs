@@ -411,11 +411,14 @@ fn walk_conflicts() {
 }
 
 #[test]
-fn special_files_are_skipped() {
+fn fifos_are_recreated() {
     let fs = fixture();
     fs.add_fifo(fs.context(), "/src/pipe");
     let touched = run(&fs, &["src", "/d"], &[]).unwrap();
-    assert!(!touched.contains(&"d/pipe".to_string()), "{touched:?}");
+    assert!(touched.contains(&"d/pipe".to_string()), "{touched:?}");
+    assert_eq!(meta(&fs, "/d/pipe"), (Kind::Fifo, 0o644, 0, 0));
+    run(&fs, &["src/pipe", "/named"], &[("chown", Some("1:2"))]).unwrap();
+    assert_eq!(meta(&fs, "/named"), (Kind::Fifo, 0o644, 1, 2));
 }
 
 #[test]

@@ -43,6 +43,8 @@ fn to_stat(st: rootfs::Stat) -> Stat {
         size: st.size,
         mtime_sec: st.mtime.0,
         mtime_nsec: st.mtime.1,
+        ino: st.ino,
+        nlink: st.nlink,
     }
 }
 
@@ -223,6 +225,41 @@ impl FsHost for State {
             )
             .map_err(to_fs_error)?;
         Ok(n)
+    }
+
+    fn copy_node(
+        &mut self,
+        from: u32,
+        from_path: String,
+        to: u32,
+        to_path: String,
+    ) -> FsResult<()> {
+        let st = self
+            .root(from, &from_path)?
+            .lstat(&from_path)
+            .map_err(to_fs_error)?;
+        if !matches!(
+            st.kind,
+            rootfs::Kind::Fifo | rootfs::Kind::CharDevice | rootfs::Kind::BlockDevice
+        ) {
+            return Err(FsError::Invalid(format!(
+                "/{}: not a fifo or device node",
+                rootfs::clean(&from_path)
+            )));
+        }
+        let dst_root = self.writable(to, &to_path)?;
+        if let Ok(existing) = dst_root.lstat(&to_path) {
+            if existing.kind == rootfs::Kind::Dir {
+                return Err(FsError::IsDirectory(format!(
+                    "/{}",
+                    rootfs::clean(&to_path)
+                )));
+            }
+            dst_root.remove(&to_path, false).map_err(to_fs_error)?;
+        }
+        dst_root
+            .mknod(&to_path, st.kind, st.mode, st.rdev)
+            .map_err(to_fs_error)
     }
 
     fn extract_archive(
