@@ -308,3 +308,45 @@ COPY --chmod=0640 m/script.sh /c/octal
     assert_eq!(top(root, "/c/plusx"), "0755 0:0");
     assert_eq!(top(root, "/c/octal"), "0640 0:0");
 }
+
+#[test]
+fn directory_copies_keep_fifos_devices_and_hardlinks() {
+    use std::os::unix::fs::FileTypeExt;
+    kiln_bin();
+    require_root("device nodes are created and compared");
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    scratch.write("ctx/x", "x");
+    let dockerfile = format!(
+        "FROM {base} AS src
+RUN mkdir -p /t/sub && mkfifo -m 0640 /t/pipe && echo data > /t/a && ln /t/a /t/sub/b \\
+ && mknod -m 0600 /t/null c 1 3
+FROM {base}
+COPY --from=src /t /copied/
+"
+    );
+    let destination = registry.reference("e2e/copy-special:v1");
+    scratch
+        .build(&dockerfile)
+        .destination(&destination)
+        .run_ok();
+    let image = umoci_unpack(&destination);
+    let root = image.rootfs.join("copied");
+    let pipe = fs::symlink_metadata(root.join("pipe")).expect("pipe");
+    assert!(pipe.file_type().is_fifo(), "{pipe:?}");
+    assert_eq!(pipe.permissions().mode() & 0o7777, 0o640);
+    let null = fs::symlink_metadata(root.join("null")).expect("null");
+    assert!(null.file_type().is_char_device(), "{null:?}");
+    assert_eq!(null.rdev(), rustix_dev(1, 3));
+    assert_eq!(null.permissions().mode() & 0o7777, 0o600);
+    let a = fs::metadata(root.join("a")).expect("a");
+    let b = fs::metadata(root.join("sub/b")).expect("sub/b");
+    assert_eq!(a.ino(), b.ino(), "a and sub/b stay one hardlinked file");
+    assert_eq!(fs::read(root.join("sub/b")).expect("read b"), b"data\n");
+}
+
+/// Linux's `makedev` for small numbers.
+fn rustix_dev(major: u64, minor: u64) -> u64 {
+    (major << 8) | minor
+}
