@@ -5,6 +5,9 @@
 //! file lock for its whole run; anything else that uses that registry (the bench) takes
 //! the same lock. `KILN_CONFORMANCE_DIR` overrides where the harness is.
 
+// Test helpers outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
