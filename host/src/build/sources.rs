@@ -97,6 +97,7 @@ pub(crate) async fn split(
         if srcs.len() != 1 || urls.len() != 1 {
             bail!("--checksum={sum} needs exactly one http(s) source");
         }
+        remote::parse_checksum(sum)?;
     }
     if urls.is_empty() && heredocs.is_empty() {
         return Ok(vec![Part {
