@@ -124,6 +124,18 @@ pub struct CliArgs {
     /// Log format
     #[arg(long, value_enum, default_value = "color")]
     pub log_format: LogFormat,
+    // --- RUN: isolation, secrets (host/src/run/) ---
+    /// How RUN is isolated: chroot (default as root), rootless (default otherwise: a user
+    /// namespace mapping the caller to root), in-place (the stage root is / of this container)
+    #[arg(long, value_parser = ["chroot", "rootless", "in-place"])]
+    pub isolation: Option<String>,
+    /// Allow --isolation=in-place where no container is detected (gVisor)
+    #[arg(long)]
+    pub force: bool,
+    /// A build secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    // --- end RUN ---
     /// kiln's work dir: blob cache, stage roots, compiled guest (default /kiln as root,
     /// ~/.cache/kiln otherwise)
     #[arg(long, env = "KILN_DIR")]
@@ -209,6 +221,13 @@ impl CliArgs {
             image_name_with_digest_file: self.image_name_with_digest_file,
             image_name_tag_with_digest_file: self.image_name_tag_with_digest_file,
             kiln_dir: self.kiln_dir.unwrap_or_else(default_kiln_dir),
+            isolation: crate::run::isolation::choose(
+                self.isolation
+                    .as_deref()
+                    .and_then(crate::run::Isolation::parse),
+                self.force,
+            )?,
+            secrets: crate::run::Secrets::from_flags(&self.secrets)?,
         })
     }
 }

@@ -46,15 +46,21 @@ pub struct BuildOptions {
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// kiln's work dir: blob cache, stage roots, compiled guest
     pub kiln_dir: PathBuf,
+    /// RUN isolation, chosen (and logged) by `run::isolation::choose` before the build
+    pub isolation: crate::run::Isolation,
+    /// `--secret`s for `RUN --mount=type=secret`
+    pub secrets: crate::run::Secrets,
 }
 
 /// A RUN that failed: kiln exits with the command's code, as kaniko does.
 #[derive(Debug, thiserror::Error)]
-#[error("line {line}: {instruction}: command exited with code {code}")]
+#[error("line {line}: {instruction}: {how}")]
 pub struct RunFailed {
     pub line: usize,
     pub instruction: String,
     pub code: i32,
+    /// `command exited with code N` or `command was killed by signal N`
+    pub how: String,
 }
 
 /// What a finished stage leaves for later stages and the outputs.
@@ -79,8 +85,8 @@ pub(crate) struct Build {
     pub created: String,
     /// reproducible builds: no layer entry is newer than this
     pub mtime_clamp: Option<i64>,
-    pub resolv_conf: PathBuf,
-    pub hosts: PathBuf,
+    /// what every RUN shares: isolation, network files, secrets, cache mounts
+    pub run_env: Arc<crate::run::RunEnv>,
     /// images named by `COPY --from=<image>`, extracted once
     pub from_images: HashMap<String, Arc<Root>>,
 }
@@ -130,6 +136,16 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let _cleanup = WorkDir(work.clone());
     let (resolv_conf, hosts) = crate::run::network_files(&work.join("etc"))?;
     let cache_dir = opts.kiln_dir.join("cache");
+    let run_env = Arc::new(crate::run::RunEnv {
+        isolation: opts.isolation,
+        namespaces: crate::run::isolation::can_mount(),
+        resolv_conf,
+        hosts,
+        scratch: work.join("run"),
+        cache_mounts: cache_dir.join("mounts"),
+        secrets: opts.secrets.clone(),
+        hide: Vec::new(),
+    });
     let sandbox = tokio::task::spawn_blocking(move || Sandbox::load(&cache_dir)).await??;
     let epoch = source_date_epoch(&plan.build_args)?;
     let mtime_clamp = opts.reproducible.then(|| epoch.unwrap_or(0));
@@ -150,8 +166,7 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         work,
         created: image::rfc3339(created),
         mtime_clamp,
-        resolv_conf,
-        hosts,
+        run_env,
         from_images: HashMap::new(),
     };
 
