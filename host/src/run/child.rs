@@ -21,7 +21,7 @@ pub const HOSTNAME: &CStr = c"buildkitsandbox";
 /// What a user mount brings in.
 #[derive(Debug)]
 pub enum ChildSource {
-    /// bind this path (a `/proc/self/fd/N` of a pre-opened source)
+    /// bind this host path (resolved inside its root by the parent)
     Bind(CString),
     /// a fresh tmpfs with these mount options
     Tmpfs(CString),
@@ -30,7 +30,7 @@ pub enum ChildSource {
 #[derive(Debug)]
 pub struct ChildMount {
     pub source: ChildSource,
-    /// absolute path inside the root, resolved by the kernel after chroot
+    /// the host path of the target, resolved inside the stage root by the parent
     pub target: CString,
     pub readonly: bool,
 }
@@ -136,7 +136,7 @@ fn wait_and_pass_on(pid: i32) -> ! {
     }
 }
 
-/// pid 1 of the new PID namespace: hostname, the root's mounts, chroot, user mounts.
+/// pid 1 of the new PID namespace: hostname, the root's mounts, user mounts, chroot.
 fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
     #[allow(unsafe_code)]
     // SAFETY: sethostname with a static C string
@@ -187,7 +187,6 @@ fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
     if let Some(src) = &c.hosts {
         mount_bind(src.as_c_str(), c"etc/hosts")?;
     }
-    rustix::process::chroot(c".")?;
     for m in &c.mounts {
         match &m.source {
             ChildSource::Bind(src) => {
@@ -209,6 +208,7 @@ fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
             )?,
         }
     }
+    rustix::process::chroot(c".")?;
     Ok(())
 }
 

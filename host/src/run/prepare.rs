@@ -326,8 +326,7 @@ pub fn mount(
             let fd = from
                 .open_path(src)
                 .map_err(|e| bad(what(), e.to_string()))?;
-            let path = PathBuf::from(fd_path(fd.as_raw_fd()).to_string_lossy().into_owned());
-            out.fds.push(fd);
+            let path = real_path(&fd)?;
             let is_dir = st.kind == Kind::Dir;
             if spec.readonly || !env.namespaces {
                 // without namespaces the contents are copied in anyway: writes are discarded
@@ -360,21 +359,10 @@ pub fn mount(
     let is_dir = source.as_ref().is_none_or(|(_, d)| *d);
     let created = scaffold.ensure_target(&target, is_dir)?;
     if env.namespaces {
+        // host paths, both resolved now (inside their roots): the child mounts them in its
+        // own namespace, where fds opened here would name mounts of another namespace
         let child_source = match &source {
-            Some((path, _)) => {
-                let f = File::open(path)
-                    .or_else(|_| {
-                        std::fs::OpenOptions::new()
-                            .read(true)
-                            .custom_flags(libc::O_PATH)
-                            .open(path)
-                    })
-                    .map_err(io(path))?;
-                let fd = OwnedFd::from(f);
-                let p = fd_path(fd.as_raw_fd());
-                out.fds.push(fd);
-                ChildSource::Bind(p)
-            }
+            Some((path, _)) => ChildSource::Bind(cstring(path)?),
             None => {
                 let mut opts = "mode=1777".to_string();
                 if let Some(size) = spec.size {
@@ -383,9 +371,10 @@ pub fn mount(
                 ChildSource::Tmpfs(cstring(Path::new(&opts))?)
             }
         };
+        let target_fd = root.open_path(&target)?;
         out.child_mounts.push(ChildMount {
             source: child_source,
-            target: cstring(&Path::new("/").join(&target))?,
+            target: cstring(&real_path(&target_fd)?)?,
             readonly: spec.readonly,
         });
         return Ok(());
@@ -429,6 +418,12 @@ pub fn mount(
     }
     out.fds.push(target_fd);
     Ok(())
+}
+
+/// Where an fd resolved inside a root really is on the host.
+fn real_path(fd: &OwnedFd) -> Result<PathBuf> {
+    let link = PathBuf::from(fd_path(fd.as_raw_fd()).to_string_lossy().into_owned());
+    std::fs::read_link(&link).map_err(io(&link))
 }
 
 /// Copies a directory tree (never following symlinks; mode and owner kept where allowed)
