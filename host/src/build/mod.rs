@@ -109,6 +109,9 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     if opts.destinations.is_empty() && !opts.no_push {
         bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
     }
+    if opts.isolation == crate::run::Isolation::InPlace {
+        bail!("--isolation=in-place: building over / is not implemented yet; use --isolation=chroot (root) or rootless");
+    }
     let text = std::fs::read_to_string(&opts.dockerfile)
         .with_context(|| format!("reading dockerfile {}", opts.dockerfile.display()))?;
     let df = dockerfile::parse(&text)

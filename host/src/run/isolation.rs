@@ -119,9 +119,11 @@ pub fn choose(requested: Option<Isolation>, force: bool) -> Result<Isolation, Is
     );
     if mode != Isolation::Rootless && root && !can_mount() {
         tracing::warn!(
-            "no CAP_SYS_ADMIN: RUN runs in a plain chroot without its own /proc, /dev, /sys, \
-             /dev/shm, PID namespace or hostname, resolv.conf and hosts only where the image \
-             has none, and RUN --mount contents are copied in and out instead of mounted"
+            "no CAP_SYS_ADMIN: RUN runs in a plain chroot without /proc, /sys, /dev/shm, its \
+             own PID namespace or hostname; /dev gets null, zero, full, random, urandom and \
+             tty (where mknod is allowed), resolv.conf and hosts are copied in where the image \
+             has none, RUN --mount contents are copied in and out instead of mounted, and \
+             daemons a RUN starts are killed by process group only"
         );
     }
     Ok(mode)

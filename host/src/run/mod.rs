@@ -200,7 +200,8 @@ pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
                     .transpose()?,
             )
         } else {
-            // plain chroot: the network files only where the image has none
+            // plain chroot: device nodes and network files only where the image has none
+            scaffold.provide_devices()?;
             scaffold.provide_file("etc/resolv.conf", &env.resolv_conf)?;
             scaffold.provide_file("etc/hosts", &env.hosts)?;
             (false, false, false, None, None)

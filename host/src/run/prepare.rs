@@ -69,6 +69,41 @@ impl<'a> Scaffold<'a> {
         Ok(())
     }
 
+    /// Without a mount namespace: the basic device nodes in /dev (where mknod is allowed
+    /// and the image has none), removed afterwards.
+    pub fn provide_devices(&mut self) -> Result<()> {
+        if !self.ensure("dev", Kind::Dir)? {
+            return Ok(());
+        }
+        for (name, major, minor) in [
+            ("null", 1, 3),
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+            ("urandom", 1, 9),
+            ("tty", 5, 0),
+        ] {
+            let rel = format!("dev/{name}");
+            if self.root.lstat(&rel).is_ok() {
+                continue;
+            }
+            let parent_mtime = self.root.lstat("dev").ok().map(|s| s.mtime);
+            let dev = rustix::fs::makedev(major, minor);
+            if self.root.mknod(&rel, Kind::CharDevice, 0o666, dev).is_err() {
+                continue;
+            }
+            let _ = self.root.set_meta(
+                &rel,
+                &Meta {
+                    mode: Some(0o666),
+                    ..Meta::default()
+                },
+            );
+            self.created.push((rel, parent_mtime));
+        }
+        Ok(())
+    }
+
     /// Makes a mount target exist (missing parents too); Ok(true) when kiln created it.
     fn ensure_target(&mut self, rel: &str, dir: bool) -> Result<bool> {
         match self.root.stat(rel) {

@@ -1,0 +1,215 @@
+//! The isolation modes: a non-root user builds in rootless mode (a user namespace mapping it
+//! to root); root without CAP_SYS_ADMIN still builds, in a plain chroot, with a warning that
+//! names what is missing; in-place mode is refused where no container is detected.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kiln_tests::{
+    busybox_image, kiln_bin, require, require_root, run_with_timeout, umoci_unpack, Registry,
+    Scratch,
+};
+
+/// `chown -R uid:gid path`.
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() && !path.is_symlink() {
+        for e in fs::read_dir(path).unwrap().flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}
+
+#[test]
+fn a_non_root_user_builds_in_rootless_mode() {
+    require_root("switching to an unprivileged user for the build");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    scratch.write("ctx/greeting", "hello from the context\n");
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             COPY greeting /greeting\n\
+             RUN id -u > /uid && hostname > /host && echo \"pid=$$\" > /pid\n\
+             RUN --mount=type=cache,target=/cache touch /cache/x && ls /cache > /cache-listing\n\
+             RUN --mount=type=bind,source=greeting,target=/mnt/g cp /mnt/g /bound\n"
+        ),
+    );
+    let layout = scratch.join("out");
+    chown_tree(scratch.path(), 65534, 65534);
+    let destination = registry.reference("e2e/rootless:latest");
+    let mut cmd = Command::new(setpriv);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+    ])
+    .arg(&kiln)
+    .arg("build")
+    .arg("--dockerfile")
+    .arg(&dockerfile)
+    .arg("--context")
+    .arg(scratch.context())
+    .arg("--kiln-dir")
+    .arg(scratch.kiln_dir())
+    .arg("--destination")
+    .arg(&destination)
+    .arg("--oci-layout-path")
+    .arg(&layout)
+    .env("HOME", scratch.path());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rootless build failed:\n{stderr}");
+    assert!(
+        stderr.contains("RUN isolation: rootless (default when not root)"),
+        "the chosen mode is logged:\n{stderr}"
+    );
+    let image = umoci_unpack(&destination);
+    assert_eq!(
+        image.read("uid"),
+        "0\n",
+        "RUN runs as root of the namespace"
+    );
+    assert_eq!(image.read("host"), "buildkitsandbox\n");
+    assert_eq!(image.read("pid"), "pid=1\n");
+    assert_eq!(image.read("greeting"), "hello from the context\n");
+    assert_eq!(image.read("cache-listing"), "x\n");
+    assert_eq!(image.read("bound"), "hello from the context\n");
+    // owned by root in the image, not by the building user
+    let meta = fs::metadata(image.path("uid")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    for gone in ["proc", "cache", "mnt"] {
+        assert!(
+            fs::symlink_metadata(image.path(gone)).is_err(),
+            "/{gone} leaked"
+        );
+    }
+}
+
+#[test]
+fn root_without_cap_sys_admin_builds_in_a_plain_chroot() {
+    require_root("chroot isolation");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    scratch.write("ctx/src/a", "bound\n");
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN echo plain > /plain && cat /etc/resolv.conf > /dev/null && echo ok > /resolv\n\
+             RUN --mount=type=cache,target=/cache echo $(( $(cat /cache/n 2>/dev/null || echo 0) + 1 )) > /cache/n \
+                 && cp /cache/n /n\n\
+             RUN --mount=type=bind,source=src,target=/src cp /src/a /a\n\
+             RUN --mount=type=tmpfs,target=/t touch /t/x\n"
+        ),
+    );
+    let build = |tag: &str| {
+        let destination = registry.reference(&format!("e2e/no-sys-admin:{tag}"));
+        let mut cmd = Command::new(&setpriv);
+        cmd.args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"])
+            .arg(&kiln)
+            .arg("build")
+            .arg("--dockerfile")
+            .arg(&dockerfile)
+            .arg("--context")
+            .arg(scratch.context())
+            .arg("--kiln-dir")
+            .arg(scratch.kiln_dir())
+            .arg("--destination")
+            .arg(&destination);
+        let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "build without CAP_SYS_ADMIN failed:\n{stderr}"
+        );
+        (destination, stderr)
+    };
+    let (first, stderr) = build("1");
+    assert!(
+        stderr.contains("no CAP_SYS_ADMIN") && stderr.contains("/proc"),
+        "a warning names what is missing:\n{stderr}"
+    );
+    let (second, _) = build("2");
+    let image = umoci_unpack(&first);
+    assert_eq!(image.read("plain"), "plain\n");
+    assert_eq!(image.read("resolv"), "ok\n", "resolv.conf is provided");
+    assert_eq!(image.read("a"), "bound\n");
+    assert_eq!(image.read("n"), "1\n");
+    for gone in ["etc/resolv.conf", "etc/hosts", "cache", "src", "t"] {
+        assert!(
+            fs::symlink_metadata(image.path(gone)).is_err(),
+            "/{gone} leaked"
+        );
+    }
+    assert_eq!(
+        umoci_unpack(&second).read("n"),
+        "2\n",
+        "the cache persisted"
+    );
+}
+
+#[test]
+fn in_place_is_refused_outside_a_container_without_force() {
+    require_root("a throwaway root without container markers");
+    let unshare = require("unshare", "util-linux");
+    let kiln = kiln_bin();
+    let scratch = Scratch::new();
+    let root = scratch.join("root");
+    for dir in ["usr", "proc", "tmp", "work", "etc"] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+    }
+    fs::copy(&kiln, root.join("kiln")).unwrap();
+    fs::write(
+        root.join("work/Dockerfile"),
+        "FROM scratch\nCOPY Dockerfile /\n",
+    )
+    .unwrap();
+    // a private mount namespace: the host's /usr read-only, a fresh /proc, then chroot;
+    // no /.dockerenv, no container variables
+    let script = format!(
+        "set -e; mount --bind -o ro /usr {root}/usr; mount -t proc proc {root}/proc; \
+         cd /; exec env -i PATH=/usr/bin:/bin /usr/sbin/chroot {root} /kiln build --context /work \
+         --kiln-dir /tmp/k --no-push --isolation=in-place",
+        root = root.display()
+    );
+    let out = run_with_timeout(
+        Command::new(&unshare)
+            .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])
+            .arg(&script),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "in-place ran outside a container:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("no container was detected") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(
+        !root.join("Dockerfile").exists(),
+        "nothing may be written to / when refused"
+    );
+}
