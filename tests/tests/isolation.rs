@@ -2,6 +2,8 @@
 //! to root); root without CAP_SYS_ADMIN still builds, in a plain chroot, with a warning that
 //! names what is missing; in-place mode is refused where no container is detected.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -212,4 +214,76 @@ fn in_place_is_refused_outside_a_container_without_force() {
         !root.join("Dockerfile").exists(),
         "nothing may be written to / when refused"
     );
+}
+
+/// Parses the harness's closing `N passed, N failed`.
+fn tally(line: &str) -> Option<(u32, u32)> {
+    let (passed, failed) = line.trim().split_once(", ")?;
+    let passed = passed.strip_suffix(" passed")?.parse().ok()?;
+    let failed = failed.strip_suffix(" failed")?.parse().ok()?;
+    Some((passed, failed))
+}
+
+#[test]
+fn root_without_cap_sys_admin_passes_the_public_conformance_cases() {
+    require_root("chroot isolation and the conformance registry");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let dir = match std::env::var_os("KILN_CONFORMANCE_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => kiln_tests::workspace_root().join("../shared/conformance"),
+    };
+    let (setup, suite, cases) = (
+        dir.join("setup.sh"),
+        dir.join("diffsuite.py"),
+        dir.join("public.cases"),
+    );
+    for needed in [&setup, &suite, &cases] {
+        assert!(
+            needed.is_file(),
+            "conformance harness missing: {} (set KILN_CONFORMANCE_DIR)",
+            needed.display()
+        );
+    }
+    for (bin, package) in [
+        ("python3", "python3"),
+        ("buildah", "buildah"),
+        ("skopeo", "skopeo"),
+        ("docker-registry", "docker-registry"),
+    ] {
+        require(bin, package);
+    }
+    // the harness owns 127.0.0.1:5000; the conformance test takes the same lock
+    let lock_path = kiln_tests::fixture_cache_dir().join("registry-5000.lock");
+    let lock = fs::File::create(&lock_path).expect("registry lock file");
+    lock.lock().expect("locking the 127.0.0.1:5000 registry");
+    let out = run_with_timeout(Command::new("sh").arg(&setup), Duration::from_secs(30 * 60));
+    assert!(out.status.success(), "{} failed", setup.display());
+    let template = format!(
+        "{} --bounding-set=-sys_admin --inh-caps=-sys_admin -- {} build --dockerfile {{dockerfile}} \
+         --context {{context}} --destination {{dest}} {{buildargs}} {{target}}",
+        setpriv.display(),
+        kiln.display()
+    );
+    let out = run_with_timeout(
+        Command::new("python3")
+            .arg(&suite)
+            .arg(&cases)
+            .arg("--kiln")
+            .arg(&template)
+            .current_dir(kiln_tests::workspace_root()),
+        Duration::from_secs(45 * 60),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "diffsuite.py exited {}", out.status);
+    let last = report.lines().last().unwrap_or_default();
+    let (passed, failed) =
+        tally(last).unwrap_or_else(|| panic!("no tally line at the end: {last:?}"));
+    assert_eq!(
+        failed, 0,
+        "conformance failures without CAP_SYS_ADMIN:\n{report}"
+    );
+    assert!(passed >= 9, "only {passed} cases passed:\n{report}");
 }

@@ -3,6 +3,8 @@
 //! waiting nor survive it; the credentials file and kiln's dir are out of reach; SIGTERM to
 //! kiln stops the running command and removes the stage roots.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::time::{Duration, Instant};
 

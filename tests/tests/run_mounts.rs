@@ -3,6 +3,8 @@
 //! stage is visible and its writes are discarded; a tmpfs is empty and leaves nothing; the
 //! mountpoints kiln had to create are gone from the image.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 
 use kiln_tests::{busybox_image, kiln_bin, require_root, umoci_unpack, Registry, Scratch};

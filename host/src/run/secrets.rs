@@ -60,7 +60,7 @@ impl Secrets {
                 (None, var) => {
                     let var = var.unwrap_or_else(|| id.clone());
                     std::env::var_os(&var)
-                        .map(|v| std::os::unix::ffi::OsStringExt::into_vec(v))
+                        .map(std::os::unix::ffi::OsStringExt::into_vec)
                         .ok_or(SecretError::NoEnv {
                             id: id.clone(),
                             var,
