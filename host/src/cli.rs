@@ -115,7 +115,7 @@ pub struct CliArgs {
     /// Accepted for kaniko compatibility: kiln always builds only the stages the target needs
     #[arg(long)]
     pub skip_unused_stages: bool,
-    /// Accepted for kaniko compatibility: kiln always removes its stage roots after a build
+    /// Remove what the build wrote (in-place isolation); kiln always removes its stage roots
     #[arg(long)]
     pub cleanup: bool,
     /// Log level: panic, fatal, error, warn, info, debug, trace
@@ -135,6 +135,12 @@ pub struct CliArgs {
     /// A build secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// In-place isolation: a path never snapshotted nor overwritten (repeatable)
+    #[arg(long = "ignore-path")]
+    pub ignore_paths: Vec<PathBuf>,
+    /// In-place isolation: leave /var/run alone (kaniko's default); false to snapshot it
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub ignore_var_run: bool,
     // --- end RUN ---
     /// kiln's work dir: blob cache, stage roots, compiled guest (default /kiln as root,
     /// ~/.cache/kiln otherwise)
@@ -228,6 +234,9 @@ impl CliArgs {
                 self.force,
             )?,
             secrets: crate::run::Secrets::from_flags(&self.secrets)?,
+            ignore_paths: self.ignore_paths,
+            ignore_var_run: self.ignore_var_run,
+            cleanup: self.cleanup,
         })
     }
 }

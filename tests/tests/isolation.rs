@@ -1,6 +1,8 @@
 //! The isolation modes: a non-root user builds in rootless mode (a user namespace mapping it
 //! to root); root without CAP_SYS_ADMIN still builds, in a plain chroot, with a warning that
-//! names what is missing; in-place mode is refused where no container is detected.
+//! names what is missing (and passes the public conformance cases); in-place mode builds
+//! over a throwaway root, leaves ignored paths alone, and is refused where no container is
+//! detected.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -286,4 +288,119 @@ fn root_without_cap_sys_admin_passes_the_public_conformance_cases() {
         "conformance failures without CAP_SYS_ADMIN:\n{report}"
     );
     assert!(passed >= 9, "only {passed} cases passed:\n{report}");
+}
+
+#[test]
+fn in_place_builds_over_a_throwaway_root_and_leaves_ignored_paths_alone() {
+    require_root("a throwaway root, mounts and chroot");
+    let unshare = require("unshare", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    let root = scratch.join("root");
+    for dir in [
+        "lib/x86_64-linux-gnu",
+        "lib64",
+        "proc",
+        "work",
+        "keep",
+        "var/run",
+        "etc/ssl",
+        "dev",
+    ] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    fs::copy(&kiln, root.join("kiln")).unwrap();
+    fs::write(root.join(".dockerenv"), "").unwrap();
+    fs::write(root.join("keep/host-file"), "host\n").unwrap();
+    fs::write(root.join("var/run/host.pid"), "host\n").unwrap();
+    fs::write(
+        root.join("work/Dockerfile"),
+        format!(
+            "FROM {base}\n\
+             RUN echo built > /built && echo run > /keep/from-run && echo run > /var/run/from-run \
+                 && test ! -e /kiln-dir/blobs && ls /proc | grep -c '^[0-9]' > /procs\n"
+        ),
+    )
+    .unwrap();
+    let build = |extra: &str| {
+        let script = format!(
+            "set -e; mount --bind {root} {root}; \
+             mount --bind -o ro /usr/lib/x86_64-linux-gnu {root}/lib/x86_64-linux-gnu; \
+             mount --bind -o ro /usr/lib64 {root}/lib64; mount -t proc proc {root}/proc; \
+             mount --bind -o ro /etc/ssl {root}/etc/ssl; mount --rbind /dev {root}/dev; cd /; exec env -i PATH=/bin /usr/sbin/chroot {root} /kiln build --context /work \
+             --kiln-dir /kiln-dir --no-push --oci-layout-path /out --isolation=in-place \
+             --ignore-path=/keep {extra}",
+            root = root.display()
+        );
+        let out = run_with_timeout(
+            Command::new(&unshare)
+                .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])
+                .arg(&script),
+            Duration::from_secs(600),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "in-place build failed:\n{stderr}");
+        stderr
+    };
+    let stderr = build("");
+    assert!(
+        stderr.contains("RUN isolation: in-place (as requested)"),
+        "{stderr}"
+    );
+    // the image has what the build made, not the ignored paths nor the container's own files
+    let image = umoci_unpack(&format!("oci:{}:latest", root.join("out").display()));
+    assert_eq!(image.read("built"), "built\n");
+    let procs: u32 = image.read("procs").trim().parse().unwrap();
+    assert!(
+        procs <= 3,
+        "RUN has its own PID namespace, yet sees {procs} processes"
+    );
+    assert!(
+        image.path("bin/busybox").is_file(),
+        "the base image is in the image"
+    );
+    for absent in [
+        "keep",
+        "var/run",
+        "kiln",
+        "kiln-dir",
+        "lib64",
+        "proc",
+        ".dockerenv",
+        "work",
+    ] {
+        assert!(
+            fs::symlink_metadata(image.path(absent)).is_err(),
+            "/{absent} is in the image"
+        );
+    }
+    // the ignored paths in the root are as they were, apart from what RUN itself wrote
+    assert_eq!(
+        fs::read_to_string(root.join("keep/host-file")).unwrap(),
+        "host\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("var/run/host.pid")).unwrap(),
+        "host\n"
+    );
+    // the build ran over the root itself
+    assert_eq!(fs::read_to_string(root.join("built")).unwrap(), "built\n");
+    assert!(root.join("bin/busybox").is_file());
+
+    // --cleanup removes what the build added
+    fs::remove_file(root.join("built")).unwrap();
+    fs::remove_dir_all(root.join("bin")).unwrap();
+    fs::remove_dir_all(root.join("out")).unwrap();
+    build("--cleanup");
+    assert!(!root.join("built").exists(), "--cleanup left /built");
+    assert!(
+        !root.join("bin").exists(),
+        "--cleanup left the base image's /bin"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("keep/host-file")).unwrap(),
+        "host\n"
+    );
 }

@@ -50,6 +50,12 @@ pub struct BuildOptions {
     pub isolation: crate::run::Isolation,
     /// `--secret`s for `RUN --mount=type=secret`
     pub secrets: crate::run::Secrets,
+    /// in-place isolation: paths never snapshotted nor overwritten
+    pub ignore_paths: Vec<PathBuf>,
+    /// in-place isolation: leave /var/run alone
+    pub ignore_var_run: bool,
+    /// in-place isolation: remove what the build wrote to `/`
+    pub cleanup: bool,
 }
 
 /// A RUN that failed: kiln exits with the command's code, as kaniko does.
@@ -87,6 +93,8 @@ pub(crate) struct Build {
     pub mtime_clamp: Option<i64>,
     /// what every RUN shares: isolation, network files, secrets, cache mounts
     pub run_env: Arc<crate::run::RunEnv>,
+    /// root-relative paths snapshots never look at (in-place isolation)
+    pub snapshot_skip: Arc<std::collections::BTreeSet<Vec<u8>>>,
     /// images named by `COPY --from=<image>`, extracted once
     pub from_images: HashMap<String, Arc<Root>>,
 }
@@ -109,9 +117,6 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     if opts.destinations.is_empty() && !opts.no_push {
         bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
     }
-    if opts.isolation == crate::run::Isolation::InPlace {
-        bail!("--isolation=in-place: building over / is not implemented yet; use --isolation=chroot (root) or rootless");
-    }
     let text = std::fs::read_to_string(&opts.dockerfile)
         .with_context(|| format!("reading dockerfile {}", opts.dockerfile.display()))?;
     let df = dockerfile::parse(&text)
@@ -123,6 +128,13 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref(), &platform)
         .with_context(|| format!("planning {}", opts.dockerfile.display()))?;
     warn_unused_build_args(&plan, &opts.build_args);
+    let in_place = opts.isolation == crate::run::Isolation::InPlace;
+    if in_place && plan.order.len() > 1 {
+        bail!(
+            "--isolation=in-place builds one stage over /, and this Dockerfile needs {}; use --isolation=chroot",
+            plan.order.len()
+        );
+    }
 
     let ignore_path = opts.context.join(".dockerignore");
     let ignore = match std::fs::read_to_string(&ignore_path) {
@@ -147,8 +159,29 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         scratch: work.join("run"),
         cache_mounts: cache_dir.join("mounts"),
         secrets: opts.secrets.clone(),
-        hide: Vec::new(),
+        hide: if in_place {
+            crate::run::in_place::hidden(&opts.kiln_dir)
+        } else {
+            Vec::new()
+        },
     });
+    let snapshot_skip = Arc::new(if in_place {
+        crate::run::in_place::skip_set(&opts.kiln_dir, &opts.ignore_paths, opts.ignore_var_run)
+    } else {
+        std::collections::BTreeSet::new()
+    });
+    // in place, `--cleanup` removes what the build adds to /
+    let before_build = if in_place && opts.cleanup {
+        let skip = snapshot_skip.clone();
+        Some(
+            tokio::task::spawn_blocking(move || {
+                crate::snapshot::Index::scan(std::path::Path::new("/"), &skip)
+            })
+            .await??,
+        )
+    } else {
+        None
+    };
     let sandbox = tokio::task::spawn_blocking(move || Sandbox::load(&cache_dir)).await??;
     let epoch = source_date_epoch(&plan.build_args)?;
     let mtime_clamp = opts.reproducible.then(|| epoch.unwrap_or(0));
@@ -170,6 +203,7 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         created: image::rfc3339(created),
         mtime_clamp,
         run_env,
+        snapshot_skip: snapshot_skip.clone(),
         from_images: HashMap::new(),
     };
 
@@ -197,8 +231,31 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let store = build.store.clone();
     let created = build.created.clone();
     let image = image::assemble(last.config, last.layers, last.family, &created, &store)?;
-    write_outputs(&build, &image).await?;
+    let written = write_outputs(&build, &image).await;
+    if let Some(before) = before_build {
+        let skip = snapshot_skip.clone();
+        tokio::task::spawn_blocking(move || remove_added(&before, &skip)).await??;
+    }
+    written?;
     Ok(image)
+}
+
+/// `--cleanup` in place: removes every path under `/` that was not there before the build.
+fn remove_added(
+    before: &crate::snapshot::Index,
+    skip: &std::collections::BTreeSet<Vec<u8>>,
+) -> Result<()> {
+    let after = crate::snapshot::Index::scan(std::path::Path::new("/"), skip)?;
+    let root = Root::open(std::path::Path::new("/"))?;
+    for path in after.entries.keys().rev() {
+        if before.entries.contains_key(path) {
+            continue;
+        }
+        let rel = String::from_utf8_lossy(path).into_owned();
+        root.remove(&rel, true)
+            .with_context(|| format!("--cleanup: removing /{rel}"))?;
+    }
+    Ok(())
 }
 
 async fn build_stage(
@@ -209,6 +266,8 @@ async fn build_stage(
 ) -> Result<StageResult> {
     let stage = &plan.stages[index];
     let root_dir = build.work.join(format!("stage-{index}"));
+    let in_place = build.opts.isolation == crate::run::Isolation::InPlace;
+    // in place the base is extracted beside and laid over / around the skipped paths
     let root = Arc::new(Root::create(&root_dir)?);
     let (config, layers, family) = match &stage.base {
         Base::Scratch => (
@@ -232,6 +291,15 @@ async fn build_stage(
                 .with_context(|| format!("line {}: extracting {reference}", stage.line))?;
             (config, layers, family)
         }
+    };
+    let root = if in_place {
+        let skip = build.snapshot_skip.clone();
+        let base = root.path().to_path_buf();
+        tokio::task::spawn_blocking(move || crate::run::in_place::populate(&base, &skip)).await??;
+        tracing::info!("in place: the base image is laid over /");
+        Arc::new(Root::open(std::path::Path::new("/"))?)
+    } else {
+        root
     };
     step::run_stage(build, plan, index, root, config, layers, family, done).await
 }

@@ -2,7 +2,7 @@
 //! (RUN natively, the rest in the guest), and snapshotted into a layer when it changed the
 //! root. History gets one entry per instruction, `empty_layer` for metadata-only ones.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _, Result};
@@ -80,9 +80,9 @@ pub(crate) async fn run_stage(
 ) -> Result<StageResult> {
     let stage = &plan.stages[index];
     let scan_root = root.clone();
+    let skip = build.snapshot_skip.clone();
     let snapshot =
-        tokio::task::spawn_blocking(move || Index::scan(scan_root.path(), &BTreeSet::new()))
-            .await??;
+        tokio::task::spawn_blocking(move || Index::scan(scan_root.path(), &skip)).await??;
     let mut st = StageState {
         root,
         config,
@@ -364,9 +364,10 @@ async fn snapshot_step(build: &Build, st: &mut StageState, created_by: &str) -> 
     let store = build.store.clone();
     let media_type = st.family.layer_gzip().to_string();
     let mtime_clamp = build.mtime_clamp;
+    let skip = build.snapshot_skip.clone();
     let (after, blob) =
         tokio::task::spawn_blocking(move || -> Result<(Index, Option<LayerBlob>)> {
-            let after = Index::scan(root.path(), &BTreeSet::new())?;
+            let after = Index::scan(root.path(), &skip)?;
             let changes = before.diff(&after);
             if changes.is_empty() {
                 return Ok((after, None));

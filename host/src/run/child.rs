@@ -143,16 +143,6 @@ fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
     unsafe {
         libc::sethostname(HOSTNAME.as_ptr(), HOSTNAME.to_bytes().len());
     }
-    for path in &c.hide {
-        // kiln's files (in-place mode): covered before the root is entered
-        mount(
-            c"tmpfs",
-            path.as_c_str(),
-            c"tmpfs",
-            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-            c"size=4k,mode=700",
-        )?;
-    }
     rustix::process::chdir(c.root.as_c_str())?;
     if c.proc_ {
         let fresh = mount(
@@ -207,6 +197,16 @@ fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
                 opts.as_c_str(),
             )?,
         }
+    }
+    for path in &c.hide {
+        // kiln's files (in-place mode): covered once the mounts from them are made
+        mount(
+            c"tmpfs",
+            path.as_c_str(),
+            c"tmpfs",
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+            c"size=4k,mode=700",
+        )?;
     }
     rustix::process::chroot(c".")?;
     Ok(())

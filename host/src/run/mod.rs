@@ -8,6 +8,7 @@
 //! instructions run and how their env is built is the orchestrator's business.
 
 mod child;
+pub mod in_place;
 pub mod isolation;
 pub mod mounts;
 mod prepare;
