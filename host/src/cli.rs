@@ -115,7 +115,7 @@ pub struct CliArgs {
     /// Accepted for kaniko compatibility: kiln always builds only the stages the target needs
     #[arg(long)]
     pub skip_unused_stages: bool,
-    /// Accepted for kaniko compatibility: kiln always removes its stage roots after a build
+    /// Remove what the build wrote (in-place isolation); kiln always removes its stage roots
     #[arg(long)]
     pub cleanup: bool,
     /// Log level: panic, fatal, error, warn, info, debug, trace
@@ -124,6 +124,24 @@ pub struct CliArgs {
     /// Log format
     #[arg(long, value_enum, default_value = "color")]
     pub log_format: LogFormat,
+    // --- RUN: isolation, secrets (host/src/run/) ---
+    /// How RUN is isolated: chroot (default as root), rootless (default otherwise: a user
+    /// namespace mapping the caller to root), in-place (the stage root is / of this container)
+    #[arg(long, value_parser = ["chroot", "rootless", "in-place"])]
+    pub isolation: Option<String>,
+    /// Allow --isolation=in-place where no container is detected (gVisor)
+    #[arg(long)]
+    pub force: bool,
+    /// A build secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// In-place isolation: a path never snapshotted nor overwritten (repeatable)
+    #[arg(long = "ignore-path")]
+    pub ignore_paths: Vec<PathBuf>,
+    /// In-place isolation: leave /var/run alone (kaniko's default); false to snapshot it
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub ignore_var_run: bool,
+    // --- end RUN ---
     /// kiln's work dir: blob cache, stage roots, compiled guest (default /kiln as root,
     /// ~/.cache/kiln otherwise)
     #[arg(long, env = "KILN_DIR")]
@@ -209,6 +227,16 @@ impl CliArgs {
             image_name_with_digest_file: self.image_name_with_digest_file,
             image_name_tag_with_digest_file: self.image_name_tag_with_digest_file,
             kiln_dir: self.kiln_dir.unwrap_or_else(default_kiln_dir),
+            isolation: crate::run::isolation::choose(
+                self.isolation
+                    .as_deref()
+                    .and_then(crate::run::Isolation::parse),
+                self.force,
+            )?,
+            secrets: crate::run::Secrets::from_flags(&self.secrets)?,
+            ignore_paths: self.ignore_paths,
+            ignore_var_run: self.ignore_var_run,
+            cleanup: self.cleanup,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kiln::build::{self, RunFailed};
 use kiln::cli::{Cli, Command, LogFormat};
+use kiln::run::Isolation;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,10 +23,23 @@ fn main() -> ExitCode {
         LogFormat::Color => fmt.init(),
     }
     let result = args.into_options().and_then(|opts| {
+        if opts.isolation == Isolation::Rootless && !rustix::process::geteuid().is_root() {
+            // before any thread exists: the kernel allows a user namespace only then
+            kiln::run::isolation::enter_user_namespace()?;
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        rt.block_on(build::run(opts))
+        let result = rt.block_on(async {
+            tokio::select! {
+                r = build::run(opts) => r,
+                s = interrupted() => Err(anyhow::anyhow!("stopped by {s}")),
+            }
+        });
+        // a RUN still going when a signal came: it and all it started go now
+        kiln::run::kill_running();
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        result
     });
     match result {
         Ok(image) => {
@@ -37,6 +51,21 @@ fn main() -> ExitCode {
             let code = e.downcast_ref::<RunFailed>().map_or(1, |r| r.code);
             ExitCode::from(u8::try_from(code).unwrap_or(1).max(1))
         }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
     }
 }
 

@@ -49,15 +49,27 @@ pub struct BuildOptions {
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// kiln's work dir: blob cache, stage roots, compiled guest
     pub kiln_dir: PathBuf,
+    /// RUN isolation, chosen (and logged) by `run::isolation::choose` before the build
+    pub isolation: crate::run::Isolation,
+    /// `--secret`s for `RUN --mount=type=secret`
+    pub secrets: crate::run::Secrets,
+    /// in-place isolation: paths never snapshotted nor overwritten
+    pub ignore_paths: Vec<PathBuf>,
+    /// in-place isolation: leave /var/run alone
+    pub ignore_var_run: bool,
+    /// in-place isolation: remove what the build wrote to `/`
+    pub cleanup: bool,
 }
 
 /// A RUN that failed: kiln exits with the command's code, as kaniko does.
 #[derive(Debug, thiserror::Error)]
-#[error("Dockerfile:{line}: {instruction}: command exited with code {code}")]
+#[error("Dockerfile:{line}: {instruction}: {how}")]
 pub struct RunFailed {
     pub line: usize,
     pub instruction: String,
     pub code: i32,
+    /// `command exited with code N` or `command was killed by signal N`
+    pub how: String,
 }
 
 /// What a finished stage leaves for later stages and the outputs.
@@ -82,8 +94,10 @@ pub(crate) struct Build {
     pub created: String,
     /// reproducible builds: no layer entry is newer than this
     pub mtime_clamp: Option<i64>,
-    pub resolv_conf: PathBuf,
-    pub hosts: PathBuf,
+    /// what every RUN shares: isolation, network files, secrets, cache mounts
+    pub run_env: Arc<crate::run::RunEnv>,
+    /// root-relative paths snapshots never look at (in-place isolation)
+    pub snapshot_skip: Arc<std::collections::BTreeSet<Vec<u8>>>,
     /// images named by `COPY --from=<image>`, extracted once
     pub from_images: HashMap<String, Arc<Root>>,
 }
@@ -131,6 +145,13 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref(), &platform)
         .with_context(|| format!("planning {}", opts.dockerfile.display()))?;
     warn_unused_build_args(&plan, &opts.build_args);
+    let in_place = opts.isolation == crate::run::Isolation::InPlace;
+    if in_place && plan.order.len() > 1 {
+        bail!(
+            "--isolation=in-place builds one stage over /, and this Dockerfile needs {}; use --isolation=chroot",
+            plan.order.len()
+        );
+    }
 
     let ignore_path = ignore_file(&opts.dockerfile, &opts.context);
     let ignore = match std::fs::read_to_string(&ignore_path) {
@@ -147,6 +168,37 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let _cleanup = WorkDir(work.clone());
     let (resolv_conf, hosts) = crate::run::network_files(&work.join("etc"))?;
     let cache_dir = opts.kiln_dir.join("cache");
+    let run_env = Arc::new(crate::run::RunEnv {
+        isolation: opts.isolation,
+        namespaces: crate::run::isolation::can_mount(),
+        resolv_conf,
+        hosts,
+        scratch: work.join("run"),
+        cache_mounts: cache_dir.join("mounts"),
+        secrets: opts.secrets.clone(),
+        hide: if in_place {
+            crate::run::in_place::hidden(&opts.kiln_dir)
+        } else {
+            Vec::new()
+        },
+    });
+    let snapshot_skip = Arc::new(if in_place {
+        crate::run::in_place::skip_set(&opts.kiln_dir, &opts.ignore_paths, opts.ignore_var_run)
+    } else {
+        std::collections::BTreeSet::new()
+    });
+    // in place, `--cleanup` removes what the build adds to /
+    let before_build = if in_place && opts.cleanup {
+        let skip = snapshot_skip.clone();
+        Some(
+            tokio::task::spawn_blocking(move || {
+                crate::snapshot::Index::scan(std::path::Path::new("/"), &skip)
+            })
+            .await??,
+        )
+    } else {
+        None
+    };
     let sandbox = tokio::task::spawn_blocking(move || Sandbox::load(&cache_dir)).await??;
     let epoch = source_date_epoch(&plan.build_args)?;
     let mtime_clamp = opts.reproducible.then(|| epoch.unwrap_or(0));
@@ -167,8 +219,8 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         work,
         created: image::rfc3339(created),
         mtime_clamp,
-        resolv_conf,
-        hosts,
+        run_env,
+        snapshot_skip: snapshot_skip.clone(),
         from_images: HashMap::new(),
     };
 
@@ -196,8 +248,31 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let store = build.store.clone();
     let created = build.created.clone();
     let image = image::assemble(last.config, last.layers, last.family, &created, &store)?;
-    write_outputs(&build, &image).await?;
+    let written = write_outputs(&build, &image).await;
+    if let Some(before) = before_build {
+        let skip = snapshot_skip.clone();
+        tokio::task::spawn_blocking(move || remove_added(&before, &skip)).await??;
+    }
+    written?;
     Ok(image)
+}
+
+/// `--cleanup` in place: removes every path under `/` that was not there before the build.
+fn remove_added(
+    before: &crate::snapshot::Index,
+    skip: &std::collections::BTreeSet<Vec<u8>>,
+) -> Result<()> {
+    let after = crate::snapshot::Index::scan(std::path::Path::new("/"), skip)?;
+    let root = Root::open(std::path::Path::new("/"))?;
+    for path in after.entries.keys().rev() {
+        if before.entries.contains_key(path) {
+            continue;
+        }
+        let rel = String::from_utf8_lossy(path).into_owned();
+        root.remove(&rel, true)
+            .with_context(|| format!("--cleanup: removing /{rel}"))?;
+    }
+    Ok(())
 }
 
 async fn build_stage(
@@ -208,6 +283,8 @@ async fn build_stage(
 ) -> Result<StageResult> {
     let stage = &plan.stages[index];
     let root_dir = build.work.join(format!("stage-{index}"));
+    let in_place = build.opts.isolation == crate::run::Isolation::InPlace;
+    // in place the base is extracted beside and laid over / around the skipped paths
     let root = Arc::new(Root::create(&root_dir)?);
     let (config, layers, family) = match &stage.base {
         Base::Scratch => (
@@ -231,6 +308,15 @@ async fn build_stage(
                 .with_context(|| format!("Dockerfile:{}: extracting {reference}", stage.line))?;
             (config, layers, family)
         }
+    };
+    let root = if in_place {
+        let skip = build.snapshot_skip.clone();
+        let base = root.path().to_path_buf();
+        tokio::task::spawn_blocking(move || crate::run::in_place::populate(&base, &skip)).await??;
+        tracing::info!("in place: the base image is laid over /");
+        Arc::new(Root::open(std::path::Path::new("/"))?)
+    } else {
+        root
     };
     step::run_stage(build, plan, index, root, config, layers, family, done).await
 }

@@ -202,6 +202,17 @@ pub fn plan(
             todo.push(dep);
         }
         for ins in &stage.instructions {
+            // RUN --mount=…,from=<stage>
+            for f in ins.flags_named("mount") {
+                let value = f.value.as_deref().unwrap_or_default();
+                for from in value.split(',').filter_map(|kv| kv.strip_prefix("from=")) {
+                    let from =
+                        expand_word(from, &lookup, df.escape).unwrap_or_else(|_| from.to_string());
+                    if let Some(dep) = stage_ref(&stages[..i], &from) {
+                        todo.push(dep);
+                    }
+                }
+            }
             if !matches!(ins.keyword, Keyword::Copy | Keyword::Add) {
                 continue;
             }

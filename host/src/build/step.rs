@@ -2,7 +2,7 @@
 //! (RUN natively, the rest in the guest), and snapshotted into a layer when it changed the
 //! root. History gets one entry per instruction, `empty_layer` for metadata-only ones.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _, Result};
@@ -80,9 +80,9 @@ pub(crate) async fn run_stage(
 ) -> Result<StageResult> {
     let stage = &plan.stages[index];
     let scan_root = root.clone();
+    let skip = build.snapshot_skip.clone();
     let snapshot =
-        tokio::task::spawn_blocking(move || Index::scan(scan_root.path(), &BTreeSet::new()))
-            .await??;
+        tokio::task::spawn_blocking(move || Index::scan(scan_root.path(), &skip)).await??;
     let mut st = StageState {
         root,
         config,
@@ -181,7 +181,7 @@ async fn step(
             }
             Ok(())
         }
-        Keyword::Run => run_step(build, plan, st, ins).await,
+        Keyword::Run => run_step(build, plan, index, st, ins, done).await,
         Keyword::From => Err(anyhow!("FROM inside a stage")),
         _ => guest_step(build, plan, index, st, ins, &lookup, done).await,
     }
@@ -211,9 +211,12 @@ fn shell_of(st: &StageState) -> Vec<String> {
 async fn run_step(
     build: &mut Build,
     plan: &BuildPlan,
+    index: usize,
     st: &mut StageState,
     ins: &Instruction,
+    done: &HashMap<usize, StageResult>,
 ) -> Result<()> {
+    let (mounts, network) = run_flags(build, plan, index, st, ins, done).await?;
     let shell = shell_of(st);
     // a `RUN <<EOF` script starting with `#!`, removed before the snapshot
     let mut script_file = None;
@@ -256,8 +259,8 @@ async fn run_step(
             (id.uid, id.gid, id.groups)
         }
     };
-    if !env.iter().any(|(k, _)| k == "HOME") && uid == 0 {
-        env.push(("HOME".into(), "/root".into()));
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), run::default_home(&st.root, uid)));
     }
     let spec = RunSpec {
         argv,
@@ -266,28 +269,83 @@ async fn run_step(
         uid,
         gid,
         groups,
+        mounts,
+        network,
     };
     let root = st.root.clone();
-    let (resolv, hosts) = (build.resolv_conf.clone(), build.hosts.clone());
-    let result =
-        tokio::task::spawn_blocking(move || run::run(&root, &spec, &resolv, &hosts)).await?;
+    let run_env = build.run_env.clone();
+    let result = tokio::task::spawn_blocking(move || run::run(&root, &spec, &run_env)).await?;
     if let Some(file) = script_file {
         file.remove()?;
     }
     match result {
         Ok(()) => {}
-        Err(run::Error::NonZeroExit { code }) => {
+        Err(e @ (run::Error::NonZeroExit { .. } | run::Error::Signal { .. })) => {
+            let code = match e {
+                run::Error::NonZeroExit { code } => code,
+                run::Error::Signal { signal } => 128 + signal,
+                _ => 1,
+            };
             return Err(RunFailed {
                 line: ins.line,
                 instruction: ins.original.clone(),
                 code,
+                how: e.to_string(),
             }
-            .into())
+            .into());
         }
         Err(e) => return Err(e.into()),
     }
     let created_by = created_by(ins, &shell);
     snapshot_step(build, st, &created_by).await
+}
+
+/// `RUN --mount` and `--network`, expanded and parsed, each mount with the root its
+/// contents come from (a bind's default is the context).
+async fn run_flags(
+    build: &mut Build,
+    plan: &BuildPlan,
+    index: usize,
+    st: &StageState,
+    ins: &Instruction,
+    done: &HashMap<usize, StageResult>,
+) -> Result<(Vec<run::MountRequest>, run::Network)> {
+    let lookup = st.lookup();
+    let mut mounts = Vec::new();
+    let mut network = run::Network::Default;
+    for flag in &ins.flags {
+        let value = match &flag.value {
+            Some(v) => expand_word(v, &lookup, build.escape)?,
+            None => String::new(),
+        };
+        match flag.name.as_str() {
+            "network" => network = run::Network::parse(&value)?,
+            "mount" => {
+                let spec = run::MountSpec::parse(&value)?;
+                let from = match (&spec.from, spec.kind) {
+                    (Some(from), run::MountKind::Bind | run::MountKind::Cache) => {
+                        Some(match plan.stage_named(from, index) {
+                            Some(dep) => done
+                                .get(&dep)
+                                .map(|r| r.root.clone())
+                                .with_context(|| format!("stage {from} was not built"))?,
+                            None => from_image(build, from).await?,
+                        })
+                    }
+                    (None, run::MountKind::Bind) => Some(build.context.clone()),
+                    _ => None,
+                };
+                mounts.push(run::MountRequest { spec, from });
+            }
+            "security" if value == "sandbox" => {}
+            other => {
+                return Err(anyhow!(
+                    "RUN --{other}={value} is not supported (BuildKit needs an entitlement for it)"
+                ))
+            }
+        }
+    }
+    Ok((mounts, network))
 }
 
 /// Diffs the root against the last snapshot; a change becomes a layer.
@@ -297,9 +355,10 @@ async fn snapshot_step(build: &Build, st: &mut StageState, created_by: &str) -> 
     let store = build.store.clone();
     let media_type = st.family.layer_gzip().to_string();
     let mtime_clamp = build.mtime_clamp;
+    let skip = build.snapshot_skip.clone();
     let (after, blob) =
         tokio::task::spawn_blocking(move || -> Result<(Index, Option<LayerBlob>)> {
-            let after = Index::scan(root.path(), &BTreeSet::new())?;
+            let after = Index::scan(root.path(), &skip)?;
             let changes = before.diff(&after);
             if changes.is_empty() {
                 return Ok((after, None));

@@ -245,7 +245,13 @@ fn apply_meta(
     };
     match root.set_meta(rel, &meta) {
         // unprivileged extraction cannot chown: keep going with the caller's ids
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+        Err(Error::Io { source, .. })
+            if matches!(
+                source.kind(),
+                // EINVAL: the id is not mapped in a rootless user namespace
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput
+            ) =>
+        {
             root.set_meta(
                 rel,
                 &Meta {

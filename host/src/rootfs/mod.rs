@@ -328,6 +328,14 @@ impl Root {
         })
     }
 
+    /// An `O_PATH` handle on the path, resolved inside the root (symlinks followed there):
+    /// what RUN mounts from or onto.
+    pub fn open_path(&self, rel: &str) -> Result<OwnedFd> {
+        let crel = clean(rel);
+        self.open_resolved(crel.as_bytes(), OFlags::PATH, Mode::empty())
+            .map_err(|e| Error::from_errno(&crel, "open", e))
+    }
+
     /// Metadata of the path itself (a final symlink is not followed).
     pub fn lstat(&self, rel: &str) -> Result<Stat> {
         match self.parent(rel)? {

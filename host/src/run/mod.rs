@@ -1,24 +1,39 @@
-//! RUN: executes a command natively, chrooted into the stage root.
+//! RUN: executes a command natively in the stage root, under the build's isolation.
 //!
-//! As root the command gets a private mount namespace with /proc, /dev, /sys and kiln-owned
-//! copies of /etc/resolv.conf and /etc/hosts mounted for it; the mounts vanish with the
-//! namespace, and mountpoints kiln had to create are removed afterwards, so none of it reaches
-//! the layer. Where the kernel refuses a mount namespace (an unprivileged pod), it falls back
-//! to a plain chroot. The user, groups and working directory are switched inside the chroot.
-//! Which instructions run and how their env is built is the orchestrator's business.
+//! The parent side lives here: it makes the mountpoints the command needs (and removes the
+//! ones it made afterwards, restoring the parent's mtime, so none reaches the layer), prepares
+//! `RUN --mount` sources (`mounts`, `prepare`), forks the child (`child`), waits, reports the
+//! exit code or signal and kills whatever the command left running. Which mode is used and
+//! the rootless user namespace are `isolation`'s; build secrets are `secrets`'. Which
+//! instructions run and how their env is built is the orchestrator's business.
+
+mod child;
+pub mod in_place;
+pub mod isolation;
+pub mod mounts;
+mod prepare;
+pub mod secrets;
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
-use crate::rootfs::{Kind, Meta, Root};
+pub use isolation::Isolation;
+pub use mounts::{MountKind, MountSpec, Network};
+pub use secrets::Secrets;
+
+use crate::rootfs::{Kind, Root};
+use prepare::Scaffold;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("command exited with code {code}")]
     NonZeroExit { code: i32 },
+    #[error("command was killed by signal {signal}")]
+    Signal { signal: i32 },
     #[error("starting {program}: {source}")]
     Spawn {
         program: String,
@@ -33,9 +48,29 @@ pub enum Error {
     },
     #[error("RUN needs a command")]
     Empty,
+    #[error("--mount type=secret,id={id}: no such secret; pass it with --secret id={id},src=FILE")]
+    SecretMissing { id: String },
+    #[error("--mount type={kind},{what}: {why}")]
+    Mount {
+        kind: &'static str,
+        what: String,
+        why: String,
+    },
+    #[error("{what} needs CAP_SYS_ADMIN (a mount namespace), which kiln does not have")]
+    NeedsNamespaces { what: &'static str },
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// One `RUN --mount`, with the root its contents come from: a bind's stage or context, a
+/// cache's `from` stage.
+#[derive(Debug, Clone)]
+pub struct MountRequest {
+    pub spec: MountSpec,
+    pub from: Option<Arc<Root>>,
+}
 
 /// One command to run.
 #[derive(Debug, Clone)]
@@ -47,66 +82,47 @@ pub struct RunSpec {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    pub mounts: Vec<MountRequest>,
+    pub network: Network,
 }
 
-/// What is mounted where inside the root for the command.
-struct Mounts {
-    proc_: bool,
-    dev: bool,
-    sys: bool,
-    resolv: Option<CString>,
-    hosts: Option<CString>,
+/// What every RUN of one build shares.
+#[derive(Debug)]
+pub struct RunEnv {
+    pub isolation: Isolation,
+    /// whether mount/PID/UTS namespaces are available (CAP_SYS_ADMIN)
+    pub namespaces: bool,
+    pub resolv_conf: PathBuf,
+    pub hosts: PathBuf,
+    /// per-build scratch dir: secret files, copies of writable binds
+    pub scratch: PathBuf,
+    /// where cache mounts persist across builds
+    pub cache_mounts: PathBuf,
+    pub secrets: Secrets,
+    /// host paths RUN must not see (in-place mode: kiln's dir, the credentials)
+    pub hide: Vec<PathBuf>,
 }
 
-/// Paths kiln created in the root so it could mount on them, removed afterwards.
-struct Scaffold<'a> {
-    root: &'a Root,
-    created: Vec<(String, Option<(i64, u32)>)>,
-}
+/// Process groups of running commands, killed on SIGINT/SIGTERM.
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
-impl Scaffold<'_> {
-    /// Makes `rel` exist as `kind` (a dir or an empty file) if its parent is a real directory
-    /// and nothing else is there; returns whether the path is now a usable mountpoint.
-    fn ensure(&mut self, rel: &str, kind: Kind) -> Result<bool> {
-        let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
-        let parent_stat = match self.root.lstat(parent) {
-            Ok(st) if st.kind == Kind::Dir => st,
-            _ => return Ok(false),
-        };
-        match self.root.lstat(rel) {
-            Ok(st) => Ok(st.kind == kind),
-            Err(crate::rootfs::Error::NotFound { .. }) => {
-                match kind {
-                    Kind::Dir => self.root.mkdir(rel, 0o755)?,
-                    _ => drop(self.root.create_file(rel, 0o644)?),
-                }
-                self.created
-                    .push((rel.to_string(), Some(parent_stat.mtime)));
-                Ok(true)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn undo(self) -> Result<()> {
-        for (rel, parent_mtime) in self.created.into_iter().rev() {
-            self.root.remove(&rel, true)?;
-            let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
-            if let Some(mtime) = parent_mtime {
-                self.root.set_meta(
-                    parent,
-                    &Meta {
-                        mtime: Some(mtime),
-                        ..Meta::default()
-                    },
-                )?;
-            }
-        }
-        Ok(())
+/// Kills every running command and everything it started.
+pub fn kill_running() {
+    let groups = RUNNING.lock().map(|g| g.clone()).unwrap_or_default();
+    for pgid in groups {
+        kill_group(pgid);
     }
 }
 
-fn cstring(p: &Path) -> Result<CString> {
+fn kill_group(pgid: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on a process group kiln created; a vanished group is ESRCH, ignored
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+pub(crate) fn cstring(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|e| Error::Io {
         path: p.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
@@ -126,157 +142,156 @@ pub fn network_files(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         path: resolv.clone(),
         source,
     })?;
-    let hosts_text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-    std::fs::write(&hosts, hosts_text).map_err(|source| Error::Io {
+    std::fs::write(&hosts, hosts_text()).map_err(|source| Error::Io {
         path: hosts.clone(),
         source,
     })?;
     Ok((resolv, hosts))
 }
 
+fn hosts_text() -> String {
+    let name = child::HOSTNAME.to_string_lossy();
+    format!("127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+}
+
+/// HOME for a user without one in the env, as Docker picks it: the user's entry in the
+/// root's /etc/passwd, else `/`.
+pub fn default_home(root: &Root, uid: u32) -> String {
+    use std::io::Read as _;
+    let mut text = String::new();
+    if let Ok(mut f) = root.open_read("etc/passwd") {
+        let _ = f.read_to_string(&mut text);
+    }
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 5 && f[2] == uid.to_string() && !f[5].is_empty()).then(|| f[5].to_string())
+        })
+        .unwrap_or_else(|| if uid == 0 { "/root" } else { "/" }.to_string())
+}
+
 /// Runs the command in the root; Ok only for exit code 0.
-pub fn run(root: &Root, spec: &RunSpec, resolv_conf: &Path, hosts: &Path) -> Result<()> {
+pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
     let program = spec.argv.first().ok_or(Error::Empty)?;
+    let in_place = env.isolation == Isolation::InPlace;
+    if spec.network == Network::None && !env.namespaces {
+        return Err(Error::NeedsNamespaces {
+            what: "RUN --network=none",
+        });
+    }
     if root.stat(&spec.cwd).is_err() {
         root.mkdir_all(&spec.cwd, 0o755)?;
     }
-    let privileged = rustix::process::geteuid().is_root();
-    let mut scaffold = Scaffold {
-        root,
-        created: Vec::new(),
-    };
-    let mounts = if privileged {
-        Mounts {
-            proc_: scaffold.ensure("proc", Kind::Dir)?,
-            dev: scaffold.ensure("dev", Kind::Dir)?,
-            sys: scaffold.ensure("sys", Kind::Dir)?,
-            resolv: if scaffold.ensure("etc/resolv.conf", Kind::File)? {
-                Some(cstring(resolv_conf)?)
-            } else {
-                None
-            },
-            hosts: if scaffold.ensure("etc/hosts", Kind::File)? {
-                Some(cstring(hosts)?)
-            } else {
-                None
-            },
+    let mut scaffold = Scaffold::new(root);
+    let result = (|| -> Result<Result<()>> {
+        let (proc_, dev, sys, resolv, hosts) = if in_place {
+            (env.namespaces, false, false, None, None)
+        } else if env.namespaces {
+            (
+                scaffold.ensure("proc", Kind::Dir)?,
+                scaffold.ensure("dev", Kind::Dir)?,
+                scaffold.ensure("sys", Kind::Dir)?,
+                scaffold
+                    .ensure("etc/resolv.conf", Kind::File)?
+                    .then(|| cstring(&env.resolv_conf))
+                    .transpose()?,
+                scaffold
+                    .ensure("etc/hosts", Kind::File)?
+                    .then(|| cstring(&env.hosts))
+                    .transpose()?,
+            )
+        } else {
+            // plain chroot: device nodes and network files only where the image has none
+            scaffold.provide_devices()?;
+            scaffold.provide_file("etc/resolv.conf", &env.resolv_conf)?;
+            scaffold.provide_file("etc/hosts", &env.hosts)?;
+            (false, false, false, None, None)
+        };
+        let mut prepared = prepare::Prepared::default();
+        let mut cmd_env = spec.env.clone();
+        for (i, req) in spec.mounts.iter().enumerate() {
+            prepare::mount(root, req, i, &spec.cwd, env, &mut scaffold, &mut prepared)?;
         }
-    } else {
-        Mounts {
-            proc_: false,
-            dev: false,
-            sys: false,
-            resolv: None,
-            hosts: None,
+        for (k, v) in prepared.env.drain(..) {
+            cmd_env.retain(|(ek, _)| ek != &k);
+            cmd_env.push((k, v));
         }
-    };
-    let result = spawn_and_wait(root.path(), spec, program, mounts);
+        let config = child::ChildConfig {
+            root: cstring(root.path())?,
+            cwd: cstring(&Path::new("/").join(crate::rootfs::clean(&spec.cwd)))?,
+            namespaces: env.namespaces,
+            new_net: spec.network == Network::None,
+            proc_,
+            dev,
+            sys,
+            resolv,
+            hosts,
+            mounts: std::mem::take(&mut prepared.child_mounts),
+            hide: if env.namespaces {
+                env.hide
+                    .iter()
+                    .filter(|p| p.is_dir())
+                    .map(|p| cstring(p))
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            },
+            uid: spec.uid,
+            gid: spec.gid,
+            groups: spec.groups.clone(),
+        };
+        let status = spawn_and_wait(program, &spec.argv[1..], &cmd_env, config);
+        let finished = prepared.finish(root);
+        let status = status?;
+        finished?;
+        Ok(status)
+    })();
     let undone = scaffold.undo();
-    result?;
-    undone
+    let code = result?;
+    undone?;
+    code
 }
 
-fn spawn_and_wait(root: &Path, spec: &RunSpec, program: &str, mounts: Mounts) -> Result<()> {
-    let root_c = cstring(root)?;
-    let cwd_c = cstring(&Path::new("/").join(crate::rootfs::clean(&spec.cwd)))?;
+fn spawn_and_wait(
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    config: child::ChildConfig,
+) -> Result<Result<()>> {
     let mut cmd = Command::new(program);
-    cmd.args(&spec.argv[1..])
+    cmd.args(args)
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))))
+        .envs(env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))))
         .stdin(Stdio::null());
-    let (uid, gid, groups) = (spec.uid, spec.gid, spec.groups.clone());
-    let child_setup =
-        move || -> std::io::Result<()> { enter(&root_c, &cwd_c, &mounts, uid, gid, &groups) };
     #[allow(unsafe_code)]
-    // SAFETY: the closure runs in the forked child before exec. It only makes raw syscalls
-    // through rustix on data prepared before the fork (CStrings, integers) and allocates
-    // nothing, so it is async-signal-safe.
+    // SAFETY: the closure runs in the forked child before exec. It makes raw syscalls on
+    // data prepared before the fork (C strings, integers) and allocates nothing, so it is
+    // async-signal-safe.
     unsafe {
-        cmd.pre_exec(child_setup);
+        cmd.pre_exec(move || child::setup(&config));
     }
-    let status = cmd.status().map_err(|source| Error::Spawn {
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         program: program.to_string(),
         source,
     })?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(code) => Err(Error::NonZeroExit { code }),
-        None => Err(Error::NonZeroExit {
-            code: 128 + status.signal().unwrap_or(0),
-        }),
+    let pgid = child.id() as i32;
+    if let Ok(mut g) = RUNNING.lock() {
+        g.push(pgid);
     }
-}
-
-/// In the child: private mounts, chroot, cwd, identity.
-fn enter(
-    root: &CString,
-    cwd: &CString,
-    m: &Mounts,
-    uid: u32,
-    gid: u32,
-    groups: &[u32],
-) -> std::io::Result<()> {
-    use rustix::mount::{
-        mount, mount_bind, mount_bind_recursive, mount_change, MountFlags, MountPropagationFlags,
-    };
-    use rustix::thread::{unshare_unsafe, UnshareFlags};
-    #[allow(unsafe_code)]
-    // SAFETY: this runs in the single-threaded child between fork and exec; a new mount
-    // namespace affects only this process, which nothing else shares state with.
-    let in_ns = unsafe { unshare_unsafe(UnshareFlags::NEWNS) }.is_ok();
-    if in_ns {
-        mount_change(
-            c"/",
-            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-        )?;
-        rustix::process::chdir(root.as_c_str())?;
-        if m.proc_ {
-            mount(
-                c"proc",
-                c"proc",
-                c"proc",
-                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-                None::<&std::ffi::CStr>,
-            )?;
-        }
-        if m.dev {
-            mount_bind_recursive(c"/dev", c"dev")?;
-        }
-        if m.sys {
-            mount_bind_recursive(c"/sys", c"sys")?;
-        }
-        if let Some(src) = &m.resolv {
-            mount_bind(src.as_c_str(), c"etc/resolv.conf")?;
-        }
-        if let Some(src) = &m.hosts {
-            mount_bind(src.as_c_str(), c"etc/hosts")?;
-        }
+    let status = child.wait();
+    // whatever the command left running (daemons, background jobs) goes with it
+    kill_group(pgid);
+    if let Ok(mut g) = RUNNING.lock() {
+        g.retain(|p| *p != pgid);
     }
-    rustix::process::chroot(root.as_c_str())?;
-    rustix::process::chdir(cwd.as_c_str())?;
-    if rustix::process::geteuid().is_root() {
-        set_groups(groups)?;
-    }
-    if rustix::process::getegid().as_raw() != gid {
-        rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(gid))?;
-    }
-    if rustix::process::geteuid().as_raw() != uid {
-        rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid))?;
-    }
-    Ok(())
-}
-
-fn set_groups(groups: &[u32]) -> std::io::Result<()> {
-    // Gid is a transparent u32 newtype; a fixed buffer keeps the child allocation-free
-    let mut buf = [rustix::process::Gid::ROOT; 64];
-    let n = groups.len().min(buf.len());
-    for (slot, g) in buf.iter_mut().zip(groups) {
-        *slot = rustix::process::Gid::from_raw(*g);
-    }
-    match rustix::thread::set_thread_groups(&buf[..n]) {
-        Ok(()) => Ok(()),
-        // without CAP_SETGID (rootless) the groups stay as they are
-        Err(rustix::io::Errno::PERM) if n == 0 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    let status = status.map_err(|source| Error::Spawn {
+        program: program.to_string(),
+        source,
+    })?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(code), _) => Err(Error::NonZeroExit { code }),
+        (None, Some(signal)) => Err(Error::Signal { signal }),
+        (None, None) => Err(Error::NonZeroExit { code: 1 }),
+    })
 }

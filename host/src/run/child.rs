@@ -1,0 +1,241 @@
+//! The forked side of a RUN, between fork and exec: namespaces, mounts, chroot, identity.
+//!
+//! With CAP_SYS_ADMIN (root, or root of a rootless user namespace) the child unshares mount,
+//! UTS and PID namespaces (and the network with `--network=none`) and forks once more: the
+//! grandchild is pid 1 of the new PID namespace and becomes the command, so when it exits the
+//! kernel kills every process it left behind; the middle process only waits and passes the
+//! exit status or signal on. Without CAP_SYS_ADMIN the same shape runs without namespaces and
+//! the parent kills the process group afterwards. Everything here is prepared before the fork
+//! (`ChildConfig` holds only C strings and integers): no allocation after it.
+
+use std::ffi::{CStr, CString};
+
+use rustix::mount::{
+    mount, mount_bind, mount_bind_recursive, mount_change, mount_remount, MountFlags,
+    MountPropagationFlags,
+};
+
+/// Hostname RUN sees, as BuildKit's.
+pub const HOSTNAME: &CStr = c"buildkitsandbox";
+
+/// What a user mount brings in.
+#[derive(Debug)]
+pub enum ChildSource {
+    /// bind this host path (resolved inside its root by the parent)
+    Bind(CString),
+    /// a fresh tmpfs with these mount options
+    Tmpfs(CString),
+}
+
+#[derive(Debug)]
+pub struct ChildMount {
+    pub source: ChildSource,
+    /// the host path of the target, resolved inside the stage root by the parent
+    pub target: CString,
+    pub readonly: bool,
+}
+
+/// Everything the child needs, prepared before the fork.
+#[derive(Debug)]
+pub struct ChildConfig {
+    pub root: CString,
+    pub cwd: CString,
+    pub namespaces: bool,
+    pub new_net: bool,
+    pub proc_: bool,
+    pub dev: bool,
+    pub sys: bool,
+    pub resolv: Option<CString>,
+    pub hosts: Option<CString>,
+    pub mounts: Vec<ChildMount>,
+    /// host paths covered with an empty read-only tmpfs (in-place mode: kiln's files)
+    pub hide: Vec<CString>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+fn last_err() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// Runs in the forked child. Returns in the process that is to exec the command.
+pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
+    #[allow(unsafe_code)]
+    // SAFETY: plain syscalls on integers in the single-threaded forked child
+    unsafe {
+        libc::setpgid(0, 0);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    if c.namespaces {
+        use rustix::thread::{unshare_unsafe, UnshareFlags};
+        let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWPID;
+        if c.new_net {
+            flags |= UnshareFlags::NEWNET;
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: this runs in the single-threaded child between fork and exec; the new
+        // namespaces affect only this process and its children.
+        unsafe { unshare_unsafe(flags) }?;
+        mount_change(
+            c"/",
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )?;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: fork in the single-threaded child; each side only makes syscalls afterwards
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(last_err());
+    }
+    if pid > 0 {
+        wait_and_pass_on(pid);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: a plain prctl in the forked grandchild
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    if c.namespaces {
+        enter_namespaces(c)?;
+    } else {
+        rustix::process::chroot(c.root.as_c_str())?;
+    }
+    rustix::process::chdir(c.cwd.as_c_str())?;
+    set_identity(c)
+}
+
+/// The middle process: waits for the command and exits the way it did. Never returns.
+fn wait_and_pass_on(pid: i32) -> ! {
+    #[allow(unsafe_code)]
+    // SAFETY: syscalls only; the middle process holds no fds it needs, and closing them
+    // lets the parent's spawn see the command's exec instead of waiting for this process
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        let mut status = 0;
+        loop {
+            let r = libc::waitpid(pid, &mut status, 0);
+            if r == pid {
+                break;
+            }
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+            libc::_exit(128 + sig);
+        }
+        libc::_exit(libc::WEXITSTATUS(status))
+    }
+}
+
+/// pid 1 of the new PID namespace: hostname, the root's mounts, user mounts, chroot.
+fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
+    #[allow(unsafe_code)]
+    // SAFETY: sethostname with a static C string
+    unsafe {
+        libc::sethostname(HOSTNAME.as_ptr(), HOSTNAME.to_bytes().len());
+    }
+    rustix::process::chdir(c.root.as_c_str())?;
+    if c.proc_ {
+        let fresh = mount(
+            c"proc",
+            c"proc",
+            c"proc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None::<&CStr>,
+        );
+        if fresh.is_err() {
+            // a user namespace in a container may not mount a fresh proc over masked paths
+            mount_bind_recursive(c"/proc", c"proc")?;
+        }
+    }
+    if c.dev {
+        mount_bind_recursive(c"/dev", c"dev")?;
+        // a private /dev/shm, where the bound /dev has one
+        let _ = mount(
+            c"shm",
+            c"dev/shm",
+            c"tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            c"mode=1777",
+        );
+    }
+    if c.sys {
+        mount_bind_recursive(c"/sys", c"sys")?;
+    }
+    if let Some(src) = &c.resolv {
+        mount_bind(src.as_c_str(), c"etc/resolv.conf")?;
+    }
+    if let Some(src) = &c.hosts {
+        mount_bind(src.as_c_str(), c"etc/hosts")?;
+    }
+    for m in &c.mounts {
+        match &m.source {
+            ChildSource::Bind(src) => {
+                mount_bind(src.as_c_str(), m.target.as_c_str())?;
+                if m.readonly {
+                    mount_remount(
+                        m.target.as_c_str(),
+                        MountFlags::BIND | MountFlags::RDONLY,
+                        c"",
+                    )?;
+                }
+            }
+            ChildSource::Tmpfs(opts) => mount(
+                c"tmpfs",
+                m.target.as_c_str(),
+                c"tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV,
+                opts.as_c_str(),
+            )?,
+        }
+    }
+    for path in &c.hide {
+        // kiln's files (in-place mode): covered once the mounts from them are made
+        mount(
+            c"tmpfs",
+            path.as_c_str(),
+            c"tmpfs",
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+            c"size=4k,mode=700",
+        )?;
+    }
+    rustix::process::chroot(c".")?;
+    Ok(())
+}
+
+fn set_identity(c: &ChildConfig) -> std::io::Result<()> {
+    if rustix::process::geteuid().is_root() {
+        set_groups(&c.groups)?;
+    }
+    if rustix::process::getegid().as_raw() != c.gid {
+        rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(c.gid))?;
+    }
+    if rustix::process::geteuid().as_raw() != c.uid {
+        rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(c.uid))?;
+    }
+    Ok(())
+}
+
+fn set_groups(groups: &[u32]) -> std::io::Result<()> {
+    // Gid is a transparent u32 newtype; a fixed buffer keeps the child allocation-free
+    let mut buf = [rustix::process::Gid::ROOT; 64];
+    let n = groups.len().min(buf.len());
+    for (slot, g) in buf.iter_mut().zip(groups) {
+        *slot = rustix::process::Gid::from_raw(*g);
+    }
+    match rustix::thread::set_thread_groups(&buf[..n]) {
+        Ok(()) => Ok(()),
+        // a user namespace with setgroups denied (rootless): the groups stay as they are
+        Err(rustix::io::Errno::PERM) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

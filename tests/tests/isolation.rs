@@ -1,0 +1,406 @@
+//! The isolation modes: a non-root user builds in rootless mode (a user namespace mapping it
+//! to root); root without CAP_SYS_ADMIN still builds, in a plain chroot, with a warning that
+//! names what is missing (and passes the public conformance cases); in-place mode builds
+//! over a throwaway root, leaves ignored paths alone, and is refused where no container is
+//! detected.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kiln_tests::{
+    busybox_image, kiln_bin, require, require_root, run_with_timeout, umoci_unpack, Registry,
+    Scratch,
+};
+
+/// `chown -R uid:gid path`.
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() && !path.is_symlink() {
+        for e in fs::read_dir(path).unwrap().flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}
+
+#[test]
+fn a_non_root_user_builds_in_rootless_mode() {
+    require_root("switching to an unprivileged user for the build");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    scratch.write("ctx/greeting", "hello from the context\n");
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             COPY greeting /greeting\n\
+             RUN id -u > /uid && hostname > /host && echo \"pid=$$\" > /pid\n\
+             RUN --mount=type=cache,target=/cache touch /cache/x && ls /cache > /cache-listing\n\
+             RUN --mount=type=bind,source=greeting,target=/mnt/g cp /mnt/g /bound\n"
+        ),
+    );
+    let layout = scratch.join("out");
+    chown_tree(scratch.path(), 65534, 65534);
+    let destination = registry.reference("e2e/rootless:latest");
+    let mut cmd = Command::new(setpriv);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+    ])
+    .arg(&kiln)
+    .arg("build")
+    .arg("--dockerfile")
+    .arg(&dockerfile)
+    .arg("--context")
+    .arg(scratch.context())
+    .arg("--kiln-dir")
+    .arg(scratch.kiln_dir())
+    .arg("--destination")
+    .arg(&destination)
+    .arg("--oci-layout-path")
+    .arg(&layout)
+    .env("HOME", scratch.path());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rootless build failed:\n{stderr}");
+    assert!(
+        stderr.contains("RUN isolation: rootless (default when not root)"),
+        "the chosen mode is logged:\n{stderr}"
+    );
+    let image = umoci_unpack(&destination);
+    assert_eq!(
+        image.read("uid"),
+        "0\n",
+        "RUN runs as root of the namespace"
+    );
+    assert_eq!(image.read("host"), "buildkitsandbox\n");
+    assert_eq!(image.read("pid"), "pid=1\n");
+    assert_eq!(image.read("greeting"), "hello from the context\n");
+    assert_eq!(image.read("cache-listing"), "x\n");
+    assert_eq!(image.read("bound"), "hello from the context\n");
+    // owned by root in the image, not by the building user
+    let meta = fs::metadata(image.path("uid")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    for gone in ["proc", "cache", "mnt"] {
+        assert!(
+            fs::symlink_metadata(image.path(gone)).is_err(),
+            "/{gone} leaked"
+        );
+    }
+}
+
+#[test]
+fn root_without_cap_sys_admin_builds_in_a_plain_chroot() {
+    require_root("chroot isolation");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    scratch.write("ctx/src/a", "bound\n");
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN echo plain > /plain && cat /etc/resolv.conf > /dev/null && echo ok > /resolv\n\
+             RUN --mount=type=cache,target=/cache echo $(( $(cat /cache/n 2>/dev/null || echo 0) + 1 )) > /cache/n \
+                 && cp /cache/n /n\n\
+             RUN --mount=type=bind,source=src,target=/src cp /src/a /a\n\
+             RUN --mount=type=tmpfs,target=/t touch /t/x\n"
+        ),
+    );
+    let build = |tag: &str| {
+        let destination = registry.reference(&format!("e2e/no-sys-admin:{tag}"));
+        let mut cmd = Command::new(&setpriv);
+        cmd.args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"])
+            .arg(&kiln)
+            .arg("build")
+            .arg("--dockerfile")
+            .arg(&dockerfile)
+            .arg("--context")
+            .arg(scratch.context())
+            .arg("--kiln-dir")
+            .arg(scratch.kiln_dir())
+            .arg("--destination")
+            .arg(&destination);
+        let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "build without CAP_SYS_ADMIN failed:\n{stderr}"
+        );
+        (destination, stderr)
+    };
+    let (first, stderr) = build("1");
+    assert!(
+        stderr.contains("no CAP_SYS_ADMIN") && stderr.contains("/proc"),
+        "a warning names what is missing:\n{stderr}"
+    );
+    let (second, _) = build("2");
+    let image = umoci_unpack(&first);
+    assert_eq!(image.read("plain"), "plain\n");
+    assert_eq!(image.read("resolv"), "ok\n", "resolv.conf is provided");
+    assert_eq!(image.read("a"), "bound\n");
+    assert_eq!(image.read("n"), "1\n");
+    for gone in ["etc/resolv.conf", "etc/hosts", "cache", "src", "t"] {
+        assert!(
+            fs::symlink_metadata(image.path(gone)).is_err(),
+            "/{gone} leaked"
+        );
+    }
+    assert_eq!(
+        umoci_unpack(&second).read("n"),
+        "2\n",
+        "the cache persisted"
+    );
+}
+
+#[test]
+fn in_place_is_refused_outside_a_container_without_force() {
+    require_root("a throwaway root without container markers");
+    let unshare = require("unshare", "util-linux");
+    let kiln = kiln_bin();
+    let scratch = Scratch::new();
+    let root = scratch.join("root");
+    for dir in ["usr", "proc", "tmp", "work", "etc"] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for (link, target) in [
+        ("bin", "usr/bin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+    }
+    fs::copy(&kiln, root.join("kiln")).unwrap();
+    fs::write(
+        root.join("work/Dockerfile"),
+        "FROM scratch\nCOPY Dockerfile /\n",
+    )
+    .unwrap();
+    // a private mount namespace: the host's /usr read-only, a fresh /proc, then chroot;
+    // no /.dockerenv, no container variables
+    let script = format!(
+        "set -e; mount --bind -o ro /usr {root}/usr; mount -t proc proc {root}/proc; \
+         cd /; exec env -i PATH=/usr/bin:/bin /usr/sbin/chroot {root} /kiln build --context /work \
+         --kiln-dir /tmp/k --no-push --isolation=in-place",
+        root = root.display()
+    );
+    let out = run_with_timeout(
+        Command::new(&unshare)
+            .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])
+            .arg(&script),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "in-place ran outside a container:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("no container was detected") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(
+        !root.join("Dockerfile").exists(),
+        "nothing may be written to / when refused"
+    );
+}
+
+/// Parses the harness's closing `N passed, N failed`.
+fn tally(line: &str) -> Option<(u32, u32)> {
+    let (passed, failed) = line.trim().split_once(", ")?;
+    let passed = passed.strip_suffix(" passed")?.parse().ok()?;
+    let failed = failed.strip_suffix(" failed")?.parse().ok()?;
+    Some((passed, failed))
+}
+
+#[test]
+fn root_without_cap_sys_admin_passes_the_public_conformance_cases() {
+    require_root("chroot isolation and the conformance registry");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let dir = match std::env::var_os("KILN_CONFORMANCE_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => kiln_tests::workspace_root().join("../shared/conformance"),
+    };
+    let (setup, suite, cases) = (
+        dir.join("setup.sh"),
+        dir.join("diffsuite.py"),
+        dir.join("public.cases"),
+    );
+    for needed in [&setup, &suite, &cases] {
+        assert!(
+            needed.is_file(),
+            "conformance harness missing: {} (set KILN_CONFORMANCE_DIR)",
+            needed.display()
+        );
+    }
+    for (bin, package) in [
+        ("python3", "python3"),
+        ("buildah", "buildah"),
+        ("skopeo", "skopeo"),
+        ("docker-registry", "docker-registry"),
+    ] {
+        require(bin, package);
+    }
+    // the harness owns 127.0.0.1:5000; the conformance test takes the same lock
+    let lock_path = kiln_tests::fixture_cache_dir().join("registry-5000.lock");
+    let lock = fs::File::create(&lock_path).expect("registry lock file");
+    lock.lock().expect("locking the 127.0.0.1:5000 registry");
+    let out = run_with_timeout(Command::new("sh").arg(&setup), Duration::from_secs(30 * 60));
+    assert!(out.status.success(), "{} failed", setup.display());
+    let template = format!(
+        "{} --bounding-set=-sys_admin --inh-caps=-sys_admin -- {} build --dockerfile {{dockerfile}} \
+         --context {{context}} --destination {{dest}} {{buildargs}} {{target}}",
+        setpriv.display(),
+        kiln.display()
+    );
+    let out = run_with_timeout(
+        Command::new("python3")
+            .arg(&suite)
+            .arg(&cases)
+            .arg("--kiln")
+            .arg(&template)
+            .current_dir(kiln_tests::workspace_root()),
+        Duration::from_secs(45 * 60),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "diffsuite.py exited {}", out.status);
+    let last = report.lines().last().unwrap_or_default();
+    let (passed, failed) =
+        tally(last).unwrap_or_else(|| panic!("no tally line at the end: {last:?}"));
+    assert_eq!(
+        failed, 0,
+        "conformance failures without CAP_SYS_ADMIN:\n{report}"
+    );
+    assert!(passed >= 9, "only {passed} cases passed:\n{report}");
+}
+
+#[test]
+fn in_place_builds_over_a_throwaway_root_and_leaves_ignored_paths_alone() {
+    require_root("a throwaway root, mounts and chroot");
+    let unshare = require("unshare", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    let root = scratch.join("root");
+    for dir in [
+        "lib/x86_64-linux-gnu",
+        "lib64",
+        "proc",
+        "work",
+        "keep",
+        "var/run",
+        "etc/ssl",
+        "dev",
+    ] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    fs::copy(&kiln, root.join("kiln")).unwrap();
+    fs::write(root.join(".dockerenv"), "").unwrap();
+    fs::write(root.join("keep/host-file"), "host\n").unwrap();
+    fs::write(root.join("var/run/host.pid"), "host\n").unwrap();
+    fs::write(
+        root.join("work/Dockerfile"),
+        format!(
+            "FROM {base}\n\
+             RUN echo built > /built && echo run > /keep/from-run && echo run > /var/run/from-run \
+                 && test ! -e /kiln-dir/blobs && ls /proc | grep -c '^[0-9]' > /procs\n"
+        ),
+    )
+    .unwrap();
+    let build = |extra: &str| {
+        let script = format!(
+            "set -e; mount --bind {root} {root}; \
+             mount --bind -o ro /usr/lib/x86_64-linux-gnu {root}/lib/x86_64-linux-gnu; \
+             mount --bind -o ro /usr/lib64 {root}/lib64; mount -t proc proc {root}/proc; \
+             mount --bind -o ro /etc/ssl {root}/etc/ssl; mount --rbind /dev {root}/dev; cd /; exec env -i PATH=/bin /usr/sbin/chroot {root} /kiln build --context /work \
+             --kiln-dir /kiln-dir --no-push --oci-layout-path /out --isolation=in-place \
+             --ignore-path=/keep {extra}",
+            root = root.display()
+        );
+        let out = run_with_timeout(
+            Command::new(&unshare)
+                .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])
+                .arg(&script),
+            Duration::from_secs(600),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "in-place build failed:\n{stderr}");
+        stderr
+    };
+    let stderr = build("");
+    assert!(
+        stderr.contains("RUN isolation: in-place (as requested)"),
+        "{stderr}"
+    );
+    // the image has what the build made, not the ignored paths nor the container's own files
+    let image = umoci_unpack(&format!("oci:{}:latest", root.join("out").display()));
+    assert_eq!(image.read("built"), "built\n");
+    let procs: u32 = image.read("procs").trim().parse().unwrap();
+    assert!(
+        procs <= 3,
+        "RUN has its own PID namespace, yet sees {procs} processes"
+    );
+    assert!(
+        image.path("bin/busybox").is_file(),
+        "the base image is in the image"
+    );
+    for absent in [
+        "keep",
+        "var/run",
+        "kiln",
+        "kiln-dir",
+        "lib64",
+        "proc",
+        ".dockerenv",
+        "work",
+    ] {
+        assert!(
+            fs::symlink_metadata(image.path(absent)).is_err(),
+            "/{absent} is in the image"
+        );
+    }
+    // the ignored paths in the root are as they were, apart from what RUN itself wrote
+    assert_eq!(
+        fs::read_to_string(root.join("keep/host-file")).unwrap(),
+        "host\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("var/run/host.pid")).unwrap(),
+        "host\n"
+    );
+    // the build ran over the root itself
+    assert_eq!(fs::read_to_string(root.join("built")).unwrap(), "built\n");
+    assert!(root.join("bin/busybox").is_file());
+
+    // --cleanup removes what the build added
+    fs::remove_file(root.join("built")).unwrap();
+    fs::remove_dir_all(root.join("bin")).unwrap();
+    fs::remove_dir_all(root.join("out")).unwrap();
+    build("--cleanup");
+    assert!(!root.join("built").exists(), "--cleanup left /built");
+    assert!(
+        !root.join("bin").exists(),
+        "--cleanup left the base image's /bin"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("keep/host-file")).unwrap(),
+        "host\n"
+    );
+}
