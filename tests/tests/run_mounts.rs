@@ -156,8 +156,8 @@ fn bad_mount_values_name_the_line() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{line}");
         assert!(
-            stderr.contains("line 3") && stderr.contains(want),
-            "{line}: want `line 3` and {want:?} in:\n{stderr}"
+            stderr.contains("Dockerfile:3") && stderr.contains(want),
+            "{line}: want `Dockerfile:3` and {want:?} in:\n{stderr}"
         );
     }
 }
