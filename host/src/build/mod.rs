@@ -5,6 +5,7 @@
 //! Every other module is a noun with a plain-value API; this one strings them together and
 //! turns their errors into messages that name the Dockerfile line, path or reference.
 
+mod layering;
 mod plan;
 mod step;
 
@@ -46,6 +47,22 @@ pub struct BuildOptions {
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// kiln's work dir: blob cache, stage roots, compiled guest
     pub kiln_dir: PathBuf,
+    /// snapshots and layers: `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
+    /// `--ignore-var-run`, `--compression`, `--compression-level`
+    pub layers: LayerOptions,
+}
+
+/// How stage roots are snapshotted and new layers compressed.
+#[derive(Debug, Clone, Default)]
+pub struct LayerOptions {
+    pub snapshot_mode: crate::snapshot::SnapshotMode,
+    /// one layer per stage, taken after its last instruction
+    pub single_snapshot: bool,
+    /// root paths never snapshotted (absolute, as the user wrote them)
+    pub ignore_paths: Vec<String>,
+    /// leave `/var/run` (when a real directory) out of every layer, as kaniko does
+    pub ignore_var_run: bool,
+    pub codec: crate::layer::Codec,
 }
 
 /// A RUN that failed: kiln exits with the command's code, as kaniko does.

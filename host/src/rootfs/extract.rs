@@ -26,7 +26,7 @@ pub enum Whiteouts {
     Keep,
 }
 
-/// Wraps a reader in the decompressor its magic bytes call for (gzip, bzip2 is refused
+/// Wraps a reader in the decompressor its magic bytes call for (gzip, zstd; bzip2 is refused
 /// with a clear error, xz likewise, plain tar passes through).
 pub fn decompress<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn Read + 'a>> {
     let mut buf = BufReader::with_capacity(1 << 16, reader);
@@ -39,10 +39,7 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn Read +
             "bzip2 and xz archives are not supported yet",
         ))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "zstd layers are not supported yet",
-        ))
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(buf)?))
     } else {
         Ok(Box::new(buf))
     }
