@@ -6,6 +6,8 @@
 //! What changed is the snapshot's business; how a blob reaches a registry is the registry's.
 
 pub mod compress;
+#[cfg(test)]
+mod fidelity_tests;
 pub mod pgzip;
 pub mod writer;
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::compress::{Codec, Encoder};
 
@@ -178,62 +178,83 @@ fn append_entry<W: Write>(
     entry: &Entry,
     inodes: &mut HashMap<u64, Vec<u8>>,
 ) -> Result<()> {
-    let name = OsStr::from_bytes(path);
     let err = |source| Error::Entry {
         path: format!("/{}", String::from_utf8_lossy(path)),
         source,
     };
-    let records = pax_records(root, path, entry).map_err(err)?;
+    let (kind, name, link, data): (_, Vec<u8>, Option<Vec<u8>>, Option<std::fs::File>) =
+        match entry.kind {
+            Kind::Dir => (tar::EntryType::Directory, [path, b"/"].concat(), None, None),
+            Kind::Symlink => {
+                let target = entry.link.clone().unwrap_or_default().into_vec();
+                (tar::EntryType::Symlink, path.to_vec(), Some(target), None)
+            }
+            Kind::File => match inodes.get(&entry.ino) {
+                // a later name of an inode already in this layer: a hardlink to the first
+                // name, root-relative (Docker refuses absolute link names)
+                Some(first) if entry.nlink > 1 => (
+                    tar::EntryType::Link,
+                    path.to_vec(),
+                    Some(first.clone()),
+                    None,
+                ),
+                _ => {
+                    if entry.nlink > 1 {
+                        inodes.insert(entry.ino, path.to_vec());
+                    }
+                    let file = root.open_read_bytes(path)?;
+                    (tar::EntryType::Regular, path.to_vec(), None, Some(file))
+                }
+            },
+            Kind::CharDevice => (tar::EntryType::Char, path.to_vec(), None, None),
+            Kind::BlockDevice => (tar::EntryType::Block, path.to_vec(), None, None),
+            Kind::Fifo => (tar::EntryType::Fifo, path.to_vec(), None, None),
+            Kind::Socket => return Ok(()),
+        };
+    let mut h = header_for(entry, kind);
+    let mut records = pax_records(root, path, entry).map_err(err)?;
+    set_name(&mut h.as_old_mut().name, "path", &name, &mut records);
+    if let Some(link) = &link {
+        set_name(&mut h.as_old_mut().linkname, "linkpath", link, &mut records);
+    }
+    // beyond the 7 octal digits of ustar: PAX, as Go's writer does
+    for (key, id) in [("uid", entry.uid), ("gid", entry.gid)] {
+        if id > 0o7777777 {
+            records.push((key.to_string(), id.to_string().into_bytes()));
+        }
+    }
+    if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+        h.set_device_major(rustix::fs::major(entry.rdev))
+            .map_err(err)?;
+        h.set_device_minor(rustix::fs::minor(entry.rdev))
+            .map_err(err)?;
+    }
+    let len = match &data {
+        Some(file) => file.metadata().map_err(err)?.len(),
+        None => 0,
+    };
+    h.set_size(len);
+    h.set_cksum();
     if !records.is_empty() {
+        records.sort();
         b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
             .map_err(err)?;
     }
-    match entry.kind {
-        Kind::Dir => {
-            let mut h = header_for(entry, tar::EntryType::Directory);
-            let mut dir = path.to_vec();
-            dir.push(b'/');
-            b.append_data(&mut h, OsStr::from_bytes(&dir), std::io::empty())
-                .map_err(err)
-        }
-        Kind::Symlink => {
-            let mut h = header_for(entry, tar::EntryType::Symlink);
-            let target = entry.link.clone().unwrap_or_default();
-            b.append_link(&mut h, name, &target).map_err(err)
-        }
-        Kind::File => {
-            if entry.nlink > 1 {
-                if let Some(first) = inodes.get(&entry.ino) {
-                    let mut h = header_for(entry, tar::EntryType::Link);
-                    return b
-                        .append_link(&mut h, name, OsStr::from_bytes(first))
-                        .map_err(err);
-                }
-                inodes.insert(entry.ino, path.to_vec());
-            }
-            let rel = String::from_utf8_lossy(path).into_owned();
-            let file = root.open_read(&rel)?;
-            let len = file.metadata().map_err(err)?.len();
-            let mut h = header_for(entry, tar::EntryType::Regular);
-            h.set_size(len);
-            // a file that grows while it is read must not overrun its header
-            b.append_data(&mut h, name, std::io::Read::take(file, len))
-                .map_err(err)
-        }
-        Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-            let kind = match entry.kind {
-                Kind::CharDevice => tar::EntryType::Char,
-                Kind::BlockDevice => tar::EntryType::Block,
-                _ => tar::EntryType::Fifo,
-            };
-            let mut h = header_for(entry, kind);
-            h.set_device_major(rustix::fs::major(entry.rdev))
-                .map_err(err)?;
-            h.set_device_minor(rustix::fs::minor(entry.rdev))
-                .map_err(err)?;
-            b.append_data(&mut h, name, std::io::empty()).map_err(err)
-        }
-        Kind::Socket => Ok(()),
+    match data {
+        // a file that grows while it is read must not overrun its header
+        Some(file) => b.append(&h, std::io::Read::take(file, len)).map_err(err),
+        None => b.append(&h, std::io::empty()).map_err(err),
+    }
+}
+
+/// Puts a name into a 100-byte header field; a longer one is cut there and carried whole
+/// in a PAX record (`path`, `linkpath`), which every reader prefers.
+fn set_name(field: &mut [u8; 100], key: &str, name: &[u8], records: &mut Vec<(String, Vec<u8>)>) {
+    let n = name.len().min(field.len());
+    field[..n].copy_from_slice(&name[..n]);
+    field[n..].fill(0);
+    if name.len() > field.len() {
+        records.push((key.to_string(), name.to_vec()));
     }
 }
 
@@ -243,11 +264,18 @@ fn append_marker<W: Write>(b: &mut tar::Builder<W>, path: &[u8]) -> Result<()> {
     h.set_mode(0o644);
     h.set_size(0);
     h.set_mtime(0);
-    b.append_data(&mut h, OsStr::from_bytes(path), std::io::empty())
-        .map_err(|source| Error::Entry {
-            path: format!("/{}", String::from_utf8_lossy(path)),
-            source,
-        })
+    let mut records = Vec::new();
+    set_name(&mut h.as_old_mut().name, "path", path, &mut records);
+    h.set_cksum();
+    let err = |source| Error::Entry {
+        path: format!("/{}", String::from_utf8_lossy(path)),
+        source,
+    };
+    if !records.is_empty() {
+        b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(err)?;
+    }
+    b.append(&h, std::io::empty()).map_err(err)
 }
 
 #[cfg(test)]

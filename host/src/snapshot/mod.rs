@@ -433,4 +433,118 @@ mod tests {
         assert_eq!(got, vec![&b"a/b"[..], &b"a"[..]]);
         assert_eq!(ancestors(b"a").count(), 0);
     }
+
+    fn scan(r: &std::path::Path) -> Index {
+        Index::scan(r, &Ignore::default(), None).unwrap()
+    }
+
+    #[test]
+    fn a_change_deep_down_brings_its_parents() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        fs::write(r.join("a/b/f"), "1").unwrap();
+        fs::write(r.join("a/b/gone"), "1").unwrap();
+        let before = scan(r);
+        fs::write(r.join("a/b/f"), "2").unwrap();
+        fs::remove_file(r.join("a/b/gone")).unwrap();
+        let got = names(&before.diff(&scan(r), SnapshotMode::Full));
+        assert_eq!(got, vec!["+a", "+a/b", "+a/b/f", "-a/b/gone"], "{got:?}");
+    }
+
+    #[test]
+    fn modes_differ_in_what_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::write(r.join("f"), "1").unwrap();
+        let before = scan(r);
+        // a mode change keeps the mtime: full and redo see it, time does not
+        let mut perm = fs::metadata(r.join("f")).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+        fs::set_permissions(r.join("f"), perm).unwrap();
+        let after = scan(r);
+        for (mode, want) in [
+            (SnapshotMode::Full, vec!["+f"]),
+            (SnapshotMode::Redo, vec!["+f"]),
+            (SnapshotMode::Time, vec![]),
+        ] {
+            assert_eq!(names(&before.diff(&after, mode)), want, "{mode:?}");
+        }
+        // an xattr change moves only the ctime: full alone sees it
+        let before = after;
+        rustix::fs::lsetxattr(r.join("f"), "user.k", b"v", rustix::fs::XattrFlags::empty())
+            .unwrap();
+        let after = scan(r);
+        for (mode, want) in [
+            (SnapshotMode::Full, vec!["+f"]),
+            (SnapshotMode::Redo, vec![]),
+        ] {
+            assert_eq!(names(&before.diff(&after, mode)), want, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn ignored_paths_and_sockets_never_appear() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join("var/cache/x")).unwrap();
+        fs::create_dir_all(r.join("var/lib")).unwrap();
+        let ignore = Ignore::new(["/var/cache"]);
+        let before = Index::scan(r, &ignore, None).unwrap();
+        fs::write(r.join("var/cache/x/new"), "1").unwrap();
+        fs::write(r.join("var/lib/new"), "1").unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(r.join("sock")).unwrap();
+        let after = Index::scan(r, &ignore, Some(&before)).unwrap();
+        assert_eq!(
+            names(&before.diff(&after, SnapshotMode::Full)),
+            vec!["+var", "+var/lib", "+var/lib/new"]
+        );
+    }
+
+    #[test]
+    fn touched_paths_give_what_a_walk_gives() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join("etc/ssl")).unwrap();
+        fs::write(r.join("etc/ssl/old"), "1").unwrap();
+        fs::write(r.join("etc/hosts"), "1").unwrap();
+        let mut index = scan(r);
+        let before = index.clone();
+        // a COPY: one file overwritten, a new tree, a file replaced by a symlink
+        fs::write(r.join("etc/ssl/old"), "2").unwrap();
+        fs::create_dir_all(r.join("app/lib")).unwrap();
+        fs::write(r.join("app/lib/x"), "1").unwrap();
+        fs::remove_file(r.join("etc/hosts")).unwrap();
+        std::os::unix::fs::symlink("/run/hosts", r.join("etc/hosts")).unwrap();
+        let touched: Vec<String> = ["/etc/ssl/old", "/app", "/etc/hosts"]
+            .map(String::from)
+            .to_vec();
+        let got = index
+            .apply_touched(r, &touched, &Ignore::default(), SnapshotMode::Full)
+            .unwrap()
+            .expect("a complete report");
+        let walked = before.diff(&scan(r), SnapshotMode::Full);
+        assert_eq!(names(&got), names(&walked));
+        assert_eq!(
+            names(&got),
+            vec![
+                "+app",
+                "+app/lib",
+                "+app/lib/x",
+                "+etc",
+                "+etc/hosts",
+                "+etc/ssl",
+                "+etc/ssl/old"
+            ]
+        );
+        assert_eq!(index.entries, scan(r).entries);
+        // a replaced directory is beyond a report: the caller walks
+        fs::remove_dir_all(r.join("app")).unwrap();
+        fs::write(r.join("app"), "file").unwrap();
+        let touched = vec!["app".to_string()];
+        assert!(index
+            .apply_touched(r, &touched, &Ignore::default(), SnapshotMode::Full)
+            .unwrap()
+            .is_none());
+    }
 }
