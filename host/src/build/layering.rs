@@ -26,9 +26,13 @@ impl Snapshots {
     /// Indexes the stage root as its base left it.
     pub fn start(root: &Root, opts: &LayerOptions) -> Result<Snapshots> {
         let mut ignore: Vec<String> = opts.ignore_paths.clone();
-        // kaniko leaves /var/run out; in kiln only a real directory is meant (a Debian
-        // root's `/var/run -> /run` link is ordinary content)
-        if opts.ignore_var_run && root.lstat("var/run").is_ok_and(|st| st.kind == Kind::Dir) {
+        // kaniko leaves /var/run out; a base's `/var/run -> /run` link (Debian) is ordinary
+        // content, so only a directory or a path the base does not have is left out
+        if opts.ignore_var_run
+            && root
+                .lstat("var/run")
+                .map_or(true, |st| st.kind == Kind::Dir)
+        {
             ignore.push("/var/run".to_string());
         }
         let ignore = Ignore::new(ignore);

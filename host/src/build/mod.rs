@@ -60,7 +60,7 @@ pub struct LayerOptions {
     pub single_snapshot: bool,
     /// root paths never snapshotted (absolute, as the user wrote them)
     pub ignore_paths: Vec<String>,
-    /// leave `/var/run` (when a real directory) out of every layer, as kaniko does
+    /// leave `/var/run` out of every layer, as kaniko does (unless the base has it as a link)
     pub ignore_var_run: bool,
     pub codec: crate::layer::Codec,
 }
