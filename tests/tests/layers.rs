@@ -2,6 +2,9 @@
 //! by skopeo and umoci), `--single-snapshot`, `--ignore-path`, `--ignore-var-run`, and a
 //! RUN-made layer whose whiteouts, opaque dir, type change and hardlink umoci applies.
 
+// Test helpers outside `#[test]` functions: a panic is the failure report.
+#![allow(clippy::expect_used)]
+
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 

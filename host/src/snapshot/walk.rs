@@ -78,8 +78,12 @@ fn read_dir<'s>(s: &rayon::Scope<'s>, w: &'s Walk<'s>, dir: Vec<u8>) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return fail(w, walk_err(&rel)(e)),
         };
-        let known = w.previous.and_then(|p| p.entries.get(&rel));
-        let entry = match entry_of(&md, &item.path(), known) {
+        // the previous state matters only to save reading an unchanged symlink again
+        let known = match md.file_type().is_symlink() {
+            true => w.previous.and_then(|p| p.entries.get(&rel)),
+            false => None,
+        };
+        let entry = match entry_of(&md, || item.path(), known) {
             Ok(entry) => entry,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return fail(w, walk_err(&rel)(e)),
