@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::build::BuildOptions;
+use crate::build::{BuildOptions, LayerOptions};
 use crate::registry::RegistryOptions;
 
 #[derive(Debug, Parser)]
@@ -135,17 +135,86 @@ pub struct CliArgs {
     /// A build secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
-    /// In-place isolation: a path never snapshotted nor overwritten (repeatable)
-    #[arg(long = "ignore-path")]
-    pub ignore_paths: Vec<PathBuf>,
-    /// In-place isolation: leave /var/run alone (kaniko's default); false to snapshot it
-    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub ignore_var_run: bool,
     // --- end RUN ---
     /// kiln's work dir: blob cache, stage roots, compiled guest (default /kiln as root,
     /// ~/.cache/kiln otherwise)
     #[arg(long, env = "KILN_DIR")]
     pub kiln_dir: Option<PathBuf>,
+
+    // --- snapshots and layers ---
+    /// What makes a path changed: full (type, mode, owner, size, mtime, ctime, inode),
+    /// redo (ctime and inode ignored) or time (type and mtime only)
+    #[arg(long, value_enum, default_value = "full")]
+    pub snapshot_mode: SnapshotModeArg,
+    /// One layer per stage, taken after its last instruction
+    #[arg(long)]
+    pub single_snapshot: bool,
+    /// A path of the stage root left out of every layer, with all below it; in place, also
+    /// never overwritten (repeatable)
+    #[arg(long = "ignore-path")]
+    pub ignore_paths: Vec<String>,
+    /// Leave /var/run out of every layer
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+        default_missing_value = "true")]
+    pub ignore_var_run: bool,
+    /// Compression of new layers: gzip or zstd (zstd layers make the image OCI)
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: CompressionArg,
+    /// Compression level: 0-9 for gzip (default 6), 1-22 for zstd (default 3); -1 for the
+    /// default
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub compression_level: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotModeArg {
+    Full,
+    Redo,
+    Time,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+}
+
+impl CliArgs {
+    /// `--snapshot-mode`, `--ignore-*`, `--compression*` as `LayerOptions`.
+    fn layer_options(&self) -> Result<LayerOptions> {
+        use crate::layer::{Codec, Compression};
+        use crate::snapshot::SnapshotMode;
+        let compression = match self.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        };
+        let level = match self.compression_level {
+            -1 => compression.default_level(),
+            l if compression.levels().contains(&l) => l,
+            l => bail!(
+                "--compression-level {l}: {} takes {}..={}",
+                format!("{compression:?}").to_lowercase(),
+                compression.levels().start(),
+                compression.levels().end()
+            ),
+        };
+        for p in &self.ignore_paths {
+            if !p.starts_with('/') {
+                bail!("--ignore-path {p}: expected an absolute path in the image");
+            }
+        }
+        Ok(LayerOptions {
+            snapshot_mode: match self.snapshot_mode {
+                SnapshotModeArg::Full => SnapshotMode::Full,
+                SnapshotModeArg::Redo => SnapshotMode::Redo,
+                SnapshotModeArg::Time => SnapshotMode::Time,
+            },
+            single_snapshot: self.single_snapshot,
+            ignore_paths: self.ignore_paths.clone(),
+            ignore_var_run: self.ignore_var_run,
+            codec: Codec { compression, level },
+        })
+    }
 }
 
 fn default_kiln_dir() -> PathBuf {
@@ -163,6 +232,7 @@ fn default_kiln_dir() -> PathBuf {
 impl CliArgs {
     /// Validates the flags into the options of one build.
     pub fn into_options(self) -> Result<BuildOptions> {
+        let layers = self.layer_options()?;
         let context = match self.context.split_once("://") {
             None => PathBuf::from(&self.context),
             Some(("dir", path)) => PathBuf::from(path),
@@ -207,6 +277,7 @@ impl CliArgs {
             bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
         }
         Ok(BuildOptions {
+            layers,
             dockerfile,
             context,
             destinations: self.destinations,
@@ -234,7 +305,7 @@ impl CliArgs {
                 self.force,
             )?,
             secrets: crate::run::Secrets::from_flags(&self.secrets)?,
-            ignore_paths: self.ignore_paths,
+            ignore_paths: self.ignore_paths.iter().map(PathBuf::from).collect(),
             ignore_var_run: self.ignore_var_run,
             cleanup: self.cleanup,
         })

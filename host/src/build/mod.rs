@@ -6,6 +6,7 @@
 //! turns their errors into messages that name the Dockerfile line, path or reference.
 
 mod heredoc;
+mod layering;
 mod plan;
 mod remote;
 mod sources;
@@ -59,6 +60,22 @@ pub struct BuildOptions {
     pub ignore_var_run: bool,
     /// in-place isolation: remove what the build wrote to `/`
     pub cleanup: bool,
+    /// snapshots and layers: `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
+    /// `--ignore-var-run`, `--compression`, `--compression-level`
+    pub layers: LayerOptions,
+}
+
+/// How stage roots are snapshotted and new layers compressed.
+#[derive(Debug, Clone, Default)]
+pub struct LayerOptions {
+    pub snapshot_mode: crate::snapshot::SnapshotMode,
+    /// one layer per stage, taken after its last instruction
+    pub single_snapshot: bool,
+    /// root paths never snapshotted (absolute, as the user wrote them)
+    pub ignore_paths: Vec<String>,
+    /// leave `/var/run` out of every layer, as kaniko does (unless the base has it as a link)
+    pub ignore_var_run: bool,
+    pub codec: crate::layer::Codec,
 }
 
 /// A RUN that failed: kiln exits with the command's code, as kaniko does.
@@ -130,7 +147,7 @@ fn ignore_file(dockerfile: &std::path::Path, context: &std::path::Path) -> PathB
 }
 
 /// Runs a whole build and writes its outputs.
-pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
+pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
     if opts.destinations.is_empty() && !opts.no_push {
         bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
     }
@@ -187,12 +204,18 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     } else {
         std::collections::BTreeSet::new()
     });
+    // in place, what kiln must never touch never reaches a layer either
+    opts.layers.ignore_paths.extend(
+        snapshot_skip
+            .iter()
+            .map(|p| format!("/{}", String::from_utf8_lossy(p))),
+    );
     // in place, `--cleanup` removes what the build adds to /
     let before_build = if in_place && opts.cleanup {
         let skip = snapshot_skip.clone();
         Some(
             tokio::task::spawn_blocking(move || {
-                crate::snapshot::Index::scan(std::path::Path::new("/"), &skip)
+                crate::snapshot::Index::scan(std::path::Path::new("/"), &skip_ignore(&skip), None)
             })
             .await??,
         )
@@ -257,12 +280,17 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     Ok(image)
 }
 
+/// The in-place skip set as the snapshot walk's ignore list.
+fn skip_ignore(skip: &std::collections::BTreeSet<Vec<u8>>) -> crate::snapshot::Ignore {
+    crate::snapshot::Ignore::new(skip.iter().map(|p| String::from_utf8_lossy(p).into_owned()))
+}
+
 /// `--cleanup` in place: removes every path under `/` that was not there before the build.
 fn remove_added(
     before: &crate::snapshot::Index,
     skip: &std::collections::BTreeSet<Vec<u8>>,
 ) -> Result<()> {
-    let after = crate::snapshot::Index::scan(std::path::Path::new("/"), skip)?;
+    let after = crate::snapshot::Index::scan(std::path::Path::new("/"), &skip_ignore(skip), None)?;
     let root = Root::open(std::path::Path::new("/"))?;
     for path in after.entries.keys().rev() {
         if before.entries.contains_key(path) {

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::Value;
 
+use super::layering::{layer_format, Snapshots};
 use super::plan::{shell_text, BuildPlan};
 use super::{Build, RunFailed, StageResult};
 use crate::dockerfile::{expand_word, Args, Instruction, Keyword};
 use crate::image::{self, Family};
-use crate::layer::{self, LayerBlob};
+use crate::layer::LayerBlob;
 use crate::rootfs::Root;
 use crate::run::{self, RunSpec};
 use crate::sandbox::{GuestInstruction, GuestRoots};
-use crate::snapshot::Index;
 
 /// The mutable state of a stage between steps.
 struct StageState {
@@ -27,7 +27,7 @@ struct StageState {
     /// ARGs declared in this stage (None: declared without a value)
     args: Vec<(String, Option<String>)>,
     cmd_set: bool,
-    index: Index,
+    snapshots: Option<Snapshots>,
 }
 
 impl StageState {
@@ -79,10 +79,9 @@ pub(crate) async fn run_stage(
     done: &HashMap<usize, StageResult>,
 ) -> Result<StageResult> {
     let stage = &plan.stages[index];
-    let scan_root = root.clone();
-    let skip = build.snapshot_skip.clone();
-    let snapshot =
-        tokio::task::spawn_blocking(move || Index::scan(scan_root.path(), &skip)).await??;
+    let (scan_root, opts) = (root.clone(), build.opts.layers.clone());
+    let snapshots =
+        tokio::task::spawn_blocking(move || Snapshots::start(&scan_root, &opts)).await??;
     let mut st = StageState {
         root,
         config,
@@ -90,7 +89,7 @@ pub(crate) async fn run_stage(
         family,
         args: Vec::new(),
         cmd_set: false,
-        index: snapshot,
+        snapshots: Some(snapshots),
     };
     // the base's ONBUILD triggers run first, as if written right after FROM; the new image
     // does not inherit them
@@ -137,6 +136,7 @@ pub(crate) async fn run_stage(
                 Err(e) => e.context(format!("Dockerfile:{}: {}", ins.line, ins.original)),
             })?;
     }
+    snapshot_step(build, &mut st, "single snapshot", Touched::StageEnd).await?;
     Ok(StageResult {
         root: st.root,
         config: st.config,
@@ -297,7 +297,7 @@ async fn run_step(
         Err(e) => return Err(e.into()),
     }
     let created_by = created_by(ins, &shell);
-    snapshot_step(build, st, &created_by).await
+    snapshot_step(build, st, &created_by, Touched::Walk).await
 }
 
 /// `RUN --mount` and `--network`, expanded and parsed, each mount with the root its
@@ -348,33 +348,49 @@ async fn run_flags(
     Ok((mounts, network))
 }
 
-/// Diffs the root against the last snapshot; a change becomes a layer.
-async fn snapshot_step(build: &Build, st: &mut StageState, created_by: &str) -> Result<()> {
+/// What a step reports about the paths it changed.
+enum Touched {
+    /// RUN: anything may have changed
+    Walk,
+    /// COPY/ADD/WORKDIR: the guest's list
+    Paths(Vec<String>),
+    /// after the last instruction (`--single-snapshot` takes its layer here)
+    StageEnd,
+}
+
+/// Snapshots the root after a step; a change becomes a layer and a history entry.
+async fn snapshot_step(
+    build: &Build,
+    st: &mut StageState,
+    created_by: &str,
+    touched: Touched,
+) -> Result<()> {
     let root = st.root.clone();
-    let before = std::mem::take(&mut st.index);
+    let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
     let store = build.store.clone();
-    let media_type = st.family.layer_gzip().to_string();
-    let mtime_clamp = build.mtime_clamp;
-    let skip = build.snapshot_skip.clone();
-    let (after, blob) =
-        tokio::task::spawn_blocking(move || -> Result<(Index, Option<LayerBlob>)> {
-            let after = Index::scan(root.path(), &skip)?;
-            let changes = before.diff(&after);
-            if changes.is_empty() {
-                return Ok((after, None));
-            }
-            let blob = layer::write_layer(&root, &changes, &store, &media_type, mtime_clamp)?;
-            Ok((after, Some(blob)))
-        })
-        .await??;
-    st.index = after;
-    match blob {
+    let format = layer_format(
+        &build.opts.layers,
+        st.family.layer_gzip(),
+        build.mtime_clamp,
+    );
+    let end = matches!(touched, Touched::StageEnd);
+    let (snapshots, blob) = tokio::task::spawn_blocking(move || {
+        let blob = match &touched {
+            Touched::Walk => snapshots.after_step(&root, None, &store, &format),
+            Touched::Paths(p) => snapshots.after_step(&root, Some(p), &store, &format),
+            Touched::StageEnd => snapshots.finish(&root, &store, &format),
+        };
+        (snapshots, blob)
+    })
+    .await?;
+    st.snapshots = Some(snapshots);
+    match blob? {
         Some(blob) => {
-            tracing::debug!(digest = %blob.digest, size = blob.size, "layer");
             st.layers.push(blob);
             image::add_history(&mut st.config, &build.created, created_by, false);
         }
-        None => image::add_history(&mut st.config, &build.created, created_by, true),
+        None if !end => image::add_history(&mut st.config, &build.created, created_by, true),
+        None => {}
     }
     Ok(())
 }
@@ -459,6 +475,7 @@ async fn guest_step(
             root: None,
         }]
     };
+    let mut touched_all: Vec<String> = Vec::new();
     for part in parts {
         let mut from_root = part.root;
         if is_file_op && from_root.is_none() {
@@ -491,7 +508,11 @@ async fn guest_step(
             tokio::task::spawn_blocking(move || sandbox.execute(&guest_ins, &config, &roots))
                 .await??;
         st.config = outcome.config;
+        touched_all.extend(outcome.touched);
     }
+    touched_all.sort();
+    touched_all.dedup();
+    let touched = Touched::Paths(touched_all);
     match ins.keyword {
         Keyword::Cmd => st.cmd_set = true,
         // BuildKit: ENTRYPOINT drops a CMD inherited from the base, not one set in this stage
@@ -504,7 +525,7 @@ async fn guest_step(
     }
     let created_by = created_by(ins, &[]);
     if is_file_op || ins.keyword == Keyword::Workdir {
-        snapshot_step(build, st, &created_by).await
+        snapshot_step(build, st, &created_by, touched).await
     } else {
         image::add_history(&mut st.config, &build.created, &created_by, true);
         Ok(())

@@ -6,7 +6,9 @@ pub mod output;
 
 use serde_json::{json, Map, Value};
 
-use crate::layer::{BlobStore, Digest, LayerBlob, DOCKER_LAYER_GZIP, OCI_LAYER_GZIP};
+use crate::layer::{
+    BlobStore, Digest, LayerBlob, DOCKER_LAYER_GZIP, OCI_LAYER_GZIP, OCI_LAYER_ZSTD,
+};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -164,11 +166,18 @@ pub fn add_history(config: &mut Value, created: &str, created_by: &str, empty_la
 /// the blob store.
 pub fn assemble(
     mut config: Value,
-    layers: Vec<LayerBlob>,
-    family: Family,
+    mut layers: Vec<LayerBlob>,
+    mut family: Family,
     created: &str,
     store: &BlobStore,
 ) -> Result<BuiltImage> {
+    // Docker's manifest has no zstd layer type: an image with one is written as OCI
+    if family == Family::Docker && layers.iter().any(|l| l.media_type == OCI_LAYER_ZSTD) {
+        family = Family::Oci;
+        for l in &mut layers {
+            l.media_type = family.convert_layer(&l.media_type);
+        }
+    }
     let obj = object(&mut config);
     obj.insert("created".into(), Value::String(created.to_string()));
     let diff_ids: Vec<Value> = layers

@@ -1,9 +1,13 @@
-//! Layers and the blob store: `Changes` become a tar stream, gzip-compressed on every core
-//! (`pgzip`) and hashed in one pass (diff_id over the tar, digest over the gzip) straight into a file of the blob store.
+//! Layers and the blob store: `Changes` become a tar stream, compressed on every core (gzip
+//! members in `pgzip`, or multi-threaded zstd; `compress`) and hashed in one pass (diff_id
+//! over the tar, digest over the compressed bytes) straight into a file of the blob store.
 //! No layer is ever held in memory whole.
 //!
 //! What changed is the snapshot's business; how a blob reaches a registry is the registry's.
 
+pub mod compress;
+#[cfg(test)]
+mod fidelity_tests;
 pub mod pgzip;
 pub mod writer;
 
@@ -14,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-pub use writer::write_layer;
+pub use compress::{Codec, Compression};
+pub use writer::{write_layer, LayerFormat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,6 +79,8 @@ pub struct LayerBlob {
 /// Media types of one manifest family.
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// zstd layers exist only in the OCI family; an image with one is written as OCI.
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// Content-addressed files under `<dir>/sha256/<hex>`.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The layer writer: `Changes` → tar → gzip → blob file, hashing both sides in one pass.
+//! The layer writer: `Changes` → tar → gzip|zstd → blob file, hashing both sides in one pass.
 //!
 //! Entries are written in the order `Changes` gives (parents first, deterministic); file
 //! bytes are streamed from the root; a file whose inode was already written in this layer
@@ -7,29 +7,40 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-use flate2::Compression;
-
-use super::pgzip::ParallelGz;
+use super::compress::{Codec, Encoder};
 
 use super::{BlobStore, DiffId, Digest, Error, HashingWriter, LayerBlob, Result};
 use crate::rootfs::{Kind, Root};
 use crate::snapshot::{Change, Changes, Entry};
 
-/// Writes `changes` (read from `root`) as a gzip layer into the blob store. With
-/// `mtime_clamp` (reproducible builds), every entry's mtime is that second, whatever the
-/// context's or the clock's (kaniko's `--reproducible` zeroes them the same way).
+/// How a new layer is written.
+#[derive(Debug, Clone)]
+pub struct LayerFormat {
+    /// the layer's media type in the image's manifest family
+    pub media_type: String,
+    pub codec: Codec,
+    /// reproducible builds: every entry's mtime is this second, whatever the context's or
+    /// the clock's (kaniko's `--reproducible` zeroes them the same way)
+    pub mtime_clamp: Option<i64>,
+}
+
+/// Writes `changes` (read from `root`) as a compressed layer into the blob store.
 pub fn write_layer(
     root: &Root,
     changes: &Changes,
     store: &BlobStore,
-    media_type: &str,
-    mtime_clamp: Option<i64>,
+    format: &LayerFormat,
 ) -> Result<LayerBlob> {
+    let mtime_clamp = format.mtime_clamp;
     let (file, tmp) = store.temp_file()?;
     let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let gz = ParallelGz::new(compressed, Compression::default());
+    let gz = Encoder::new(compressed, format.codec).map_err(|source| Error::Io {
+        path: tmp.clone(),
+        op: "start compression",
+        source,
+    })?;
     let tar_side = HashingWriter::new(gz);
     let mut builder = tar::Builder::new(tar_side);
     builder.mode(tar::HeaderMode::Complete);
@@ -67,7 +78,7 @@ pub fn write_layer(
     };
     let tar_side = builder.into_inner().map_err(io("finish tar"))?;
     let (diff_id, _, gz) = tar_side.finish();
-    let compressed = gz.finish().map_err(io("finish gzip"))?;
+    let compressed = gz.finish().map_err(io("finish compression"))?;
     let (digest, size, mut buf) = compressed.finish();
     buf.flush().map_err(io("flush"))?;
     let file = buf.into_inner().map_err(|e| io("flush")(e.into_error()))?;
@@ -78,7 +89,7 @@ pub fn write_layer(
         digest,
         diff_id: DiffId(diff_id),
         size,
-        media_type: media_type.to_string(),
+        media_type: format.media_type.clone(),
         path,
     })
 }
@@ -124,25 +135,40 @@ fn pax_records(root: &Root, path: &[u8], entry: &Entry) -> std::io::Result<Vec<(
         return Ok(records);
     }
     let host = root.path().join(OsStr::from_bytes(path));
-    let mut names = vec![0u8; 4096];
-    let n = match rustix::fs::llistxattr(&host, &mut names[..]) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(records),
-        Err(e) => return Err(e.into()),
+    let names = match xattr_read(|buf| rustix::fs::llistxattr(&host, buf))? {
+        Some(names) => names,
+        None => return Ok(records),
     };
-    for key in names[..n].split(|b| *b == 0).filter(|k| !k.is_empty()) {
-        let key = String::from_utf8_lossy(key).into_owned();
-        let mut value = vec![0u8; 65536];
-        match rustix::fs::lgetxattr(&host, key.as_str(), &mut value[..]) {
-            Ok(len) => {
-                value.truncate(len);
-                records.push((format!("SCHILY.xattr.{key}"), value));
-            }
-            Err(rustix::io::Errno::NODATA) => {}
-            Err(e) => return Err(e.into()),
+    let mut keys: Vec<&[u8]> = names.split(|b| *b == 0).filter(|k| !k.is_empty()).collect();
+    keys.sort_unstable();
+    for key in keys {
+        let key = OsStr::from_bytes(key);
+        if let Some(value) = xattr_read(|buf| rustix::fs::lgetxattr(&host, key, buf))? {
+            let key = String::from_utf8_lossy(key.as_bytes()).into_owned();
+            records.push((format!("SCHILY.xattr.{key}"), value));
         }
     }
     Ok(records)
+}
+
+/// Reads a list or value of any size (the kernel caps both at 64 KiB): starts small and
+/// grows on ERANGE. `None` when the filesystem has no xattrs or the attribute is gone.
+fn xattr_read(
+    mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut size = 1024;
+    loop {
+        let mut buf = vec![0u8; size];
+        match call(&mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(rustix::io::Errno::RANGE) if size < 1 << 20 => size *= 4,
+            Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn append_entry<W: Write>(
@@ -152,62 +178,83 @@ fn append_entry<W: Write>(
     entry: &Entry,
     inodes: &mut HashMap<u64, Vec<u8>>,
 ) -> Result<()> {
-    let name = OsStr::from_bytes(path);
     let err = |source| Error::Entry {
         path: format!("/{}", String::from_utf8_lossy(path)),
         source,
     };
-    let records = pax_records(root, path, entry).map_err(err)?;
+    let (kind, name, link, data): (_, Vec<u8>, Option<Vec<u8>>, Option<std::fs::File>) =
+        match entry.kind {
+            Kind::Dir => (tar::EntryType::Directory, [path, b"/"].concat(), None, None),
+            Kind::Symlink => {
+                let target = entry.link.clone().unwrap_or_default().into_vec();
+                (tar::EntryType::Symlink, path.to_vec(), Some(target), None)
+            }
+            Kind::File => match inodes.get(&entry.ino) {
+                // a later name of an inode already in this layer: a hardlink to the first
+                // name, root-relative (Docker refuses absolute link names)
+                Some(first) if entry.nlink > 1 => (
+                    tar::EntryType::Link,
+                    path.to_vec(),
+                    Some(first.clone()),
+                    None,
+                ),
+                _ => {
+                    if entry.nlink > 1 {
+                        inodes.insert(entry.ino, path.to_vec());
+                    }
+                    let file = root.open_read_bytes(path)?;
+                    (tar::EntryType::Regular, path.to_vec(), None, Some(file))
+                }
+            },
+            Kind::CharDevice => (tar::EntryType::Char, path.to_vec(), None, None),
+            Kind::BlockDevice => (tar::EntryType::Block, path.to_vec(), None, None),
+            Kind::Fifo => (tar::EntryType::Fifo, path.to_vec(), None, None),
+            Kind::Socket => return Ok(()),
+        };
+    let mut h = header_for(entry, kind);
+    let mut records = pax_records(root, path, entry).map_err(err)?;
+    set_name(&mut h.as_old_mut().name, "path", &name, &mut records);
+    if let Some(link) = &link {
+        set_name(&mut h.as_old_mut().linkname, "linkpath", link, &mut records);
+    }
+    // beyond the 7 octal digits of ustar: PAX, as Go's writer does
+    for (key, id) in [("uid", entry.uid), ("gid", entry.gid)] {
+        if id > 0o7777777 {
+            records.push((key.to_string(), id.to_string().into_bytes()));
+        }
+    }
+    if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+        h.set_device_major(rustix::fs::major(entry.rdev))
+            .map_err(err)?;
+        h.set_device_minor(rustix::fs::minor(entry.rdev))
+            .map_err(err)?;
+    }
+    let len = match &data {
+        Some(file) => file.metadata().map_err(err)?.len(),
+        None => 0,
+    };
+    h.set_size(len);
+    h.set_cksum();
     if !records.is_empty() {
+        records.sort();
         b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
             .map_err(err)?;
     }
-    match entry.kind {
-        Kind::Dir => {
-            let mut h = header_for(entry, tar::EntryType::Directory);
-            let mut dir = path.to_vec();
-            dir.push(b'/');
-            b.append_data(&mut h, OsStr::from_bytes(&dir), std::io::empty())
-                .map_err(err)
-        }
-        Kind::Symlink => {
-            let mut h = header_for(entry, tar::EntryType::Symlink);
-            let target = entry.link.clone().unwrap_or_default();
-            b.append_link(&mut h, name, &target).map_err(err)
-        }
-        Kind::File => {
-            if entry.nlink > 1 {
-                if let Some(first) = inodes.get(&entry.ino) {
-                    let mut h = header_for(entry, tar::EntryType::Link);
-                    return b
-                        .append_link(&mut h, name, OsStr::from_bytes(first))
-                        .map_err(err);
-                }
-                inodes.insert(entry.ino, path.to_vec());
-            }
-            let rel = String::from_utf8_lossy(path).into_owned();
-            let file = root.open_read(&rel)?;
-            let len = file.metadata().map_err(err)?.len();
-            let mut h = header_for(entry, tar::EntryType::Regular);
-            h.set_size(len);
-            // a file that grows while it is read must not overrun its header
-            b.append_data(&mut h, name, std::io::Read::take(file, len))
-                .map_err(err)
-        }
-        Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-            let kind = match entry.kind {
-                Kind::CharDevice => tar::EntryType::Char,
-                Kind::BlockDevice => tar::EntryType::Block,
-                _ => tar::EntryType::Fifo,
-            };
-            let mut h = header_for(entry, kind);
-            h.set_device_major(rustix::fs::major(entry.rdev))
-                .map_err(err)?;
-            h.set_device_minor(rustix::fs::minor(entry.rdev))
-                .map_err(err)?;
-            b.append_data(&mut h, name, std::io::empty()).map_err(err)
-        }
-        Kind::Socket => Ok(()),
+    match data {
+        // a file that grows while it is read must not overrun its header
+        Some(file) => b.append(&h, std::io::Read::take(file, len)).map_err(err),
+        None => b.append(&h, std::io::empty()).map_err(err),
+    }
+}
+
+/// Puts a name into a 100-byte header field; a longer one is cut there and carried whole
+/// in a PAX record (`path`, `linkpath`), which every reader prefers.
+fn set_name(field: &mut [u8; 100], key: &str, name: &[u8], records: &mut Vec<(String, Vec<u8>)>) {
+    let n = name.len().min(field.len());
+    field[..n].copy_from_slice(&name[..n]);
+    field[n..].fill(0);
+    if name.len() > field.len() {
+        records.push((key.to_string(), name.to_vec()));
     }
 }
 
@@ -217,18 +264,32 @@ fn append_marker<W: Write>(b: &mut tar::Builder<W>, path: &[u8]) -> Result<()> {
     h.set_mode(0o644);
     h.set_size(0);
     h.set_mtime(0);
-    b.append_data(&mut h, OsStr::from_bytes(path), std::io::empty())
-        .map_err(|source| Error::Entry {
-            path: format!("/{}", String::from_utf8_lossy(path)),
-            source,
-        })
+    let mut records = Vec::new();
+    set_name(&mut h.as_old_mut().name, "path", path, &mut records);
+    h.set_cksum();
+    let err = |source| Error::Entry {
+        path: format!("/{}", String::from_utf8_lossy(path)),
+        source,
+    };
+    if !records.is_empty() {
+        b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(err)?;
+    }
+    b.append(&h, std::io::empty()).map_err(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Index;
-    use std::collections::BTreeSet;
+    use crate::snapshot::{Ignore, Index, SnapshotMode};
+
+    fn gzip_format() -> LayerFormat {
+        LayerFormat {
+            media_type: super::super::OCI_LAYER_GZIP.to_string(),
+            codec: Codec::default(),
+            mtime_clamp: None,
+        }
+    }
 
     #[test]
     fn layer_roundtrips_with_whiteouts_and_hardlinks() {
@@ -236,16 +297,15 @@ mod tests {
         let rp = tmp.path().join("root");
         std::fs::create_dir_all(rp.join("d")).unwrap();
         std::fs::write(rp.join("d/old"), "x").unwrap();
-        let before = Index::scan(&rp, &BTreeSet::new()).unwrap();
+        let before = Index::scan(&rp, &Ignore::default(), None).unwrap();
         std::fs::remove_file(rp.join("d/old")).unwrap();
         std::fs::write(rp.join("a"), "hello").unwrap();
         std::fs::hard_link(rp.join("a"), rp.join("b")).unwrap();
-        let after = Index::scan(&rp, &BTreeSet::new()).unwrap();
-        let changes = before.diff(&after);
+        let after = Index::scan(&rp, &Ignore::default(), None).unwrap();
+        let changes = before.diff(&after, SnapshotMode::Full);
         let store = BlobStore::open(&tmp.path().join("blobs")).unwrap();
         let root = Root::open(&rp).unwrap();
-        let blob =
-            write_layer(&root, &changes, &store, super::super::OCI_LAYER_GZIP, None).unwrap();
+        let blob = write_layer(&root, &changes, &store, &gzip_format()).unwrap();
         let bytes = std::fs::read(&blob.path).unwrap();
         assert_eq!(Digest::of(&bytes), blob.digest);
         assert_eq!(bytes.len() as u64, blob.size);
@@ -284,10 +344,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let rp = tmp.path().join("root");
         std::fs::create_dir_all(&rp).unwrap();
-        let before = Index::scan(&rp, &BTreeSet::new()).unwrap();
+        let before = Index::scan(&rp, &Ignore::default(), None).unwrap();
         let f = rp.join("cap");
         std::fs::write(&f, "x").unwrap();
         rustix::fs::lsetxattr(&f, "user.kiln", b"v1", rustix::fs::XattrFlags::empty()).unwrap();
+        // larger than the first buffer (ext4 holds up to one block of xattrs)
+        let big = vec![b'x'; 3000];
+        rustix::fs::lsetxattr(&f, "user.big", &big, rustix::fs::XattrFlags::empty()).unwrap();
         let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
         std::fs::File::options()
             .write(true)
@@ -295,15 +358,14 @@ mod tests {
             .unwrap()
             .set_modified(t)
             .unwrap();
-        let after = Index::scan(&rp, &BTreeSet::new()).unwrap();
+        let after = Index::scan(&rp, &Ignore::default(), None).unwrap();
         let store = BlobStore::open(&tmp.path().join("blobs")).unwrap();
         let root = Root::open(&rp).unwrap();
         let blob = write_layer(
             &root,
-            &before.diff(&after),
+            &before.diff(&after, SnapshotMode::Full),
             &store,
-            super::super::OCI_LAYER_GZIP,
-            None,
+            &gzip_format(),
         )
         .unwrap();
         let out = Root::create(&tmp.path().join("out")).unwrap();
@@ -320,6 +382,9 @@ mod tests {
         let mut v = [0u8; 16];
         let n = rustix::fs::lgetxattr(&got, "user.kiln", &mut v[..]).unwrap();
         assert_eq!(&v[..n], b"v1");
+        let mut v = vec![0u8; 65536];
+        let n = rustix::fs::lgetxattr(&got, "user.big", &mut v[..]).unwrap();
+        assert_eq!(v[..n], big[..]);
         let st = out.lstat("cap").unwrap();
         assert_eq!(st.mtime, (1_700_000_000, 123_456_789));
     }

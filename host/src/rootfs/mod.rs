@@ -401,6 +401,15 @@ impl Root {
         Ok(File::from(fd))
     }
 
+    /// Opens a file by a root-relative path of any bytes (a snapshot's path, possibly not
+    /// UTF-8) for reading; a final symlink is not followed.
+    pub fn open_read_bytes(&self, rel: &[u8]) -> Result<File> {
+        let fd = self
+            .open_resolved(rel, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())
+            .map_err(|e| Error::from_errno(&String::from_utf8_lossy(rel), "open", e))?;
+        Ok(File::from(fd))
+    }
+
     /// Creates (or truncates) a regular file; a symlink or non-directory already at the path
     /// is replaced, never followed.
     pub fn create_file(&self, rel: &str, mode: u32) -> Result<File> {

@@ -1,0 +1,152 @@
+//! A stage's snapshots: the index kept between steps, which paths each step looks at (the
+//! whole root after RUN, the guest's touched paths after COPY/ADD/WORKDIR), and the layer
+//! each change becomes. The step code calls `after_step` and, at the stage's end, `finish`;
+//! what changed is `snapshot`'s business, how it is written is `layer`'s.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::LayerOptions;
+use crate::layer::{self, BlobStore, Compression, LayerBlob, LayerFormat, OCI_LAYER_ZSTD};
+use crate::rootfs::{Kind, Root};
+use crate::snapshot::{Changes, Ignore, Index};
+
+/// The snapshot state of one stage root.
+pub(crate) struct Snapshots {
+    opts: LayerOptions,
+    ignore: Ignore,
+    index: Index,
+    /// `--single-snapshot`: a step ran since the last layer
+    dirty: bool,
+}
+
+impl Snapshots {
+    /// Indexes the stage root as its base left it.
+    pub fn start(root: &Root, opts: &LayerOptions) -> Result<Snapshots> {
+        let mut ignore: Vec<String> = opts.ignore_paths.clone();
+        // kaniko leaves /var/run out; a base's `/var/run -> /run` link (Debian) is ordinary
+        // content, so only a directory or a path the base does not have is left out
+        if opts.ignore_var_run
+            && root
+                .lstat("var/run")
+                .map_or(true, |st| st.kind == Kind::Dir)
+        {
+            ignore.push("/var/run".to_string());
+        }
+        let ignore = Ignore::new(ignore);
+        let t = Instant::now();
+        let index = Index::scan(root.path(), &ignore, None)?;
+        tracing::debug!(
+            entries = index.entries.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "indexed the base"
+        );
+        Ok(Snapshots {
+            opts: opts.clone(),
+            ignore,
+            index,
+            dirty: false,
+        })
+    }
+
+    /// After a step that may have changed the root: its layer, if it changed anything.
+    /// `touched` is the guest's list for COPY/ADD/WORKDIR; `None` after RUN walks the root.
+    pub fn after_step(
+        &mut self,
+        root: &Root,
+        touched: Option<&[String]>,
+        store: &BlobStore,
+        format: &LayerFormat,
+    ) -> Result<Option<LayerBlob>> {
+        if self.opts.single_snapshot {
+            self.dirty = true;
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let touched_changes = match touched {
+            Some(paths) => self.index.apply_touched(
+                root.path(),
+                paths,
+                &self.ignore,
+                self.opts.snapshot_mode,
+            )?,
+            None => None,
+        };
+        let (how, changes) = match touched_changes {
+            Some(c) => ("touched paths", c),
+            None => ("walk", self.rescan(root.path())?),
+        };
+        self.write(root, how, t, &changes, store, format)
+    }
+
+    /// `--single-snapshot`: the stage's one layer, taken after its last instruction.
+    pub fn finish(
+        &mut self,
+        root: &Root,
+        store: &BlobStore,
+        format: &LayerFormat,
+    ) -> Result<Option<LayerBlob>> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        self.dirty = false;
+        let t = Instant::now();
+        let changes = self.rescan(root.path())?;
+        self.write(root, "single snapshot", t, &changes, store, format)
+    }
+
+    fn rescan(&mut self, root: &Path) -> Result<Changes> {
+        let after = Index::scan(root, &self.ignore, Some(&self.index))?;
+        let changes = self.index.diff(&after, self.opts.snapshot_mode);
+        self.index = after;
+        Ok(changes)
+    }
+
+    fn write(
+        &self,
+        root: &Root,
+        how: &str,
+        started: Instant,
+        changes: &Changes,
+        store: &BlobStore,
+        format: &LayerFormat,
+    ) -> Result<Option<LayerBlob>> {
+        let found = started.elapsed();
+        tracing::info!(
+            changed = changes.items.len(),
+            entries = self.index.entries.len(),
+            ms = found.as_secs_f64() * 1000.0,
+            "snapshot ({how})"
+        );
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let blob = layer::write_layer(root, changes, store, format)?;
+        tracing::info!(
+            digest = %blob.digest,
+            size = blob.size,
+            ms = t.elapsed().as_millis() as u64,
+            "layer"
+        );
+        Ok(Some(blob))
+    }
+}
+
+/// The format of this build's new layers in a manifest family's gzip media type.
+pub(crate) fn layer_format(
+    opts: &LayerOptions,
+    gzip_media_type: &str,
+    mtime_clamp: Option<i64>,
+) -> LayerFormat {
+    LayerFormat {
+        media_type: match opts.codec.compression {
+            Compression::Gzip => gzip_media_type.to_string(),
+            Compression::Zstd => OCI_LAYER_ZSTD.to_string(),
+        },
+        codec: opts.codec,
+        mtime_clamp,
+    }
+}
