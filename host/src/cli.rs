@@ -93,12 +93,46 @@ pub struct CliArgs {
     /// Pull from plain-HTTP registries
     #[arg(long)]
     pub insecure_pull: bool,
-    /// Accept registries' invalid TLS certificates
+    /// Push to registries with invalid TLS certificates
     #[arg(long)]
     pub skip_tls_verify: bool,
     /// A registry to reach over plain HTTP (repeatable)
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+    // --- Registries: TLS trust, mirrors, retries, permission check, platform ---
+    /// Pull from registries with invalid TLS certificates
+    #[arg(long)]
+    pub skip_tls_verify_pull: bool,
+    /// A registry whose TLS certificate is not checked (repeatable)
+    #[arg(long = "skip-tls-verify-registry")]
+    pub skip_tls_verify_registries: Vec<String>,
+    /// REGISTRY=CA.crt: trust this PEM CA certificate for the registry (repeatable)
+    #[arg(long = "registry-certificate")]
+    pub registry_certificates: Vec<String>,
+    /// A mirror of Docker Hub, host[/prefix], tried before it when pulling (repeatable)
+    #[arg(long = "registry-mirror")]
+    pub registry_mirrors: Vec<String>,
+    /// FROM=TO[;FROM=TO…]: registries to pull from instead of FROM, tried in order
+    /// (repeatable)
+    #[arg(long = "registry-map")]
+    pub registry_maps: Vec<String>,
+    /// Fail when every mirror failed instead of pulling from the original registry
+    #[arg(long)]
+    pub skip_default_registry_fallback: bool,
+    /// Retries of a failed push, with exponential backoff
+    #[arg(long, default_value_t = 0)]
+    pub push_retry: u32,
+    /// Retries of a failed base-image pull, with exponential backoff
+    #[arg(long, default_value_t = 0)]
+    pub image_download_retry: u32,
+    /// Do not check that every destination accepts pushes before building
+    #[arg(long)]
+    pub skip_push_permission_check: bool,
+    /// Build for this platform, os/arch[/variant]: picks it from base-image indexes and
+    /// writes it into the image config
+    #[arg(long)]
+    pub custom_platform: Option<String>,
+    // --- end of registries ---
     /// Fixed timestamps (SOURCE_DATE_EPOCH, else 0) and layer mtimes clamped to them, so
     /// the same inputs give the same digests
     #[arg(long)]
@@ -185,6 +219,29 @@ impl CliArgs {
                 _ => bail!("--label {l}: expected KEY=VALUE"),
             }
         }
+        let mut registry_certificates = Vec::new();
+        for c in &self.registry_certificates {
+            match c.split_once('=') {
+                Some((reg, path)) if !reg.is_empty() && !path.is_empty() => {
+                    registry_certificates.push((reg.to_string(), PathBuf::from(path)))
+                }
+                _ => bail!("--registry-certificate {c}: expected REGISTRY=CA.crt"),
+            }
+        }
+        let mut registry_maps = Vec::new();
+        for mirror in &self.registry_mirrors {
+            if mirror.trim().is_empty() {
+                bail!("--registry-mirror: empty value");
+            }
+            registry_maps.push(("index.docker.io".to_string(), mirror.trim().to_string()));
+        }
+        for map in &self.registry_maps {
+            registry_maps.extend(crate::registry::parse_registry_map(map)?);
+        }
+        let platform = match &self.custom_platform {
+            Some(p) => Some(p.parse::<crate::registry::Platform>()?),
+            None => None,
+        };
         if self.destinations.is_empty() && !self.no_push {
             bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
         }
@@ -203,7 +260,16 @@ impl CliArgs {
                 insecure_pull: self.insecure_pull,
                 skip_tls_verify: self.skip_tls_verify,
                 insecure_registries: self.insecure_registries,
+                skip_tls_verify_pull: self.skip_tls_verify_pull,
+                skip_tls_verify_registries: self.skip_tls_verify_registries,
+                registry_certificates,
+                registry_maps,
+                skip_default_registry_fallback: self.skip_default_registry_fallback,
+                push_retry: self.push_retry,
+                image_download_retry: self.image_download_retry,
             },
+            skip_push_permission_check: self.skip_push_permission_check,
+            platform,
             reproducible: self.reproducible,
             labels,
             image_name_with_digest_file: self.image_name_with_digest_file,

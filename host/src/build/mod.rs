@@ -46,6 +46,10 @@ pub struct BuildOptions {
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// kiln's work dir: blob cache, stage roots, compiled guest
     pub kiln_dir: PathBuf,
+    /// `--skip-push-permission-check`
+    pub skip_push_permission_check: bool,
+    /// `--custom-platform`: the platform to build for, else the host's
+    pub platform: Option<Platform>,
 }
 
 /// A RUN that failed: kiln exits with the command's code, as kaniko does.
@@ -110,7 +114,7 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     for w in &df.warnings {
         tracing::warn!("{}: {w}", opts.dockerfile.display());
     }
-    let platform = Platform::host();
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
     let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref(), &platform)
         .with_context(|| format!("planning {}", opts.dockerfile.display()))?;
     warn_unused_build_args(&plan, &opts.build_args);
@@ -138,8 +142,17 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     });
+    let registry = Registry::new(opts.registry.clone());
+    if !opts.no_push && !opts.skip_push_permission_check {
+        for dest in &opts.destinations {
+            registry
+                .check_push_permission(dest)
+                .await
+                .with_context(|| format!("checking push permission for {dest}"))?;
+        }
+    }
     let mut build = Build {
-        registry: Registry::new(opts.registry.clone()),
+        registry,
         opts,
         store,
         platform,
@@ -165,6 +178,9 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let mut last = results
         .remove(&plan.target)
         .context("the target stage produced no image")?;
+    if build.opts.platform.is_some() {
+        registry::set_config_platform(&mut last.config, &build.platform);
+    }
     if !build.opts.labels.is_empty() {
         let config = image::object(&mut last.config)
             .entry("config")
