@@ -97,7 +97,9 @@ pub enum Error {
         #[source]
         source: OciDistributionError,
     },
-    #[error("{registry} refused to let {action} repository {repository} with {credentials}")]
+    #[error(
+        "{registry} denied {action} repository {repository}; credentials tried: {credentials}"
+    )]
     Unauthorized {
         registry: String,
         repository: String,
@@ -122,7 +124,7 @@ pub enum Error {
     },
     #[error("invalid --registry-map {value:?}: expected FROM=TO[;FROM=TO…]")]
     InvalidRegistryMap { value: String },
-    #[error("no push permission: {0}")]
+    #[error(transparent)]
     PushPermission(Box<Error>),
     #[error("fetching manifest {reference}")]
     FetchManifest {
