@@ -14,6 +14,7 @@
 
 mod images;
 mod layout;
+mod proxy;
 mod registry;
 mod scratch;
 mod secure;
@@ -21,6 +22,7 @@ mod tools;
 
 pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
 pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
+pub use proxy::{Fault, FaultProxy};
 pub use registry::{free_port, free_port_on, Registry};
 pub use scratch::Scratch;
 pub use secure::{credential_helper, docker_config, tls_host_name, SecureRegistry};
