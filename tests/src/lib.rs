@@ -18,6 +18,7 @@ mod proxy;
 mod registry;
 mod scratch;
 mod secure;
+mod token;
 mod tools;
 
 pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
@@ -26,6 +27,7 @@ pub use proxy::{Fault, FaultProxy};
 pub use registry::{free_port, free_port_on, Registry};
 pub use scratch::Scratch;
 pub use secure::{credential_helper, docker_config, tls_host_name, SecureRegistry};
+pub use token::TokenRegistry;
 pub use tools::{
     assert_not_in_registry, is_root, kiln_bin, require, require_root, run_checked, run_kiln,
     run_with_timeout, skopeo_config, skopeo_inspect, try_skopeo_inspect, umoci_unpack,

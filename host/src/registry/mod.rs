@@ -16,6 +16,7 @@ mod mirror;
 mod platform;
 mod pull;
 mod push;
+mod token;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 use tracing::{debug, info};
 
+use super::auth::Credentials;
 use super::{
     parse_reference, retry, sha256_hex, with_retries, BlobFile, Direction, Error, PushImage,
     Registry, Result, FIRST_OPERATION_BACKOFF,
@@ -113,7 +114,7 @@ impl Registry {
             sha256_hex(&name, &blob.digest)?;
         }
         let (client, creds) = self.connect(&target, Direction::Push).await?;
-        self.push_with(&client, &target, &name, image, &manifest_digest)
+        self.push_with(&client, &creds, &target, &name, image, &manifest_digest)
             .await
             .map_err(|e| self.explain_denied(e, &target, Direction::Push, &creds))
     }
@@ -121,6 +122,7 @@ impl Registry {
     async fn push_with(
         &self,
         client: &Client,
+        creds: &Credentials,
         target: &Reference,
         name: &str,
         image: &PushImage,
@@ -138,6 +140,15 @@ impl Registry {
                 unique.push(blob);
             }
         }
+        let mut sources: Vec<Reference> = Vec::new();
+        for blob in &unique {
+            if let Some(from) = self.mount_source(&blob.digest, target) {
+                if !sources.iter().any(|s| s.repository() == from.repository()) {
+                    sources.push(from);
+                }
+            }
+        }
+        self.authorize_mounts(client, creds, target, &sources).await;
         let uploaded = stream::iter(unique)
             .map(|blob| self.push_blob(client, target, name, blob))
             // Boxing keeps the future `Send` (rust-lang/rust#104382).
