@@ -9,27 +9,39 @@ use kiln::cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Build(args) = cli.command;
+    let (verbosity, log_format) = match &cli.command {
+        Command::Build(args) => (args.verbosity, args.log_format),
+        Command::Warm(args) => (args.verbosity, args.log_format),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.verbosity.filter()));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbosity.filter()));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
-    match args.log_format {
+    match log_format {
         LogFormat::Json => fmt.json().init(),
         LogFormat::Text => fmt.with_ansi(false).init(),
         LogFormat::Color => fmt.init(),
     }
-    let result = args.into_options().and_then(|opts| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()?;
-        rt.block_on(build::run(opts))
-    });
+            .build()
+    };
+    let result = match cli.command {
+        Command::Build(args) => args.into_options().and_then(|opts| {
+            let image = runtime()?.block_on(build::run(opts))?;
+            Ok(image.manifest_digest.to_string())
+        }),
+        Command::Warm(args) => args.into_options().and_then(|opts| {
+            let warmed = runtime()?.block_on(kiln::warm::run(opts))?;
+            Ok(warmed.join("\n"))
+        }),
+    };
     match result {
-        Ok(image) => {
-            println!("{}", image.manifest_digest);
+        Ok(output) => {
+            println!("{output}");
             ExitCode::SUCCESS
         }
         Err(e) => {

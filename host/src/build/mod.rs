@@ -199,6 +199,30 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     Ok(image)
 }
 
+/// The images a Dockerfile's `FROM` lines name (stages and `scratch` left out), for
+/// `kiln warm --dockerfile`.
+pub fn base_images(
+    dockerfile: &std::path::Path,
+    build_args: &[(String, String)],
+    platform: &Platform,
+) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(dockerfile)
+        .with_context(|| format!("reading dockerfile {}", dockerfile.display()))?;
+    let df = dockerfile::parse(&text)
+        .with_context(|| format!("parsing {}", dockerfile.display()))?;
+    let plan = plan::plan(&df, build_args, None, platform)
+        .with_context(|| format!("planning {}", dockerfile.display()))?;
+    let mut images: Vec<String> = Vec::new();
+    for stage in &plan.stages {
+        if let Base::Image(reference) = &stage.base {
+            if !images.contains(reference) {
+                images.push(reference.clone());
+            }
+        }
+    }
+    Ok(images)
+}
+
 async fn build_stage(
     build: &mut Build,
     plan: &BuildPlan,

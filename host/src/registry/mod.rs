@@ -12,6 +12,7 @@
 //! high-level `pull()`/`push()` keep whole layers in memory and are not used.
 
 mod auth;
+pub mod cache;
 mod mirror;
 mod platform;
 mod pull;
@@ -383,6 +384,8 @@ pub struct RegistryOptions {
     pub push_retry: u32,
     /// Retries of a whole failed base-image pull (`--image-download-retry`).
     pub image_download_retry: u32,
+    /// Base-image cache looked at before the network (`--cache-dir`, filled by `kiln warm`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// An image whose blobs are now in the blob directory.
@@ -398,6 +401,8 @@ pub struct PulledImage {
     pub config_digest: String,
     /// Layers in manifest order.
     pub layers: Vec<PulledLayer>,
+    /// The image manifest's bytes, as stored in the registry.
+    pub manifest: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]

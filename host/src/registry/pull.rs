@@ -25,6 +25,7 @@ use super::platform::{
     config_platform, describe_platforms, satisfies, select_entry, Descriptor, Manifest,
     ACCEPTED_MANIFESTS,
 };
+use super::cache::BlobCache;
 use super::{
     mirror, parse_reference, retry, sha256_hex, with_retries, Direction, Error, Platform,
     PulledImage, PulledLayer, Registry, Result, FIRST_OPERATION_BACKOFF,
@@ -49,7 +50,34 @@ impl Registry {
         blob_dir: &Path,
     ) -> Result<PulledImage> {
         let reference = parse_reference(reference)?;
-        let candidates = mirror::candidates(&self.opts, &reference);
+        if let Some(dir) = &self.opts.cache_dir {
+            let cache = BlobCache::new(dir);
+            let (name, platform_owned, blobs) =
+                (reference.whole(), platform.clone(), blob_dir.to_path_buf());
+            let cached = tokio::task::spawn_blocking(move || cache.load(&name, &platform_owned, &blobs))
+                .await
+                .map_err(|source| Error::Task {
+                    reference: reference.whole(),
+                    digest: String::new(),
+                    source,
+                })??;
+            if let Some(image) = cached {
+                info!(reference = %image.reference, digest = %image.manifest_digest, cache = %dir.display(), "base image from the cache");
+                return Ok(image);
+            }
+            debug!(reference = %reference.whole(), cache = %dir.display(), "not in the cache");
+        }
+        self.pull_network(&reference, platform, blob_dir).await
+    }
+
+    /// Pulls `reference` from its mirrors, then its own registry.
+    async fn pull_network(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        blob_dir: &Path,
+    ) -> Result<PulledImage> {
+        let candidates = mirror::candidates(&self.opts, reference);
         let mut last_error = None;
         for (i, candidate) in candidates.iter().enumerate() {
             let result = retry(
@@ -82,6 +110,22 @@ impl Registry {
             platform: platform.to_string(),
             available: String::new(),
         }))
+    }
+
+    /// Pulls `reference` from the network into `cache` and records it there, for builds
+    /// with `--cache-dir` (`kiln warm`).
+    pub async fn warm(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        cache: &BlobCache,
+    ) -> Result<PulledImage> {
+        let parsed = parse_reference(reference)?;
+        let image = self
+            .pull_network(&parsed, platform, &cache.blob_dir())
+            .await?;
+        cache.record(&parsed.whole(), platform, &image, &image.manifest)?;
+        Ok(image)
     }
 
     /// One attempt at pulling `reference` from its own registry.
@@ -219,6 +263,7 @@ impl Registry {
             config: config_bytes,
             config_digest: config.digest,
             layers,
+            manifest: body.to_vec(),
         })
     }
 }
@@ -362,7 +407,7 @@ impl BlobFetcher<'_> {
 }
 
 /// Hex sha256 of a file's content.
-fn hash_file(path: &Path) -> std::io::Result<String> {
+pub(super) fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; HASH_BUFFER];
