@@ -345,7 +345,10 @@ impl WarmArgs {
             insecure_registries: self.insecure_registries,
             ..RegistryOptions::default()
         };
-        let platform = self.registry.apply(&mut registry)?.unwrap_or_else(Platform::host);
+        let platform = self
+            .registry
+            .apply(&mut registry)?
+            .unwrap_or_else(Platform::host);
         let Some(cache_dir) = registry.cache_dir.take() else {
             bail!("kiln warm needs --cache-dir DIR");
         };

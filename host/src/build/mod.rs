@@ -208,8 +208,8 @@ pub fn base_images(
 ) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(dockerfile)
         .with_context(|| format!("reading dockerfile {}", dockerfile.display()))?;
-    let df = dockerfile::parse(&text)
-        .with_context(|| format!("parsing {}", dockerfile.display()))?;
+    let df =
+        dockerfile::parse(&text).with_context(|| format!("parsing {}", dockerfile.display()))?;
     let plan = plan::plan(&df, build_args, None, platform)
         .with_context(|| format!("planning {}", dockerfile.display()))?;
     let mut images: Vec<String> = Vec::new();

@@ -51,12 +51,20 @@ impl BlobCache {
 
     /// Where the blob `digest` is (or would be) stored.
     pub fn blob_path(&self, reference: &str, digest: &str) -> Result<PathBuf> {
-        Ok(self.blob_dir().join("sha256").join(sha256_hex(reference, digest)?))
+        Ok(self
+            .blob_dir()
+            .join("sha256")
+            .join(sha256_hex(reference, digest)?))
     }
 
     /// The path of blob `digest` when it is in the cache with `size` bytes and the right
     /// content; `None` otherwise (a damaged file is removed).
-    pub fn verified_blob(&self, reference: &str, digest: &str, size: u64) -> Result<Option<PathBuf>> {
+    pub fn verified_blob(
+        &self,
+        reference: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<Option<PathBuf>> {
         let path = self.blob_path(reference, digest)?;
         let file_error = |source| Error::BlobFile {
             reference: reference.to_string(),

@@ -21,11 +21,11 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWrite;
 use tracing::{debug, info, warn};
 
+use super::cache::BlobCache;
 use super::platform::{
     config_platform, describe_platforms, satisfies, select_entry, Descriptor, Manifest,
     ACCEPTED_MANIFESTS,
 };
-use super::cache::BlobCache;
 use super::{
     mirror, parse_reference, retry, sha256_hex, with_retries, Direction, Error, Platform,
     PulledImage, PulledLayer, Registry, Result, FIRST_OPERATION_BACKOFF,
@@ -54,13 +54,14 @@ impl Registry {
             let cache = BlobCache::new(dir);
             let (name, platform_owned, blobs) =
                 (reference.whole(), platform.clone(), blob_dir.to_path_buf());
-            let cached = tokio::task::spawn_blocking(move || cache.load(&name, &platform_owned, &blobs))
-                .await
-                .map_err(|source| Error::Task {
-                    reference: reference.whole(),
-                    digest: String::new(),
-                    source,
-                })??;
+            let cached =
+                tokio::task::spawn_blocking(move || cache.load(&name, &platform_owned, &blobs))
+                    .await
+                    .map_err(|source| Error::Task {
+                        reference: reference.whole(),
+                        digest: String::new(),
+                        source,
+                    })??;
             if let Some(image) = cached {
                 info!(reference = %image.reference, digest = %image.manifest_digest, cache = %dir.display(), "base image from the cache");
                 return Ok(image);
