@@ -2,9 +2,10 @@
 //!
 //! Owns registry addressing (Docker Hub normalisation, plain HTTP for loopback registries and
 //! the `--insecure*` flags, TLS trust from `--skip-tls-verify*` and `--registry-certificate`),
-//! credentials (`auth.rs`), mirrors (`mirror.rs`), platform choice in an index
-//! (`platform.rs`), blob download with digest checks (`pull.rs`), streaming upload with
-//! cross-repository mounts (`push.rs`), and retries of transient failures. It never looks
+//! credentials (`auth.rs`), bearer tokens for mounts (`token.rs`), mirrors (`mirror.rs`),
+//! platform choice in an index (`platform.rs`), blob download with digest checks (`pull.rs`),
+//! streaming upload with cross-repository mounts (`push.rs`), the base-image cache of
+//! `--cache-dir` (`cache.rs`), and retries of transient failures. It never looks
 //! inside configs or layers: building manifests and configs, and unpacking layers, belong to
 //! the image and layer modules.
 //!

@@ -33,6 +33,12 @@ impl Registry {
     /// manifest bytes). The manifest is tagged with the reference's tag, or stored by digest
     /// when the reference has only a digest (which must then be the manifest's).
     pub async fn push(&self, reference: &str, image: &PushImage) -> Result<String> {
+        info!(
+            reference,
+            blobs = image.blobs.len(),
+            bytes = image.blobs.iter().map(|b| b.size).sum::<u64>(),
+            "pushing image"
+        );
         retry(
             "push image",
             self.opts.push_retry,
