@@ -237,6 +237,9 @@ pub struct RegistryArgs {
     /// REGISTRY=CA.crt: trust this PEM CA certificate for the registry (repeatable)
     #[arg(long = "registry-certificate")]
     pub registry_certificates: Vec<String>,
+    /// REGISTRY=client.crt,client.key: TLS client certificate (not supported yet: refused)
+    #[arg(long = "registry-client-cert")]
+    pub registry_client_certs: Vec<String>,
     /// A mirror of Docker Hub, host[/prefix], tried before it when pulling (repeatable)
     #[arg(long = "registry-mirror")]
     pub registry_mirrors: Vec<String>,
@@ -275,6 +278,9 @@ impl RegistryArgs {
                     .push((reg.to_string(), PathBuf::from(path))),
                 _ => bail!("--registry-certificate {c}: expected REGISTRY=CA.crt"),
             }
+        }
+        if let Some(c) = self.registry_client_certs.first() {
+            bail!("--registry-client-cert {c}: TLS client certificates are not supported yet");
         }
         for mirror in &self.registry_mirrors {
             if mirror.trim().is_empty() {

@@ -674,11 +674,16 @@ fn is_tls_failure(err: &OciDistributionError) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
         let text = c.to_string().to_ascii_lowercase();
-        if text.contains("certificate")
-            || text.contains("tls")
-            || text.contains("handshake")
-            || text.contains("invalidcontenttype")
-            || text.contains("corrupt message")
+        if [
+            "certificate",
+            "handshake",
+            "corrupt message",
+            "fatal alert",
+            "peer is incompatible",
+            "peer misbehaved",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
         {
             return true;
         }
