@@ -172,7 +172,7 @@ impl DockerConfig {
             })
             .filter(|name| !name.is_empty());
         if let Some(name) = helper_name {
-            return self.from_helper(name, "credHelpers", registry, path, helper);
+            return self.helper_credentials(name, "credHelpers", registry, path, helper);
         }
 
         let exact = self.auths.get_key_value(registry).into_iter();
@@ -195,7 +195,7 @@ impl DockerConfig {
             }
         }
         if let Some(name) = self.creds_store.as_deref().filter(|n| !n.is_empty()) {
-            return self.from_helper(name, "credsStore", registry, path, helper);
+            return self.helper_credentials(name, "credsStore", registry, path, helper);
         }
         Ok(Credentials::anonymous(match identity_token {
             Some(source) => format!(
@@ -208,7 +208,7 @@ impl DockerConfig {
         }))
     }
 
-    fn from_helper(
+    fn helper_credentials(
         &self,
         name: &str,
         section: &str,

@@ -92,13 +92,13 @@ pub enum Error {
         helper: String,
         reason: String,
     },
-    #[error("authenticating to {registry} for repository {repository} with {credentials}")]
+    #[error("authenticating to {registry} for {reference} with {credentials}")]
     Auth {
         registry: String,
-        repository: String,
+        reference: String,
         credentials: String,
         #[source]
-        source: OciDistributionError,
+        source: Box<OciDistributionError>,
     },
     #[error(
         "{registry} denied {action} repository {repository}; credentials tried: {credentials}"
@@ -116,7 +116,7 @@ pub enum Error {
         registry: String,
         hint: String,
         #[source]
-        source: OciDistributionError,
+        source: Box<OciDistributionError>,
     },
     #[error("reading the CA certificate {path} for {registry} (--registry-certificate)")]
     ReadCertificate {
@@ -246,8 +246,8 @@ impl Error {
     /// transfers, HTTP 5xx, 408 and 429.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Auth { source, .. }
-            | Error::FetchManifest { source, .. }
+            Error::Auth { source, .. } => is_transient(source),
+            Error::FetchManifest { source, .. }
             | Error::PullBlob { source, .. }
             | Error::BlobExists { source, .. }
             | Error::PushBlob { source, .. }
@@ -596,14 +596,14 @@ impl Registry {
                         Error::Tls {
                             hint: self.tls_hint(&registry, direction),
                             registry: registry.clone(),
-                            source,
+                            source: Box::new(source),
                         }
                     } else {
                         Error::Auth {
                             registry: registry.clone(),
-                            repository: reference.repository().to_string(),
+                            reference: reference.whole(),
                             credentials: creds.source.clone(),
-                            source,
+                            source: Box::new(source),
                         }
                     }
                 })
