@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::build::{BuildOptions, LayerOptions};
-use crate::registry::RegistryOptions;
+use crate::registry::{parse_registry_map, Platform, RegistryOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,10 +20,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size difference between the two argument sets is harmless.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile and push it or write it locally
     Build(CliArgs),
+    /// Fill a --cache-dir with base images, for builds without network access to them
+    Warm(WarmArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,12 +97,15 @@ pub struct CliArgs {
     /// Pull from plain-HTTP registries
     #[arg(long)]
     pub insecure_pull: bool,
-    /// Accept registries' invalid TLS certificates
+    /// Push to registries with invalid TLS certificates
     #[arg(long)]
     pub skip_tls_verify: bool,
     /// A registry to reach over plain HTTP (repeatable)
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+    /// Registries: TLS trust, mirrors, retries, permission check, platform, base-image cache
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Fixed timestamps (SOURCE_DATE_EPOCH, else 0) and layer mtimes clamped to them, so
     /// the same inputs give the same digests
     #[arg(long)]
@@ -273,6 +280,14 @@ impl CliArgs {
                 _ => bail!("--label {l}: expected KEY=VALUE"),
             }
         }
+        let mut registry = RegistryOptions {
+            insecure: self.insecure,
+            insecure_pull: self.insecure_pull,
+            skip_tls_verify: self.skip_tls_verify,
+            insecure_registries: self.insecure_registries,
+            ..RegistryOptions::default()
+        };
+        let platform = self.registry.apply(&mut registry)?;
         if self.destinations.is_empty() && !self.no_push {
             bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
         }
@@ -287,12 +302,9 @@ impl CliArgs {
             digest_file: self.digest_file,
             build_args,
             target: self.target,
-            registry: RegistryOptions {
-                insecure: self.insecure,
-                insecure_pull: self.insecure_pull,
-                skip_tls_verify: self.skip_tls_verify,
-                insecure_registries: self.insecure_registries,
-            },
+            registry,
+            skip_push_permission_check: self.registry.skip_push_permission_check,
+            platform,
             reproducible: self.reproducible,
             labels,
             image_name_with_digest_file: self.image_name_with_digest_file,
@@ -308,6 +320,166 @@ impl CliArgs {
             ignore_paths: self.ignore_paths.iter().map(PathBuf::from).collect(),
             ignore_var_run: self.ignore_var_run,
             cleanup: self.cleanup,
+        })
+    }
+}
+
+// --- Registries: TLS trust, mirrors, retries, permission check, platform, base-image cache ---
+
+/// Registry flags beyond the plain-HTTP ones, named as kaniko names them.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Pull from registries with invalid TLS certificates
+    #[arg(long)]
+    pub skip_tls_verify_pull: bool,
+    /// A registry whose TLS certificate is not checked (repeatable)
+    #[arg(long = "skip-tls-verify-registry")]
+    pub skip_tls_verify_registries: Vec<String>,
+    /// REGISTRY=CA.crt: trust this PEM CA certificate for the registry (repeatable)
+    #[arg(long = "registry-certificate")]
+    pub registry_certificates: Vec<String>,
+    /// REGISTRY=client.crt,client.key: TLS client certificate (not supported yet: refused)
+    #[arg(long = "registry-client-cert")]
+    pub registry_client_certs: Vec<String>,
+    /// A mirror of Docker Hub, host[/prefix], tried before it when pulling (repeatable)
+    #[arg(long = "registry-mirror")]
+    pub registry_mirrors: Vec<String>,
+    /// FROM=TO[;FROM=TO…]: registries to pull from instead of FROM, tried in order
+    /// (repeatable)
+    #[arg(long = "registry-map")]
+    pub registry_maps: Vec<String>,
+    /// Fail when every mirror failed instead of pulling from the original registry
+    #[arg(long)]
+    pub skip_default_registry_fallback: bool,
+    /// Retries of a failed push, with exponential backoff
+    #[arg(long, default_value_t = 0)]
+    pub push_retry: u32,
+    /// Retries of a failed base-image pull, with exponential backoff
+    #[arg(long, default_value_t = 0)]
+    pub image_download_retry: u32,
+    /// Do not check that every destination accepts pushes before building
+    #[arg(long)]
+    pub skip_push_permission_check: bool,
+    /// Build for this platform, os/arch[/variant]: picks it from base-image indexes and
+    /// writes it into the image config
+    #[arg(long)]
+    pub custom_platform: Option<String>,
+    /// Base-image cache (filled by `kiln warm`), looked at before the network
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// Validates these flags into `opts`; returns the `--custom-platform`, if any.
+    pub fn apply(&self, opts: &mut RegistryOptions) -> Result<Option<Platform>> {
+        for c in &self.registry_certificates {
+            match c.split_once('=') {
+                Some((reg, path)) if !reg.is_empty() && !path.is_empty() => opts
+                    .registry_certificates
+                    .push((reg.to_string(), PathBuf::from(path))),
+                _ => bail!("--registry-certificate {c}: expected REGISTRY=CA.crt"),
+            }
+        }
+        if let Some(c) = self.registry_client_certs.first() {
+            bail!("--registry-client-cert {c}: TLS client certificates are not supported yet");
+        }
+        for mirror in &self.registry_mirrors {
+            if mirror.trim().is_empty() {
+                bail!("--registry-mirror: empty value");
+            }
+            opts.registry_maps
+                .push(("index.docker.io".to_string(), mirror.trim().to_string()));
+        }
+        for map in &self.registry_maps {
+            opts.registry_maps.extend(parse_registry_map(map)?);
+        }
+        opts.skip_tls_verify_pull = self.skip_tls_verify_pull;
+        opts.skip_tls_verify_registries = self.skip_tls_verify_registries.clone();
+        opts.skip_default_registry_fallback = self.skip_default_registry_fallback;
+        opts.push_retry = self.push_retry;
+        opts.image_download_retry = self.image_download_retry;
+        opts.cache_dir = self.cache_dir.clone();
+        Ok(match &self.custom_platform {
+            Some(p) => Some(p.parse::<Platform>()?),
+            None => None,
+        })
+    }
+}
+
+/// `kiln warm` flags, as kaniko's warmer names them.
+#[derive(Debug, Clone, Args)]
+pub struct WarmArgs {
+    /// An image to cache (repeatable)
+    #[arg(short = 'i', long = "image")]
+    pub images: Vec<String>,
+    /// Cache every base image this Dockerfile names in FROM
+    #[arg(short = 'f', long)]
+    pub dockerfile: Option<PathBuf>,
+    /// Build argument K=V for the Dockerfile's FROM lines (repeatable)
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Pull from plain-HTTP registries
+    #[arg(long)]
+    pub insecure_pull: bool,
+    /// A registry to reach over plain HTTP (repeatable)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Log level: panic, fatal, error, warn, info, debug, trace
+    #[arg(short = 'v', long, value_enum, default_value = "info")]
+    pub verbosity: Verbosity,
+    /// Log format
+    #[arg(long, value_enum, default_value = "color")]
+    pub log_format: LogFormat,
+}
+
+/// What `kiln warm` does, validated.
+#[derive(Debug, Clone)]
+pub struct WarmOptions {
+    pub images: Vec<String>,
+    pub dockerfile: Option<PathBuf>,
+    pub build_args: Vec<(String, String)>,
+    pub registry: RegistryOptions,
+    pub cache_dir: PathBuf,
+    pub platform: Platform,
+}
+
+impl WarmArgs {
+    pub fn into_options(self) -> Result<WarmOptions> {
+        let mut registry = RegistryOptions {
+            insecure_pull: self.insecure_pull,
+            insecure_registries: self.insecure_registries,
+            ..RegistryOptions::default()
+        };
+        let platform = self
+            .registry
+            .apply(&mut registry)?
+            .unwrap_or_else(Platform::host);
+        let Some(cache_dir) = registry.cache_dir.take() else {
+            bail!("kiln warm needs --cache-dir DIR");
+        };
+        if self.images.is_empty() && self.dockerfile.is_none() {
+            bail!("kiln warm needs --image REF or --dockerfile PATH");
+        }
+        let mut build_args = Vec::new();
+        for a in &self.build_args {
+            match a.split_once('=') {
+                Some((k, v)) => build_args.push((k.to_string(), v.to_string())),
+                None => {
+                    if let Ok(v) = std::env::var(a) {
+                        build_args.push((a.clone(), v));
+                    }
+                }
+            }
+        }
+        Ok(WarmOptions {
+            images: self.images,
+            dockerfile: self.dockerfile,
+            build_args,
+            registry,
+            cache_dir,
+            platform,
         })
     }
 }

@@ -16,3 +16,4 @@ pub mod rootfs;
 pub mod run;
 pub mod sandbox;
 pub mod snapshot;
+pub mod warm;

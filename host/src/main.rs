@@ -10,40 +10,52 @@ use kiln::run::Isolation;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Build(args) = cli.command;
+    let (verbosity, log_format) = match &cli.command {
+        Command::Build(args) => (args.verbosity, args.log_format),
+        Command::Warm(args) => (args.verbosity, args.log_format),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.verbosity.filter()));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbosity.filter()));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
-    match args.log_format {
+    match log_format {
         LogFormat::Json => fmt.json().init(),
         LogFormat::Text => fmt.with_ansi(false).init(),
         LogFormat::Color => fmt.init(),
     }
-    let result = args.into_options().and_then(|opts| {
-        if opts.isolation == Isolation::Rootless && !rustix::process::geteuid().is_root() {
-            // before any thread exists: the kernel allows a user namespace only then
-            kiln::run::isolation::enter_user_namespace()?;
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()?;
-        let result = rt.block_on(async {
-            tokio::select! {
-                r = build::run(opts) => r,
-                s = interrupted() => Err(anyhow::anyhow!("stopped by {s}")),
+            .build()
+    };
+    let result = match cli.command {
+        Command::Build(args) => args.into_options().and_then(|opts| {
+            if opts.isolation == Isolation::Rootless && !rustix::process::geteuid().is_root() {
+                // before any thread exists: the kernel allows a user namespace only then
+                kiln::run::isolation::enter_user_namespace()?;
             }
-        });
-        // a RUN still going when a signal came: it and all it started go now
-        kiln::run::kill_running();
-        rt.shutdown_timeout(std::time::Duration::from_secs(5));
-        result
-    });
+            let rt = runtime()?;
+            let result = rt.block_on(async {
+                tokio::select! {
+                    r = build::run(opts) => r,
+                    s = interrupted() => Err(anyhow::anyhow!("stopped by {s}")),
+                }
+            });
+            // a RUN still going when a signal came: it and all it started go now
+            kiln::run::kill_running();
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            result.map(|image| image.manifest_digest.to_string())
+        }),
+        Command::Warm(args) => args.into_options().and_then(|opts| {
+            let warmed = runtime()?.block_on(kiln::warm::run(opts))?;
+            Ok(warmed.join("\n"))
+        }),
+    };
     match result {
-        Ok(image) => {
-            println!("{}", image.manifest_digest);
+        Ok(output) => {
+            println!("{output}");
             ExitCode::SUCCESS
         }
         Err(e) => {

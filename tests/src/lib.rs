@@ -14,14 +14,20 @@
 
 mod images;
 mod layout;
+mod proxy;
 mod registry;
 mod scratch;
+mod secure;
+mod token;
 mod tools;
 
 pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
 pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
-pub use registry::{free_port, Registry};
+pub use proxy::{Fault, FaultProxy};
+pub use registry::{free_port, free_port_on, Registry};
 pub use scratch::Scratch;
+pub use secure::{credential_helper, docker_config, tls_host_name, SecureRegistry};
+pub use token::TokenRegistry;
 pub use tools::{
     assert_not_in_registry, is_root, kiln_bin, require, require_root, run_checked, run_kiln,
     run_with_timeout, skopeo_config, skopeo_inspect, try_skopeo_inspect, umoci_unpack,

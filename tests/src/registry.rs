@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
@@ -37,21 +38,32 @@ pub struct Registry {
 impl Registry {
     /// Starts a private registry on a free 127.0.0.1 port and waits until it serves `/v2/`.
     pub fn start() -> Registry {
+        Registry::start_with("127.0.0.1", "127.0.0.1", &|_| String::new())
+    }
+
+    /// Starts a registry listening on `bind_ip`, addressed as `name:PORT`, with `extra(dir)`
+    /// appended to its config (TLS under `http:`, indented two spaces, then top-level
+    /// sections such as `auth:`); `dir` is the registry's own directory, for files the extra
+    /// config refers to. It counts as started once anything answers on the port.
+    pub fn start_with(bind_ip: &str, name: &str, extra: &dyn Fn(&Path) -> String) -> Registry {
         let bin = require("docker-registry", "docker-registry");
         let storage = tempfile::Builder::new()
             .prefix("kiln-registry-")
             .tempdir()
             .expect("registry storage dir");
+        let plain = bind_ip == "127.0.0.1" && name == "127.0.0.1";
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            let port = free_port();
-            let host = format!("127.0.0.1:{port}");
+            let port = free_port_on(bind_ip);
+            let addr = format!("{bind_ip}:{port}");
+            let host = format!("{name}:{port}");
             let config = storage.path().join("config.yml");
             fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp: {{addr: {host}}}\n",
-                    storage.path().join("data").display()
+                    "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {addr}\n{}",
+                    storage.path().join("data").display(),
+                    extra(storage.path()),
                 ),
             )
             .expect("writing registry config");
@@ -67,7 +79,8 @@ impl Registry {
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
             let deadline = Instant::now() + START_TIMEOUT;
             loop {
-                if http_status(&host, "/v2/") == Some(200) {
+                let status = http_status(&addr, "/v2/");
+                if status == Some(200) || (!plain && status.is_some()) {
                     let watchdog = spawn_watchdog(child.id());
                     return Registry {
                         child,
@@ -141,7 +154,12 @@ impl Drop for Registry {
 /// A port the kernel just handed out on 127.0.0.1 (released again before returning), so
 /// nothing listens on it until someone binds it again.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+/// A free port on the local address `ip`.
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind(format!("{ip}:0"))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("binding an ephemeral loopback port")

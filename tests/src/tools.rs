@@ -169,16 +169,17 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    run_kiln_in(args, None)
+    run_kiln_in(args, None, &[])
 }
 
-fn run_kiln_in<I, S>(args: I, cwd: Option<&Path>) -> Output
+fn run_kiln_in<I, S>(args: I, cwd: Option<&Path>, envs: &[(OsString, OsString)]) -> Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
     let mut cmd = Command::new(kiln_bin());
     cmd.args(args);
+    cmd.envs(envs.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = cwd {
         cmd.current_dir(cwd);
     }
@@ -199,6 +200,7 @@ where
 pub struct Build {
     args: Vec<OsString>,
     cwd: Option<PathBuf>,
+    envs: Vec<(OsString, OsString)>,
 }
 
 impl Build {
@@ -213,7 +215,11 @@ impl Build {
             args.push(flag.into());
             args.push(value.into());
         }
-        Build { args, cwd: None }
+        Build {
+            args,
+            cwd: None,
+            envs: Vec::new(),
+        }
     }
 
     /// Appends one raw argument.
@@ -227,6 +233,13 @@ impl Build {
         self.arg("--destination").arg(reference)
     }
 
+    /// Sets an environment variable for kiln.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Build {
+        self.envs
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
     /// Runs kiln from `dir` instead of the test's working directory.
     pub fn current_dir(mut self, dir: &Path) -> Build {
         self.cwd = Some(dir.to_path_buf());
@@ -235,7 +248,7 @@ impl Build {
 
     /// Runs kiln and returns whatever happened.
     pub fn run(&self) -> Output {
-        run_kiln_in(&self.args, self.cwd.as_deref())
+        run_kiln_in(&self.args, self.cwd.as_deref(), &self.envs)
     }
 
     /// Runs kiln and panics (with its stderr) unless it exits 0.

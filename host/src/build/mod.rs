@@ -63,6 +63,10 @@ pub struct BuildOptions {
     /// snapshots and layers: `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
     /// `--ignore-var-run`, `--compression`, `--compression-level`
     pub layers: LayerOptions,
+    /// `--skip-push-permission-check`
+    pub skip_push_permission_check: bool,
+    /// `--custom-platform`: the platform to build for, else the host's
+    pub platform: Option<Platform>,
 }
 
 /// How stage roots are snapshotted and new layers compressed.
@@ -158,7 +162,7 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
     for w in &df.warnings {
         tracing::warn!("{}: {w}", opts.dockerfile.display());
     }
-    let platform = Platform::host();
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
     let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref(), &platform)
         .with_context(|| format!("planning {}", opts.dockerfile.display()))?;
     warn_unused_build_args(&plan, &opts.build_args);
@@ -230,8 +234,17 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     });
+    let registry = Registry::new(opts.registry.clone());
+    if !opts.no_push && !opts.skip_push_permission_check {
+        for dest in &opts.destinations {
+            registry
+                .check_push_permission(dest)
+                .await
+                .with_context(|| format!("checking push permission for {dest}"))?;
+        }
+    }
     let mut build = Build {
-        registry: Registry::new(opts.registry.clone()),
+        registry,
         opts,
         store,
         platform,
@@ -257,6 +270,9 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
     let mut last = results
         .remove(&plan.target)
         .context("the target stage produced no image")?;
+    if build.opts.platform.is_some() {
+        registry::set_config_platform(&mut last.config, &build.platform);
+    }
     if !build.opts.labels.is_empty() {
         let config = image::object(&mut last.config)
             .entry("config")
@@ -301,6 +317,30 @@ fn remove_added(
             .with_context(|| format!("--cleanup: removing /{rel}"))?;
     }
     Ok(())
+}
+
+/// The images a Dockerfile's `FROM` lines name (stages and `scratch` left out), for
+/// `kiln warm --dockerfile`.
+pub fn base_images(
+    dockerfile: &std::path::Path,
+    build_args: &[(String, String)],
+    platform: &Platform,
+) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(dockerfile)
+        .with_context(|| format!("reading dockerfile {}", dockerfile.display()))?;
+    let df =
+        dockerfile::parse(&text).with_context(|| format!("parsing {}", dockerfile.display()))?;
+    let plan = plan::plan(&df, build_args, None, platform)
+        .with_context(|| format!("planning {}", dockerfile.display()))?;
+    let mut images: Vec<String> = Vec::new();
+    for stage in &plan.stages {
+        if let Base::Image(reference) = &stage.base {
+            if !images.contains(reference) {
+                images.push(reference.clone());
+            }
+        }
+    }
+    Ok(images)
 }
 
 async fn build_stage(

@@ -1,36 +1,48 @@
 //! Talking to OCI registries: pull a base image's blobs to disk, push a built image.
 //!
 //! Owns registry addressing (Docker Hub normalisation, plain HTTP for loopback registries and
-//! the `--insecure*` flags), credentials (`auth.rs`), platform choice in an index
-//! (`platform.rs`), blob download with digest checks (`pull.rs`) and streaming upload
-//! (`push.rs`), and retries of transient failures. It never looks inside configs or layers:
-//! building manifests and configs, and unpacking layers, belong to the image and layer modules.
+//! the `--insecure*` flags, TLS trust from `--skip-tls-verify*` and `--registry-certificate`),
+//! credentials (`auth.rs`), bearer tokens for mounts (`token.rs`), mirrors (`mirror.rs`),
+//! platform choice in an index (`platform.rs`), blob download with digest checks (`pull.rs`),
+//! streaming upload with cross-repository mounts (`push.rs`), the base-image cache of
+//! `--cache-dir` (`cache.rs`), and retries of transient failures. It never looks
+//! inside configs or layers: building manifests and configs, and unpacking layers, belong to
+//! the image and layer modules.
 //!
 //! The protocol is oci-client's low-level API (raw manifests, one blob at a time); its
-//! high-level `pull()`/`push()` keep whole layers in memory and are not used. Credential
-//! helpers (`credsStore`, `credHelpers`) are not read yet; see `auth.rs`.
+//! high-level `pull()`/`push()` keep whole layers in memory and are not used.
 
 mod auth;
+pub mod cache;
+mod mirror;
 mod platform;
 mod pull;
 mod push;
+mod token;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use tracing::debug;
+use tracing::{debug, warn};
 
-pub use platform::{Platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use auth::Credentials;
+pub use mirror::parse_registry_map;
+pub use platform::{
+    set_config_platform, Platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+};
 
-/// Retries after the first attempt of a manifest or blob transfer.
+/// Retries after the first attempt of one request (a manifest or blob transfer) that failed
+/// in a transient way; `--push-retry` and `--image-download-retry` retry whole operations on
+/// top of these.
 const MAX_RETRIES: u32 = 3;
+/// Wait before the first retry of a whole push or pull; doubled for each further one.
+const FIRST_OPERATION_BACKOFF: Duration = Duration::from_secs(1);
 /// Wait before the first retry; doubled for each further one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,12 +86,49 @@ pub enum Error {
         registry: String,
         reason: String,
     },
-    #[error("authenticating to the registry for {reference}")]
-    Auth {
-        reference: String,
-        #[source]
-        source: OciDistributionError,
+    #[error("running credential helper {helper} for {registry}: {reason}")]
+    CredentialHelper {
+        registry: String,
+        helper: String,
+        reason: String,
     },
+    #[error("authenticating to {registry} for {reference} with {credentials}")]
+    Auth {
+        registry: String,
+        reference: String,
+        credentials: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error(
+        "{registry} denied {action} repository {repository}; credentials tried: {credentials}"
+    )]
+    Unauthorized {
+        registry: String,
+        repository: String,
+        action: &'static str,
+        credentials: String,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("TLS connection to {registry} failed ({hint})")]
+    Tls {
+        registry: String,
+        hint: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error("reading the CA certificate {path} for {registry} (--registry-certificate)")]
+    ReadCertificate {
+        registry: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid --registry-map {value:?}: expected FROM=TO[;FROM=TO…]")]
+    InvalidRegistryMap { value: String },
+    #[error(transparent)]
+    PushPermission(Box<Error>),
     #[error("fetching manifest {reference}")]
     FetchManifest {
         reference: String,
@@ -197,14 +246,44 @@ impl Error {
     /// transfers, HTTP 5xx, 408 and 429.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Auth { source, .. }
-            | Error::FetchManifest { source, .. }
+            Error::Auth { source, .. } => is_transient(source),
+            Error::FetchManifest { source, .. }
             | Error::PullBlob { source, .. }
             | Error::BlobExists { source, .. }
             | Error::PushBlob { source, .. }
             | Error::PushManifest { source, .. } => is_transient(source),
             _ => false,
         }
+    }
+
+    /// Whether the registry refused access: HTTP 401 or 403, or an `UNAUTHORIZED` or
+    /// `DENIED` error code.
+    pub fn is_denied(&self) -> bool {
+        match self {
+            Error::FetchManifest { source, .. }
+            | Error::PullBlob { source, .. }
+            | Error::BlobExists { source, .. }
+            | Error::PushBlob { source, .. }
+            | Error::PushManifest { source, .. } => is_denied(source),
+            Error::Unauthorized { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+fn is_denied(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::RequestError(e) => e
+            .status()
+            .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
+        OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
+        _ => false,
     }
 }
 
@@ -236,18 +315,41 @@ fn is_transient(err: &OciDistributionError) -> bool {
 
 /// Runs `attempt` until it succeeds, fails permanently, or has been retried [`MAX_RETRIES`]
 /// times, doubling the wait each time. `what` names the operation in debug logs.
-async fn with_retries<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
+async fn with_retries<T, F, Fut>(what: &str, attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut delay = FIRST_BACKOFF;
+    retry(
+        what,
+        MAX_RETRIES,
+        FIRST_BACKOFF,
+        Error::is_transient,
+        attempt,
+    )
+    .await
+}
+
+/// Runs `attempt` until it succeeds, fails with an error `should_retry` refuses, or has been
+/// retried `max` times, waiting `first` and doubling the wait each time.
+async fn retry<T, F, Fut>(
+    what: &str,
+    max: u32,
+    first: Duration,
+    should_retry: fn(&Error) -> bool,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut delay = first;
     let mut retries = 0;
     loop {
         match attempt().await {
-            Err(e) if retries < MAX_RETRIES && e.is_transient() => {
+            Err(e) if retries < max && should_retry(&e) => {
                 retries += 1;
-                debug!(what, retry = retries, error = %e, "transient registry failure, retrying");
+                warn!(what, retry = retries, of = max, error = %e, "registry failure, retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
@@ -263,10 +365,28 @@ pub struct RegistryOptions {
     pub insecure: bool,
     /// Plain HTTP for pulls from any registry (`--insecure-pull`).
     pub insecure_pull: bool,
-    /// Accept invalid TLS certificates for pushes and pulls (`--skip-tls-verify`).
-    pub skip_tls_verify: bool,
     /// Registries (host or host:port) spoken to over plain HTTP (`--insecure-registry`).
     pub insecure_registries: Vec<String>,
+    /// Accept invalid TLS certificates when pushing (`--skip-tls-verify`).
+    pub skip_tls_verify: bool,
+    /// Accept invalid TLS certificates when pulling (`--skip-tls-verify-pull`).
+    pub skip_tls_verify_pull: bool,
+    /// Registries whose TLS certificates are not checked (`--skip-tls-verify-registry`).
+    pub skip_tls_verify_registries: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for one registry (`--registry-certificate reg=ca.crt`).
+    pub registry_certificates: Vec<(String, PathBuf)>,
+    /// Mirrors of a registry, tried in order before it when pulling: `--registry-mirror`
+    /// (for Docker Hub) and `--registry-map from=to`.
+    pub registry_maps: Vec<(String, String)>,
+    /// Do not fall back to the original registry when every mirror failed
+    /// (`--skip-default-registry-fallback`).
+    pub skip_default_registry_fallback: bool,
+    /// Retries of a whole failed push (`--push-retry`).
+    pub push_retry: u32,
+    /// Retries of a whole failed base-image pull (`--image-download-retry`).
+    pub image_download_retry: u32,
+    /// Base-image cache looked at before the network (`--cache-dir`, filled by `kiln warm`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// An image whose blobs are now in the blob directory.
@@ -282,6 +402,8 @@ pub struct PulledImage {
     pub config_digest: String,
     /// Layers in manifest order.
     pub layers: Vec<PulledLayer>,
+    /// The image manifest's bytes, as stored in the registry.
+    pub manifest: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -316,11 +438,25 @@ enum Direction {
     Push,
 }
 
+impl Direction {
+    fn verb(self) -> &'static str {
+        match self {
+            Direction::Pull => "pull from",
+            Direction::Push => "push to",
+        }
+    }
+}
+
 /// A registry client for pulls and pushes, shared across a build. Connections and tokens are
 /// kept per registry host.
 pub struct Registry {
     opts: RegistryOptions,
     clients: Mutex<HashMap<(String, Direction), Client>>,
+    /// Credentials looked up so far, by registry host (helpers run once per host).
+    credentials: Mutex<HashMap<String, Credentials>>,
+    /// A repository known to hold each blob (`sha256:…` → reference), from pulls and pushes,
+    /// for cross-repository mounts.
+    known_blobs: Mutex<HashMap<String, Reference>>,
 }
 
 impl Registry {
@@ -328,6 +464,8 @@ impl Registry {
         Registry {
             opts,
             clients: Mutex::new(HashMap::new()),
+            credentials: Mutex::new(HashMap::new()),
+            known_blobs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -345,6 +483,36 @@ impl Registry {
                 .any(|r| same_registry(r, registry))
     }
 
+    /// Whether TLS certificates of `registry` are accepted unchecked in `direction`.
+    fn skip_tls_verify(&self, registry: &str, direction: Direction) -> bool {
+        let all = match direction {
+            Direction::Pull => self.opts.skip_tls_verify_pull,
+            Direction::Push => self.opts.skip_tls_verify,
+        };
+        all || self
+            .opts
+            .skip_tls_verify_registries
+            .iter()
+            .any(|r| same_registry(r, registry))
+    }
+
+    /// The flags that would change how `registry` is reached, for a TLS error message.
+    fn tls_hint(&self, registry: &str, direction: Direction) -> String {
+        let all = match direction {
+            Direction::Pull => "--skip-tls-verify-pull",
+            Direction::Push => "--skip-tls-verify",
+        };
+        let insecure = match direction {
+            Direction::Pull => "--insecure-pull",
+            Direction::Push => "--insecure",
+        };
+        format!(
+            "to trust its certificate pass --registry-certificate {registry}=CA.crt, or skip \
+             verification with --skip-tls-verify-registry {registry} or {all}; for a plain-HTTP \
+             registry pass --insecure-registry {registry} or {insecure}"
+        )
+    }
+
     /// The client for `reference`'s registry, created on first use.
     fn client(&self, reference: &Reference, direction: Direction) -> Result<Client> {
         let registry = reference.resolve_registry().to_string();
@@ -358,9 +526,16 @@ impl Registry {
         } else {
             ClientProtocol::Https
         };
+        let mut extra_root_certificates = Vec::new();
+        for (name, path) in &self.opts.registry_certificates {
+            if same_registry(name, &registry) || same_registry(name, reference.registry()) {
+                extra_root_certificates.push(read_certificate(&registry, path)?);
+            }
+        }
         let config = ClientConfig {
             protocol,
-            accept_invalid_certificates: self.opts.skip_tls_verify,
+            accept_invalid_certificates: self.skip_tls_verify(&registry, direction),
+            extra_root_certificates,
             // One PUT per blob with a streamed body, rather than sequential 4 MiB PATCHes.
             use_monolithic_push: true,
             // Indexes are resolved here, with the variant taken into account.
@@ -378,12 +553,24 @@ impl Registry {
         Ok(client)
     }
 
-    /// Credentials for `reference`'s registry from Docker's config file.
-    fn credentials(&self, reference: &Reference) -> Result<RegistryAuth> {
-        match auth::config_path() {
-            Some(path) => auth::credentials_from_file(&path, reference.registry()),
-            None => Ok(RegistryAuth::Anonymous),
+    /// Credentials for `reference`'s registry from Docker's configuration, looked up once.
+    fn credentials(&self, reference: &Reference) -> Result<Credentials> {
+        let registry = reference.registry().to_string();
+        if let Some(found) = self
+            .credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&registry)
+        {
+            return Ok(found.clone());
         }
+        let found = auth::credentials(&registry)?;
+        debug!(registry = %registry, credentials = %found.source, "registry credentials");
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(registry, found.clone());
+        Ok(found)
     }
 
     /// Creates the client for `reference` and logs in with the stored credentials, so an
@@ -392,25 +579,117 @@ impl Registry {
         &self,
         reference: &Reference,
         direction: Direction,
-    ) -> Result<(Client, RegistryAuth)> {
+    ) -> Result<(Client, Credentials)> {
         let client = self.client(reference, direction)?;
-        let auth = self.credentials(reference)?;
+        let creds = self.credentials(reference)?;
         let op = match direction {
             Direction::Pull => oci_client::RegistryOperation::Pull,
             Direction::Push => oci_client::RegistryOperation::Push,
         };
+        let registry = reference.registry().to_string();
         with_retries("authenticate", || async {
             client
-                .auth(reference, &auth, op)
+                .auth(reference, &creds.auth, op)
                 .await
-                .map_err(|source| Error::Auth {
-                    reference: reference.whole(),
-                    source,
+                .map_err(|source| {
+                    if is_tls_failure(&source) {
+                        Error::Tls {
+                            hint: self.tls_hint(&registry, direction),
+                            registry: registry.clone(),
+                            source: Box::new(source),
+                        }
+                    } else {
+                        Error::Auth {
+                            registry: registry.clone(),
+                            reference: reference.whole(),
+                            credentials: creds.source.clone(),
+                            source: Box::new(source),
+                        }
+                    }
                 })
         })
         .await?;
-        Ok((client, auth))
+        Ok((client, creds))
     }
+
+    /// Turns an error that says access was refused into one naming the registry, repository
+    /// and the credentials tried; other errors pass unchanged.
+    fn explain_denied(
+        &self,
+        err: Error,
+        reference: &Reference,
+        direction: Direction,
+        creds: &Credentials,
+    ) -> Error {
+        if !err.is_denied() {
+            return err;
+        }
+        Error::Unauthorized {
+            registry: reference.registry().to_string(),
+            repository: reference.repository().to_string(),
+            action: direction.verb(),
+            credentials: creds.source.clone(),
+            source: Box::new(err),
+        }
+    }
+
+    /// Remembers that `reference`'s repository holds `digest`.
+    fn note_blob(&self, digest: &str, reference: &Reference) {
+        self.known_blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest.to_string(), reference.clone());
+    }
+
+    /// Another repository of `target`'s registry known to hold `digest`.
+    fn mount_source(&self, digest: &str, target: &Reference) -> Option<Reference> {
+        let known = self.known_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(digest).and_then(|from| {
+            (from.resolve_registry() == target.resolve_registry()
+                && from.repository() != target.repository())
+            .then(|| from.clone())
+        })
+    }
+}
+
+/// Reads a PEM CA certificate file for `registry`.
+fn read_certificate(registry: &str, path: &Path) -> Result<Certificate> {
+    let data = std::fs::read(path).map_err(|source| Error::ReadCertificate {
+        registry: registry.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Certificate {
+        encoding: CertificateEncoding::Pem,
+        data,
+    })
+}
+
+/// Whether a request failed in the TLS handshake (an untrusted or invalid certificate, or a
+/// server that does not speak TLS).
+fn is_tls_failure(err: &OciDistributionError) -> bool {
+    let OciDistributionError::RequestError(e) = err else {
+        return false;
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string().to_ascii_lowercase();
+        if [
+            "certificate",
+            "handshake",
+            "corrupt message",
+            "fatal alert",
+            "peer is incompatible",
+            "peer misbehaved",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether `host` (with or without a port) is this machine: `localhost`, `127.0.0.0/8` or

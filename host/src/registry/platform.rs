@@ -303,6 +303,25 @@ pub(crate) fn describe_platforms(entries: &[IndexEntry]) -> String {
     }
 }
 
+/// Writes `platform` into an image config's `os`, `architecture` and `variant` (removed when
+/// the platform has none), as `--custom-platform` asks. A config that is not a JSON object is
+/// left alone.
+pub fn set_config_platform(config: &mut serde_json::Value, platform: &Platform) {
+    let Some(object) = config.as_object_mut() else {
+        return;
+    };
+    object.insert("os".into(), platform.os.clone().into());
+    object.insert("architecture".into(), platform.architecture.clone().into());
+    match &platform.variant {
+        Some(variant) => {
+            object.insert("variant".into(), variant.clone().into());
+        }
+        None => {
+            object.remove("variant");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,9 @@
 //! Blobs land in `<blob_dir>/sha256/<hex>`: each is streamed into a temporary file beside its
 //! final name, checked for size and sha256 while it is written, and renamed into place only
 //! when both match. A file already at the final name is reused only after its content has been
-//! hashed again. Unpacking layers and reading the config are other modules' jobs.
+//! hashed again. Mirrors (`mirror.rs`) are tried in order before the original registry, and a
+//! whole failed pull is retried `--image-download-retry` times. Unpacking layers and reading
+//! the config are other modules' jobs.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -19,13 +21,14 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWrite;
 use tracing::{debug, info, warn};
 
+use super::cache::BlobCache;
 use super::platform::{
     config_platform, describe_platforms, satisfies, select_entry, Descriptor, Manifest,
     ACCEPTED_MANIFESTS,
 };
 use super::{
-    parse_reference, sha256_hex, with_retries, Direction, Error, Platform, PulledImage,
-    PulledLayer, Registry, Result,
+    mirror, parse_reference, retry, sha256_hex, with_retries, Direction, Error, Platform,
+    PulledImage, PulledLayer, Registry, Result, FIRST_OPERATION_BACKOFF,
 };
 
 /// Blob downloads running at once for one image.
@@ -39,6 +42,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl Registry {
     /// Resolves `reference`, follows an index to `platform`, and downloads the config and every
     /// layer into `blob_dir/sha256/<hex>`, reusing blobs already there with the right content.
+    /// Mirrors of the reference's registry are tried first, in order.
     pub async fn pull(
         &self,
         reference: &str,
@@ -46,11 +50,110 @@ impl Registry {
         blob_dir: &Path,
     ) -> Result<PulledImage> {
         let reference = parse_reference(reference)?;
+        if let Some(dir) = &self.opts.cache_dir {
+            let cache = BlobCache::new(dir);
+            let (name, platform_owned, blobs) =
+                (reference.whole(), platform.clone(), blob_dir.to_path_buf());
+            let cached =
+                tokio::task::spawn_blocking(move || cache.load(&name, &platform_owned, &blobs))
+                    .await
+                    .map_err(|source| Error::Task {
+                        reference: reference.whole(),
+                        digest: String::new(),
+                        source,
+                    })??;
+            if let Some(image) = cached {
+                info!(reference = %image.reference, digest = %image.manifest_digest, cache = %dir.display(), "base image from the cache");
+                return Ok(image);
+            }
+            debug!(reference = %reference.whole(), cache = %dir.display(), "not in the cache");
+        }
+        self.pull_network(&reference, platform, blob_dir).await
+    }
+
+    /// Pulls `reference` from its mirrors, then its own registry.
+    async fn pull_network(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        blob_dir: &Path,
+    ) -> Result<PulledImage> {
+        let candidates = mirror::candidates(&self.opts, reference);
+        let mut last_error = None;
+        for (i, candidate) in candidates.iter().enumerate() {
+            let result = retry(
+                "pull image",
+                self.opts.image_download_retry,
+                FIRST_OPERATION_BACKOFF,
+                |e| !e.is_denied(),
+                || self.pull_from(candidate, platform, blob_dir),
+            )
+            .await;
+            match result {
+                Ok(mut image) => {
+                    image.reference = reference.whole();
+                    return Ok(image);
+                }
+                Err(e) if i + 1 < candidates.len() => {
+                    warn!(
+                        reference = %candidate.whole(),
+                        error = %e,
+                        next = %candidates[i + 1].whole(),
+                        "pull failed, trying the next registry"
+                    );
+                    last_error = Some(e);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::NoMatchingPlatform {
+            reference: reference.whole(),
+            platform: platform.to_string(),
+            available: String::new(),
+        }))
+    }
+
+    /// Pulls `reference` from the network into `cache` and records it there, for builds
+    /// with `--cache-dir` (`kiln warm`).
+    pub async fn warm(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        cache: &BlobCache,
+    ) -> Result<PulledImage> {
+        let parsed = parse_reference(reference)?;
+        let image = self
+            .pull_network(&parsed, platform, &cache.blob_dir())
+            .await?;
+        cache.record(&parsed.whole(), platform, &image, &image.manifest)?;
+        Ok(image)
+    }
+
+    /// One attempt at pulling `reference` from its own registry.
+    async fn pull_from(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        blob_dir: &Path,
+    ) -> Result<PulledImage> {
+        let (client, creds) = self.connect(reference, Direction::Pull).await?;
+        self.pull_with(&client, &creds.auth, reference, platform, blob_dir)
+            .await
+            .map_err(|e| self.explain_denied(e, reference, Direction::Pull, &creds))
+    }
+
+    async fn pull_with(
+        &self,
+        client: &Client,
+        auth: &RegistryAuth,
+        reference: &Reference,
+        platform: &Platform,
+        blob_dir: &Path,
+    ) -> Result<PulledImage> {
         let name = reference.whole();
-        let (client, auth) = self.connect(&reference, Direction::Pull).await?;
 
         let (mut body, mut manifest_ref) = (
-            fetch_manifest(&client, &auth, &reference).await?,
+            fetch_manifest(client, auth, reference).await?,
             reference.clone(),
         );
         let mut manifest = Manifest::parse(&name, &body)?;
@@ -63,7 +166,7 @@ impl Registry {
                 })?;
             debug!(reference = %name, %platform, digest = %entry.digest, "selected index entry");
             manifest_ref = reference.clone_with_digest(entry.digest.clone());
-            body = fetch_manifest(&client, &auth, &manifest_ref).await?;
+            body = fetch_manifest(client, auth, &manifest_ref).await?;
             manifest = Manifest::parse(&manifest_ref.whole(), &body)?;
         }
         let Manifest::Image {
@@ -89,7 +192,7 @@ impl Registry {
             })?;
 
         let fetcher = BlobFetcher {
-            client: &client,
+            client,
             reference: &manifest_ref,
             name: &name,
             sha_dir: &sha_dir,
@@ -143,6 +246,10 @@ impl Registry {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        self.note_blob(&config.digest, &manifest_ref);
+        for layer in &layers {
+            self.note_blob(&layer.digest, &manifest_ref);
+        }
 
         info!(
             reference = %name,
@@ -157,6 +264,7 @@ impl Registry {
             config: config_bytes,
             config_digest: config.digest,
             layers,
+            manifest: body.to_vec(),
         })
     }
 }
@@ -300,7 +408,7 @@ impl BlobFetcher<'_> {
 }
 
 /// Hex sha256 of a file's content.
-fn hash_file(path: &Path) -> std::io::Result<String> {
+pub(super) fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; HASH_BUFFER];

@@ -1,9 +1,13 @@
 //! Pushing an image: blobs first (skipping those the registry has), the manifest last.
 //!
-//! Each blob is streamed from its file in one monolithic upload, so no layer is ever held in
-//! memory; the registry checks the digest. The manifest is pushed only after every blob
-//! succeeded, so a failed push leaves no tag behind. The manifest bytes are the caller's and
-//! are pushed unchanged; writing them is the image module's job.
+//! Each blob is first looked for in the target repository; a blob known to be in another
+//! repository of the same registry (pulled from it, or pushed there earlier in this run) is
+//! mounted from there; anything else is streamed from its file in one monolithic upload, so no
+//! layer is ever held in memory; the registry checks the digest. Blobs go up in parallel. The
+//! manifest is pushed only after every blob succeeded, so a failed push leaves no tag behind,
+//! and a whole failed push is retried `--push-retry` times. The manifest bytes are the
+//! caller's and are pushed unchanged; writing them is the image module's job. The permission
+//! check run before a build lives here too.
 
 use bytes::Bytes;
 use futures_util::stream::{self, Stream, StreamExt as _, TryStreamExt as _};
@@ -13,9 +17,10 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 use tracing::{debug, info};
 
+use super::auth::Credentials;
 use super::{
-    parse_reference, sha256_hex, with_retries, BlobFile, Direction, Error, PushImage, Registry,
-    Result,
+    parse_reference, retry, sha256_hex, with_retries, BlobFile, Direction, Error, PushImage,
+    Registry, Result, FIRST_OPERATION_BACKOFF,
 };
 
 /// Blob uploads running at once for one image.
@@ -28,6 +33,61 @@ impl Registry {
     /// manifest bytes). The manifest is tagged with the reference's tag, or stored by digest
     /// when the reference has only a digest (which must then be the manifest's).
     pub async fn push(&self, reference: &str, image: &PushImage) -> Result<String> {
+        info!(
+            reference,
+            blobs = image.blobs.len(),
+            bytes = image.blobs.iter().map(|b| b.size).sum::<u64>(),
+            "pushing image"
+        );
+        retry(
+            "push image",
+            self.opts.push_retry,
+            FIRST_OPERATION_BACKOFF,
+            |e| e.is_transient() || matches!(e, Error::Task { .. }),
+            || self.push_once(reference, image),
+        )
+        .await
+    }
+
+    /// Checks, before anything is built, that the credentials for `reference` may push to
+    /// its repository: starts a blob upload there, which needs push access, and leaves it
+    /// unfinished (the registry discards it).
+    pub async fn check_push_permission(&self, reference: &str) -> Result<()> {
+        let parsed = parse_reference(reference)?;
+        let (client, creds) = self
+            .connect(&parsed, Direction::Push)
+            .await
+            .map_err(|e| Error::PushPermission(Box::new(e)))?;
+        // The digest of nothing: a mount of it from the repository itself cannot succeed, so
+        // the registry answers 202 (an upload started) when pushing is allowed.
+        let probe = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let result = with_retries("check push permission", || async {
+            client
+                .mount_blob(&parsed, &parsed, probe)
+                .await
+                .map_err(|source| Error::PushBlob {
+                    reference: parsed.whole(),
+                    digest: probe.to_string(),
+                    source,
+                })
+        })
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(Error::PushBlob {
+                source: OciDistributionError::SpecViolationError(_),
+                ..
+            }) => Ok(()),
+            Err(e) => Err(Error::PushPermission(Box::new(self.explain_denied(
+                e,
+                &parsed,
+                Direction::Push,
+                &creds,
+            )))),
+        }
+    }
+
+    async fn push_once(&self, reference: &str, image: &PushImage) -> Result<String> {
         let parsed = parse_reference(reference)?;
         let name = parsed.whole();
         let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&image.manifest)));
@@ -59,7 +119,26 @@ impl Registry {
         for blob in &image.blobs {
             sha256_hex(&name, &blob.digest)?;
         }
-        let (client, _auth) = self.connect(&target, Direction::Push).await?;
+        let (client, creds) = self.connect(&target, Direction::Push).await?;
+        self.push_with(&client, &creds, &target, &name, image, &manifest_digest)
+            .await
+            .map_err(|e| self.explain_denied(e, &target, Direction::Push, &creds))
+    }
+
+    async fn push_with(
+        &self,
+        client: &Client,
+        creds: &Credentials,
+        target: &Reference,
+        name: &str,
+        image: &PushImage,
+        manifest_digest: &str,
+    ) -> Result<String> {
+        let media_type_error = || Error::ManifestMediaType {
+            reference: name.to_string(),
+            media_type: image.manifest_media_type.clone(),
+        };
+        let media_type = image.manifest_media_type.as_str();
 
         let mut unique: Vec<&BlobFile> = Vec::new();
         for blob in &image.blobs {
@@ -67,23 +146,32 @@ impl Registry {
                 unique.push(blob);
             }
         }
+        let mut sources: Vec<Reference> = Vec::new();
+        for blob in &unique {
+            if let Some(from) = self.mount_source(&blob.digest, target) {
+                if !sources.iter().any(|s| s.repository() == from.repository()) {
+                    sources.push(from);
+                }
+            }
+        }
+        self.authorize_mounts(client, creds, target, &sources).await;
         let uploaded = stream::iter(unique)
-            .map(|blob| push_blob(&client, &target, &name, blob))
+            .map(|blob| self.push_blob(client, target, name, blob))
             // Boxing keeps the future `Send` (rust-lang/rust#104382).
             .boxed()
             .buffer_unordered(PARALLEL_UPLOADS)
-            .try_collect::<Vec<bool>>()
+            .try_collect::<Vec<Sent>>()
             .await?;
-        let skipped = uploaded.iter().filter(|u| !**u).count();
+        let count = |kind| uploaded.iter().filter(|s| **s == kind).count();
 
         let manifest = Bytes::from(image.manifest.clone());
         with_retries("push manifest", || async {
             let content_type = media_type.parse().map_err(|_| media_type_error())?;
             client
-                .push_manifest_raw(&target, manifest.clone(), content_type)
+                .push_manifest_raw(target, manifest.clone(), content_type)
                 .await
                 .map_err(|source| Error::PushManifest {
-                    reference: name.clone(),
+                    reference: name.to_string(),
                     source,
                 })
         })
@@ -91,50 +179,81 @@ impl Registry {
         info!(
             reference = %name,
             digest = %manifest_digest,
-            uploaded = uploaded.len() - skipped,
-            skipped,
+            uploaded = count(Sent::Uploaded),
+            mounted = count(Sent::Mounted),
+            skipped = count(Sent::Present),
             "pushed image"
         );
-        Ok(manifest_digest)
+        for blob in &image.blobs {
+            self.note_blob(&blob.digest, target);
+        }
+        Ok(manifest_digest.to_string())
     }
 }
 
-/// Uploads one blob unless the repository already has it. Returns whether it was uploaded.
-async fn push_blob(
-    client: &Client,
-    target: &Reference,
-    name: &str,
-    blob: &BlobFile,
-) -> Result<bool> {
-    let exists = with_retries("check blob", || async {
-        client
-            .blob_exists(target, &blob.digest)
-            .await
-            .map_err(|source| Error::BlobExists {
-                reference: name.to_string(),
-                digest: blob.digest.clone(),
-                source,
-            })
-    })
-    .await?;
-    if exists {
-        debug!(reference = %name, digest = %blob.digest, "blob already in registry");
-        return Ok(false);
+/// What pushing one blob took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// The repository had it already.
+    Present,
+    /// Mounted from another repository of the registry.
+    Mounted,
+    /// Its bytes were uploaded.
+    Uploaded,
+}
+
+impl Registry {
+    /// Uploads one blob unless the repository already has it or it can be mounted.
+    async fn push_blob(
+        &self,
+        client: &Client,
+        target: &Reference,
+        name: &str,
+        blob: &BlobFile,
+    ) -> Result<Sent> {
+        let exists = with_retries("check blob", || async {
+            client
+                .blob_exists(target, &blob.digest)
+                .await
+                .map_err(|source| Error::BlobExists {
+                    reference: name.to_string(),
+                    digest: blob.digest.clone(),
+                    source,
+                })
+        })
+        .await?;
+        if exists {
+            debug!(reference = %name, digest = %blob.digest, "blob already in registry");
+            return Ok(Sent::Present);
+        }
+        if let Some(from) = self.mount_source(&blob.digest, target) {
+            // 201 means mounted; anything else (a 202 that starts an upload, when the source is
+            // not readable with these credentials) falls back to uploading.
+            match client.mount_blob(target, &from, &blob.digest).await {
+                Ok(()) => {
+                    debug!(reference = %name, digest = %blob.digest, from = %from.whole(), "mounted blob");
+                    return Ok(Sent::Mounted);
+                }
+                Err(e) => {
+                    debug!(reference = %name, digest = %blob.digest, from = %from.whole(), error = %e, "mount refused, uploading");
+                }
+            }
+        }
+        with_retries("upload blob", || async {
+            let body = open_blob(name, blob).await?;
+            client
+                .push_blob_stream(target, body, &blob.digest, Some(blob.size))
+                .await
+                .map_err(|source| Error::PushBlob {
+                    reference: name.to_string(),
+                    digest: blob.digest.clone(),
+                    source,
+                })
+        })
+        .await?;
+        debug!(reference = %name, digest = %blob.digest, size = blob.size, "uploaded blob");
+        Ok(Sent::Uploaded)
     }
-    with_retries("upload blob", || async {
-        let body = open_blob(name, blob).await?;
-        client
-            .push_blob_stream(target, body, &blob.digest, Some(blob.size))
-            .await
-            .map_err(|source| Error::PushBlob {
-                reference: name.to_string(),
-                digest: blob.digest.clone(),
-                source,
-            })
-    })
-    .await?;
-    debug!(reference = %name, digest = %blob.digest, size = blob.size, "uploaded blob");
-    Ok(true)
 }
 
 /// Opens a blob file, checks its size, and turns it into a stream of chunks. A read error

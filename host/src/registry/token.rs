@@ -1,0 +1,182 @@
+//! Bearer tokens for cross-repository mounts.
+//!
+//! oci-client asks a token server only for the target repository's scope, so a registry
+//! with token auth answers a mount with 202 (upload instead) whenever the source repository
+//! needs its own `pull` grant. Before mounting, kiln asks the token server itself for
+//! `repository:<target>:pull,push` plus `repository:<source>:pull` for every source, and
+//! puts that token in the client's cache for the target. Failure here is never fatal: the
+//! blobs are then uploaded. Registries with Basic auth or none need nothing of this.
+
+use oci_client::secrets::RegistryAuth;
+use oci_client::token_cache::{RegistryToken, RegistryTokenType};
+use oci_client::{Client, Reference, RegistryOperation};
+use serde::Deserialize;
+use tracing::debug;
+
+use super::auth::Credentials;
+use super::{same_registry, Direction, Registry, CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+impl Registry {
+    /// Gets a token for pushing to `target` and pulling from each of `sources`, and stores
+    /// it as the target's push token. Does nothing for registries without token auth.
+    pub(crate) async fn authorize_mounts(
+        &self,
+        client: &Client,
+        creds: &Credentials,
+        target: &Reference,
+        sources: &[Reference],
+    ) {
+        if sources.is_empty() || matches!(creds.auth, RegistryAuth::Bearer(_)) {
+            return;
+        }
+        match self.mount_token(creds, target, sources).await {
+            Ok(Some(token)) => {
+                client
+                    .tokens
+                    .insert(
+                        target,
+                        RegistryOperation::Push,
+                        RegistryTokenType::Bearer(RegistryToken::Token { token }),
+                    )
+                    .await;
+                debug!(reference = %target.whole(), sources = sources.len(), "token for cross-repository mounts");
+            }
+            Ok(None) => {
+                debug!(reference = %target.whole(), "registry asks for no bearer token");
+            }
+            Err(e) => {
+                debug!(reference = %target.whole(), error = %e, "no token for cross-repository mounts, blobs will be uploaded");
+            }
+        }
+    }
+
+    async fn mount_token(
+        &self,
+        creds: &Credentials,
+        target: &Reference,
+        sources: &[Reference],
+    ) -> Result<Option<String>, reqwest::Error> {
+        let registry = target.resolve_registry();
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .danger_accept_invalid_certs(self.skip_tls_verify(registry, Direction::Push));
+        for (name, path) in &self.opts.registry_certificates {
+            if same_registry(name, registry) || same_registry(name, target.registry()) {
+                if let Ok(pem) = std::fs::read(path) {
+                    if let Ok(cert) = reqwest::Certificate::from_pem(&pem) {
+                        builder = builder.tls_certs_merge([cert]);
+                    }
+                }
+            }
+        }
+        let http = builder.build()?;
+        let scheme = if self.plain_http(registry, Direction::Push) {
+            "http"
+        } else {
+            "https"
+        };
+        let ping = http
+            .get(format!("{scheme}://{registry}/v2/"))
+            .send()
+            .await?;
+        let Some(challenge) = ping
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_bearer_challenge)
+        else {
+            return Ok(None);
+        };
+        let mut query = Vec::new();
+        if let Some(service) = &challenge.service {
+            query.push(("service", service.clone()));
+        }
+        query.push((
+            "scope",
+            format!("repository:{}:pull,push", target.repository()),
+        ));
+        for source in sources {
+            query.push(("scope", format!("repository:{}:pull", source.repository())));
+        }
+        let mut request = http.get(&challenge.realm).query(&query);
+        if let RegistryAuth::Basic(user, password) = &creds.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let answer: TokenAnswer = request.send().await?.error_for_status()?.json().await?;
+        Ok(answer.token.or(answer.access_token))
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+}
+
+/// Parses `Bearer realm="…",service="…",scope="…"`; `None` for any other scheme.
+fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    let (scheme, params) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let (mut realm, mut service) = (None, None);
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value.to_string()),
+            "service" => service = Some(value.to_string()),
+            _ => {}
+        }
+        rest = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(BearerChallenge {
+        realm: realm?,
+        service,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_challenges() {
+        assert_eq!(
+            parse_bearer_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#
+            ),
+            Some(BearerChallenge {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+            })
+        );
+        assert_eq!(
+            parse_bearer_challenge("bearer realm=http://h/t"),
+            Some(BearerChallenge {
+                realm: "http://h/t".into(),
+                service: None
+            })
+        );
+        assert_eq!(parse_bearer_challenge(r#"Basic realm="kiln""#), None);
+        assert_eq!(parse_bearer_challenge(r#"Bearer service="x""#), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! A fault-injecting HTTP/1.1 proxy on a loopback port, put between kiln and a registry.
+//!
+//! Owns relaying requests (one upstream connection per request, `Connection: close`),
+//! injecting faults into the requests that match a rule (an HTTP error status, a dropped
+//! connection, a stall), logging every request line, and counting the blob bytes uploaded
+//! per repository, so tests can prove retries, the manifest-last order and cross-repository
+//! mounts. Request bodies are read whole before relaying: test blobs are small.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// What to do to a matching request.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Answer with this HTTP status and an empty body.
+    Status(u16),
+    /// Close the connection without answering.
+    Drop,
+    /// Wait this long, then relay the request normally.
+    Stall(Duration),
+}
+
+#[derive(Debug)]
+struct Rule {
+    method: String,
+    path_contains: String,
+    fault: Fault,
+    remaining: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    rules: Mutex<Vec<Rule>>,
+    log: Mutex<Vec<String>>,
+    uploaded: Mutex<HashMap<String, u64>>,
+}
+
+/// The proxy; it stops accepting when dropped.
+pub struct FaultProxy {
+    host: String,
+    state: Arc<State>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Relays `127.0.0.1:<free port>` to `upstream` (`host:port`, plain HTTP).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy listen");
+        let host = listener.local_addr().expect("proxy addr").to_string();
+        let state = Arc::new(State::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp, up) = (state.clone(), stop.clone(), upstream.to_string());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (st, up) = (st.clone(), up.clone());
+                thread::spawn(move || {
+                    let _ = relay(conn, &up, &st);
+                });
+            }
+        });
+        FaultProxy { host, state, stop }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `127.0.0.1:PORT/<repo_and_tag>`.
+    pub fn reference(&self, repo_and_tag: &str) -> String {
+        format!("{}/{repo_and_tag}", self.host)
+    }
+
+    /// Applies `fault` to the next `times` requests with `method` whose path contains
+    /// `path_contains`.
+    pub fn inject(&self, method: &str, path_contains: &str, fault: Fault, times: usize) {
+        self.state.rules.lock().unwrap().push(Rule {
+            method: method.to_string(),
+            path_contains: path_contains.to_string(),
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// How many injections of each rule are still to come, in the order added.
+    pub fn remaining(&self) -> Vec<usize> {
+        self.state
+            .rules
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.remaining)
+            .collect()
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        self.state.rules.lock().unwrap().clear();
+    }
+
+    /// `METHOD path -> outcome` for every request so far.
+    pub fn log(&self) -> Vec<String> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    /// Request body bytes sent to blob upload URLs of `repository`.
+    pub fn uploaded_bytes(&self, repository: &str) -> u64 {
+        self.state
+            .uploaded
+            .lock()
+            .unwrap()
+            .get(repository)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(&self.host);
+    }
+}
+
+/// Serves one client connection: reads one request, applies a fault or relays it, closes.
+fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    let request_line = lines.first().cloned().unwrap_or_default();
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let header = |name: &str| {
+        lines.iter().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            if n == 0 {
+                // trailers up to the empty line
+                loop {
+                    let mut t = String::new();
+                    if reader.read_line(&mut t)? == 0 || t == "\r\n" {
+                        break;
+                    }
+                }
+                break;
+            }
+            let start = body.len();
+            body.resize(start + n, 0);
+            reader.read_exact(&mut body[start..])?;
+            let mut crlf = [0u8; 2];
+            reader.read_exact(&mut crlf)?;
+        }
+    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    }
+    if let Some(rest) = path.strip_prefix("/v2/") {
+        if let Some((repo, _)) = rest.split_once("/blobs/uploads") {
+            if matches!(method.as_str(), "PUT" | "PATCH" | "POST") {
+                *state
+                    .uploaded
+                    .lock()
+                    .unwrap()
+                    .entry(repo.to_string())
+                    .or_default() += body.len() as u64;
+            }
+        }
+    }
+    let fault = {
+        let mut rules = state.rules.lock().unwrap();
+        rules
+            .iter_mut()
+            .find(|r| r.remaining > 0 && r.method == method && path.contains(&r.path_contains))
+            .map(|r| {
+                r.remaining -= 1;
+                r.fault
+            })
+    };
+    let mut client = client;
+    let outcome = match fault {
+        Some(Fault::Status(code)) => {
+            write!(
+                client,
+                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            format!("injected {code}")
+        }
+        Some(Fault::Drop) => "dropped".to_string(),
+        other => {
+            if let Some(Fault::Stall(d)) = other {
+                thread::sleep(d);
+            }
+            let mut up = TcpStream::connect(upstream)?;
+            let mut out = format!("{request_line}\r\n");
+            for l in lines.iter().skip(1) {
+                let name = l
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                if matches!(
+                    name.as_str(),
+                    "connection" | "transfer-encoding" | "content-length" | "keep-alive"
+                ) {
+                    continue;
+                }
+                out.push_str(l);
+                out.push_str("\r\n");
+            }
+            if !body.is_empty() || matches!(method.as_str(), "PUT" | "PATCH" | "POST") {
+                out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            }
+            out.push_str("Connection: close\r\n\r\n");
+            up.write_all(out.as_bytes())?;
+            up.write_all(&body)?;
+            let mut response = Vec::new();
+            up.read_to_end(&mut response)?;
+            client.write_all(&response)?;
+            let status = String::from_utf8_lossy(&response[..response.len().min(12)])
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("?")
+                .to_string();
+            match other {
+                Some(Fault::Stall(d)) => format!("stalled {d:?}, {status}"),
+                _ => status,
+            }
+        }
+    };
+    state
+        .log
+        .lock()
+        .unwrap()
+        .push(format!("{method} {path} -> {outcome}"));
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! A registry behind a token issuer: Bearer auth as Docker Hub and most cloud registries do
+//! it. The registry is a real `docker-registry` configured with `auth.token`; the issuer is a
+//! small HTTP server here that checks Basic credentials and signs RS256 JWTs (with openssl)
+//! granting exactly the scopes asked for, and logs every scope it was asked for.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tempfile::TempDir;
+
+use crate::registry::Registry;
+use crate::tools::{require, run_checked, unique_token};
+
+const SERVICE: &str = "kiln-test-registry";
+const ISSUER: &str = "kiln-test-issuer";
+
+/// A registry whose tokens come from [`TokenRegistry`]'s issuer.
+pub struct TokenRegistry {
+    pub registry: Registry,
+    pub user: String,
+    pub password: String,
+    scopes: Arc<Mutex<Vec<String>>>,
+    _dir: TempDir,
+}
+
+impl TokenRegistry {
+    /// Starts the issuer and a registry trusting it; `user`/`password` get every scope.
+    pub fn start(user: &str, password: &str) -> TokenRegistry {
+        let openssl = require("openssl", "openssl");
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-token-")
+            .tempdir()
+            .expect("token dir");
+        let d = dir.path().to_path_buf();
+        run_checked(
+            Command::new(&openssl)
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=kiln token signer"])
+                .arg("-keyout")
+                .arg(d.join("signer.key"))
+                .arg("-out")
+                .arg(d.join("signer.crt")),
+        );
+        let der = run_checked(
+            Command::new(&openssl)
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(d.join("signer.crt"))
+                .args(["-out"])
+                .arg(d.join("signer.der")),
+        );
+        drop(der);
+        let cert_der = std::fs::read(d.join("signer.der")).expect("signer.der");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("issuer listen");
+        let realm = format!("http://{}/token", listener.local_addr().expect("addr"));
+        let scopes = Arc::new(Mutex::new(Vec::new()));
+        let expected = format!(
+            "Basic {}",
+            encode(format!("{user}:{password}").as_bytes(), STANDARD)
+        );
+        let issuer = Issuer {
+            key: d.join("signer.key"),
+            x5c: encode(&cert_der, STANDARD),
+            expected,
+            user: user.to_string(),
+            scopes: scopes.clone(),
+        };
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = issuer.serve(conn);
+            }
+        });
+        let crt = d.join("signer.crt");
+        let registry = Registry::start_with("127.0.0.1", "localhost", &|_: &Path| {
+            format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                crt.display()
+            )
+        });
+        TokenRegistry {
+            registry,
+            user: user.to_string(),
+            password: password.to_string(),
+            scopes,
+            _dir: dir,
+        }
+    }
+
+    /// `localhost:PORT`.
+    pub fn host(&self) -> &str {
+        self.registry.host()
+    }
+
+    /// `localhost:PORT/<repo_and_tag>`.
+    pub fn reference(&self, repo_and_tag: &str) -> String {
+        self.registry.reference(repo_and_tag)
+    }
+
+    /// One line per token request so far: the account (`-` when anonymous), then every
+    /// scope asked for, space-separated.
+    pub fn scopes(&self) -> Vec<String> {
+        self.scopes.lock().unwrap().clone()
+    }
+}
+
+struct Issuer {
+    key: std::path::PathBuf,
+    x5c: String,
+    expected: String,
+    user: String,
+    scopes: Arc<Mutex<Vec<String>>>,
+}
+
+impl Issuer {
+    fn serve(&self, conn: std::net::TcpStream) -> std::io::Result<()> {
+        let mut reader = BufReader::new(conn.try_clone()?);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+                break;
+            }
+            lines.push(line.trim_end().to_string());
+        }
+        let target = lines
+            .first()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("")
+            .to_string();
+        let authorized = lines.iter().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.eq_ignore_ascii_case("authorization") && v.trim() == self.expected
+            })
+        });
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        let mut access = Vec::new();
+        let mut asked = Vec::new();
+        for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
+            if k != "scope" {
+                continue;
+            }
+            let scope = percent_decode(v);
+            asked.push(scope.clone());
+            // repository:NAME:ACTIONS (NAME has no colon in these tests)
+            let parts: Vec<&str> = scope.splitn(3, ':').collect();
+            if let [kind, name, actions] = parts.as_slice() {
+                let actions: Vec<&str> = if authorized {
+                    actions.split(',').collect()
+                } else {
+                    Vec::new()
+                };
+                access.push(serde_json::json!({"type": kind, "name": name, "actions": actions}));
+            }
+        }
+        self.scopes.lock().unwrap().push(format!(
+            "{} {}",
+            if authorized { self.user.as_str() } else { "-" },
+            asked.join(" ")
+        ));
+        let mut conn = conn;
+        if lines
+            .iter()
+            .any(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            && !authorized
+        {
+            let body = r#"{"details":"bad credentials"}"#;
+            write!(
+                conn,
+                "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            return Ok(());
+        }
+        let token = self.sign(&access);
+        let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300})
+            .to_string();
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        Ok(())
+    }
+
+    fn sign(&self, access: &[serde_json::Value]) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]});
+        let claims = serde_json::json!({
+            "iss": ISSUER, "sub": self.user, "aud": SERVICE,
+            "exp": now + 300, "nbf": now - 10, "iat": now,
+            "jti": unique_token(), "access": access,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            encode(header.to_string().as_bytes(), URL_SAFE),
+            encode(claims.to_string().as_bytes(), URL_SAFE)
+        );
+        let mut child = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&self.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("openssl dgst");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(signing_input.as_bytes())
+            .expect("signing input");
+        let out = child.wait_with_output().expect("openssl dgst output");
+        assert!(out.status.success(), "openssl dgst -sign failed");
+        format!("{signing_input}.{}", encode(&out.stdout, URL_SAFE))
+    }
+}
+
+const STANDARD: (&[u8; 64], bool) = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    true,
+);
+const URL_SAFE: (&[u8; 64], bool) = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+    false,
+);
+
+/// Base64 with the given alphabet, padded or not.
+fn encode(data: &[u8], (alphabet, pad): (&[u8; 64], bool)) -> String {
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+        if pad {
+            for _ in chunk.len()..3 {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
