@@ -5,11 +5,22 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln::build::{self, RunFailed};
-use kiln::cli::{Cli, Command, LogFormat};
+use kiln::cli::{self, Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Build(args) = cli.command;
+    let cli = Cli::parse_from(cli::with_default_subcommand(std::env::args_os()));
+    let args = match cli.command {
+        Command::Build(args) => args,
+        Command::CheckArgs { args } => {
+            return match cli::check_args(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.verbosity.filter()));
     let fmt = tracing_subscriber::fmt()
