@@ -56,7 +56,7 @@ pub fn check_args(args: &[std::ffi::OsString]) -> Result<()> {
     let argv = with_default_subcommand(std::iter::once("kiln".into()).chain(args.iter().cloned()));
     let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
     if let Command::CheckArgs { .. } = cli.command {
-        bail!("check-args cannot check itself");
+        bail!("error: check-args cannot check itself");
     }
     Ok(())
 }

@@ -15,7 +15,8 @@ fn main() -> ExitCode {
             return match cli::check_args(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    // clap's rendering already starts with "error:"
+                    eprintln!("{e}");
                     ExitCode::from(2)
                 }
             };
