@@ -29,7 +29,13 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|dir| if dir.is_absolute() { dir } else { workspace.join(dir) })
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace.join(dir)
+            }
+        })
         .unwrap_or_else(|| workspace.join("target"))
         .join("guest");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

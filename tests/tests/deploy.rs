@@ -4,6 +4,8 @@
 //! The kaniko-compat examples differ from kaniko's documented pods only in the image and
 //! the registry config path.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

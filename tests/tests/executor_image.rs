@@ -6,6 +6,8 @@
 //! The builder stage installs Rust with rustup and compiles kiln for musl, so this test needs
 //! the network (a Debian mirror, static.rust-lang.org, crates.io) and several minutes.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
