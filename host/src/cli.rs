@@ -20,6 +20,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// parsed once per process: boxing the big variant would buy nothing
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile and push it or write it locally
