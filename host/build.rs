@@ -24,7 +24,20 @@ fn main() {
         }
         return;
     }
-    let target_dir = workspace.join("target").join("guest");
+    // beside the outer build's output: CARGO_TARGET_DIR when the caller set one (a
+    // container build keeps it in a cache mount), else the workspace's target/
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace.join(dir)
+            }
+        })
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("guest");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&workspace)

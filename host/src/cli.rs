@@ -28,6 +28,41 @@ pub enum Command {
     Build(CliArgs),
     /// Fill a --cache-dir with base images, for builds without network access to them
     Warm(WarmArgs),
+    /// Check a command line without running it: the arguments are parsed exactly as
+    /// `kiln ARGS…` would parse them (deploy/ manifests are checked this way)
+    #[command(hide = true)]
+    CheckArgs {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// kaniko's executor takes its flags with no subcommand (`executor --context=… --destination=…`),
+/// and pod specs written for it pass them that way: an argument list that starts with a flag
+/// other than help or version is a `build`.
+pub fn with_default_subcommand<I>(argv: I) -> Vec<std::ffi::OsString>
+where
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString>,
+{
+    let mut argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let implicit_build = argv.get(1).and_then(|a| a.to_str()).is_some_and(|first| {
+        first.starts_with('-') && !matches!(first, "-h" | "--help" | "-V" | "--version")
+    });
+    if implicit_build {
+        argv.insert(1, "build".into());
+    }
+    argv
+}
+
+/// Parses `args` (without the program name) as kiln's command line, for `kiln check-args`.
+pub fn check_args(args: &[std::ffi::OsString]) -> Result<()> {
+    let argv = with_default_subcommand(std::iter::once("kiln".into()).chain(args.iter().cloned()));
+    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
+    if let Command::CheckArgs { .. } = cli.command {
+        bail!("error: check-args cannot check itself");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

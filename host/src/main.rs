@@ -5,14 +5,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln::build::{self, RunFailed};
-use kiln::cli::{Cli, Command, LogFormat};
+use kiln::cli::{self, Cli, Command, LogFormat};
 use kiln::run::Isolation;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::with_default_subcommand(std::env::args_os()));
     let (verbosity, log_format) = match &cli.command {
         Command::Build(args) => (args.verbosity, args.log_format),
         Command::Warm(args) => (args.verbosity, args.log_format),
+        Command::CheckArgs { args } => {
+            return match cli::check_args(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    // clap's rendering already starts with "error:"
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbosity.filter()));
@@ -52,6 +62,7 @@ fn main() -> ExitCode {
             let warmed = runtime()?.block_on(kiln::warm::run(opts))?;
             Ok(warmed.join("\n"))
         }),
+        Command::CheckArgs { .. } => Ok(String::new()),
     };
     match result {
         Ok(output) => {
