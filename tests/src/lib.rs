@@ -16,12 +16,16 @@ mod images;
 mod layout;
 mod registry;
 mod scratch;
+mod servers;
 mod tools;
 
 pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
 pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
 pub use registry::{free_port, Registry};
 pub use scratch::Scratch;
+pub use servers::{
+    gcs_server, git_http_server, http_server, require_py, s3_put, s3_server, Server, PY_VENV,
+};
 pub use tools::{
     assert_not_in_registry, is_root, kiln_bin, require, require_root, run_checked, run_kiln,
     run_with_timeout, skopeo_config, skopeo_inspect, try_skopeo_inspect, umoci_unpack,
