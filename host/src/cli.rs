@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::build::{BuildOptions, LayerOptions};
+use crate::context;
 use crate::registry::{parse_registry_map, Platform, RegistryOptions};
 
 #[derive(Debug, Parser)]
@@ -99,12 +100,14 @@ impl Verbosity {
 #[derive(Debug, Clone, Args)]
 pub struct CliArgs {
     /// Path to the Dockerfile (default: <context>/Dockerfile; a relative path not found
-    /// from the working directory is looked up in the context)
+    /// from the working directory is looked up in the context), or an https:// URL
     #[arg(short = 'f', long)]
     pub dockerfile: Option<PathBuf>,
-    /// Build context: a directory, optionally written dir://DIR
-    #[arg(short = 'c', long, default_value = ".")]
-    pub context: String,
+    /// Build context (default .): DIR, dir://DIR, tar://FILE, tar://stdin, gs://BUCKET/OBJECT,
+    /// s3://BUCKET/KEY, git://HOST/REPO#REF#COMMIT, https://HOST/REPO.git#REF,
+    /// https://HOST/CONTEXT.tar.gz
+    #[arg(short = 'c', long)]
+    pub context: Option<String>,
     /// Image reference to push to (repeatable)
     #[arg(short = 'd', long = "destination")]
     pub destinations: Vec<String>,
@@ -160,6 +163,17 @@ pub struct CliArgs {
     /// Remove what the build wrote (in-place isolation); kiln always removes its stage roots
     #[arg(long)]
     pub cleanup: bool,
+    // --- build contexts (context module) ---
+    /// A directory inside the context to use as the context
+    #[arg(long)]
+    pub context_sub_path: Option<String>,
+    /// Legacy: the bucket holding context.tar.gz (gs:// unless it names another scheme)
+    #[arg(short = 'b', long)]
+    pub bucket: Option<String>,
+    /// Git context options: branch=…,single-branch=…,recurse-submodules=…,insecure-skip-tls=…
+    #[arg(long)]
+    pub git: Option<String>,
+    // --- end build contexts ---
     /// Log level: panic, fatal, error, warn, info, debug, trace
     #[arg(short = 'v', long, value_enum, default_value = "info")]
     pub verbosity: Verbosity,
@@ -259,6 +273,15 @@ impl CliArgs {
     }
 }
 
+/// kaniko's `--bucket`: a bare name is a GCS bucket.
+fn bucket_context(bucket: &str) -> String {
+    if bucket.contains("://") {
+        bucket.to_string()
+    } else {
+        format!("gs://{bucket}")
+    }
+}
+
 fn default_kiln_dir() -> PathBuf {
     if rustix::process::geteuid().is_root() {
         return PathBuf::from("/kiln");
@@ -272,30 +295,44 @@ fn default_kiln_dir() -> PathBuf {
 }
 
 impl CliArgs {
+    /// `--context`, `--bucket`, `--context-sub-path`, `--dockerfile` and `--git` as one
+    /// request. As kaniko: `--bucket` replaces a remote (`://`) or absent context, never a
+    /// plain path.
+    fn context_request(&self) -> Result<context::Request> {
+        let spec = match (&self.context, &self.bucket) {
+            (Some(c), Some(b)) if c.contains("://") => bucket_context(b),
+            (Some(c), _) => c.clone(),
+            (None, Some(b)) => bucket_context(b),
+            (None, None) => ".".to_string(),
+        };
+        let source = context::Source::parse(&spec)?;
+        let git = match &self.git {
+            Some(text) => {
+                context::GitOptions::parse(text).map_err(|e| anyhow!("--git {text}: {e}"))?
+            }
+            None => context::GitOptions::default(),
+        };
+        if let context::Source::Dir(dir) = &source {
+            if !dir.is_dir() {
+                bail!("context {}: not a directory", dir.display());
+            }
+        }
+        Ok(context::Request {
+            spec,
+            source,
+            sub_path: self.context_sub_path.clone(),
+            dockerfile: self
+                .dockerfile
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            git,
+        })
+    }
+
     /// Validates the flags into the options of one build.
     pub fn into_options(self) -> Result<BuildOptions> {
         let layers = self.layer_options()?;
-        let context = match self.context.split_once("://") {
-            None => PathBuf::from(&self.context),
-            Some(("dir", path)) => PathBuf::from(path),
-            Some((scheme, _)) => bail!(
-                "context {}: {scheme}:// contexts are not supported yet",
-                self.context
-            ),
-        };
-        if !context.is_dir() {
-            bail!("context {}: not a directory", context.display());
-        }
-        let dockerfile = match self.dockerfile {
-            None => context.join("Dockerfile"),
-            Some(p) if p.is_relative() && !p.exists() && context.join(&p).exists() => {
-                context.join(p)
-            }
-            Some(p) => p,
-        };
-        if !dockerfile.is_file() {
-            bail!("dockerfile {}: not found", dockerfile.display());
-        }
+        let context = self.context_request()?;
         let mut build_args = Vec::new();
         for a in &self.build_args {
             match a.split_once('=') {
@@ -328,7 +365,6 @@ impl CliArgs {
         }
         Ok(BuildOptions {
             layers,
-            dockerfile,
             context,
             destinations: self.destinations,
             no_push: self.no_push,

@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod context;
 pub mod dockerfile;
 pub mod image;
 pub mod layer;

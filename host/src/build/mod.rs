@@ -19,6 +19,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
+use crate::context;
 use crate::dockerfile::{self, IgnoreRules};
 use crate::image::{self, output, BuiltImage, Family};
 use crate::layer::{BlobStore, DiffId, Digest, LayerBlob};
@@ -30,8 +31,8 @@ use plan::{Base, BuildPlan};
 /// Validated options of one build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    pub dockerfile: PathBuf,
-    pub context: PathBuf,
+    /// the context and Dockerfile as given; fetched and resolved when the build starts
+    pub context: context::Request,
     pub destinations: Vec<String>,
     pub no_push: bool,
     pub tar_path: Option<PathBuf>,
@@ -155,16 +156,19 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
     if opts.destinations.is_empty() && !opts.no_push {
         bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
     }
-    let text = std::fs::read_to_string(&opts.dockerfile)
-        .with_context(|| format!("reading dockerfile {}", opts.dockerfile.display()))?;
+    // a remote context is fetched under the kiln dir and removed when `fetched` drops
+    let fetched = context::prepare(&opts.context, &opts.kiln_dir).await?;
+    let (dockerfile_path, context_dir) = (fetched.dockerfile.clone(), fetched.dir.clone());
+    let text = std::fs::read_to_string(&dockerfile_path)
+        .with_context(|| format!("reading dockerfile {}", dockerfile_path.display()))?;
     let df = dockerfile::parse(&text)
-        .with_context(|| format!("parsing {}", opts.dockerfile.display()))?;
+        .with_context(|| format!("parsing {}", dockerfile_path.display()))?;
     for w in &df.warnings {
-        tracing::warn!("{}: {w}", opts.dockerfile.display());
+        tracing::warn!("{}: {w}", dockerfile_path.display());
     }
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
     let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref(), &platform)
-        .with_context(|| format!("planning {}", opts.dockerfile.display()))?;
+        .with_context(|| format!("planning {}", dockerfile_path.display()))?;
     warn_unused_build_args(&plan, &opts.build_args);
     let in_place = opts.isolation == crate::run::Isolation::InPlace;
     if in_place && plan.order.len() > 1 {
@@ -174,14 +178,14 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
         );
     }
 
-    let ignore_path = ignore_file(&opts.dockerfile, &opts.context);
+    let ignore_path = ignore_file(&dockerfile_path, &context_dir);
     let ignore = match std::fs::read_to_string(&ignore_path) {
         Ok(t) => IgnoreRules::parse(&t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::parse(""),
         Err(e) => return Err(e).with_context(|| format!("reading {}", ignore_path.display())),
     };
-    let context = Root::open(&opts.context)
-        .with_context(|| format!("opening context {}", opts.context.display()))?;
+    let context = Root::open(&context_dir)
+        .with_context(|| format!("opening context {}", context_dir.display()))?;
     std::fs::create_dir_all(&opts.kiln_dir)
         .with_context(|| format!("creating kiln dir {}", opts.kiln_dir.display()))?;
     let store = BlobStore::open(&opts.kiln_dir.join("blobs"))?;

@@ -1,0 +1,519 @@
+//! Build contexts: turns what `--context` names (a directory, a tarball on disk or stdin, a
+//! `gs://` or `s3://` object, a git repository, an `https://` tarball) into a local directory,
+//! and `--dockerfile` (a path in the context, an absolute path, an `https://` URL) into a file.
+//!
+//! Remote archives stream from the network straight into `rootfs::extract` (no archive is
+//! ever held whole in memory or on disk), so the same no-escape rules as base layers apply:
+//! every entry is resolved inside the fetched directory with chroot semantics. Progress is
+//! logged in bytes. One file per source (`tar`, `http`, `gcs`, `s3`, `git`); what happens to
+//! the directory afterwards (`.dockerignore`, COPY) is the build's business.
+
+mod gcs;
+pub mod git;
+mod http;
+mod s3;
+mod tar;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncRead;
+
+use crate::rootfs::{self, extract, Root};
+
+/// The object a bucket URL without an object names, as kaniko reads it.
+pub const BUCKET_CONTEXT_OBJECT: &str = "context.tar.gz";
+
+/// Where cloud metadata servers (GCE, EC2) answer, when there is one.
+const METADATA_ADDR: &str = "169.254.169.254:80";
+
+/// How often streamed downloads report their progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("context {spec}: {reason}")]
+    BadSpec { spec: String, reason: String },
+    #[error("{url}: not found")]
+    NotFound { url: String },
+    #[error("{url}: access denied ({detail}): check the credentials")]
+    Denied { url: String, detail: String },
+    #[error("{url}: {detail}")]
+    Fetch { url: String, detail: String },
+    #[error("{url}: bad archive: {source}")]
+    Archive { url: String, source: rootfs::Error },
+    #[error("{url}: {op}: {source}")]
+    Io {
+        url: String,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    #[error("--context-sub-path {sub_path}: not a directory in context {url}")]
+    SubPath { sub_path: String, url: String },
+    #[error("dockerfile {path}: not found")]
+    DockerfileNotFound { path: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Where a build context comes from: `--context` parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// a local directory (`PATH` or `dir://PATH`)
+    Dir(PathBuf),
+    /// `tar://PATH` (plain or gzip)
+    TarFile(PathBuf),
+    /// `tar://stdin`
+    TarStdin,
+    /// `gs://bucket/object`
+    Gcs { bucket: String, object: String },
+    /// `s3://bucket/key`
+    S3 { bucket: String, key: String },
+    /// `git://…` or `https://…/repo.git`, with an optional ref and commit after `#`
+    Git(git::GitSource),
+    /// `https://host/context.tar.gz` (or `http://`)
+    Http(String),
+}
+
+impl Source {
+    /// Parses a `--context` value the way kaniko does.
+    pub fn parse(spec: &str) -> Result<Source> {
+        let bad = |reason: &str| Error::BadSpec {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let Some((scheme, rest)) = spec.split_once("://") else {
+            return Ok(Source::Dir(PathBuf::from(spec)));
+        };
+        match scheme {
+            "dir" => Ok(Source::Dir(PathBuf::from(rest))),
+            "tar" if rest == "stdin" => Ok(Source::TarStdin),
+            "tar" if rest.is_empty() => Err(bad("tar:// needs a path or stdin")),
+            "tar" => Ok(Source::TarFile(PathBuf::from(rest))),
+            "gs" | "s3" => {
+                let (bucket, object) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(bad("no bucket named"));
+                }
+                let object = if object.is_empty() || object.ends_with('/') {
+                    format!("{object}{BUCKET_CONTEXT_OBJECT}")
+                } else {
+                    object.to_string()
+                };
+                Ok(if scheme == "gs" {
+                    Source::Gcs {
+                        bucket: bucket.to_string(),
+                        object,
+                    }
+                } else {
+                    Source::S3 {
+                        bucket: bucket.to_string(),
+                        key: object,
+                    }
+                })
+            }
+            "git" => Ok(Source::Git(git::GitSource::parse(spec)?)),
+            "http" | "https" => {
+                let url = spec.split('#').next().unwrap_or(spec);
+                if url.ends_with(".git") || spec.contains(".git#") {
+                    Ok(Source::Git(git::GitSource::parse(spec)?))
+                } else {
+                    Ok(Source::Http(spec.to_string()))
+                }
+            }
+            other => Err(bad(&format!(
+                "unknown scheme {other}:// (use a directory, dir://, tar://, gs://, s3://, git://, https://)"
+            ))),
+        }
+    }
+
+    /// Whether the context is the user's own directory (never removed by kiln).
+    fn is_local_dir(&self) -> bool {
+        matches!(self, Source::Dir(_))
+    }
+}
+
+/// `--git` options, as kaniko spells them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitOptions {
+    pub branch: Option<String>,
+    pub single_branch: bool,
+    pub recurse_submodules: bool,
+    pub insecure_skip_tls: bool,
+}
+
+impl GitOptions {
+    /// Parses `branch=…,single-branch=…,recurse-submodules=…,insecure-skip-tls=…`.
+    pub fn parse(text: &str) -> std::result::Result<GitOptions, String> {
+        let mut opts = GitOptions::default();
+        for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part}: expected KEY=VALUE"))?;
+            let flag = || match value.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(format!("{key}={other}: expected true or false")),
+            };
+            match key.trim() {
+                "branch" => opts.branch = Some(value.trim().to_string()).filter(|b| !b.is_empty()),
+                "single-branch" => opts.single_branch = flag()?,
+                "recurse-submodules" => opts.recurse_submodules = flag()?,
+                "insecure-skip-tls" => opts.insecure_skip_tls = flag()?,
+                other => {
+                    return Err(format!(
+                        "unknown key {other} (branch, single-branch, recurse-submodules, insecure-skip-tls)"
+                    ))
+                }
+            }
+        }
+        Ok(opts)
+    }
+}
+
+/// Everything the CLI says about the context and the Dockerfile.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// the `--context` value as typed, for messages
+    pub spec: String,
+    pub source: Source,
+    /// `--context-sub-path`
+    pub sub_path: Option<String>,
+    /// `--dockerfile` as typed: a path or an `https://` URL
+    pub dockerfile: Option<String>,
+    pub git: GitOptions,
+}
+
+/// A context ready to build from; a fetched one is removed when this is dropped.
+#[derive(Debug)]
+pub struct Prepared {
+    /// the context directory (with `--context-sub-path` applied)
+    pub dir: PathBuf,
+    pub dockerfile: PathBuf,
+    /// what kiln fetched and must remove afterwards
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.scratch {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %dir.display(), error = %e, "could not remove fetched context");
+                }
+            }
+        }
+    }
+}
+
+/// Fetches the context (when it is not a local directory) under `kiln_dir`, applies the
+/// sub-path and finds the Dockerfile.
+pub async fn prepare(req: &Request, kiln_dir: &Path) -> Result<Prepared> {
+    let mut prepared = Prepared {
+        dir: PathBuf::new(),
+        dockerfile: PathBuf::new(),
+        scratch: None,
+    };
+    let base = if let Source::Dir(dir) = &req.source {
+        dir.clone()
+    } else {
+        let scratch = kiln_dir.join(format!("context-{}", std::process::id()));
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch).map_err(io(&scratch, "clearing"))?;
+        }
+        std::fs::create_dir_all(&scratch).map_err(io(&scratch, "creating"))?;
+        prepared.scratch = Some(scratch.clone());
+        let dir = scratch.join("context");
+        std::fs::create_dir(&dir).map_err(io(&dir, "creating"))?;
+        fetch(req, &dir).await?;
+        dir
+    };
+    prepared.dir = match &req.sub_path {
+        None => base,
+        Some(sub) => {
+            let dir = sub_dir(&base, sub).ok_or_else(|| Error::SubPath {
+                sub_path: sub.clone(),
+                url: req.spec.clone(),
+            })?;
+            if !dir.is_dir() {
+                return Err(Error::SubPath {
+                    sub_path: sub.clone(),
+                    url: req.spec.clone(),
+                });
+            }
+            dir
+        }
+    };
+    if !prepared.dir.is_dir() {
+        return Err(Error::BadSpec {
+            spec: req.spec.clone(),
+            reason: "not a directory".into(),
+        });
+    }
+    prepared.dockerfile = match req.dockerfile.as_deref() {
+        Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+            let scratch = match &prepared.scratch {
+                Some(s) => s.clone(),
+                None => {
+                    let s = kiln_dir.join(format!("context-{}", std::process::id()));
+                    std::fs::create_dir_all(&s).map_err(io(&s, "creating"))?;
+                    prepared.scratch = Some(s.clone());
+                    s
+                }
+            };
+            let file = scratch.join("Dockerfile");
+            http::download_file(url, &file).await?;
+            file
+        }
+        other => find_dockerfile(other, &prepared.dir, req.source.is_local_dir())?,
+    };
+    Ok(prepared)
+}
+
+async fn fetch(req: &Request, dir: &Path) -> Result<()> {
+    tracing::info!(context = %req.spec, "fetching build context");
+    match &req.source {
+        Source::Dir(_) => Ok(()),
+        Source::TarFile(path) => tar::extract_file(path, dir).await,
+        Source::TarStdin => tar::extract_stdin(dir).await,
+        Source::Http(url) => http::extract_url(url, dir).await,
+        Source::Gcs { bucket, object } => gcs::extract_object(bucket, object, dir).await,
+        Source::S3 { bucket, key } => s3::extract_object(bucket, key, dir).await,
+        Source::Git(src) => git::clone_into(src, &req.git, dir).await,
+    }
+}
+
+/// `--context-sub-path` inside the context, lexically confined to it.
+fn sub_dir(base: &Path, sub: &str) -> Option<PathBuf> {
+    let comps = rootfs::clean(sub);
+    if comps.is_empty() {
+        return Some(base.to_path_buf());
+    }
+    Some(base.join(comps))
+}
+
+/// `--dockerfile`: absent means `<context>/Dockerfile`; an existing path (absolute, or
+/// relative to the working directory for a local context) is used as is; otherwise a
+/// relative path is looked up in the context.
+fn find_dockerfile(given: Option<&str>, context: &Path, local: bool) -> Result<PathBuf> {
+    let path = match given {
+        None => context.join("Dockerfile"),
+        Some(p) => {
+            let p = Path::new(p);
+            if p.is_absolute() || (local && p.is_file()) {
+                p.to_path_buf()
+            } else {
+                context.join(p)
+            }
+        }
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::DockerfileNotFound {
+            path: path.display().to_string(),
+        })
+    }
+}
+
+/// An error with its causes on one line, each once: client libraries' top-level messages
+/// rarely say what went wrong.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether a cloud metadata server answers (short timeout): decides between instance
+/// credentials and anonymous access.
+fn metadata_server_reachable() -> bool {
+    METADATA_ADDR
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+        })
+}
+
+fn io<'a>(path: &'a Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        url: path.display().to_string(),
+        op,
+        source,
+    }
+}
+
+/// Counts the bytes read and logs them every few seconds.
+struct Progress<R> {
+    inner: R,
+    url: String,
+    bytes: u64,
+    last: Instant,
+    started: Instant,
+}
+
+impl<R> Progress<R> {
+    fn new(inner: R, url: &str) -> Progress<R> {
+        let now = Instant::now();
+        Progress {
+            inner,
+            url: url.to_string(),
+            bytes: 0,
+            last: now,
+            started: now,
+        }
+    }
+
+    fn done(&self) {
+        tracing::info!(
+            url = %self.url,
+            bytes = self.bytes,
+            secs = format!("{:.1}", self.started.elapsed().as_secs_f64()),
+            "context fetched"
+        );
+    }
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        if self.last.elapsed() >= PROGRESS_EVERY {
+            self.last = Instant::now();
+            tracing::info!(url = %self.url, bytes = self.bytes, "fetching context");
+        }
+        Ok(n)
+    }
+}
+
+/// Extracts a (possibly gzipped) tar stream into `dir` with the base-layer rules, on a
+/// blocking thread. `url` names the source in errors and progress.
+fn extract_reader(reader: impl Read, dir: &Path, url: &str) -> Result<()> {
+    let root = Root::open(dir).map_err(|source| Error::Archive {
+        url: url.to_string(),
+        source,
+    })?;
+    let mut progress = Progress::new(reader, url);
+    extract::extract(
+        &root,
+        "",
+        &mut progress,
+        extract::Whiteouts::Keep,
+        "context",
+    )
+    .map_err(|source| Error::Archive {
+        url: url.to_string(),
+        source,
+    })?;
+    // drain what follows the tar's end marker, so a truncated download still fails
+    let mut sink = [0u8; 8192];
+    while progress.read(&mut sink).map_err(|source| Error::Io {
+        url: url.to_string(),
+        op: "read",
+        source,
+    })? > 0
+    {}
+    progress.done();
+    Ok(())
+}
+
+/// Extracts an async byte stream (a download) into `dir`: the stream is read on a blocking
+/// thread as it arrives, so only a few buffers are ever in memory.
+async fn extract_async<R>(reader: R, dir: &Path, url: &str) -> Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let dir = dir.to_path_buf();
+    let url_owned = url.to_string();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let bridge = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle);
+        extract_reader(bridge, &dir, &url_owned)
+    })
+    .await
+    .map_err(|e| Error::Fetch {
+        url: url.to_string(),
+        detail: format!("extraction stopped: {e}"),
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_context_specs() {
+        for (spec, want) in [
+            (".", Source::Dir(".".into())),
+            ("dir:///work/ctx", Source::Dir("/work/ctx".into())),
+            ("tar://ctx.tar.gz", Source::TarFile("ctx.tar.gz".into())),
+            ("tar://stdin", Source::TarStdin),
+            (
+                "gs://b/path/context.tar.gz",
+                Source::Gcs {
+                    bucket: "b".into(),
+                    object: "path/context.tar.gz".into(),
+                },
+            ),
+            (
+                "gs://b",
+                Source::Gcs {
+                    bucket: "b".into(),
+                    object: "context.tar.gz".into(),
+                },
+            ),
+            (
+                "s3://b/dir/",
+                Source::S3 {
+                    bucket: "b".into(),
+                    key: "dir/context.tar.gz".into(),
+                },
+            ),
+            (
+                "https://example.com/ctx.tar.gz",
+                Source::Http("https://example.com/ctx.tar.gz".into()),
+            ),
+        ] {
+            assert_eq!(Source::parse(spec).unwrap(), want, "{spec}");
+        }
+        assert!(matches!(
+            Source::parse("git://h/r.git#refs/heads/b#abc").unwrap(),
+            Source::Git(_)
+        ));
+        assert!(matches!(
+            Source::parse("https://h/r.git#main").unwrap(),
+            Source::Git(_)
+        ));
+        for bad in ["ftp://x/y", "gs://", "tar://"] {
+            assert!(Source::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_git_options() {
+        let o = GitOptions::parse(
+            "branch=dev,single-branch=true,recurse-submodules=false,insecure-skip-tls=true",
+        )
+        .unwrap();
+        assert_eq!(o.branch.as_deref(), Some("dev"));
+        assert!(o.single_branch && o.insecure_skip_tls && !o.recurse_submodules);
+        assert!(GitOptions::parse("depth=1").is_err());
+        assert!(GitOptions::parse("single-branch=yes").is_err());
+    }
+
+    #[test]
+    fn sub_path_stays_inside() {
+        let base = Path::new("/k/ctx");
+        assert_eq!(sub_dir(base, "../../etc").unwrap(), Path::new("/k/ctx/etc"));
+        assert_eq!(sub_dir(base, "/app/").unwrap(), Path::new("/k/ctx/app"));
+        assert_eq!(sub_dir(base, ".").unwrap(), Path::new("/k/ctx"));
+    }
+}
