@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
+use crate::cache::Cache;
 use crate::dockerfile::{self, IgnoreRules};
 use crate::image::{self, output, BuiltImage, Family};
 use crate::layer::{BlobStore, DiffId, Digest, LayerBlob};
@@ -46,6 +47,8 @@ pub struct BuildOptions {
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// kiln's work dir: blob cache, stage roots, compiled guest
     pub kiln_dir: PathBuf,
+    /// the layer cache flags
+    pub cache: crate::cache::CacheOptions,
 }
 
 /// A RUN that failed: kiln exits with the command's code, as kaniko does.
@@ -63,6 +66,8 @@ pub(crate) struct StageResult {
     pub config: Value,
     pub layers: Vec<LayerBlob>,
     pub family: Family,
+    /// the cache state digest after the stage's last step (see `cache`)
+    pub cache_state: String,
 }
 
 /// Shared state of one build.
@@ -83,6 +88,8 @@ pub(crate) struct Build {
     pub hosts: PathBuf,
     /// images named by `COPY --from=<image>`, extracted once
     pub from_images: HashMap<String, Arc<Root>>,
+    /// the layer cache, with `--cache`
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// Removes the build's scratch directories however the build ends.
@@ -138,7 +145,16 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     });
+    let cache = Cache::new(
+        &opts.cache,
+        &opts.destinations,
+        &opts.registry,
+        &platform,
+        &store,
+    )?
+    .map(Arc::new);
     let mut build = Build {
+        cache,
         registry: Registry::new(opts.registry.clone()),
         opts,
         store,
@@ -176,6 +192,9 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
             image::object(labels).insert(k.clone(), Value::String(v.clone()));
         }
     }
+    if let Some(cache) = &build.cache {
+        cache.finish().await;
+    }
     let store = build.store.clone();
     let created = build.created.clone();
     let image = image::assemble(last.config, last.layers, last.family, &created, &store)?;
@@ -192,30 +211,44 @@ async fn build_stage(
     let stage = &plan.stages[index];
     let root_dir = build.work.join(format!("stage-{index}"));
     let root = Arc::new(Root::create(&root_dir)?);
-    let (config, layers, family) = match &stage.base {
+    let (config, layers, family, cache_state) = match &stage.base {
         Base::Scratch => (
             image::scratch_config(&build.platform.os, &build.platform.architecture),
             Vec::new(),
             Family::Oci,
+            crate::cache::digest_of(["scratch"]),
         ),
         Base::Stage(dep) => {
             let dep = done
                 .get(dep)
                 .with_context(|| format!("line {}: stage {dep} was not built", stage.line))?;
             extract_layers(&root, &dep.layers).await?;
-            (dep.config.clone(), dep.layers.clone(), dep.family)
+            (
+                dep.config.clone(),
+                dep.layers.clone(),
+                dep.family,
+                dep.cache_state.clone(),
+            )
         }
         Base::Image(reference) => {
-            let (config, layers, family) = pull_image(build, reference)
+            let (config, layers, family, manifest_digest) = pull_image(build, reference)
                 .await
                 .with_context(|| format!("line {}: FROM {reference}", stage.line))?;
             extract_layers(&root, &layers)
                 .await
                 .with_context(|| format!("line {}: extracting {reference}", stage.line))?;
-            (config, layers, family)
+            let state = crate::cache::digest_of(["image", manifest_digest.as_str()]);
+            (config, layers, family, state)
         }
     };
-    step::run_stage(build, plan, index, root, config, layers, family, done).await
+    let base = step::StageBase {
+        root,
+        config,
+        layers,
+        family,
+        cache_state,
+    };
+    step::run_stage(build, plan, index, base, done).await
 }
 
 /// SOURCE_DATE_EPOCH from a build-arg or the environment (the build-arg wins, as BuildKit).
@@ -262,11 +295,12 @@ fn warn_unused_build_args(plan: &BuildPlan, build_args: &[(String, String)]) {
     }
 }
 
-/// Pulls an image into the blob store: its config and layers in `family`'s media types.
+/// Pulls an image into the blob store: its config, its layers in `family`'s media types and
+/// its manifest digest.
 pub(crate) async fn pull_image(
     build: &Build,
     reference: &str,
-) -> Result<(Value, Vec<LayerBlob>, Family)> {
+) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
     let pulled = build
         .registry
         .pull(reference, &build.platform, build.store.dir())
@@ -290,6 +324,7 @@ pub(crate) async fn pull_image(
             pulled.layers.len()
         );
     }
+    let manifest_digest = pulled.manifest_digest.clone();
     let layers = pulled
         .layers
         .into_iter()
@@ -302,7 +337,7 @@ pub(crate) async fn pull_image(
             path: l.path,
         })
         .collect();
-    Ok((config, layers, family))
+    Ok((config, layers, family, manifest_digest))
 }
 
 /// Applies layers, in order, to a root.
