@@ -4,6 +4,8 @@
 //! timestamp marker keeps the first build's value); both stores (a real registry and a local
 //! OCI layout read back by skopeo) work.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -367,8 +367,8 @@ fn reads_context_through_mount(ins: &Instruction) -> bool {
         f.name == "mount"
             && f.value.as_deref().is_some_and(|v| {
                 let parts: Vec<&str> = v.split(',').map(str::trim).collect();
-                let bind = parts.iter().any(|p| *p == "type=bind")
-                    || !parts.iter().any(|p| p.starts_with("type="));
+                let bind =
+                    parts.contains(&"type=bind") || !parts.iter().any(|p| p.starts_with("type="));
                 bind && !parts.iter().any(|p| p.starts_with("from="))
             })
     })
@@ -421,11 +421,18 @@ async fn apply_cached(
     match entry.layer {
         Some(mut layer) => {
             layer.media_type = st.family.convert_layer(&layer.media_type);
+            let started = std::time::Instant::now();
             super::extract_layers(&st.root, std::slice::from_ref(&layer)).await?;
+            let extracted = started.elapsed();
             let root = st.root.clone();
             st.index =
                 tokio::task::spawn_blocking(move || Index::scan(root.path(), &BTreeSet::new()))
                     .await??;
+            tracing::debug!(
+                extract_ms = extracted.as_millis() as u64,
+                scan_ms = (started.elapsed() - extracted).as_millis() as u64,
+                "cached layer applied"
+            );
             st.layers.push(layer.clone());
             image::add_history(&mut st.config, &build.created, &entry.created_by, false);
             Ok(Some(layer))
