@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::build::{BuildOptions, LayerOptions};
@@ -174,6 +174,27 @@ pub struct CliArgs {
     #[arg(long)]
     pub git: Option<String>,
     // --- end build contexts ---
+    // --- layer cache (kaniko's flags) ---
+    /// Use the layer cache: steps whose inputs are unchanged take their layer from the store
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub cache: Option<bool>,
+    /// Where cache entries live: a repository (default <first destination>/cache) or
+    /// oci:/path for a local OCI layout
+    #[arg(long)]
+    pub cache_repo: Option<String>,
+    /// Cache entries older than this are ignored (Go duration)
+    #[arg(long, default_value = "336h")]
+    pub cache_ttl: String,
+    /// Cache COPY/ADD layers too
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub cache_copy_layers: Option<bool>,
+    /// Cache RUN layers
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub cache_run_layers: Option<bool>,
+    /// Look entries up but store none
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub no_push_cache: Option<bool>,
+
     /// Log level: panic, fatal, error, warn, info, debug, trace
     #[arg(short = 'v', long, value_enum, default_value = "info")]
     pub verbosity: Verbosity,
@@ -377,6 +398,15 @@ impl CliArgs {
             skip_push_permission_check: self.registry.skip_push_permission_check,
             platform,
             reproducible: self.reproducible,
+            cache: crate::cache::CacheOptions {
+                enabled: self.cache.unwrap_or(false),
+                repo: self.cache_repo,
+                ttl: crate::cache::parse_go_duration(&self.cache_ttl)
+                    .with_context(|| format!("--cache-ttl {}", self.cache_ttl))?,
+                copy_layers: self.cache_copy_layers.unwrap_or(false),
+                run_layers: self.cache_run_layers.unwrap_or(true),
+                push: !self.no_push_cache.unwrap_or(false),
+            },
             labels,
             image_name_with_digest_file: self.image_name_with_digest_file,
             image_name_tag_with_digest_file: self.image_name_tag_with_digest_file,

@@ -7,6 +7,7 @@
 //! manifest, outputs). `build` is the orchestrator and the only module that knows the order.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod dockerfile;

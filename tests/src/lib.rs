@@ -18,8 +18,8 @@ mod proxy;
 mod registry;
 mod scratch;
 mod secure;
-mod token;
 mod servers;
+mod token;
 mod tools;
 
 pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
@@ -28,10 +28,10 @@ pub use proxy::{Fault, FaultProxy};
 pub use registry::{free_port, free_port_on, Registry};
 pub use scratch::Scratch;
 pub use secure::{credential_helper, docker_config, tls_host_name, SecureRegistry};
-pub use token::TokenRegistry;
 pub use servers::{
     gcs_server, git_http_server, http_server, require_py, s3_put, s3_server, Server, PY_VENV,
 };
+pub use token::TokenRegistry;
 pub use tools::{
     assert_not_in_registry, is_root, kiln_bin, require, require_root, run_checked, run_kiln,
     run_with_timeout, skopeo_config, skopeo_inspect, try_skopeo_inspect, umoci_unpack,

@@ -97,6 +97,12 @@ impl Snapshots {
         self.write(root, "single snapshot", t, &changes, store, format)
     }
 
+    /// Takes the root as it is now as the new baseline, with no layer: after a cached layer
+    /// was applied, what it brought is already in the image.
+    pub fn resync(&mut self, root: &Root) -> Result<()> {
+        self.rescan(root.path()).map(|_| ())
+    }
+
     fn rescan(&mut self, root: &Path) -> Result<Changes> {
         let after = Index::scan(root, &self.ignore, Some(&self.index))?;
         let changes = self.index.diff(&after, self.opts.snapshot_mode);

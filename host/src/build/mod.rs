@@ -19,6 +19,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
+use crate::cache::Cache;
 use crate::context;
 use crate::dockerfile::{self, IgnoreRules};
 use crate::image::{self, output, BuiltImage, Family};
@@ -68,6 +69,8 @@ pub struct BuildOptions {
     pub skip_push_permission_check: bool,
     /// `--custom-platform`: the platform to build for, else the host's
     pub platform: Option<Platform>,
+    /// the layer cache flags
+    pub cache: crate::cache::CacheOptions,
 }
 
 /// How stage roots are snapshotted and new layers compressed.
@@ -100,6 +103,8 @@ pub(crate) struct StageResult {
     pub config: Value,
     pub layers: Vec<LayerBlob>,
     pub family: Family,
+    /// the cache state digest after the stage's last step (see `cache`)
+    pub cache_state: String,
 }
 
 /// Shared state of one build.
@@ -122,6 +127,8 @@ pub(crate) struct Build {
     pub snapshot_skip: Arc<std::collections::BTreeSet<Vec<u8>>>,
     /// images named by `COPY --from=<image>`, extracted once
     pub from_images: HashMap<String, Arc<Root>>,
+    /// the layer cache, with `--cache`
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// Removes the build's scratch directories however the build ends.
@@ -238,6 +245,14 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     });
+    let cache = Cache::new(
+        &opts.cache,
+        &opts.destinations,
+        &opts.registry,
+        &platform,
+        &store,
+    )?
+    .map(Arc::new);
     let registry = Registry::new(opts.registry.clone());
     if !opts.no_push && !opts.skip_push_permission_check {
         for dest in &opts.destinations {
@@ -248,6 +263,7 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
         }
     }
     let mut build = Build {
+        cache,
         registry,
         opts,
         store,
@@ -287,6 +303,9 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
         for (k, v) in &build.opts.labels {
             image::object(labels).insert(k.clone(), Value::String(v.clone()));
         }
+    }
+    if let Some(cache) = &build.cache {
+        cache.finish().await;
     }
     let store = build.store.clone();
     let created = build.created.clone();
@@ -358,27 +377,34 @@ async fn build_stage(
     let in_place = build.opts.isolation == crate::run::Isolation::InPlace;
     // in place the base is extracted beside and laid over / around the skipped paths
     let root = Arc::new(Root::create(&root_dir)?);
-    let (config, layers, family) = match &stage.base {
+    let (config, layers, family, cache_state) = match &stage.base {
         Base::Scratch => (
             image::scratch_config(&build.platform.os, &build.platform.architecture),
             Vec::new(),
             Family::Oci,
+            crate::cache::digest_of(["scratch"]),
         ),
         Base::Stage(dep) => {
             let dep = done
                 .get(dep)
                 .with_context(|| format!("Dockerfile:{}: stage {dep} was not built", stage.line))?;
             extract_layers(&root, &dep.layers).await?;
-            (dep.config.clone(), dep.layers.clone(), dep.family)
+            (
+                dep.config.clone(),
+                dep.layers.clone(),
+                dep.family,
+                dep.cache_state.clone(),
+            )
         }
         Base::Image(reference) => {
-            let (config, layers, family) = pull_image(build, reference)
+            let (config, layers, family, manifest_digest) = pull_image(build, reference)
                 .await
                 .with_context(|| format!("Dockerfile:{}: FROM {reference}", stage.line))?;
             extract_layers(&root, &layers)
                 .await
                 .with_context(|| format!("Dockerfile:{}: extracting {reference}", stage.line))?;
-            (config, layers, family)
+            let state = crate::cache::digest_of(["image", manifest_digest.as_str()]);
+            (config, layers, family, state)
         }
     };
     let root = if in_place {
@@ -390,7 +416,14 @@ async fn build_stage(
     } else {
         root
     };
-    step::run_stage(build, plan, index, root, config, layers, family, done).await
+    let base = step::StageBase {
+        root,
+        config,
+        layers,
+        family,
+        cache_state,
+    };
+    step::run_stage(build, plan, index, base, done).await
 }
 
 /// SOURCE_DATE_EPOCH from a build-arg or the environment (the build-arg wins, as BuildKit).
@@ -437,11 +470,12 @@ fn warn_unused_build_args(plan: &BuildPlan, build_args: &[(String, String)]) {
     }
 }
 
-/// Pulls an image into the blob store: its config and layers in `family`'s media types.
+/// Pulls an image into the blob store: its config, its layers in `family`'s media types and
+/// its manifest digest.
 pub(crate) async fn pull_image(
     build: &Build,
     reference: &str,
-) -> Result<(Value, Vec<LayerBlob>, Family)> {
+) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
     let pulled = build
         .registry
         .pull(reference, &build.platform, build.store.dir())
@@ -465,6 +499,7 @@ pub(crate) async fn pull_image(
             pulled.layers.len()
         );
     }
+    let manifest_digest = pulled.manifest_digest.clone();
     let layers = pulled
         .layers
         .into_iter()
@@ -477,7 +512,7 @@ pub(crate) async fn pull_image(
             path: l.path,
         })
         .collect();
-    Ok((config, layers, family))
+    Ok((config, layers, family, manifest_digest))
 }
 
 /// Applies layers, in order, to a root.

@@ -18,6 +18,16 @@ use crate::rootfs::Root;
 use crate::run::{self, RunSpec};
 use crate::sandbox::{GuestInstruction, GuestRoots};
 
+/// What a stage starts from.
+pub(crate) struct StageBase {
+    pub root: Arc<Root>,
+    pub config: Value,
+    pub layers: Vec<LayerBlob>,
+    pub family: Family,
+    /// the cache state digest of the base (see `cache`)
+    pub cache_state: String,
+}
+
 /// The mutable state of a stage between steps.
 struct StageState {
     root: Arc<Root>,
@@ -28,6 +38,12 @@ struct StageState {
     args: Vec<(String, Option<String>)>,
     cmd_set: bool,
     snapshots: Option<Snapshots>,
+    /// the cache state digest: the base, then what each filesystem step produced
+    cache_state: String,
+    /// the step's position in the stage and the stage's name: a step's identity across
+    /// builds, for the cache's miss reasons
+    pos: usize,
+    stage_name: String,
 }
 
 impl StageState {
@@ -67,17 +83,20 @@ impl StageState {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_stage(
     build: &mut Build,
     plan: &BuildPlan,
     index: usize,
-    root: Arc<Root>,
-    config: Value,
-    layers: Vec<LayerBlob>,
-    family: Family,
+    base: StageBase,
     done: &HashMap<usize, StageResult>,
 ) -> Result<StageResult> {
+    let StageBase {
+        root,
+        config,
+        layers,
+        family,
+        cache_state,
+    } = base;
     let stage = &plan.stages[index];
     let (scan_root, opts) = (root.clone(), build.opts.layers.clone());
     let snapshots =
@@ -90,6 +109,9 @@ pub(crate) async fn run_stage(
         args: Vec::new(),
         cmd_set: false,
         snapshots: Some(snapshots),
+        cache_state,
+        pos: 0,
+        stage_name: stage.display_name().to_string(),
     };
     // the base's ONBUILD triggers run first, as if written right after FROM; the new image
     // does not inherit them
@@ -127,7 +149,8 @@ pub(crate) async fn run_stage(
         }
     }
     instructions.extend(stage.instructions.iter().cloned());
-    for ins in &instructions {
+    for (pos, ins) in instructions.iter().enumerate() {
+        st.pos = pos;
         tracing::info!(stage = %stage.display_name(), line = ins.line, "{}", ins.original);
         step(build, plan, index, &mut st, ins, done)
             .await
@@ -142,6 +165,7 @@ pub(crate) async fn run_stage(
         config: st.config,
         layers: st.layers,
         family: st.family,
+        cache_state: st.cache_state,
     })
 }
 
@@ -272,6 +296,24 @@ async fn run_step(
         mounts,
         network,
     };
+    let created_by = created_by(ins, &shell);
+    let cache = build.cache.clone().filter(|c| c.run_layers);
+    let key = match &cache {
+        Some(_) if reads_context_through_mount(ins) => {
+            tracing::info!("cache: not cacheable: a bind mount of the build context");
+            None
+        }
+        Some(_) => Some(run_key(build, st, ins, &created_by, &spec)),
+        None => None,
+    };
+    if let (Some(cache), Some(key)) = (&cache, &key) {
+        let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
+        if let Some(entry) = cache.lookup(key, &step_identity(st, ins), &what).await? {
+            let layer = apply_cached(build, st, entry).await?;
+            st.cache_state = after_layer(&st.cache_state, layer.as_ref());
+            return Ok(());
+        }
+    }
     let root = st.root.clone();
     let run_env = build.run_env.clone();
     let result = tokio::task::spawn_blocking(move || run::run(&root, &spec, &run_env)).await?;
@@ -296,8 +338,116 @@ async fn run_step(
         }
         Err(e) => return Err(e.into()),
     }
-    let created_by = created_by(ins, &shell);
-    snapshot_step(build, st, &created_by, Touched::Walk).await
+    let blob = snapshot_step(build, st, &created_by, Touched::Walk).await?;
+    if let (Some(cache), Some(key)) = (&cache, &key) {
+        let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
+        cache.store(key, &step_identity(st, ins), entry).await;
+    }
+    st.cache_state = after_layer(&st.cache_state, blob.as_ref());
+    Ok(())
+}
+
+/// The cache state after a step that produced `layer` (or no change).
+fn after_layer(state: &str, layer: Option<&LayerBlob>) -> String {
+    let produced = layer.map_or("none", |l| l.diff_id.0.as_str());
+    crate::cache::digest_of([state, "layer", produced])
+}
+
+/// A step's identity across builds: stage, position, keyword.
+fn step_identity(st: &StageState, ins: &Instruction) -> String {
+    crate::cache::digest_of([
+        st.stage_name.as_str(),
+        &st.pos.to_string(),
+        ins.keyword.as_str(),
+    ])
+}
+
+/// `RUN --mount=type=bind` without `from=` reads the context, which the key does not cover.
+fn reads_context_through_mount(ins: &Instruction) -> bool {
+    ins.flags.iter().any(|f| {
+        f.name == "mount"
+            && f.value.as_deref().is_some_and(|v| {
+                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                let bind =
+                    parts.contains(&"type=bind") || !parts.iter().any(|p| p.starts_with("type="));
+                bind && !parts.iter().any(|p| p.starts_with("from="))
+            })
+    })
+}
+
+/// A RUN's key: the state it starts from, the command with its flags, and everything of the
+/// process it observes (environment with ARGs, user, working directory, platform).
+fn run_key(
+    build: &Build,
+    st: &StageState,
+    ins: &Instruction,
+    created_by: &str,
+    spec: &RunSpec,
+) -> crate::cache::Key {
+    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.sort();
+    let flags: Vec<String> = ins
+        .flags
+        .iter()
+        .map(|f| format!("{}={}", f.name, f.value.as_deref().unwrap_or("")))
+        .collect();
+    let mut k = crate::cache::KeyBuilder::new();
+    k.digest("parent", st.cache_state.clone())
+        .component(
+            "instruction",
+            std::iter::once(created_by.to_string()).chain(flags),
+        )
+        .component("env", env)
+        .component(
+            "user",
+            [format!("{}:{}:{:?}", spec.uid, spec.gid, spec.groups)],
+        )
+        .component("workdir", [spec.cwd.as_str()])
+        .component(
+            "platform",
+            [
+                build.platform.os.as_str(),
+                build.platform.architecture.as_str(),
+            ],
+        );
+    k.finish()
+}
+
+/// Applies a cache hit: the entry's layer goes onto the root and into the image; returns it.
+async fn apply_cached(
+    build: &Build,
+    st: &mut StageState,
+    entry: crate::cache::Entry,
+) -> Result<Option<LayerBlob>> {
+    match entry.layer {
+        Some(mut layer) => {
+            layer.media_type = st.family.convert_layer(&layer.media_type);
+            let started = std::time::Instant::now();
+            super::extract_layers(&st.root, std::slice::from_ref(&layer)).await?;
+            let extracted = started.elapsed();
+            let root = st.root.clone();
+            let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
+            let (snapshots, resynced) = tokio::task::spawn_blocking(move || {
+                let r = snapshots.resync(&root);
+                (snapshots, r)
+            })
+            .await?;
+            st.snapshots = Some(snapshots);
+            resynced?;
+            tracing::debug!(
+                extract_ms = extracted.as_millis() as u64,
+                scan_ms = (started.elapsed() - extracted).as_millis() as u64,
+                "cached layer applied"
+            );
+            st.layers.push(layer.clone());
+            image::add_history(&mut st.config, &build.created, &entry.created_by, false);
+            Ok(Some(layer))
+        }
+        None => {
+            image::add_history(&mut st.config, &build.created, &entry.created_by, true);
+            Ok(None)
+        }
+    }
 }
 
 /// `RUN --mount` and `--network`, expanded and parsed, each mount with the root its
@@ -358,13 +508,14 @@ enum Touched {
     StageEnd,
 }
 
-/// Snapshots the root after a step; a change becomes a layer and a history entry.
+/// Snapshots the root after a step; a change becomes a layer and a history entry. Returns
+/// the layer.
 async fn snapshot_step(
     build: &Build,
     st: &mut StageState,
     created_by: &str,
     touched: Touched,
-) -> Result<()> {
+) -> Result<Option<LayerBlob>> {
     let root = st.root.clone();
     let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
     let store = build.store.clone();
@@ -384,15 +535,16 @@ async fn snapshot_step(
     })
     .await?;
     st.snapshots = Some(snapshots);
-    match blob? {
+    let blob = blob?;
+    match &blob {
         Some(blob) => {
-            st.layers.push(blob);
+            st.layers.push(blob.clone());
             image::add_history(&mut st.config, &build.created, created_by, false);
         }
         None if !end => image::add_history(&mut st.config, &build.created, created_by, true),
         None => {}
     }
-    Ok(())
+    Ok(blob)
 }
 
 /// Arguments as the guest receives them, expanded where Docker expands.
@@ -475,7 +627,8 @@ async fn guest_step(
             root: None,
         }]
     };
-    let mut touched_all: Vec<String> = Vec::new();
+    // each part's instruction and roots first: the cache key covers all of them
+    let mut calls = Vec::new();
     for part in parts {
         let mut from_root = part.root;
         if is_file_op && from_root.is_none() {
@@ -502,6 +655,29 @@ async fn guest_step(
             context_ignore: build.ignore.clone(),
             from: from_root,
         };
+        calls.push((guest_ins, roots));
+    }
+    let created_by = created_by(ins, &[]);
+    let mut copy_key = None;
+    if let (Some(cache), true) = (build.cache.clone(), is_file_op) {
+        if fetches_remote_source(ins) {
+            tracing::info!("cache: not cacheable: a remote source");
+        } else {
+            let key = file_key(build, st, &calls).await?;
+            if cache.copy_layers {
+                let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
+                if let Some(entry) = cache.lookup(&key, &step_identity(st, ins), &what).await? {
+                    apply_cached(build, st, entry).await?;
+                    st.cache_state =
+                        crate::cache::digest_of([st.cache_state.as_str(), "copy", &key.hex]);
+                    return Ok(());
+                }
+            }
+            copy_key = Some(key);
+        }
+    }
+    let mut touched_all: Vec<String> = Vec::new();
+    for (guest_ins, roots) in calls {
         let sandbox = build.sandbox.clone();
         let config = st.config.clone();
         let outcome =
@@ -523,13 +699,83 @@ async fn guest_step(
         }
         _ => {}
     }
-    let created_by = created_by(ins, &[]);
     if is_file_op || ins.keyword == Keyword::Workdir {
-        snapshot_step(build, st, &created_by, touched).await
+        let blob = snapshot_step(build, st, &created_by, touched).await?;
+        if build.cache.is_none() {
+            return Ok(());
+        }
+        st.cache_state = match (&copy_key, ins.keyword) {
+            // the output of COPY/ADD is a function of its key: later keys chain on it, so a
+            // touched mtime in the context does not ripple into later steps
+            (Some(key), _) => {
+                if let Some(cache) = build.cache.clone().filter(|c| c.copy_layers) {
+                    let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
+                    cache.store(key, &step_identity(st, ins), entry).await;
+                }
+                crate::cache::digest_of([st.cache_state.as_str(), "copy", &key.hex])
+            }
+            (None, Keyword::Workdir) => crate::cache::digest_of([
+                st.cache_state.as_str(),
+                "workdir",
+                &st.config_str("WorkingDir").unwrap_or_default(),
+                &st.config_str("User").unwrap_or_default(),
+            ]),
+            (None, _) => after_layer(&st.cache_state, blob.as_ref()),
+        };
+        Ok(())
     } else {
         image::add_history(&mut st.config, &build.created, &created_by, true);
         Ok(())
     }
+}
+
+/// ADD of a URL or a git repository: its content is not known before fetching it.
+fn fetches_remote_source(ins: &Instruction) -> bool {
+    ins.keyword == Keyword::Add
+        && ins.words().is_ok_and(|w| {
+            let sources = &w[..w.len().saturating_sub(1)];
+            sources
+                .iter()
+                .any(|s| s.contains("://") || s.starts_with("git@"))
+        })
+}
+
+/// A COPY/ADD key: the state it starts from, the instruction with its flags, the working
+/// directory (relative destinations) and exactly the sources it would read, found by a dry run
+/// of the instruction in the guest.
+async fn file_key(
+    build: &Build,
+    st: &StageState,
+    calls: &[(GuestInstruction, GuestRoots)],
+) -> Result<crate::cache::Key> {
+    let mut instruction = Vec::new();
+    let mut sources = Vec::new();
+    for (guest_ins, roots) in calls {
+        let sandbox = build.sandbox.clone();
+        let config = st.config.clone();
+        let (ins, roots) = (guest_ins.clone(), roots.clone());
+        sources.push(
+            tokio::task::spawn_blocking(move || -> Result<String> {
+                let reads = sandbox.dry_run(&ins, &config, &roots)?;
+                crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
+            })
+            .await??,
+        );
+        instruction.push(guest_ins.keyword.clone());
+        instruction.extend(guest_ins.args.iter().cloned());
+        instruction.extend(
+            guest_ins
+                .flags
+                .iter()
+                .map(|(n, v)| format!("--{n}={}", v.as_deref().unwrap_or(""))),
+        );
+    }
+    let mut k = crate::cache::KeyBuilder::new();
+    k.digest("parent", st.cache_state.clone())
+        .component("instruction", instruction)
+        .component("workdir", [st.config_str("WorkingDir").unwrap_or_default()])
+        .component("sources", sources);
+    Ok(k.finish())
 }
 
 /// `COPY --from=<image>`: the image pulled and extracted once per build.
@@ -537,7 +783,7 @@ async fn from_image(build: &mut Build, reference: &str) -> Result<Arc<Root>> {
     if let Some(r) = build.from_images.get(reference) {
         return Ok(r.clone());
     }
-    let (_, layers, _) = super::pull_image(build, reference).await?;
+    let (_, layers, _, _) = super::pull_image(build, reference).await?;
     let dir = build
         .work
         .join(format!("image-{}", build.from_images.len()));

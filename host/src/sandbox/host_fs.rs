@@ -113,8 +113,27 @@ impl State {
     }
 }
 
+impl State {
+    /// In a dry run, remembers a read of a source root (not the stage): what the
+    /// instruction would depend on. `content`: the file's bytes are read, not only its metadata.
+    fn note(&mut self, r: u32, path: &str, content: bool) {
+        if r == 0 {
+            return;
+        }
+        if let Some(reads) = &mut self.reads {
+            reads.insert((r, rootfs::clean(path), content));
+        }
+    }
+
+    /// Whether writes to root `r` are only pretended (a dry run).
+    fn pretend(&self, r: u32) -> bool {
+        self.roots.get(r as usize).is_some_and(|e| e.dry_run)
+    }
+}
+
 impl FsHost for State {
     fn lstat(&mut self, r: u32, path: String) -> FsResult<Stat> {
+        self.note(r, &path, false);
         self.root(r, &path)?
             .lstat(&path)
             .map(to_stat)
@@ -122,6 +141,7 @@ impl FsHost for State {
     }
 
     fn stat(&mut self, r: u32, path: String) -> FsResult<Stat> {
+        self.note(r, &path, false);
         self.root(r, &path)?
             .stat(&path)
             .map(to_stat)
@@ -129,6 +149,7 @@ impl FsHost for State {
     }
 
     fn readlink(&mut self, r: u32, path: String) -> FsResult<String> {
+        self.note(r, &path, false);
         self.root(r, &path)?
             .readlink(&path)
             .map(|t| t.to_string_lossy().into_owned())
@@ -147,6 +168,7 @@ impl FsHost for State {
     }
 
     fn read_file(&mut self, r: u32, path: String, max: u64) -> FsResult<Vec<u8>> {
+        self.note(r, &path, true);
         let file = self.root(r, &path)?.open_read(&path).map_err(to_fs_error)?;
         let mut buf = Vec::new();
         file.take(max)
@@ -156,24 +178,40 @@ impl FsHost for State {
     }
 
     fn mkdir(&mut self, r: u32, path: String, mode: u32) -> FsResult<()> {
+        if self.pretend(r) {
+            self.writable(r, &path)?;
+            return Ok(());
+        }
         self.writable(r, &path)?
             .mkdir(&path, mode)
             .map_err(to_fs_error)
     }
 
     fn symlink(&mut self, r: u32, target: String, path: String) -> FsResult<()> {
+        if self.pretend(r) {
+            self.writable(r, &path)?;
+            return Ok(());
+        }
         self.writable(r, &path)?
             .symlink(OsStr::new(&target), &path)
             .map_err(to_fs_error)
     }
 
     fn link(&mut self, r: u32, existing: String, path: String) -> FsResult<()> {
+        if self.pretend(r) {
+            self.writable(r, &path)?;
+            return Ok(());
+        }
         self.writable(r, &path)?
             .link(&existing, &path)
             .map_err(to_fs_error)
     }
 
     fn set_meta(&mut self, r: u32, path: String, m: Meta) -> FsResult<()> {
+        if self.pretend(r) {
+            self.writable(r, &path)?;
+            return Ok(());
+        }
         let meta = rootfs::Meta {
             mode: m.mode,
             uid: m.uid,
@@ -186,6 +224,10 @@ impl FsHost for State {
     }
 
     fn remove(&mut self, r: u32, path: String, recursive: bool) -> FsResult<()> {
+        if self.pretend(r) {
+            self.writable(r, &path)?;
+            return Ok(());
+        }
         self.writable(r, &path)?
             .remove(&path, recursive)
             .map_err(to_fs_error)
@@ -198,6 +240,7 @@ impl FsHost for State {
         to: u32,
         to_path: String,
     ) -> FsResult<u64> {
+        self.note(from, &from_path, true);
         let src_root = self.root(from, &from_path)?;
         let st = src_root.stat(&from_path).map_err(to_fs_error)?;
         if st.kind != rootfs::Kind::File {
@@ -205,6 +248,10 @@ impl FsHost for State {
                 "/{}: not a regular file",
                 rootfs::clean(&from_path)
             )));
+        }
+        if self.pretend(to) {
+            self.writable(to, &to_path)?;
+            return Ok(st.size);
         }
         let mut src = src_root.open_read(&from_path).map_err(to_fs_error)?;
         let dst_root = self.writable(to, &to_path)?;
@@ -269,6 +316,12 @@ impl FsHost for State {
         to: u32,
         to_dir: String,
     ) -> FsResult<Vec<String>> {
+        self.note(from, &from_path, true);
+        if self.pretend(to) {
+            self.root(from, &from_path)?;
+            self.writable(to, &to_dir)?;
+            return Ok(Vec::new());
+        }
         let src = self
             .root(from, &from_path)?
             .open_read(&from_path)

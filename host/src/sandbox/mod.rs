@@ -70,6 +70,17 @@ pub struct Outcome {
     pub touched: Vec<String>,
 }
 
+/// A source path a file instruction reads, found by a dry run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceRead {
+    /// read from the `--from` root rather than the context
+    pub from: bool,
+    /// relative to its root, clean
+    pub path: String,
+    /// the file's bytes were read (copied or unpacked), not only its metadata
+    pub content: bool,
+}
+
 /// A RUN user, resolved in the stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -83,6 +94,8 @@ pub struct Identity {
 pub(crate) struct RootEntry {
     pub root: Arc<Root>,
     pub writable: bool,
+    /// writes are checked and then skipped (a dry run of a file instruction)
+    pub dry_run: bool,
     pub ignore: Option<Arc<IgnoreRules>>,
 }
 
@@ -91,6 +104,8 @@ pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     pub roots: Vec<RootEntry>,
+    /// a dry run's reads of source roots: (root index, clean path, content read)
+    pub reads: Option<std::collections::BTreeSet<(u32, String, bool)>>,
 }
 
 impl WasiView for State {
@@ -133,6 +148,7 @@ impl Sandbox {
             State {
                 wasi,
                 table: ResourceTable::new(),
+                reads: roots.iter().any(|r| r.dry_run).then(Default::default),
                 roots,
             },
         );
@@ -148,15 +164,40 @@ impl Sandbox {
         config: &Value,
         roots: &GuestRoots,
     ) -> Result<Outcome> {
+        self.call_execute(ins, config, roots, false)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Runs a file instruction without writing anything and returns what it would read from
+    /// the context or the `--from` root: the inputs of its cache key.
+    pub fn dry_run(
+        &self,
+        ins: &GuestInstruction,
+        config: &Value,
+        roots: &GuestRoots,
+    ) -> Result<Vec<SourceRead>> {
+        let (_, reads) = self.call_execute(ins, config, roots, true)?;
+        Ok(reads)
+    }
+
+    fn call_execute(
+        &self,
+        ins: &GuestInstruction,
+        config: &Value,
+        roots: &GuestRoots,
+        dry_run: bool,
+    ) -> Result<(Outcome, Vec<SourceRead>)> {
         let mut table = vec![
             RootEntry {
                 root: roots.stage.clone(),
                 writable: true,
+                dry_run,
                 ignore: None,
             },
             RootEntry {
                 root: roots.context.clone(),
                 writable: false,
+                dry_run: false,
                 ignore: Some(roots.context_ignore.clone()),
             },
         ];
@@ -164,6 +205,7 @@ impl Sandbox {
             table.push(RootEntry {
                 root: from.clone(),
                 writable: false,
+                dry_run: false,
                 ignore: None,
             });
         }
@@ -189,10 +231,25 @@ impl Sandbox {
             .map_err(Error::Instruction)?;
         let config: Value = serde_json::from_str(&out.config)
             .map_err(|e| Error::Instruction(format!("interpreter returned a bad config: {e}")))?;
-        Ok(Outcome {
-            config,
-            touched: out.touched,
-        })
+        let reads = store
+            .data_mut()
+            .reads
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(r, path, content)| SourceRead {
+                from: r == 2,
+                path,
+                content,
+            })
+            .collect();
+        Ok((
+            Outcome {
+                config,
+                touched: out.touched,
+            },
+            reads,
+        ))
     }
 
     /// Resolves a USER value against the stage's /etc/passwd and /etc/group.
@@ -200,6 +257,7 @@ impl Sandbox {
         let (mut store, instance) = self.instantiate(vec![RootEntry {
             root: stage.clone(),
             writable: false,
+            dry_run: false,
             ignore: None,
         }])?;
         let id = instance
