@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
 /// How long one kiln build may take before the test gives up on it.
-const KILN_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const KILN_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 /// How long a skopeo or umoci call may take.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
