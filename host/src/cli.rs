@@ -112,7 +112,8 @@ pub struct CliArgs {
     #[arg(short = 'd', long = "destination")]
     pub destinations: Vec<String>,
     /// Build without pushing (the destination, if any, only names the image)
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub no_push: bool,
     /// Write the image as a docker-archive (docker load) to this file
     #[arg(long)]
@@ -130,13 +131,16 @@ pub struct CliArgs {
     #[arg(long)]
     pub target: Option<String>,
     /// Push to plain-HTTP registries
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub insecure: bool,
     /// Pull from plain-HTTP registries
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub insecure_pull: bool,
     /// Push to registries with invalid TLS certificates
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub skip_tls_verify: bool,
     /// A registry to reach over plain HTTP (repeatable)
     #[arg(long = "insecure-registry")]
@@ -146,7 +150,8 @@ pub struct CliArgs {
     pub registry: RegistryArgs,
     /// Fixed timestamps (SOURCE_DATE_EPOCH, else 0) and layer mtimes clamped to them, so
     /// the same inputs give the same digests
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub reproducible: bool,
     /// A label added to the image, K=V (repeatable)
     #[arg(long = "label")]
@@ -158,10 +163,12 @@ pub struct CliArgs {
     #[arg(long)]
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// Accepted for kaniko compatibility: kiln always builds only the stages the target needs
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub skip_unused_stages: bool,
     /// Remove what the build wrote (in-place isolation); kiln always removes its stage roots
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub cleanup: bool,
     // --- build contexts (context module) ---
     /// A directory inside the context to use as the context
@@ -207,7 +214,8 @@ pub struct CliArgs {
     #[arg(long, value_parser = ["chroot", "rootless", "in-place"])]
     pub isolation: Option<String>,
     /// Allow --isolation=in-place where no container is detected (gVisor)
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub force: bool,
     /// A build secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
     #[arg(long = "secret")]
@@ -224,7 +232,8 @@ pub struct CliArgs {
     #[arg(long, value_enum, default_value = "full")]
     pub snapshot_mode: SnapshotModeArg,
     /// One layer per stage, taken after its last instruction
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub single_snapshot: bool,
     /// A path of the stage root left out of every layer, with all below it; in place, also
     /// never overwritten (repeatable)
@@ -431,7 +440,8 @@ impl CliArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
     /// Pull from registries with invalid TLS certificates
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub skip_tls_verify_pull: bool,
     /// A registry whose TLS certificate is not checked (repeatable)
     #[arg(long = "skip-tls-verify-registry")]
@@ -450,7 +460,8 @@ pub struct RegistryArgs {
     #[arg(long = "registry-map")]
     pub registry_maps: Vec<String>,
     /// Fail when every mirror failed instead of pulling from the original registry
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub skip_default_registry_fallback: bool,
     /// Retries of a failed push, with exponential backoff
     #[arg(long, default_value_t = 0)]
@@ -459,7 +470,8 @@ pub struct RegistryArgs {
     #[arg(long, default_value_t = 0)]
     pub image_download_retry: u32,
     /// Do not check that every destination accepts pushes before building
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub skip_push_permission_check: bool,
     /// Build for this platform, os/arch[/variant]: picks it from base-image indexes and
     /// writes it into the image config
@@ -520,7 +532,8 @@ pub struct WarmArgs {
     #[arg(long = "build-arg")]
     pub build_args: Vec<String>,
     /// Pull from plain-HTTP registries
-    #[arg(long)]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub insecure_pull: bool,
     /// A registry to reach over plain HTTP (repeatable)
     #[arg(long = "insecure-registry")]
