@@ -7,7 +7,9 @@
 #   kiln build --context . --target debug    --destination REGISTRY/kiln/executor:debug
 #
 # BASE_IMAGE is any Debian bookworm image; the builder stage installs Rust with rustup, so it
-# needs the network (static.rust-lang.org, crates.io and a Debian mirror).
+# needs the network (static.rust-lang.org, crates.io and a Debian mirror). Behind a
+# TLS-intercepting proxy, pass its CA bundle as a secret:
+#   --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS builder
@@ -15,10 +17,18 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends ca-certificates curl gcc libc6-dev musl-tools busybox-static \
  && rm -rf /var/lib/apt/lists/*
+# An optional CA bundle given as the secret `ca-certificates` is trusted for downloads
+# (curl, rustup, cargo); it never reaches a layer, and the image gets Debian's bundle.
+RUN printf '%s\n' \
+      'if [ -f /run/secrets/ca-certificates ]; then' \
+      '  export CURL_CA_BUNDLE=/run/secrets/ca-certificates SSL_CERT_FILE=/run/secrets/ca-certificates CARGO_HTTP_CAINFO=/run/secrets/ca-certificates' \
+      'fi' > /usr/local/bin/use-build-ca
 ENV RUSTUP_HOME=/opt/rustup CARGO_HOME=/opt/cargo PATH=/opt/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # The toolchain version, its components and the wasm32-wasip2 target come from
 # rust-toolchain.toml; rustup installs them on the first cargo call below.
-RUN curl -fsSL --proto '=https' --tlsv1.2 -o /tmp/rustup-init \
+RUN --mount=type=secret,id=ca-certificates \
+    . /usr/local/bin/use-build-ca \
+ && curl -fsSL --proto '=https' --tlsv1.2 -o /tmp/rustup-init \
       https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init \
  && chmod +x /tmp/rustup-init \
  && /tmp/rustup-init -y -q --profile minimal --default-toolchain none --no-modify-path \
@@ -27,9 +37,11 @@ WORKDIR /src
 COPY . .
 # Cargo's registry and the target dir live in cache mounts: rebuilding the second target
 # (or the next release) is incremental, and neither ends up in a layer.
-RUN --mount=type=cache,target=/opt/cargo/registry \
+RUN --mount=type=secret,id=ca-certificates \
+    --mount=type=cache,target=/opt/cargo/registry \
     --mount=type=cache,target=/build/target \
-    rustup show active-toolchain \
+    . /usr/local/bin/use-build-ca \
+ && rustup toolchain install \
  && rustup target add x86_64-unknown-linux-musl \
  && CARGO_TARGET_DIR=/build/target cargo build --release --locked -p kiln --target x86_64-unknown-linux-musl \
  && install -D -m 0755 /build/target/x86_64-unknown-linux-musl/release/kiln /out/kiln/executor \

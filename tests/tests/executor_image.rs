@@ -59,6 +59,15 @@ fn build_target(registry: &Registry, base: &str, kiln_dir: &Path, target: &str) 
         .arg(target)
         .arg("--build-arg")
         .arg(format!("BASE_IMAGE={base}"))
+        // this machine's CA bundle, for networks behind a TLS-intercepting proxy
+        .arg("--secret")
+        .arg("id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt")
+        // the second target takes the builder stage from the layer cache
+        .arg("--cache")
+        .arg(format!(
+            "--cache-repo=oci:{}",
+            kiln_dir.join("layer-cache").display()
+        ))
         .destination(&dest)
         .run_ok();
     dest
