@@ -28,7 +28,7 @@ RUN echo \"B=$B\" > /s4
 ARG C=1
 RUN echo fixed > /s5
 COPY b.txt /b.txt
-RUN ls -l /src > /s6
+RUN ls -l /src > /s6 && cat /s2 /s4 /b.txt > /s6b
 ";
 
 /// Line numbers of the cacheable steps.

@@ -40,6 +40,9 @@ struct StageState {
     snapshots: Option<Snapshots>,
     /// the cache state digest: the base, then what each filesystem step produced
     cache_state: String,
+    /// cached layers already in the image but not yet extracted onto the root: only a step
+    /// that has to run (or a later stage) needs them there
+    pending: Vec<LayerBlob>,
     /// the step's position in the stage and the stage's name: a step's identity across
     /// builds, for the cache's miss reasons
     pos: usize,
@@ -112,6 +115,7 @@ pub(crate) async fn run_stage(
         cache_state,
         pos: 0,
         stage_name: stage.display_name().to_string(),
+        pending: Vec::new(),
     };
     // the base's ONBUILD triggers run first, as if written right after FROM; the new image
     // does not inherit them
@@ -160,6 +164,10 @@ pub(crate) async fn run_stage(
             })?;
     }
     snapshot_step(build, &mut st, "single snapshot", Touched::StageEnd).await?;
+    if index != plan.target {
+        // a later stage may read this root (COPY --from, RUN --mount from=)
+        materialize(&mut st).await?;
+    }
     Ok(StageResult {
         root: st.root,
         config: st.config,
@@ -242,6 +250,11 @@ async fn run_step(
 ) -> Result<()> {
     let (mounts, network) = run_flags(build, plan, index, st, ins, done).await?;
     let shell = shell_of(st);
+    if !ins.heredocs.is_empty() {
+        // a heredoc script may be written into the root below: the root must be complete
+        // before it, so the snapshot baseline never includes the script
+        materialize(st).await?;
+    }
     // a `RUN <<EOF` script starting with `#!`, removed before the snapshot
     let mut script_file = None;
     let argv = match &ins.args {
@@ -273,6 +286,30 @@ async fn run_step(
     if !env.iter().any(|(k, _)| k == "PATH") {
         env.push(("PATH".into(), image::DEFAULT_PATH.into()));
     }
+    let cwd = st.config_str("WorkingDir").unwrap_or_else(|| "/".into());
+    let created_by = created_by(ins, &shell);
+    let cache = build.cache.clone().filter(|c| c.run_layers);
+    let key = match &cache {
+        Some(_) if reads_context_through_mount(ins) => {
+            tracing::info!("cache: not cacheable: a bind mount of the build context");
+            None
+        }
+        Some(_) => Some(run_key(build, st, ins, &created_by, &env, &cwd)),
+        None => None,
+    };
+    if let (Some(cache), Some(key)) = (&cache, &key) {
+        let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
+        if let Some(entry) = cache.lookup(key, &step_identity(st, ins), &what).await? {
+            if let Some(file) = script_file {
+                file.remove()?;
+            }
+            let layer = apply_cached(build, st, entry);
+            st.cache_state = after_layer(&st.cache_state, layer.as_ref());
+            return Ok(());
+        }
+    }
+    // the command runs: the root must hold every layer so far
+    materialize(st).await?;
     let (uid, gid, groups) = match st.config_str("User") {
         None => (0, 0, Vec::new()),
         Some(user) => {
@@ -289,31 +326,13 @@ async fn run_step(
     let spec = RunSpec {
         argv,
         env,
-        cwd: st.config_str("WorkingDir").unwrap_or_else(|| "/".into()),
+        cwd,
         uid,
         gid,
         groups,
         mounts,
         network,
     };
-    let created_by = created_by(ins, &shell);
-    let cache = build.cache.clone().filter(|c| c.run_layers);
-    let key = match &cache {
-        Some(_) if reads_context_through_mount(ins) => {
-            tracing::info!("cache: not cacheable: a bind mount of the build context");
-            None
-        }
-        Some(_) => Some(run_key(build, st, ins, &created_by, &spec)),
-        None => None,
-    };
-    if let (Some(cache), Some(key)) = (&cache, &key) {
-        let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
-        if let Some(entry) = cache.lookup(key, &step_identity(st, ins), &what).await? {
-            let layer = apply_cached(build, st, entry).await?;
-            st.cache_state = after_layer(&st.cache_state, layer.as_ref());
-            return Ok(());
-        }
-    }
     let root = st.root.clone();
     let run_env = build.run_env.clone();
     let result = tokio::task::spawn_blocking(move || run::run(&root, &spec, &run_env)).await?;
@@ -376,15 +395,18 @@ fn reads_context_through_mount(ins: &Instruction) -> bool {
 }
 
 /// A RUN's key: the state it starts from, the command with its flags, and everything of the
-/// process it observes (environment with ARGs, user, working directory, platform).
+/// process it observes: its environment (ENV, ARGs in scope, proxy build-args, PATH), the USER
+/// it runs as (ids and HOME follow from it and the state's /etc/passwd), the working
+/// directory and the platform.
 fn run_key(
     build: &Build,
     st: &StageState,
     ins: &Instruction,
     created_by: &str,
-    spec: &RunSpec,
+    env: &[(String, String)],
+    cwd: &str,
 ) -> crate::cache::Key {
-    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.sort();
     let flags: Vec<String> = ins
         .flags
@@ -398,11 +420,8 @@ fn run_key(
             std::iter::once(created_by.to_string()).chain(flags),
         )
         .component("env", env)
-        .component(
-            "user",
-            [format!("{}:{}:{:?}", spec.uid, spec.gid, spec.groups)],
-        )
-        .component("workdir", [spec.cwd.as_str()])
+        .component("user", [st.config_str("User").unwrap_or_default()])
+        .component("workdir", [cwd])
         .component(
             "platform",
             [
@@ -413,41 +432,52 @@ fn run_key(
     k.finish()
 }
 
-/// Applies a cache hit: the entry's layer goes onto the root and into the image; returns it.
-async fn apply_cached(
+/// Takes a cache hit: the entry's layer goes into the image and onto the list of layers the
+/// root still lacks (see `materialize`); returns it.
+fn apply_cached(
     build: &Build,
     st: &mut StageState,
     entry: crate::cache::Entry,
-) -> Result<Option<LayerBlob>> {
+) -> Option<LayerBlob> {
     match entry.layer {
         Some(mut layer) => {
             layer.media_type = st.family.convert_layer(&layer.media_type);
-            let started = std::time::Instant::now();
-            super::extract_layers(&st.root, std::slice::from_ref(&layer)).await?;
-            let extracted = started.elapsed();
-            let root = st.root.clone();
-            let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
-            let (snapshots, resynced) = tokio::task::spawn_blocking(move || {
-                let r = snapshots.resync(&root);
-                (snapshots, r)
-            })
-            .await?;
-            st.snapshots = Some(snapshots);
-            resynced?;
-            tracing::debug!(
-                extract_ms = extracted.as_millis() as u64,
-                scan_ms = (started.elapsed() - extracted).as_millis() as u64,
-                "cached layer applied"
-            );
+            st.pending.push(layer.clone());
             st.layers.push(layer.clone());
             image::add_history(&mut st.config, &build.created, &entry.created_by, false);
-            Ok(Some(layer))
+            Some(layer)
         }
         None => {
             image::add_history(&mut st.config, &build.created, &entry.created_by, true);
-            Ok(None)
+            None
         }
     }
+}
+
+/// Extracts the cached layers the root still lacks and takes the result as the snapshot
+/// baseline (what they brought is already in the image).
+async fn materialize(st: &mut StageState) -> Result<()> {
+    if st.pending.is_empty() {
+        return Ok(());
+    }
+    let layers = std::mem::take(&mut st.pending);
+    let started = std::time::Instant::now();
+    super::extract_layers(&st.root, &layers).await?;
+    let root = st.root.clone();
+    let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
+    let (snapshots, resynced) = tokio::task::spawn_blocking(move || {
+        let r = snapshots.resync(&root);
+        (snapshots, r)
+    })
+    .await?;
+    st.snapshots = Some(snapshots);
+    resynced?;
+    tracing::debug!(
+        layers = layers.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "cached layers extracted"
+    );
+    Ok(())
 }
 
 /// `RUN --mount` and `--network`, expanded and parsed, each mount with the root its
@@ -618,6 +648,10 @@ async fn guest_step(
         flags.push((f.name.clone(), value));
     }
     let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
+    if is_file_op || ins.keyword == Keyword::Workdir {
+        // these read and write the root
+        materialize(st).await?;
+    }
     let parts = if is_file_op {
         super::sources::split(ins, args, flags, lookup, &build.work).await?
     } else {
@@ -667,7 +701,7 @@ async fn guest_step(
             if cache.copy_layers {
                 let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
                 if let Some(entry) = cache.lookup(&key, &step_identity(st, ins), &what).await? {
-                    apply_cached(build, st, entry).await?;
+                    apply_cached(build, st, entry);
                     st.cache_state =
                         crate::cache::digest_of([st.cache_state.as_str(), "copy", &key.hex]);
                     return Ok(());
