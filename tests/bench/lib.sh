@@ -7,7 +7,7 @@ need() { # need BINARY DEBIAN_PACKAGE
   command -v "$1" >/dev/null 2>&1 || { echo "missing $1: apt-get install $2" >&2; exit 1; }
 }
 
-bench_setup() {
+bench_setup() { # bench_setup [PARENT_DIR_FOR_SCRATCH] (default /tmp)
   local root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
   kiln=${KILN_BIN:-$root/target/release/kiln}
@@ -21,7 +21,7 @@ bench_setup() {
   need jq jq
   [ -x "$kiln" ] || { echo "build kiln first: cargo build --release (no $kiln)" >&2; exit 1; }
 
-  work=$(mktemp -d /tmp/kiln-bench-XXXXXX)
+  work=$(mktemp -d "${1:-/tmp}/kiln-bench-XXXXXX")
   reg_pid=
   trap bench_cleanup EXIT
 

@@ -20,62 +20,10 @@ kiln=${KILN_BIN:-$root/target/release/kiln}
 shapes=${BENCH_SHAPES:-files100k big1g small8 copy30k stages20k}
 kiln_args=${BENCH_KILN_ARGS:-}
 
-need() { # need BINARY DEBIAN_PACKAGE
-  command -v "$1" >/dev/null 2>&1 || { echo "missing $1: apt-get install $2" >&2; exit 1; }
-}
-need docker-registry docker-registry
-need skopeo skopeo
-need umoci umoci
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 need buildah buildah
-need busybox busybox-static
-need /usr/bin/time time
-need python3 python3
-need curl curl
-[ -x "$kiln" ] || { echo "build kiln first: cargo build --release (no $kiln)" >&2; exit 1; }
-
-work=$(mktemp -d /var/tmp/kiln-vs-buildah-XXXXXX)
-reg_pid=
-cleanup() {
-  if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# A private registry on a free port.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: warn}
-storage:
-  filesystem: {rootdirectory: $work/registry}
-  delete: {enabled: true}
-http: {addr: $host}
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "http://$host/v2/" >/dev/null || { echo "registry did not start:" >&2; cat "$work/registry.log" >&2; exit 1; }
-
-# The busybox base (the test fixture's content), built with umoci.
-base=$host/bench/busybox:latest
-umoci init --layout "$work/base"
-umoci new --image "$work/base:latest"
-umoci unpack --image "$work/base:latest" "$work/bundle" >/dev/null
-fs=$work/bundle/rootfs
-mkdir -p "$fs/bin" "$fs/etc" "$fs/tmp" "$fs/root"
-cp "$(command -v busybox)" "$fs/bin/busybox"
-for applet in $("$fs/bin/busybox" --list); do
-  [ "$applet" = busybox ] || ln -sf busybox "$fs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$fs/etc/passwd"
-printf 'root:x:0:\nnobody:x:65534:\n' >"$fs/etc/group"
-chmod 1777 "$fs/tmp"
-chmod 700 "$fs/root"
-umoci repack --image "$work/base:latest" "$work/bundle" >/dev/null
-umoci config --image "$work/base:latest" --os linux --architecture amd64 \
-  --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --config.cmd /bin/sh
-skopeo copy -q --dest-tls-verify=false "oci:$work/base:latest" "docker://$base"
+bench_setup /var/tmp
 
 # The shapes: a Dockerfile and a context each.
 files() { # files DIR DIRS FILES_PER_DIR: a shell loop of builtins only
