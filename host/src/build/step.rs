@@ -290,11 +290,13 @@ async fn run_step(
     let created_by = created_by(ins, &shell);
     let cache = build.cache.clone().filter(|c| c.run_layers);
     let key = match &cache {
-        Some(_) if reads_context_through_mount(ins) => {
-            tracing::info!("cache: not cacheable: a bind mount of the build context");
-            None
-        }
-        Some(_) => Some(run_key(build, st, ins, &created_by, &env, &cwd)),
+        Some(_) => match mount_inputs(plan, index, done, &mounts).await? {
+            Some(inputs) => Some(run_key(build, st, ins, &created_by, &env, &cwd, inputs)),
+            None => {
+                tracing::info!("cache: not cacheable: a bind mount of an image");
+                None
+            }
+        },
         None => None,
     };
     if let (Some(cache), Some(key)) = (&cache, &key) {
@@ -381,17 +383,54 @@ fn step_identity(st: &StageState, ins: &Instruction) -> String {
     ])
 }
 
-/// `RUN --mount=type=bind` without `from=` reads the context, which the key does not cover.
-fn reads_context_through_mount(ins: &Instruction) -> bool {
-    ins.flags.iter().any(|f| {
-        f.name == "mount"
-            && f.value.as_deref().is_some_and(|v| {
-                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
-                let bind =
-                    parts.contains(&"type=bind") || !parts.iter().any(|p| p.starts_with("type="));
-                bind && !parts.iter().any(|p| p.starts_with("from="))
-            })
-    })
+/// What a RUN's bind mounts let it read, for its key: a stage's cache state, or the digest
+/// of the context directory it binds (every entry below it, contents included). Cache, tmpfs
+/// and secret mounts are not inputs, as in BuildKit. None when a bind reads an image, whose
+/// content kiln does not pin.
+async fn mount_inputs(
+    plan: &BuildPlan,
+    index: usize,
+    done: &HashMap<usize, StageResult>,
+    mounts: &[run::MountRequest],
+) -> Result<Option<Vec<String>>> {
+    let mut inputs = Vec::new();
+    for m in mounts {
+        if m.spec.kind != run::MountKind::Bind {
+            continue;
+        }
+        let source = m.spec.source.clone().unwrap_or_default();
+        match (&m.spec.from, &m.from) {
+            (Some(from), _) => match plan.stage_named(from, index).and_then(|d| done.get(&d)) {
+                Some(dep) => inputs.push(format!("stage {} {source}", dep.cache_state)),
+                None => return Ok(None),
+            },
+            (None, Some(context)) => {
+                let context = context.clone();
+                let dir = source.clone();
+                let digest = tokio::task::spawn_blocking(move || -> Result<String> {
+                    let mut reads = Vec::new();
+                    let mut todo = vec![crate::rootfs::clean(&dir)];
+                    while let Some(path) = todo.pop() {
+                        reads.push(crate::sandbox::SourceRead {
+                            from: false,
+                            path: path.clone(),
+                            content: true,
+                        });
+                        if context.lstat(&path)?.kind == crate::rootfs::Kind::Dir {
+                            for name in context.read_dir(&path)? {
+                                todo.push(crate::rootfs::join(&path, &name.to_string_lossy()));
+                            }
+                        }
+                    }
+                    crate::cache::sources_digest(&reads, &context, None)
+                })
+                .await??;
+                inputs.push(format!("context {source} {digest}"));
+            }
+            (None, None) => return Ok(None),
+        }
+    }
+    Ok(Some(inputs))
 }
 
 /// A RUN's key: the state it starts from, the command with its flags, and everything of the
@@ -405,6 +444,7 @@ fn run_key(
     created_by: &str,
     env: &[(String, String)],
     cwd: &str,
+    mounts: Vec<String>,
 ) -> crate::cache::Key {
     let mut env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.sort();
@@ -422,6 +462,7 @@ fn run_key(
         .component("env", env)
         .component("user", [st.config_str("User").unwrap_or_default()])
         .component("workdir", [cwd])
+        .component("mounts", mounts)
         .component(
             "platform",
             [

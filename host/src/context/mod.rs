@@ -485,7 +485,8 @@ mod tests {
             assert_eq!(Source::parse(spec).unwrap(), want, "{spec}");
         }
         assert!(matches!(
-            Source::parse("git://h/r.git#refs/heads/b#abc").unwrap(),
+            Source::parse("git://h/r.git#refs/heads/b#0123456789abcdef0123456789abcdef01234567")
+                .unwrap(),
             Source::Git(_)
         ));
         assert!(matches!(
