@@ -20,8 +20,13 @@ bench_setup() { # bench_setup [PARENT_DIR_FOR_SCRATCH] (default /tmp)
   need curl curl
   need jq jq
   [ -x "$kiln" ] || { echo "build kiln first: cargo build --release (no $kiln)" >&2; exit 1; }
+  bench_registry "${1:-/tmp}"
+  bench_busybox_base
+}
 
-  work=$(mktemp -d "${1:-/tmp}/kiln-bench-XXXXXX")
+# bench_registry PARENT_DIR: $work (removed on exit) and a private registry at $host.
+bench_registry() {
+  work=$(mktemp -d "$1/kiln-bench-XXXXXX")
   reg_pid=
   trap bench_cleanup EXIT
 
@@ -40,7 +45,10 @@ YML
   reg_pid=$!
   for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fs "http://$host/v2/" >/dev/null || { echo "registry did not start:" >&2; cat "$work/registry.log" >&2; exit 1; }
+}
 
+# bench_busybox_base: $base, the busybox image pushed to $host.
+bench_busybox_base() {
   base=$host/bench/busybox:latest
   umoci init --layout "$work/base"
   umoci new --image "$work/base:latest"

@@ -16,38 +16,15 @@ kiln=${KILN_BIN:-$root/target/release/kiln}
 bytes=${BENCH_BYTES:-1000000000}
 rounds=${BENCH_ROUNDS:-2}
 
-need() { # need BINARY DEBIAN_PACKAGE
-  command -v "$1" >/dev/null 2>&1 || { echo "missing $1: apt-get install $2" >&2; exit 1; }
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 need docker-registry docker-registry
 need skopeo skopeo
 need python3 python3
 need curl curl
 need jq jq
 [ -x "$kiln" ] || { echo "build kiln first: cargo build --release (no $kiln)" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/kiln-bench-push-XXXXXX)
-reg_pid=
-cleanup() {
-  if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: warn}
-storage:
-  filesystem: {rootdirectory: $work/registry}
-  delete: {enabled: true}
-http: {addr: $host}
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "http://$host/v2/" >/dev/null || { echo "registry did not start:" >&2; cat "$work/registry.log" >&2; exit 1; }
+bench_registry /tmp
 
 mkdir -p "$work/ctx"
 printf 'FROM scratch\nCOPY big /big\n' >"$work/Dockerfile"
