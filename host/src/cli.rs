@@ -449,7 +449,8 @@ pub struct RegistryArgs {
     /// REGISTRY=CA.crt: trust this PEM CA certificate for the registry (repeatable)
     #[arg(long = "registry-certificate")]
     pub registry_certificates: Vec<String>,
-    /// REGISTRY=client.crt,client.key: TLS client certificate (not supported yet: refused)
+    /// REGISTRY=client.crt,client.key: present this PEM client certificate and key to the
+    /// registry (repeatable)
     #[arg(long = "registry-client-cert")]
     pub registry_client_certs: Vec<String>,
     /// A mirror of Docker Hub, host[/prefix], tried before it when pulling (repeatable)
@@ -493,8 +494,22 @@ impl RegistryArgs {
                 _ => bail!("--registry-certificate {c}: expected REGISTRY=CA.crt"),
             }
         }
-        if let Some(c) = self.registry_client_certs.first() {
-            bail!("--registry-client-cert {c}: TLS client certificates are not supported yet");
+        for c in &self.registry_client_certs {
+            match c
+                .split_once('=')
+                .map(|(reg, files)| (reg, files.split_once(',')))
+            {
+                Some((reg, Some((cert, key))))
+                    if !reg.is_empty() && !cert.is_empty() && !key.is_empty() =>
+                {
+                    opts.registry_client_certs.push((
+                        reg.to_string(),
+                        PathBuf::from(cert),
+                        PathBuf::from(key),
+                    ))
+                }
+                _ => bail!("--registry-client-cert {c}: expected REGISTRY=client.crt,client.key"),
+            }
         }
         for mirror in &self.registry_mirrors {
             if mirror.trim().is_empty() {

@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod google;
 mod images;
 mod layout;
 mod proxy;
@@ -22,6 +23,7 @@ mod servers;
 mod token;
 mod tools;
 
+pub use google::{GoogleAuth, GoogleRequest};
 pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
 pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
 pub use proxy::{Fault, FaultProxy};

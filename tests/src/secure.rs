@@ -49,6 +49,24 @@ impl SecureRegistry {
     /// Starts a registry at `<hostname>:PORT` serving TLS with a fresh CA and accepting
     /// `user`/`password` (bcrypt htpasswd).
     pub fn start(user: &str, password: &str) -> SecureRegistry {
+        SecureRegistry::start_with(user, password, false)
+    }
+
+    /// As [`SecureRegistry::start`], and the registry also demands a TLS client certificate
+    /// issued by the same CA: [`SecureRegistry::client_cert`] is one.
+    pub fn start_mutual_tls(user: &str, password: &str) -> SecureRegistry {
+        SecureRegistry::start_with(user, password, true)
+    }
+
+    /// The client certificate and key (PEM) made by [`SecureRegistry::start_mutual_tls`].
+    pub fn client_cert(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("client.crt"),
+            self.dir.path().join("client.key"),
+        )
+    }
+
+    fn start_with(user: &str, password: &str, client_certs: bool) -> SecureRegistry {
         let openssl = require("openssl", "openssl");
         let htpasswd = require("htpasswd", "apache2-utils");
         let dir = tempfile::Builder::new()
@@ -101,6 +119,41 @@ impl SecureRegistry {
                 .arg("-out")
                 .arg(d.join("server.crt")),
         );
+        if client_certs {
+            run_checked(
+                Command::new(&openssl)
+                    .args(["req", "-newkey", "rsa:2048", "-nodes"])
+                    .args(["-subj", "/CN=kiln test client"])
+                    .arg("-keyout")
+                    .arg(d.join("client.key"))
+                    .arg("-out")
+                    .arg(d.join("client.csr")),
+            );
+            fs::write(
+                d.join("client.ext"),
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+            )
+            .expect("client.ext");
+            run_checked(
+                Command::new(&openssl)
+                    .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+                    .arg("-in")
+                    .arg(d.join("client.csr"))
+                    .arg("-CA")
+                    .arg(d.join("ca.crt"))
+                    .arg("-CAkey")
+                    .arg(d.join("ca.key"))
+                    .arg("-extfile")
+                    .arg(d.join("client.ext"))
+                    .arg("-out")
+                    .arg(d.join("client.crt")),
+            );
+        }
+        let client_cas = if client_certs {
+            format!("    clientcas:\n      - {}\n", d.join("ca.crt").display())
+        } else {
+            String::new()
+        };
         let line = run_checked(Command::new(&htpasswd).args(["-Bbn", user, password]));
         fs::write(d.join("htpasswd"), line.trim()).expect("htpasswd file");
         let (crt, key, htp) = (
@@ -110,7 +163,7 @@ impl SecureRegistry {
         );
         let registry = Registry::start_with(&ip, &name, &|_| {
             format!(
-                "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+                "  tls:\n    certificate: {}\n    key: {}\n{client_cas}auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
                 crt.display(),
                 key.display(),
                 htp.display()

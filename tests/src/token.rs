@@ -1,7 +1,9 @@
 //! A registry behind a token issuer: Bearer auth as Docker Hub and most cloud registries do
 //! it. The registry is a real `docker-registry` configured with `auth.token`; the issuer is a
-//! small HTTP server here that checks Basic credentials and signs RS256 JWTs (with openssl)
-//! granting exactly the scopes asked for, and logs every scope it was asked for.
+//! small HTTP server here that checks Basic credentials (a GET, as most clients ask) or a
+//! refresh token (a POST with `grant_type=refresh_token`, as Docker exchanges an
+//! `identitytoken`), signs RS256 JWTs (with openssl) granting exactly the scopes asked for,
+//! and logs every scope it was asked for.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -24,6 +26,8 @@ pub struct TokenRegistry {
     pub registry: Registry,
     pub user: String,
     pub password: String,
+    /// The OAuth2 refresh token (Docker's `identitytoken`) the issuer accepts for `user`.
+    pub refresh_token: String,
     scopes: Arc<Mutex<Vec<String>>>,
     _dir: TempDir,
 }
@@ -64,10 +68,12 @@ impl TokenRegistry {
             "Basic {}",
             encode(format!("{user}:{password}").as_bytes(), STANDARD)
         );
+        let refresh_token = format!("refresh-{}", unique_token());
         let issuer = Issuer {
             key: d.join("signer.key"),
             x5c: encode(&cert_der, STANDARD),
             expected,
+            refresh_token: refresh_token.clone(),
             user: user.to_string(),
             scopes: scopes.clone(),
         };
@@ -87,6 +93,7 @@ impl TokenRegistry {
             registry,
             user: user.to_string(),
             password: password.to_string(),
+            refresh_token,
             scopes,
             _dir: dir,
         }
@@ -113,6 +120,7 @@ struct Issuer {
     key: std::path::PathBuf,
     x5c: String,
     expected: String,
+    refresh_token: String,
     user: String,
     scopes: Arc<Mutex<Vec<String>>>,
 }
@@ -133,19 +141,60 @@ impl Issuer {
             .and_then(|l| l.split_whitespace().nth(1))
             .unwrap_or("")
             .to_string();
-        let authorized = lines.iter().any(|l| {
-            l.split_once(':').is_some_and(|(k, v)| {
-                k.eq_ignore_ascii_case("authorization") && v.trim() == self.expected
+        let header = |name: &str| {
+            lines.iter().find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_string())
             })
-        });
-        let query = target.split_once('?').map_or("", |(_, q)| q);
+        };
+        let post = lines.first().is_some_and(|l| l.starts_with("POST "));
+        let mut body = vec![
+            0u8;
+            header("content-length")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        ];
+        std::io::Read::read_exact(&mut reader, &mut body)?;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        // GET: Basic credentials and repeated `scope` query parameters; POST: a form with a
+        // refresh token and space-separated scopes.
+        let (params, authorized, refreshed) = if post {
+            let form: Vec<(String, String)> = body
+                .split('&')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                .collect();
+            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let ok = field("grant_type").as_deref() == Some("refresh_token")
+                && field("refresh_token").as_deref() == Some(self.refresh_token.as_str());
+            let scopes = field("scope").unwrap_or_default();
+            (
+                scopes
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+                ok,
+                true,
+            )
+        } else {
+            let query = target.split_once('?').map_or("", |(_, q)| q);
+            let scopes = query
+                .split('&')
+                .filter_map(|p| p.split_once('='))
+                .filter(|(k, _)| *k == "scope")
+                .map(|(_, v)| percent_decode(v))
+                .collect();
+            (
+                scopes,
+                header("authorization").as_deref() == Some(self.expected.as_str()),
+                false,
+            )
+        };
         let mut access = Vec::new();
         let mut asked = Vec::new();
-        for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
-            if k != "scope" {
-                continue;
-            }
-            let scope = percent_decode(v);
+        for scope in params {
             asked.push(scope.clone());
             // repository:NAME:ACTIONS (NAME has no colon in these tests)
             let parts: Vec<&str> = scope.splitn(3, ':').collect();
@@ -159,16 +208,13 @@ impl Issuer {
             }
         }
         self.scopes.lock().unwrap().push(format!(
-            "{} {}",
+            "{}{} {}",
             if authorized { self.user.as_str() } else { "-" },
+            if refreshed { " (refresh token)" } else { "" },
             asked.join(" ")
         ));
         let mut conn = conn;
-        if lines
-            .iter()
-            .any(|l| l.to_ascii_lowercase().starts_with("authorization:"))
-            && !authorized
-        {
+        if (post || header("authorization").is_some()) && !authorized {
             let body = r#"{"details":"bad credentials"}"#;
             write!(
                 conn,

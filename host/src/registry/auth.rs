@@ -9,8 +9,11 @@
 //! one registry. Every result carries a description of where it came from, for error
 //! messages; the secret itself is never formatted (see [`Credentials`]'s `Debug`).
 //!
-//! An `identitytoken` (an OAuth refresh token) cannot be exchanged by oci-client; such an
-//! entry is reported in the source description and the registry is accessed anonymously.
+//! An `identitytoken` (an OAuth2 refresh token, also what a helper returns with the user name
+//! `<token>`) is exchanged for a bearer token at the registry's token server, as Docker does;
+//! see [`Mint`]. Google's registries (`gcr.io`, `*.gcr.io`, `*-docker.pkg.dev`) with nothing in
+//! the config, or configured with the `gcr`/`gcloud` helper that is not installed, get a token
+//! minted from Google's Application Default Credentials (see `google.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,6 +40,18 @@ pub(crate) struct Credentials {
     pub auth: RegistryAuth,
     /// Where the credentials came from, e.g. `the "auths" entry "reg:5000" in /x/config.json`.
     pub source: String,
+    /// A token still to be obtained before `auth` can be used.
+    pub mint: Option<Mint>,
+}
+
+/// Credentials that are exchanged for a token at first use.
+#[derive(Clone)]
+pub(crate) enum Mint {
+    /// An OAuth2 refresh token, posted to the registry's token server for each scope.
+    IdentityToken(String),
+    /// Google's Application Default Credentials, turned into an access token used as the
+    /// password of `oauth2accesstoken`.
+    Google,
 }
 
 impl Credentials {
@@ -44,16 +59,35 @@ impl Credentials {
         Credentials {
             auth: RegistryAuth::Anonymous,
             source,
+            mint: None,
+        }
+    }
+
+    fn basic_or_bearer(auth: RegistryAuth, source: String) -> Credentials {
+        Credentials {
+            auth,
+            source,
+            mint: None,
+        }
+    }
+
+    fn minted(mint: Mint, source: String) -> Credentials {
+        Credentials {
+            auth: RegistryAuth::Anonymous,
+            source,
+            mint: Some(mint),
         }
     }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.auth {
-            RegistryAuth::Anonymous => "anonymous",
-            RegistryAuth::Basic(..) => "basic",
-            RegistryAuth::Bearer(_) => "bearer",
+        let kind = match (&self.mint, &self.auth) {
+            (Some(Mint::IdentityToken(_)), _) => "identity token",
+            (Some(Mint::Google), _) => "google",
+            (None, RegistryAuth::Anonymous) => "anonymous",
+            (None, RegistryAuth::Basic(..)) => "basic",
+            (None, RegistryAuth::Bearer(_)) => "bearer",
         };
         f.debug_struct("Credentials")
             .field("kind", &kind)
@@ -172,6 +206,18 @@ impl DockerConfig {
             })
             .filter(|name| !name.is_empty());
         if let Some(name) = helper_name {
+            if super::google::is_google_helper(name)
+                && !on_path(&format!("docker-credential-{name}"))
+            {
+                return Ok(Credentials::minted(
+                    Mint::Google,
+                    format!(
+                        "Google credentials ({} names docker-credential-{name}, which is not \
+                         installed: kiln mints the token itself)",
+                        path.display()
+                    ),
+                ));
+            }
             return self.helper_credentials(name, "credHelpers", registry, path, helper);
         }
 
@@ -180,32 +226,34 @@ impl DockerConfig {
             .auths
             .iter()
             .filter(|(key, _)| registry_key(key) == want);
-        let mut identity_token = None;
         for (key, entry) in exact.chain(normalised) {
             let source = format!("the \"auths\" entry {key:?} in {}", path.display());
             if let Some(auth) = entry.to_auth().map_err(bad)? {
-                return Ok(Credentials { auth, source });
+                return Ok(Credentials::basic_or_bearer(auth, source));
             }
-            if entry
-                .identitytoken
-                .as_deref()
-                .is_some_and(|t| !t.is_empty())
-            {
-                identity_token.get_or_insert(source);
+            if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+                return Ok(Credentials::minted(
+                    Mint::IdentityToken(token.to_string()),
+                    format!("the identitytoken of {source}"),
+                ));
             }
         }
         if let Some(name) = self.creds_store.as_deref().filter(|n| !n.is_empty()) {
             return self.helper_credentials(name, "credsStore", registry, path, helper);
         }
-        Ok(Credentials::anonymous(match identity_token {
-            Some(source) => format!(
-                "no credentials ({source} holds only an identitytoken, which kiln cannot use)"
-            ),
-            None => format!(
-                "no credentials (nothing for {registry} in {})",
-                path.display()
-            ),
-        }))
+        if super::google::is_google_registry(registry) {
+            return Ok(Credentials::minted(
+                Mint::Google,
+                format!(
+                    "Google credentials (nothing for {registry} in {})",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Credentials::anonymous(format!(
+            "no credentials (nothing for {registry} in {})",
+            path.display()
+        )))
     }
 
     fn helper_credentials(
@@ -226,15 +274,14 @@ impl DockerConfig {
             path.display()
         );
         match helper(name, server) {
-            Ok(Some((user, _))) if user == IDENTITY_TOKEN_USER => {
-                Ok(Credentials::anonymous(format!(
-                    "no credentials ({source} returned an identity token, which kiln cannot use)"
-                )))
-            }
-            Ok(Some((user, secret))) => Ok(Credentials {
-                auth: RegistryAuth::Basic(user, secret),
+            Ok(Some((user, secret))) if user == IDENTITY_TOKEN_USER => Ok(Credentials::minted(
+                Mint::IdentityToken(secret),
+                format!("the identity token from {source}"),
+            )),
+            Ok(Some((user, secret))) => Ok(Credentials::basic_or_bearer(
+                RegistryAuth::Basic(user, secret),
                 source,
-            }),
+            )),
             Ok(None) => Ok(Credentials::anonymous(format!(
                 "no credentials ({source} has none for {server})"
             ))),
@@ -245,6 +292,17 @@ impl DockerConfig {
             }),
         }
     }
+}
+
+/// Whether `program` is an executable file in a directory of `$PATH`.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::var_os("PATH").is_some_and(|dirs| {
+        std::env::split_paths(&dirs).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// Runs `docker-credential-<name> get` with `server` on stdin, as Docker does, and reads the
@@ -343,19 +401,21 @@ pub(crate) fn registry_key(key: &str) -> String {
 mod tests {
     use super::*;
 
-    fn describe(auth: &RegistryAuth) -> String {
-        match auth {
-            RegistryAuth::Anonymous => "anonymous".to_string(),
-            RegistryAuth::Basic(u, p) => format!("basic {u}:{p}"),
-            RegistryAuth::Bearer(t) => format!("bearer {t}"),
+    fn describe(creds: &Credentials) -> String {
+        match (&creds.mint, &creds.auth) {
+            (Some(Mint::IdentityToken(t)), _) => format!("identity token {t}"),
+            (Some(Mint::Google), _) => "google".to_string(),
+            (None, RegistryAuth::Anonymous) => "anonymous".to_string(),
+            (None, RegistryAuth::Basic(u, p)) => format!("basic {u}:{p}"),
+            (None, RegistryAuth::Bearer(t)) => format!("bearer {t}"),
         }
     }
 
-    /// A stand-in for `docker-credential-*`: "gcloud" knows gcr.io, "desktop" knows
+    /// A stand-in for `docker-credential-*`: "gcrhelper" knows gcr.io, "desktop" knows
     /// store.example.com and Docker Hub, "broken" fails.
     fn fake_helper(name: &str, server: &str) -> HelperAnswer {
         match (name, server) {
-            ("gcloud", "gcr.io") => Ok(Some(("oauth2accesstoken".into(), "gtok".into()))),
+            ("gcrhelper", "gcr.io") => Ok(Some(("oauth2accesstoken".into(), "gtok".into()))),
             ("desktop", "store.example.com") => Ok(Some(("bob".into(), "s3".into()))),
             ("desktop", DOCKER_HUB_SERVER_URL) => Ok(Some(("hubuser".into(), "hubpw".into()))),
             ("desktop", "idtok.example.com") => Ok(Some((IDENTITY_TOKEN_USER.into(), "r".into()))),
@@ -384,7 +444,7 @@ mod tests {
             "helper.example.com": {},
             "idtoken.example.com": {"identitytoken": "refresh"}
           },
-          "credHelpers": {"gcr.io": "gcloud", "bad.example.com": "broken"}
+          "credHelpers": {"gcr.io": "gcrhelper", "bad.example.com": "broken"}
         }"#;
         for (registry, want, source) in [
             (
@@ -400,16 +460,22 @@ mod tests {
             ("legacy.example.com", "basic me:pw:with:colons", "auths"),
             ("ghcr.io", "bearer tok", "auths"),
             ("helper.example.com", "anonymous", "nothing for"),
-            ("idtoken.example.com", "anonymous", "identitytoken"),
+            (
+                "idtoken.example.com",
+                "identity token refresh",
+                "identitytoken",
+            ),
             (
                 "gcr.io",
                 "basic oauth2accesstoken:gtok",
-                "docker-credential-gcloud",
+                "docker-credential-gcrhelper",
             ),
+            ("us-docker.pkg.dev", "google", "Google credentials"),
+            ("eu.gcr.io", "google", "Google credentials"),
             ("127.0.0.1:5000", "anonymous", "/cfg/config.json"),
         ] {
             let got = lookup(config, registry).unwrap();
-            assert_eq!(describe(&got.auth), want, "{registry}");
+            assert_eq!(describe(&got), want, "{registry}");
             assert!(got.source.contains(source), "{registry}: {}", got.source);
         }
         let err = lookup(config, "bad.example.com").unwrap_err().to_string();
@@ -436,20 +502,20 @@ mod tests {
                 "anonymous",
                 "has none for other.example.com",
             ),
-            ("idtok.example.com", "anonymous", "identity token"),
+            ("idtok.example.com", "identity token r", "identity token"),
         ] {
             let got = lookup(config, registry).unwrap();
-            assert_eq!(describe(&got.auth), want, "{registry}");
+            assert_eq!(describe(&got), want, "{registry}");
             assert!(got.source.contains(source), "{registry}: {}", got.source);
         }
     }
 
     #[test]
     fn debug_hides_secrets() {
-        let creds = Credentials {
-            auth: RegistryAuth::Basic("user".into(), "hunter2".into()),
-            source: "s".into(),
-        };
+        let creds = Credentials::basic_or_bearer(
+            RegistryAuth::Basic("user".into(), "hunter2".into()),
+            "s".into(),
+        );
         assert!(!format!("{creds:?}").contains("hunter2"));
         let config = DockerConfig::parse(r#"{"auths":{"r":{"auth":"dTpodW50ZXIy"}}}"#).unwrap();
         assert!(!format!("{config:?}").contains("dTpodW50ZXIy"));

@@ -14,6 +14,8 @@
 
 mod auth;
 pub mod cache;
+mod client_cert;
+pub(crate) mod google;
 mod mirror;
 mod platform;
 mod pull;
@@ -99,6 +101,15 @@ pub enum Error {
         credentials: String,
         #[source]
         source: Box<OciDistributionError>,
+    },
+    #[error("TLS client certificate for {registry}: {reason}")]
+    ClientCert { registry: String, reason: String },
+    #[error("getting a token for {reference} from {registry} with {credentials}: {reason}")]
+    Mint {
+        registry: String,
+        reference: String,
+        credentials: String,
+        reason: String,
     },
     #[error(
         "{registry} denied {action} repository {repository}; credentials tried: {credentials}"
@@ -375,6 +386,9 @@ pub struct RegistryOptions {
     pub skip_tls_verify_registries: Vec<String>,
     /// Extra CA certificates (PEM) trusted for one registry (`--registry-certificate reg=ca.crt`).
     pub registry_certificates: Vec<(String, PathBuf)>,
+    /// TLS client certificate and key (PEM) presented to one registry
+    /// (`--registry-client-cert reg=client.crt,client.key`).
+    pub registry_client_certs: Vec<(String, PathBuf, PathBuf)>,
     /// Mirrors of a registry, tried in order before it when pulling: `--registry-mirror`
     /// (for Docker Hub) and `--registry-map from=to`.
     pub registry_maps: Vec<(String, String)>,
@@ -457,6 +471,9 @@ pub struct Registry {
     /// A repository known to hold each blob (`sha256:…` → reference), from pulls and pushes,
     /// for cross-repository mounts.
     known_blobs: Mutex<HashMap<String, Reference>>,
+    /// Client-certificate forwarders started so far (`client_cert.rs`), by registry and
+    /// direction: their `127.0.0.1:PORT`.
+    forwarders: tokio::sync::Mutex<HashMap<(String, Direction), String>>,
 }
 
 impl Registry {
@@ -466,7 +483,64 @@ impl Registry {
             clients: Mutex::new(HashMap::new()),
             credentials: Mutex::new(HashMap::new()),
             known_blobs: Mutex::new(HashMap::new()),
+            forwarders: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `reference` routed through its registry's client-certificate forwarder when
+    /// `--registry-client-cert` names the registry; otherwise unchanged.
+    async fn route(&self, reference: &Reference, direction: Direction) -> Result<Reference> {
+        let registry = reference.registry().to_string();
+        let Some((_, cert, key)) = self
+            .opts
+            .registry_client_certs
+            .iter()
+            .find(|(name, ..)| same_registry(name, &registry))
+        else {
+            return Ok(reference.clone());
+        };
+        let upstream = reference.resolve_registry().to_string();
+        let mut forwarders = self.forwarders.lock().await;
+        let local = match forwarders.get(&(registry.clone(), direction)) {
+            Some(local) => local.clone(),
+            None => {
+                let failed = |reason: String| Error::ClientCert {
+                    registry: registry.clone(),
+                    reason,
+                };
+                let identity = client_cert::identity(&registry, cert, key).map_err(failed)?;
+                let mut builder = reqwest::Client::builder()
+                    .identity(identity)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(READ_TIMEOUT)
+                    .danger_accept_invalid_certs(self.skip_tls_verify(&registry, direction));
+                for (name, path) in &self.opts.registry_certificates {
+                    if same_registry(name, &registry) {
+                        let pem = std::fs::read(path).map_err(|source| Error::ReadCertificate {
+                            registry: registry.clone(),
+                            path: path.clone(),
+                            source,
+                        })?;
+                        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                            failed(format!("{} is not a PEM certificate: {e}", path.display()))
+                        })?;
+                        builder = builder.tls_certs_merge([ca]);
+                    }
+                }
+                let http = builder
+                    .build()
+                    .map_err(|e| failed(format!("setting up TLS: {e}")))?;
+                let local = client_cert::start(&upstream, http)
+                    .await
+                    .map_err(|e| failed(format!("starting the loopback forwarder: {e}")))?;
+                forwarders.insert((registry.clone(), direction), local.clone());
+                local
+            }
+        };
+        let mut routed = reference.clone();
+        routed.set_mirror_registry(local);
+        Ok(routed)
     }
 
     /// Whether requests to `registry` in `direction` go over plain HTTP.
@@ -508,8 +582,9 @@ impl Registry {
         };
         format!(
             "to trust its certificate pass --registry-certificate {registry}=CA.crt, or skip \
-             verification with --skip-tls-verify-registry {registry} or {all}; for a plain-HTTP \
-             registry pass --insecure-registry {registry} or {insecure}"
+             verification with --skip-tls-verify-registry {registry} or {all}; if it asks for a \
+             client certificate pass --registry-client-cert {registry}=client.crt,client.key; for \
+             a plain-HTTP registry pass --insecure-registry {registry} or {insecure}"
         )
     }
 
@@ -581,7 +656,9 @@ impl Registry {
         direction: Direction,
     ) -> Result<(Client, Credentials)> {
         let client = self.client(reference, direction)?;
-        let creds = self.credentials(reference)?;
+        let creds = self
+            .mint(reference, direction, self.credentials(reference)?)
+            .await?;
         let op = match direction {
             Direction::Pull => oci_client::RegistryOperation::Pull,
             Direction::Push => oci_client::RegistryOperation::Push,
@@ -610,6 +687,56 @@ impl Registry {
         })
         .await?;
         Ok((client, creds))
+    }
+
+    /// Exchanges credentials that need it (an identity token, Google's credentials) for a
+    /// token usable for `reference` in `direction`; other credentials pass unchanged.
+    async fn mint(
+        &self,
+        reference: &Reference,
+        direction: Direction,
+        creds: Credentials,
+    ) -> Result<Credentials> {
+        let failed = |reason: String| Error::Mint {
+            registry: reference.registry().to_string(),
+            reference: reference.whole(),
+            credentials: creds.source.clone(),
+            reason,
+        };
+        match &creds.mint {
+            None => Ok(creds),
+            Some(auth::Mint::Google) => {
+                let token = google::access_token().await.map_err(failed)?;
+                debug!(registry = %reference.registry(), from = %token.source, "Google access token");
+                Ok(Credentials {
+                    auth: oci_client::secrets::RegistryAuth::Basic(
+                        google::TOKEN_USER.to_string(),
+                        token.token,
+                    ),
+                    source: format!("{} from {}", creds.source, token.source),
+                    mint: creds.mint.clone(),
+                })
+            }
+            Some(auth::Mint::IdentityToken(_)) => {
+                let actions = match direction {
+                    Direction::Pull => "pull",
+                    Direction::Push => "pull,push",
+                };
+                let scopes = vec![format!("repository:{}:{actions}", reference.repository())];
+                let token = self
+                    .request_token(&creds, reference, direction, &scopes)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .ok_or_else(|| {
+                        failed("the registry asks for no bearer token, so an identity token cannot be used".into())
+                    })?;
+                Ok(Credentials {
+                    auth: oci_client::secrets::RegistryAuth::Bearer(token),
+                    source: creds.source.clone(),
+                    mint: creds.mint.clone(),
+                })
+            }
+        }
     }
 
     /// Turns an error that says access was refused into one naming the registry, repository

@@ -136,6 +136,7 @@ impl Registry {
         platform: &Platform,
         blob_dir: &Path,
     ) -> Result<PulledImage> {
+        let reference = &self.route(reference, Direction::Pull).await?;
         let (client, creds) = self.connect(reference, Direction::Pull).await?;
         self.pull_with(&client, &creds.auth, reference, platform, blob_dir)
             .await

@@ -53,7 +53,9 @@ impl Registry {
     /// its repository: starts a blob upload there, which needs push access, and leaves it
     /// unfinished (the registry discards it).
     pub async fn check_push_permission(&self, reference: &str) -> Result<()> {
-        let parsed = parse_reference(reference)?;
+        let parsed = self
+            .route(&parse_reference(reference)?, Direction::Push)
+            .await?;
         let (client, creds) = self
             .connect(&parsed, Direction::Push)
             .await
@@ -119,6 +121,7 @@ impl Registry {
         for blob in &image.blobs {
             sha256_hex(&name, &blob.digest)?;
         }
+        let target = self.route(&target, Direction::Push).await?;
         let (client, creds) = self.connect(&target, Direction::Push).await?;
         self.push_with(&client, &creds, &target, &name, image, &manifest_digest)
             .await

@@ -6,6 +6,10 @@
 //! `repository:<target>:pull,push` plus `repository:<source>:pull` for every source, and
 //! puts that token in the client's cache for the target. Failure here is never fatal: the
 //! blobs are then uploaded. Registries with Basic auth or none need nothing of this.
+//!
+//! The same request serves identity tokens (OAuth2 refresh tokens from `config.json` or a
+//! credential helper): as Docker does, kiln posts `grant_type=refresh_token` to the token
+//! server's realm with the scopes it needs, and uses the access token it answers.
 
 use oci_client::secrets::RegistryAuth;
 use oci_client::token_cache::{RegistryToken, RegistryTokenType};
@@ -13,7 +17,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
 use tracing::debug;
 
-use super::auth::Credentials;
+use super::auth::{Credentials, Mint};
 use super::{same_registry, Direction, Registry, CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
 
 #[derive(Deserialize)]
@@ -34,10 +38,18 @@ impl Registry {
         target: &Reference,
         sources: &[Reference],
     ) {
-        if sources.is_empty() || matches!(creds.auth, RegistryAuth::Bearer(_)) {
+        let identity = matches!(creds.mint, Some(Mint::IdentityToken(_)));
+        if sources.is_empty() || (matches!(creds.auth, RegistryAuth::Bearer(_)) && !identity) {
             return;
         }
-        match self.mount_token(creds, target, sources).await {
+        let mut scopes = vec![format!("repository:{}:pull,push", target.repository())];
+        for source in sources {
+            scopes.push(format!("repository:{}:pull", source.repository()));
+        }
+        match self
+            .request_token(creds, target, Direction::Push, &scopes)
+            .await
+        {
             Ok(Some(token)) => {
                 client
                     .tokens
@@ -58,18 +70,21 @@ impl Registry {
         }
     }
 
-    async fn mount_token(
+    /// Asks `target`'s token server for a token with `scopes`, as `creds`; `None` when the
+    /// registry does not use bearer tokens.
+    pub(super) async fn request_token(
         &self,
         creds: &Credentials,
         target: &Reference,
-        sources: &[Reference],
+        direction: Direction,
+        scopes: &[String],
     ) -> Result<Option<String>, reqwest::Error> {
         let registry = target.resolve_registry();
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
-            .danger_accept_invalid_certs(self.skip_tls_verify(registry, Direction::Push));
+            .danger_accept_invalid_certs(self.skip_tls_verify(registry, direction));
         for (name, path) in &self.opts.registry_certificates {
             if same_registry(name, registry) || same_registry(name, target.registry()) {
                 if let Ok(pem) = std::fs::read(path) {
@@ -80,7 +95,7 @@ impl Registry {
             }
         }
         let http = builder.build()?;
-        let scheme = if self.plain_http(registry, Direction::Push) {
+        let scheme = if self.plain_http(registry, direction) {
             "http"
         } else {
             "https"
@@ -97,25 +112,46 @@ impl Registry {
         else {
             return Ok(None);
         };
-        let mut query = Vec::new();
-        if let Some(service) = &challenge.service {
-            query.push(("service", service.clone()));
-        }
-        query.push((
-            "scope",
-            format!("repository:{}:pull,push", target.repository()),
-        ));
-        for source in sources {
-            query.push(("scope", format!("repository:{}:pull", source.repository())));
-        }
-        let mut request = http.get(&challenge.realm).query(&query);
-        if let RegistryAuth::Basic(user, password) = &creds.auth {
-            request = request.basic_auth(user, Some(password));
-        }
+        let request = if let Some(Mint::IdentityToken(refresh)) = &creds.mint {
+            // OAuth2 refresh grant: scopes space-separated in one field
+            let scope = scopes.join(" ");
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", CLIENT_ID),
+                ("refresh_token", refresh.as_str()),
+                ("scope", scope.as_str()),
+            ];
+            if let Some(service) = &challenge.service {
+                form.push(("service", service.as_str()));
+            }
+            let body = super::google::form_urlencoded(&form);
+            http.post(&challenge.realm)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body)
+        } else {
+            let mut query = Vec::new();
+            if let Some(service) = &challenge.service {
+                query.push(("service", service.clone()));
+            }
+            for scope in scopes {
+                query.push(("scope", scope.clone()));
+            }
+            let mut request = http.get(&challenge.realm).query(&query);
+            if let RegistryAuth::Basic(user, password) = &creds.auth {
+                request = request.basic_auth(user, Some(password));
+            }
+            request
+        };
         let answer: TokenAnswer = request.send().await?.error_for_status()?.json().await?;
         Ok(answer.token.or(answer.access_token))
     }
 }
+
+/// The OAuth2 client id kiln gives token servers with a refresh token.
+const CLIENT_ID: &str = "kiln";
 
 #[derive(Debug, PartialEq)]
 struct BearerChallenge {
