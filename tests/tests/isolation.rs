@@ -167,6 +167,66 @@ fn root_without_cap_sys_admin_builds_in_a_plain_chroot() {
 }
 
 #[test]
+fn without_cap_sys_admin_a_detached_daemon_neither_blocks_the_build_nor_survives_it() {
+    require_root("chroot isolation");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    // no PID namespace here: one daemon leaves the process group with setsid, one is
+    // orphaned by a subshell, and both would outlive a process-group kill
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN setsid sleep 1000617 >/dev/null 2>&1 < /dev/null &\n\
+             RUN (sleep 1000618 >/dev/null 2>&1 < /dev/null &) ; echo started\n\
+             RUN echo next > /next\n"
+        ),
+    );
+    let destination = registry.reference("e2e/no-sys-admin-daemon:latest");
+    let mut cmd = Command::new(&setpriv);
+    cmd.args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"])
+        .arg(&kiln)
+        .arg("build")
+        .arg("--dockerfile")
+        .arg(&dockerfile)
+        .arg("--context")
+        .arg(scratch.context())
+        .arg("--kiln-dir")
+        .arg(scratch.kiln_dir())
+        .arg("--destination")
+        .arg(&destination)
+        .arg("--verbosity")
+        .arg("debug");
+    let started = std::time::Instant::now();
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "build without CAP_SYS_ADMIN failed:\n{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(300),
+        "the build waited for the daemon"
+    );
+    assert!(stderr.contains("no CAP_SYS_ADMIN"), "{stderr}");
+    for marker in ["sleep 1000617", "sleep 1000618"] {
+        let left = kiln_tests::processes_with(marker);
+        assert!(left.is_empty(), "the RUN's daemon survived: {left:?}");
+    }
+    assert_eq!(
+        stderr
+            .matches("killed 1 process(es) the command left running")
+            .count(),
+        2,
+        "each daemon is killed after its RUN:\n{stderr}"
+    );
+    assert_eq!(umoci_unpack(&destination).read("next"), "next\n");
+}
+
+#[test]
 fn in_place_is_refused_outside_a_container_without_force() {
     require_root("a throwaway root without container markers");
     let unshare = require("unshare", "util-linux");
