@@ -1,13 +1,14 @@
 //! The isolation modes: a non-root user builds in rootless mode (a user namespace mapping it
-//! to root); root without CAP_SYS_ADMIN still builds, in a plain chroot, with a warning that
-//! names what is missing (and passes the public conformance cases); in-place mode builds
-//! over a throwaway root, leaves ignored paths alone, and is refused where no container is
-//! detected.
+//! to root; with /etc/subuid ranges and newuidmap, its subordinate ids too, so RUN can chown
+//! to any owner); root without CAP_SYS_ADMIN still builds, in a plain chroot, with a warning
+//! that names what is missing (passes the public conformance cases, and leaves no daemon
+//! behind even when it called setsid); in-place mode builds over a throwaway root, one stage
+//! after another, leaves ignored paths alone, and is refused where no container is detected.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -91,13 +92,120 @@ fn a_non_root_user_builds_in_rootless_mode() {
     assert_eq!(image.read("bound"), "hello from the context\n");
     // owned by root in the image, not by the building user
     let meta = fs::metadata(image.path("uid")).unwrap();
-    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    assert_eq!(meta.uid(), 0);
     for gone in ["proc", "cache", "mnt"] {
         assert!(
             fs::symlink_metadata(image.path(gone)).is_err(),
             "/{gone} leaked"
         );
     }
+}
+
+/// The user `.ci/run` creates for the subordinate-id test, with its uid and gid; panics
+/// with the commands that create it when it or its /etc/subuid and /etc/subgid ranges are
+/// missing.
+fn subid_user() -> (&'static str, u32, u32) {
+    const USER: &str = "kiln-test";
+    let how = "run .ci/run, or: useradd --create-home kiln-test && usermod --add-subuids \
+               100000-165535 --add-subgids 100000-165535 kiln-test";
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    let Some((uid, gid)): Option<(u32, u32)> = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == USER).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+    }) else {
+        panic!("missing user {USER}: {how}");
+    };
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let ranges = fs::read_to_string(file).unwrap_or_default();
+        let count = ranges.lines().find_map(|l| {
+            let f: Vec<&str> = l.trim().split(':').collect();
+            (f.len() == 3 && (f[0] == USER || f[0] == uid.to_string()))
+                .then(|| f[2].parse::<u32>().unwrap_or(0))
+        });
+        assert!(
+            count.is_some_and(|c| c >= 65536),
+            "{file} gives {USER} no range of 65536 ids: {how}"
+        );
+    }
+    (USER, uid, gid)
+}
+
+#[test]
+fn rootless_maps_subordinate_ids_so_run_can_chown_to_any_owner() {
+    require_root("switching to the unprivileged user kiln-test for the build");
+    let setpriv = require("setpriv", "util-linux");
+    require("newuidmap", "uidmap");
+    require("newgidmap", "uidmap");
+    let (user, uid, gid) = subid_user();
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN touch /f && chown 1000:1000 /f && mkdir /d && chown 1234:4321 /d \
+                 && touch /top && chown 65535:65535 /top && id -u > /uid \
+                 && mkdir -p /home/app && chown 2000:2000 /home/app\n\
+             USER 2000:2000\n\
+             RUN touch /home/app/mine && id -u > /home/app/uid\n"
+        ),
+    );
+    let layout = scratch.join("out");
+    chown_tree(scratch.path(), uid, gid);
+    let mut cmd = Command::new(setpriv);
+    cmd.arg(format!("--reuid={user}"))
+        .arg(format!("--regid={user}"))
+        .args(["--init-groups", "--inh-caps=-all", "--"])
+        .arg(&kiln)
+        .arg("build")
+        .arg("--dockerfile")
+        .arg(&dockerfile)
+        .arg("--context")
+        .arg(scratch.context())
+        .arg("--kiln-dir")
+        .arg(scratch.kiln_dir())
+        .arg("--no-push")
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .env("HOME", scratch.path());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rootless build as {user} failed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("RUN isolation: rootless (default when not root)")
+            && stderr.contains("with 65536 subordinate ids"),
+        "the subordinate range is used and logged:\n{stderr}"
+    );
+    let image = umoci_unpack(&format!("oci:{}:latest", layout.display()));
+    let owner = |path: &str| {
+        let meta = fs::symlink_metadata(image.path(path)).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(
+        image.read("uid"),
+        "0\n",
+        "RUN runs as root of the namespace"
+    );
+    assert_eq!(owner("f"), (1000, 1000));
+    assert_eq!(owner("d"), (1234, 4321));
+    assert_eq!(
+        owner("top"),
+        (65535, 65535),
+        "the top of the range is mapped"
+    );
+    assert_eq!(owner("uid"), (0, 0), "not owned by the building user");
+    assert_eq!(
+        image.read("home/app/uid"),
+        "2000\n",
+        "USER 2000 runs as 2000"
+    );
+    assert_eq!(owner("home/app/mine"), (2000, 2000));
 }
 
 #[test]
