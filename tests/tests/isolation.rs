@@ -492,13 +492,13 @@ fn in_place_builds_over_a_throwaway_root_and_leaves_ignored_paths_alone() {
         ),
     )
     .unwrap();
-    let build = |extra: &str| {
+    let build_in = |context: &str, out: &str, extra: &str| {
         let script = format!(
             "set -e; mount --bind {root} {root}; \
              mount --bind -o ro /usr/lib/x86_64-linux-gnu {root}/lib/x86_64-linux-gnu; \
              mount --bind -o ro /usr/lib64 {root}/lib64; mount -t proc proc {root}/proc; \
-             mount --bind -o ro /etc/ssl {root}/etc/ssl; mount --rbind /dev {root}/dev; cd /; exec env -i PATH=/bin /usr/sbin/chroot {root} /kiln build --context /work \
-             --kiln-dir /kiln-dir --no-push --oci-layout-path /out --isolation=in-place \
+             mount --bind -o ro /etc/ssl {root}/etc/ssl; mount --rbind /dev {root}/dev; cd /; exec env -i PATH=/bin /usr/sbin/chroot {root} /kiln build --context {context} \
+             --kiln-dir /kiln-dir --no-push --oci-layout-path {out} --isolation=in-place \
              --ignore-path=/keep {extra}",
             root = root.display()
         );
@@ -512,6 +512,7 @@ fn in_place_builds_over_a_throwaway_root_and_leaves_ignored_paths_alone() {
         assert!(out.status.success(), "in-place build failed:\n{stderr}");
         stderr
     };
+    let build = |extra: &str| build_in("/work", "/out", extra);
     let stderr = build("");
     assert!(
         stderr.contains("RUN isolation: in-place (as requested)"),
@@ -571,4 +572,95 @@ fn in_place_builds_over_a_throwaway_root_and_leaves_ignored_paths_alone() {
         fs::read_to_string(root.join("keep/host-file")).unwrap(),
         "host\n"
     );
+
+    // several stages: each in turn becomes /, and what later ones read of earlier ones
+    // (COPY --from, RUN --mount from=, FROM <stage>) is kept beside
+    fs::create_dir_all(root.join("work2")).unwrap();
+    fs::write(
+        root.join("work2/Dockerfile"),
+        format!(
+            "FROM {base} AS builder\n\
+             RUN mkdir -p /artifact && echo made-in-builder > /artifact/file \
+                 && echo builder-only > /builder-only\n\
+             FROM builder AS derived\n\
+             RUN cat /artifact/file /builder-only > /derived && test ! -e /built\n\
+             FROM {base}\n\
+             COPY --from=builder /artifact/file /copied\n\
+             COPY --from=derived /derived /derived\n\
+             RUN --mount=from=builder,source=/artifact,target=/mnt cat /mnt/file > /mounted \
+                 && cat /copied > /from-run && test ! -e /builder-only && test ! -e /derived-only \
+                 && echo run > /var/run/final-run && echo final > /final\n"
+        ),
+    )
+    .unwrap();
+    let listing = |dir: &str| {
+        let mut names: Vec<String> = fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (keep_before, var_run_before) = (listing("keep"), listing("var/run"));
+    let stderr = build_in("/work2", "/out2", "");
+    assert_eq!(
+        stderr
+            .matches("in place: / emptied for the next stage")
+            .count(),
+        2,
+        "each stage after the first takes / over:\n{stderr}"
+    );
+    let image = umoci_unpack(&format!("oci:{}:latest", root.join("out2").display()));
+    for (path, want) in [
+        ("copied", "made-in-builder\n"),
+        ("derived", "made-in-builder\nbuilder-only\n"),
+        ("mounted", "made-in-builder\n"),
+        ("from-run", "made-in-builder\n"),
+        ("final", "final\n"),
+    ] {
+        assert_eq!(image.read(path), want, "/{path}");
+    }
+    for absent in [
+        "builder-only",
+        "artifact",
+        "mnt",
+        "keep",
+        "var/run",
+        "kiln-dir",
+    ] {
+        assert!(
+            fs::symlink_metadata(image.path(absent)).is_err(),
+            "/{absent} is in the final image"
+        );
+    }
+    // / holds the final stage; the never-touched paths kept their contents throughout
+    assert_eq!(fs::read_to_string(root.join("final")).unwrap(), "final\n");
+    assert!(
+        !root.join("builder-only").exists(),
+        "an earlier stage's file is left in /"
+    );
+    assert_eq!(listing("keep"), keep_before, "/keep changed");
+    assert_eq!(
+        fs::read_to_string(root.join("keep/host-file")).unwrap(),
+        "host\n"
+    );
+    let mut var_run_after = listing("var/run");
+    var_run_after.retain(|n| n != "final-run");
+    assert_eq!(var_run_after, var_run_before, "/var/run changed");
+    assert_eq!(
+        fs::read_to_string(root.join("var/run/host.pid")).unwrap(),
+        "host\n"
+    );
+    assert!(root.join("kiln").is_file(), "kiln's own binary was removed");
+    assert!(
+        root.join("work2/Dockerfile").is_file(),
+        "the context was removed"
+    );
+    // (the build's read-only mounts are gone with its namespace; their points stay)
+    for point in ["lib/x86_64-linux-gnu", "lib64", "etc/ssl", "proc", "dev"] {
+        assert!(
+            root.join(point).is_dir(),
+            "mount point /{point} was removed"
+        );
+    }
 }
