@@ -335,6 +335,73 @@ fn without_cap_sys_admin_a_detached_daemon_neither_blocks_the_build_nor_survives
 }
 
 #[test]
+fn without_cap_sys_admin_sigterm_to_kiln_kills_a_detached_daemon_too() {
+    require_root("chroot isolation");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN setsid sleep 1000627 >/dev/null 2>&1 < /dev/null & sleep 1000628\n"
+        ),
+    );
+    let mut child = Command::new(&setpriv)
+        .args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"])
+        .arg(&kiln)
+        .arg("build")
+        .arg("--dockerfile")
+        .arg(&dockerfile)
+        .arg("--context")
+        .arg(scratch.context())
+        .arg("--kiln-dir")
+        .arg(scratch.kiln_dir())
+        .arg("--no-push")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting kiln");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while kiln_tests::processes_with("sleep 1000627").is_empty()
+        || kiln_tests::processes_with("sleep 1000628").is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "kiln ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // setpriv execs kiln: the child's pid is kiln's
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kiln did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "kiln must fail when stopped");
+    for marker in ["sleep 1000627", "sleep 1000628"] {
+        let left = kiln_tests::processes_with(marker);
+        assert!(left.is_empty(), "the RUN survived kiln: {left:?}");
+    }
+}
+
+#[test]
 fn in_place_is_refused_outside_a_container_without_force() {
     require_root("a throwaway root without container markers");
     let unshare = require("unshare", "util-linux");

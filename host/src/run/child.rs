@@ -90,6 +90,7 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
     let wait_set = reaper::wait_set();
     let old_mask = reaper::block(&wait_set)?;
     reaper::become_subreaper()?;
+    let proc_ = reaper::open_proc();
     #[allow(unsafe_code)]
     // SAFETY: fork in the single-threaded child; each side only makes syscalls afterwards
     let pid = unsafe { libc::fork() };
@@ -97,8 +98,10 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
         return Err(last_err());
     }
     if pid > 0 {
-        reaper::wait_and_pass_on(pid, c.report);
+        let proc_fd = proc_.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
+        reaper::wait_and_pass_on(pid, c.report, proc_fd);
     }
+    drop(proc_);
     reaper::restore(&old_mask);
     #[allow(unsafe_code)]
     // SAFETY: a plain prctl in the forked grandchild

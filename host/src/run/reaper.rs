@@ -13,6 +13,7 @@
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
 
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{openat, Mode, OFlags, RawDir, CWD};
 use rustix::process::{Pid, Signal};
 
@@ -67,11 +68,24 @@ pub fn become_subreaper() -> std::io::Result<()> {
     Ok(())
 }
 
+/// kiln's /proc, opened before the fork: the command may mount another one over `/proc` of
+/// this mount namespace (in place), which would show another PID namespace. None where
+/// there is no /proc; then only direct children can be reaped.
+pub fn open_proc() -> Option<OwnedFd> {
+    openat(
+        CWD,
+        c"/proc",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+}
+
 /// The middle process after the fork: waits for the command `pid`, kills and reaps what it
-/// left, writes the number killed to `report` (when >= 0) and exits the way the command did.
-/// Never returns.
-pub fn wait_and_pass_on(pid: i32, report: i32) -> ! {
-    close_all_but(report);
+/// left (found through `proc_`, an fd from `open_proc` or -1), writes the number killed to
+/// `report` (when >= 0) and exits the way the command did. Never returns.
+pub fn wait_and_pass_on(pid: i32, report: i32, proc_: i32) -> ! {
+    close_all_but([report, proc_]);
     let set = wait_set();
     let status = loop {
         let reaped = reap_all(pid);
@@ -87,13 +101,13 @@ pub fn wait_and_pass_on(pid: i32, report: i32) -> ! {
             let _ = rustix::process::kill_process(pid_of(pid), Signal::KILL);
         }
     };
-    let killed = kill_descendants(&set);
+    let killed = kill_descendants(&set, proc_);
     if report >= 0 {
         let _ = rustix::io::write(
             #[allow(unsafe_code)]
             // SAFETY: `report` is the write end kiln passed down and kept open above
             unsafe {
-                rustix::fd::BorrowedFd::borrow_raw(report)
+                BorrowedFd::borrow_raw(report)
             },
             &killed.to_le_bytes(),
         );
@@ -101,20 +115,28 @@ pub fn wait_and_pass_on(pid: i32, report: i32) -> ! {
     exit_like(status)
 }
 
-/// Closes every fd but stdio and `keep`: the spawn pipe kiln waits on must see only the
-/// command's exec, and nothing of kiln's stays open in this process.
-fn close_all_but(keep: i32) {
+/// Closes every fd but stdio and `keep` (-1: none): the spawn pipe kiln waits on must see
+/// only the command's exec, and nothing of kiln's stays open in this process.
+fn close_all_but(mut keep: [i32; 2]) {
+    keep.sort_unstable();
+    let mut from = 3i32;
+    for fd in keep {
+        if fd < from {
+            continue;
+        }
+        if fd > from {
+            close_range(from, fd - 1);
+        }
+        from = fd + 1;
+    }
+    close_range(from, i32::MAX);
+}
+
+fn close_range(first: i32, last: i32) {
     #[allow(unsafe_code)]
     // SAFETY: close_range on fd numbers; this process uses none of the fds it closes
     unsafe {
-        if keep >= 3 {
-            if keep > 3 {
-                libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
-            }
-            libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
-        } else {
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-        }
+        libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32);
     }
 }
 
@@ -174,11 +196,11 @@ fn wait_signal(set: &libc::sigset_t, timeout: Option<libc::timespec>) -> Option<
 
 /// Kills every child until none is left: each killed process's own children are
 /// reparented here and go in the next round. Returns how many were killed.
-fn kill_descendants(set: &libc::sigset_t) -> u32 {
+fn kill_descendants(set: &libc::sigset_t, proc_: i32) -> u32 {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let mut killed = 0u32;
     for _ in 0..CLEANUP_ROUNDS {
-        for_each_child(me, |child| {
+        for_each_child(proc_, me, |child| {
             if rustix::process::kill_process(pid_of(child), Signal::KILL).is_ok() {
                 killed += 1;
             }
@@ -197,24 +219,25 @@ fn kill_descendants(set: &libc::sigset_t) -> u32 {
 
 /// Calls `f` with the pid of every live process (zombies left out: they are only waiting to
 /// be reaped) whose parent is `parent`, from /proc.
-fn for_each_child(parent: i32, mut f: impl FnMut(i32)) {
-    let Ok(proc_) = openat(
-        CWD,
-        c"/proc",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
+fn for_each_child(proc_: i32, parent: i32, mut f: impl FnMut(i32)) {
+    if proc_ < 0 {
         return;
-    };
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: `proc_` is the /proc fd `open_proc` returned, kept open by this process
+    let proc_ = unsafe { BorrowedFd::borrow_raw(proc_) };
+    if rustix::fs::seek(proc_, rustix::fs::SeekFrom::Start(0)).is_err() {
+        return;
+    }
     let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
-    let mut dir = RawDir::new(&proc_, &mut buf);
+    let mut dir = RawDir::new(proc_, &mut buf);
     while let Some(entry) = dir.next() {
         let Ok(entry) = entry else { break };
         let name = entry.file_name();
         let Some(pid) = parse_pid(name.to_bytes()) else {
             continue;
         };
-        if live_parent_of(&proc_, name) == Some(parent) {
+        if live_parent_of(proc_, name) == Some(parent) {
             f(pid);
         }
     }
@@ -236,7 +259,7 @@ fn parse_pid(digits: &[u8]) -> Option<i32> {
 
 /// The parent pid of `/proc/<name>` unless it is a zombie, from its `stat`: the state and
 /// the parent follow the last `)`, since the command name before it may hold anything.
-fn live_parent_of(proc_: &rustix::fd::OwnedFd, name: &CStr) -> Option<i32> {
+fn live_parent_of(proc_: BorrowedFd<'_>, name: &CStr) -> Option<i32> {
     let name = name.to_bytes();
     let mut path = [0u8; 32];
     let suffix = b"/stat\0";
