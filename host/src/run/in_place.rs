@@ -158,7 +158,7 @@ pub fn rel_paths<'a>(paths: impl IntoIterator<Item = &'a Path>) -> BTreeSet<Vec<
 
 /// Empties `/` before the next stage is laid over it: removes every entry except the
 /// skipped paths, the `keep` paths and the directories on the way to them. Returns how many
-/// top-level-or-deeper entries were removed.
+/// entries were removed (a removed directory counts once, whatever it held).
 pub fn clear(skip: &BTreeSet<Vec<u8>>, keep: &BTreeSet<Vec<u8>>) -> Result<usize> {
     let protected: BTreeSet<Vec<u8>> = skip.union(keep).cloned().collect();
     clear_dir(Path::new("/"), "", &protected)
