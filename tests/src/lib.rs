@@ -35,7 +35,7 @@ pub use servers::{
 };
 pub use token::TokenRegistry;
 pub use tools::{
-    assert_not_in_registry, is_root, kiln_bin, require, require_root, run_checked, run_kiln,
-    run_with_timeout, skopeo_config, skopeo_inspect, try_skopeo_inspect, umoci_unpack,
+    assert_not_in_registry, is_root, kiln_bin, processes_with, require, require_root, run_checked,
+    run_kiln, run_with_timeout, skopeo_config, skopeo_inspect, try_skopeo_inspect, umoci_unpack,
     unique_token, workspace_root, Build, Unpacked,
 };

@@ -384,3 +384,21 @@ pub fn umoci_unpack(source: &str) -> Unpacked {
         _dir: dir,
     }
 }
+
+/// Processes whose command line contains `marker`, as `pid: cmdline` lines: what a test
+/// looks for when a RUN's daemon must not survive the build.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(marker) {
+            found.push(format!("{name}: {text}"));
+        }
+    }
+    found
+}

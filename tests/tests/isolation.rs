@@ -1,13 +1,14 @@
 //! The isolation modes: a non-root user builds in rootless mode (a user namespace mapping it
-//! to root); root without CAP_SYS_ADMIN still builds, in a plain chroot, with a warning that
-//! names what is missing (and passes the public conformance cases); in-place mode builds
-//! over a throwaway root, leaves ignored paths alone, and is refused where no container is
-//! detected.
+//! to root; with /etc/subuid ranges and newuidmap, its subordinate ids too, so RUN can chown
+//! to any owner); root without CAP_SYS_ADMIN still builds, in a plain chroot, with a warning
+//! that names what is missing (passes the public conformance cases, and leaves no daemon
+//! behind even when it called setsid); in-place mode builds over a throwaway root, one stage
+//! after another, leaves ignored paths alone, and is refused where no container is detected.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -91,13 +92,120 @@ fn a_non_root_user_builds_in_rootless_mode() {
     assert_eq!(image.read("bound"), "hello from the context\n");
     // owned by root in the image, not by the building user
     let meta = fs::metadata(image.path("uid")).unwrap();
-    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    assert_eq!(meta.uid(), 0);
     for gone in ["proc", "cache", "mnt"] {
         assert!(
             fs::symlink_metadata(image.path(gone)).is_err(),
             "/{gone} leaked"
         );
     }
+}
+
+/// The user `.ci/run` creates for the subordinate-id test, with its uid and gid; panics
+/// with the commands that create it when it or its /etc/subuid and /etc/subgid ranges are
+/// missing.
+fn subid_user() -> (&'static str, u32, u32) {
+    const USER: &str = "kiln-test";
+    let how = "run .ci/run, or: useradd --create-home kiln-test && usermod --add-subuids \
+               100000-165535 --add-subgids 100000-165535 kiln-test";
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    let Some((uid, gid)): Option<(u32, u32)> = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == USER).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+    }) else {
+        panic!("missing user {USER}: {how}");
+    };
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let ranges = fs::read_to_string(file).unwrap_or_default();
+        let count = ranges.lines().find_map(|l| {
+            let f: Vec<&str> = l.trim().split(':').collect();
+            (f.len() == 3 && (f[0] == USER || f[0] == uid.to_string()))
+                .then(|| f[2].parse::<u32>().unwrap_or(0))
+        });
+        assert!(
+            count.is_some_and(|c| c >= 65536),
+            "{file} gives {USER} no range of 65536 ids: {how}"
+        );
+    }
+    (USER, uid, gid)
+}
+
+#[test]
+fn rootless_maps_subordinate_ids_so_run_can_chown_to_any_owner() {
+    require_root("switching to the unprivileged user kiln-test for the build");
+    let setpriv = require("setpriv", "util-linux");
+    require("newuidmap", "uidmap");
+    require("newgidmap", "uidmap");
+    let (user, uid, gid) = subid_user();
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN touch /f && chown 1000:1000 /f && mkdir /d && chown 1234:4321 /d \
+                 && touch /top && chown 65535:65535 /top && id -u > /uid \
+                 && mkdir -p /home/app && chown 2000:2000 /home/app\n\
+             USER 2000:2000\n\
+             RUN touch /home/app/mine && id -u > /home/app/uid\n"
+        ),
+    );
+    let layout = scratch.join("out");
+    chown_tree(scratch.path(), uid, gid);
+    let mut cmd = Command::new(setpriv);
+    cmd.arg(format!("--reuid={user}"))
+        .arg(format!("--regid={user}"))
+        .args(["--init-groups", "--inh-caps=-all", "--"])
+        .arg(&kiln)
+        .arg("build")
+        .arg("--dockerfile")
+        .arg(&dockerfile)
+        .arg("--context")
+        .arg(scratch.context())
+        .arg("--kiln-dir")
+        .arg(scratch.kiln_dir())
+        .arg("--no-push")
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .env("HOME", scratch.path());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rootless build as {user} failed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("RUN isolation: rootless (default when not root)")
+            && stderr.contains("with 65536 subordinate ids"),
+        "the subordinate range is used and logged:\n{stderr}"
+    );
+    let image = umoci_unpack(&format!("oci:{}:latest", layout.display()));
+    let owner = |path: &str| {
+        let meta = fs::symlink_metadata(image.path(path)).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(
+        image.read("uid"),
+        "0\n",
+        "RUN runs as root of the namespace"
+    );
+    assert_eq!(owner("f"), (1000, 1000));
+    assert_eq!(owner("d"), (1234, 4321));
+    assert_eq!(
+        owner("top"),
+        (65535, 65535),
+        "the top of the range is mapped"
+    );
+    assert_eq!(owner("uid"), (0, 0), "not owned by the building user");
+    assert_eq!(
+        image.read("home/app/uid"),
+        "2000\n",
+        "USER 2000 runs as 2000"
+    );
+    assert_eq!(owner("home/app/mine"), (2000, 2000));
 }
 
 #[test]
@@ -164,6 +272,133 @@ fn root_without_cap_sys_admin_builds_in_a_plain_chroot() {
         "2\n",
         "the cache persisted"
     );
+}
+
+#[test]
+fn without_cap_sys_admin_a_detached_daemon_neither_blocks_the_build_nor_survives_it() {
+    require_root("chroot isolation");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    // no PID namespace here: one daemon leaves the process group with setsid, one is
+    // orphaned by a subshell, and both would outlive a process-group kill
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN setsid sleep 1000617 >/dev/null 2>&1 < /dev/null &\n\
+             RUN (sleep 1000618 >/dev/null 2>&1 < /dev/null &) ; echo started\n\
+             RUN echo next > /next\n"
+        ),
+    );
+    let destination = registry.reference("e2e/no-sys-admin-daemon:latest");
+    let mut cmd = Command::new(&setpriv);
+    cmd.args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"])
+        .arg(&kiln)
+        .arg("build")
+        .arg("--dockerfile")
+        .arg(&dockerfile)
+        .arg("--context")
+        .arg(scratch.context())
+        .arg("--kiln-dir")
+        .arg(scratch.kiln_dir())
+        .arg("--destination")
+        .arg(&destination)
+        .arg("--verbosity")
+        .arg("debug");
+    let started = std::time::Instant::now();
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "build without CAP_SYS_ADMIN failed:\n{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(300),
+        "the build waited for the daemon"
+    );
+    assert!(stderr.contains("no CAP_SYS_ADMIN"), "{stderr}");
+    for marker in ["sleep 1000617", "sleep 1000618"] {
+        let left = kiln_tests::processes_with(marker);
+        assert!(left.is_empty(), "the RUN's daemon survived: {left:?}");
+    }
+    assert_eq!(
+        stderr
+            .matches("killed 1 process(es) the command left running")
+            .count(),
+        2,
+        "each daemon is killed after its RUN:\n{stderr}"
+    );
+    assert_eq!(umoci_unpack(&destination).read("next"), "next\n");
+}
+
+#[test]
+fn without_cap_sys_admin_sigterm_to_kiln_kills_a_detached_daemon_too() {
+    require_root("chroot isolation");
+    let setpriv = require("setpriv", "util-linux");
+    let kiln = kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    let dockerfile = scratch.write(
+        "Dockerfile",
+        &format!(
+            "FROM {base}\n\
+             RUN setsid sleep 1000627 >/dev/null 2>&1 < /dev/null & sleep 1000628\n"
+        ),
+    );
+    let mut child = Command::new(&setpriv)
+        .args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--"])
+        .arg(&kiln)
+        .arg("build")
+        .arg("--dockerfile")
+        .arg(&dockerfile)
+        .arg("--context")
+        .arg(scratch.context())
+        .arg("--kiln-dir")
+        .arg(scratch.kiln_dir())
+        .arg("--no-push")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting kiln");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while kiln_tests::processes_with("sleep 1000627").is_empty()
+        || kiln_tests::processes_with("sleep 1000628").is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "kiln ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // setpriv execs kiln: the child's pid is kiln's
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kiln did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "kiln must fail when stopped");
+    for marker in ["sleep 1000627", "sleep 1000628"] {
+        let left = kiln_tests::processes_with(marker);
+        assert!(left.is_empty(), "the RUN survived kiln: {left:?}");
+    }
 }
 
 #[test]
@@ -324,13 +559,13 @@ fn in_place_builds_over_a_throwaway_root_and_leaves_ignored_paths_alone() {
         ),
     )
     .unwrap();
-    let build = |extra: &str| {
+    let build_in = |context: &str, out: &str, extra: &str| {
         let script = format!(
             "set -e; mount --bind {root} {root}; \
              mount --bind -o ro /usr/lib/x86_64-linux-gnu {root}/lib/x86_64-linux-gnu; \
              mount --bind -o ro /usr/lib64 {root}/lib64; mount -t proc proc {root}/proc; \
-             mount --bind -o ro /etc/ssl {root}/etc/ssl; mount --rbind /dev {root}/dev; cd /; exec env -i PATH=/bin /usr/sbin/chroot {root} /kiln build --context /work \
-             --kiln-dir /kiln-dir --no-push --oci-layout-path /out --isolation=in-place \
+             mount --bind -o ro /etc/ssl {root}/etc/ssl; mount --rbind /dev {root}/dev; cd /; exec env -i PATH=/bin /usr/sbin/chroot {root} /kiln build --context {context} \
+             --kiln-dir /kiln-dir --no-push --oci-layout-path {out} --isolation=in-place \
              --ignore-path=/keep {extra}",
             root = root.display()
         );
@@ -344,6 +579,7 @@ fn in_place_builds_over_a_throwaway_root_and_leaves_ignored_paths_alone() {
         assert!(out.status.success(), "in-place build failed:\n{stderr}");
         stderr
     };
+    let build = |extra: &str| build_in("/work", "/out", extra);
     let stderr = build("");
     assert!(
         stderr.contains("RUN isolation: in-place (as requested)"),
@@ -403,4 +639,95 @@ fn in_place_builds_over_a_throwaway_root_and_leaves_ignored_paths_alone() {
         fs::read_to_string(root.join("keep/host-file")).unwrap(),
         "host\n"
     );
+
+    // several stages: each in turn becomes /, and what later ones read of earlier ones
+    // (COPY --from, RUN --mount from=, FROM <stage>) is kept beside
+    fs::create_dir_all(root.join("work2")).unwrap();
+    fs::write(
+        root.join("work2/Dockerfile"),
+        format!(
+            "FROM {base} AS builder\n\
+             RUN mkdir -p /artifact && echo made-in-builder > /artifact/file \
+                 && echo builder-only > /builder-only\n\
+             FROM builder AS derived\n\
+             RUN cat /artifact/file /builder-only > /derived && test ! -e /built\n\
+             FROM {base}\n\
+             COPY --from=builder /artifact/file /copied\n\
+             COPY --from=derived /derived /derived\n\
+             RUN --mount=from=builder,source=/artifact,target=/mnt cat /mnt/file > /mounted \
+                 && cat /copied > /from-run && test ! -e /builder-only && test ! -e /derived-only \
+                 && echo run > /var/run/final-run && echo final > /final\n"
+        ),
+    )
+    .unwrap();
+    let listing = |dir: &str| {
+        let mut names: Vec<String> = fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (keep_before, var_run_before) = (listing("keep"), listing("var/run"));
+    let stderr = build_in("/work2", "/out2", "");
+    assert_eq!(
+        stderr
+            .matches("in place: / emptied for the next stage")
+            .count(),
+        2,
+        "each stage after the first takes / over:\n{stderr}"
+    );
+    let image = umoci_unpack(&format!("oci:{}:latest", root.join("out2").display()));
+    for (path, want) in [
+        ("copied", "made-in-builder\n"),
+        ("derived", "made-in-builder\nbuilder-only\n"),
+        ("mounted", "made-in-builder\n"),
+        ("from-run", "made-in-builder\n"),
+        ("final", "final\n"),
+    ] {
+        assert_eq!(image.read(path), want, "/{path}");
+    }
+    for absent in [
+        "builder-only",
+        "artifact",
+        "mnt",
+        "keep",
+        "var/run",
+        "kiln-dir",
+    ] {
+        assert!(
+            fs::symlink_metadata(image.path(absent)).is_err(),
+            "/{absent} is in the final image"
+        );
+    }
+    // / holds the final stage; the never-touched paths kept their contents throughout
+    assert_eq!(fs::read_to_string(root.join("final")).unwrap(), "final\n");
+    assert!(
+        !root.join("builder-only").exists(),
+        "an earlier stage's file is left in /"
+    );
+    assert_eq!(listing("keep"), keep_before, "/keep changed");
+    assert_eq!(
+        fs::read_to_string(root.join("keep/host-file")).unwrap(),
+        "host\n"
+    );
+    let mut var_run_after = listing("var/run");
+    var_run_after.retain(|n| n != "final-run");
+    assert_eq!(var_run_after, var_run_before, "/var/run changed");
+    assert_eq!(
+        fs::read_to_string(root.join("var/run/host.pid")).unwrap(),
+        "host\n"
+    );
+    assert!(root.join("kiln").is_file(), "kiln's own binary was removed");
+    assert!(
+        root.join("work2/Dockerfile").is_file(),
+        "the context was removed"
+    );
+    // (the build's read-only mounts are gone with its namespace; their points stay)
+    for point in ["lib/x86_64-linux-gnu", "lib64", "etc/ssl", "proc", "dev"] {
+        assert!(
+            root.join(point).is_dir(),
+            "mount point /{point} was removed"
+        );
+    }
 }

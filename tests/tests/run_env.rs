@@ -8,24 +8,9 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
-use kiln_tests::{busybox_image, kiln_bin, require_root, umoci_unpack, Registry, Scratch};
-
-/// Processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(marker) {
-            found.push(format!("{name}: {text}"));
-        }
-    }
-    found
-}
+use kiln_tests::{
+    busybox_image, kiln_bin, processes_with, require_root, umoci_unpack, Registry, Scratch,
+};
 
 #[test]
 fn run_sees_dockers_defaults_and_its_own_pid_namespace() {

@@ -127,6 +127,11 @@ pub(crate) struct Build {
     pub snapshot_skip: Arc<std::collections::BTreeSet<Vec<u8>>>,
     /// images named by `COPY --from=<image>`, extracted once
     pub from_images: HashMap<String, Arc<Root>>,
+    /// in place: root-relative paths a stage switch keeps besides the skip set (the context,
+    /// the Dockerfile, the credentials, the outputs)
+    pub in_place_keep: Arc<std::collections::BTreeSet<Vec<u8>>>,
+    /// in place: how many stages have been laid over `/` so far
+    pub in_place_stages: usize,
     /// the layer cache, with `--cache`
     pub cache: Option<Arc<Cache>>,
 }
@@ -178,12 +183,32 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
         .with_context(|| format!("planning {}", dockerfile_path.display()))?;
     warn_unused_build_args(&plan, &opts.build_args);
     let in_place = opts.isolation == crate::run::Isolation::InPlace;
-    if in_place && plan.order.len() > 1 {
-        bail!(
-            "--isolation=in-place builds one stage over /, and this Dockerfile needs {}; use --isolation=chroot",
-            plan.order.len()
+    // in place, a stage switch empties / but for the skip set and what kiln still reads
+    let in_place_keep = if in_place && plan.order.len() > 1 {
+        let mut keep = crate::run::in_place::hidden(&opts.kiln_dir);
+        keep.extend([context_dir.clone(), dockerfile_path.clone()]);
+        keep.extend(
+            [
+                &opts.tar_path,
+                &opts.oci_layout_path,
+                &opts.digest_file,
+                &opts.image_name_with_digest_file,
+                &opts.image_name_tag_with_digest_file,
+            ]
+            .into_iter()
+            .flatten()
+            .cloned(),
         );
-    }
+        keep.extend(
+            opts.registry
+                .registry_certificates
+                .iter()
+                .map(|(_, p)| p.clone()),
+        );
+        crate::run::in_place::rel_paths(keep.iter().map(PathBuf::as_path))
+    } else {
+        std::collections::BTreeSet::new()
+    };
 
     let ignore_path = ignore_file(&dockerfile_path, &context_dir);
     let ignore = match std::fs::read_to_string(&ignore_path) {
@@ -278,6 +303,8 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
         run_env,
         snapshot_skip: snapshot_skip.clone(),
         from_images: HashMap::new(),
+        in_place_keep: Arc::new(in_place_keep),
+        in_place_stages: 0,
     };
 
     let mut results: HashMap<usize, StageResult> = HashMap::new();
@@ -377,6 +404,7 @@ async fn build_stage(
     let in_place = build.opts.isolation == crate::run::Isolation::InPlace;
     // in place the base is extracted beside and laid over / around the skipped paths
     let root = Arc::new(Root::create(&root_dir)?);
+    let dir_root = root.clone();
     let (config, layers, family, cache_state) = match &stage.base {
         Base::Scratch => (
             image::scratch_config(&build.platform.os, &build.platform.architecture),
@@ -408,14 +436,26 @@ async fn build_stage(
         }
     };
     let root = if in_place {
-        let skip = build.snapshot_skip.clone();
+        let (skip, keep) = (build.snapshot_skip.clone(), build.in_place_keep.clone());
+        let after_a_stage = build.in_place_stages > 0;
         let base = root.path().to_path_buf();
-        tokio::task::spawn_blocking(move || crate::run::in_place::populate(&base, &skip)).await??;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if after_a_stage {
+                // the previous stage leaves /: what later stages read of it is beside
+                let removed = crate::run::in_place::clear(&skip, &keep)?;
+                tracing::info!(removed, "in place: / emptied for the next stage");
+            }
+            crate::run::in_place::populate(&base, &skip)?;
+            Ok(())
+        })
+        .await??;
+        build.in_place_stages += 1;
         tracing::info!("in place: the base image is laid over /");
         Arc::new(Root::open(std::path::Path::new("/"))?)
     } else {
         root
     };
+    let base_layers = layers.len();
     let base = step::StageBase {
         root,
         config,
@@ -423,7 +463,21 @@ async fn build_stage(
         family,
         cache_state,
     };
-    step::run_stage(build, plan, index, base, done).await
+    let mut result = step::run_stage(build, plan, index, base, done).await?;
+    if in_place && index != plan.target {
+        // a later stage reads this one (COPY --from, RUN --mount from=) after / has moved on:
+        // its filesystem is rebuilt beside, from the extracted base and the layers it added
+        extract_layers(&dir_root, &result.layers[base_layers..])
+            .await
+            .with_context(|| {
+                format!(
+                    "in place: keeping stage {} for later stages",
+                    stage.display_name()
+                )
+            })?;
+        result.root = dir_root;
+    }
+    Ok(result)
 }
 
 /// SOURCE_DATE_EPOCH from a build-arg or the environment (the build-arg wins, as BuildKit).

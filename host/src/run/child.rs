@@ -3,13 +3,14 @@
 //! With CAP_SYS_ADMIN (root, or root of a rootless user namespace) the child unshares mount,
 //! UTS and PID namespaces (and the network with `--network=none`) and forks once more: the
 //! grandchild is pid 1 of the new PID namespace and becomes the command, so when it exits the
-//! kernel kills every process it left behind; the middle process only waits and passes the
-//! exit status or signal on. Without CAP_SYS_ADMIN the same shape runs without namespaces and
-//! the parent kills the process group afterwards. Everything here is prepared before the fork
+//! kernel kills every process it left behind. Without CAP_SYS_ADMIN the same shape runs
+//! without namespaces. Either way the middle process is a subreaper that waits, kills what
+//! the command left and passes the exit status or signal on (`reaper`). Everything here is prepared before the fork
 //! (`ChildConfig` holds only C strings and integers): no allocation after it.
 
 use std::ffi::{CStr, CString};
 
+use super::reaper;
 use rustix::mount::{
     mount, mount_bind, mount_bind_recursive, mount_change, mount_remount, MountFlags,
     MountPropagationFlags,
@@ -53,6 +54,8 @@ pub struct ChildConfig {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// write end of the pipe the middle process reports how many processes it killed on
+    pub report: i32,
 }
 
 fn last_err() -> std::io::Error {
@@ -82,6 +85,12 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
             MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
         )?;
     }
+    // this process stays between kiln and the command: what the command leaves running is
+    // reparented to it and killed when the command ends
+    let wait_set = reaper::wait_set();
+    let old_mask = reaper::block(&wait_set)?;
+    reaper::become_subreaper()?;
+    let proc_ = reaper::open_proc();
     #[allow(unsafe_code)]
     // SAFETY: fork in the single-threaded child; each side only makes syscalls afterwards
     let pid = unsafe { libc::fork() };
@@ -89,8 +98,11 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
         return Err(last_err());
     }
     if pid > 0 {
-        wait_and_pass_on(pid);
+        let proc_fd = proc_.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
+        reaper::wait_and_pass_on(pid, c.report, proc_fd);
     }
+    drop(proc_);
+    reaper::restore(&old_mask);
     #[allow(unsafe_code)]
     // SAFETY: a plain prctl in the forked grandchild
     unsafe {
@@ -103,37 +115,6 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
     }
     rustix::process::chdir(c.cwd.as_c_str())?;
     set_identity(c)
-}
-
-/// The middle process: waits for the command and exits the way it did. Never returns.
-fn wait_and_pass_on(pid: i32) -> ! {
-    #[allow(unsafe_code)]
-    // SAFETY: syscalls only; the middle process holds no fds it needs, and closing them
-    // lets the parent's spawn see the command's exec instead of waiting for this process
-    unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-        let mut status = 0;
-        loop {
-            let r = libc::waitpid(pid, &mut status, 0);
-            if r == pid {
-                break;
-            }
-            if r < 0 && *libc::__errno_location() != libc::EINTR {
-                libc::_exit(127);
-            }
-        }
-        if libc::WIFSIGNALED(status) {
-            let sig = libc::WTERMSIG(status);
-            libc::signal(sig, libc::SIG_DFL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, sig);
-            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            libc::kill(libc::getpid(), sig);
-            libc::_exit(128 + sig);
-        }
-        libc::_exit(libc::WEXITSTATUS(status))
-    }
 }
 
 /// pid 1 of the new PID namespace: hostname, the root's mounts, user mounts, chroot.

@@ -1,8 +1,9 @@
 //! In-place isolation (kaniko's model): the stage root is `/` of the container kiln runs in.
 //! This file owns what must never be touched there — /proc, /sys, /dev, kiln's own dir, every
 //! mount point in /proc/self/mountinfo, `--ignore-path`s and /var/run unless
-//! `--ignore-var-run=false` — and laying a base image over `/` around them. Snapshots and
-//! RUN take the skip set from here; the orchestrator decides when each happens.
+//! `--ignore-var-run=false` — laying a base image over `/` around them, and emptying `/`
+//! around them when the next stage of a multi-stage build takes its place. Snapshots and RUN
+//! take the skip set from here; the orchestrator decides when each happens.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -140,6 +141,71 @@ fn overlay(src: &Path, dst: &Path, rel: &str, skip: &BTreeSet<Vec<u8>>) -> Resul
     Ok(())
 }
 
+/// Root-relative form of `paths`, made absolute and canonical where they exist: what a stage
+/// switch must keep besides the skip set (the context, the credentials, the outputs).
+pub fn rel_paths<'a>(paths: impl IntoIterator<Item = &'a Path>) -> BTreeSet<Vec<u8>> {
+    paths
+        .into_iter()
+        .map(|p| {
+            std::fs::canonicalize(p)
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        })
+        .map(|p| crate::rootfs::clean(&p.to_string_lossy()).into_bytes())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Empties `/` before the next stage is laid over it: removes every entry except the
+/// skipped paths, the `keep` paths and the directories on the way to them. Returns how many
+/// entries were removed (a removed directory counts once, whatever it held).
+pub fn clear(skip: &BTreeSet<Vec<u8>>, keep: &BTreeSet<Vec<u8>>) -> Result<usize> {
+    let protected: BTreeSet<Vec<u8>> = skip.union(keep).cloned().collect();
+    clear_dir(Path::new("/"), "", &protected)
+}
+
+/// Whether a protected path lies below `rel`.
+fn leads_to_protected(rel: &str, protected: &BTreeSet<Vec<u8>>) -> bool {
+    let prefix = format!("{rel}/").into_bytes();
+    protected
+        .range(prefix.clone()..)
+        .next()
+        .is_some_and(|p| p.starts_with(&prefix))
+}
+
+fn clear_dir(dir: &Path, rel: &str, protected: &BTreeSet<Vec<u8>>) -> Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child_rel = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        if protected.contains(child_rel.as_bytes()) {
+            continue;
+        }
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
+        if leads_to_protected(&child_rel, protected) {
+            // on the way to a kept path: emptied around it, never removed (nor followed
+            // when it is a link)
+            if meta.is_dir() {
+                removed += clear_dir(&path, &child_rel, protected)?;
+            }
+            continue;
+        }
+        if meta.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        } else {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -154,5 +220,23 @@ mod tests {
         let skip = skip_set(Path::new("/kiln"), &[], false);
         assert!(!skip.contains(&b"var/run"[..]));
         assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    #[test]
+    fn only_ancestors_of_protected_paths_are_walked_into() {
+        let protected: BTreeSet<Vec<u8>> = ["var/run", "kiln", "work/ctx"]
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        for (rel, want) in [
+            ("var", true),
+            ("work", true),
+            ("va", false),
+            ("var/run", false),
+            ("kil", false),
+            ("workspace", false),
+        ] {
+            assert_eq!(leads_to_protected(rel, &protected), want, "{rel}");
+        }
     }
 }

@@ -123,7 +123,7 @@ pub fn choose(requested: Option<Isolation>, force: bool) -> Result<Isolation, Is
              own PID namespace or hostname; /dev gets null, zero, full, random, urandom and \
              tty (where mknod is allowed), resolv.conf and hosts are copied in where the image \
              has none, RUN --mount contents are copied in and out instead of mounted, and \
-             daemons a RUN starts are killed by process group only"
+             daemons a RUN starts are found through /proc and killed when it ends"
         );
     }
     Ok(mode)

@@ -2,8 +2,9 @@
 //!
 //! The parent side lives here: it makes the mountpoints the command needs (and removes the
 //! ones it made afterwards, restoring the parent's mtime, so none reaches the layer), prepares
-//! `RUN --mount` sources (`mounts`, `prepare`), forks the child (`child`), waits, reports the
-//! exit code or signal and kills whatever the command left running. Which mode is used and
+//! `RUN --mount` sources (`mounts`, `prepare`), forks the child (`child`), waits and reports
+//! the exit code or signal; the forked middle process kills whatever the command left
+//! running (`reaper`). Which mode is used and
 //! the rootless user namespace are `isolation`'s; build secrets are `secrets`'. Which
 //! instructions run and how their env is built is the orchestrator's business.
 
@@ -12,6 +13,7 @@ pub mod in_place;
 pub mod isolation;
 pub mod mounts;
 mod prepare;
+mod reaper;
 pub mod secrets;
 
 use std::ffi::{CString, OsStr};
@@ -103,14 +105,20 @@ pub struct RunEnv {
     pub hide: Vec<PathBuf>,
 }
 
-/// Process groups of running commands, killed on SIGINT/SIGTERM.
+/// The middle processes of running commands (each its process group's leader), stopped on
+/// SIGINT/SIGTERM.
 static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
-/// Kills every running command and everything it started.
+/// Kills every running command and everything it started: SIGTERM asks each middle process
+/// to kill its command and every descendant (however detached) before it exits.
 pub fn kill_running() {
-    let groups = RUNNING.lock().map(|g| g.clone()).unwrap_or_default();
-    for pgid in groups {
-        kill_group(pgid);
+    let middles = RUNNING.lock().map(|g| g.clone()).unwrap_or_default();
+    for pid in middles {
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on a process kiln forked and has not reaped yet
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
     }
 }
 
@@ -239,6 +247,7 @@ pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
             uid: spec.uid,
             gid: spec.gid,
             groups: spec.groups.clone(),
+            report: -1,
         };
         let status = spawn_and_wait(program, &spec.argv[1..], &cmd_env, config);
         let finished = prepared.finish(root);
@@ -256,8 +265,16 @@ fn spawn_and_wait(
     program: &str,
     args: &[String],
     env: &[(String, String)],
-    config: child::ChildConfig,
+    mut config: child::ChildConfig,
 ) -> Result<Result<()>> {
+    use std::os::fd::AsRawFd as _;
+    // the middle process writes how many leftover processes it killed; close-on-exec, so
+    // only it keeps the write end past the command's exec
+    let (mut report_rd, report_wr) = std::io::pipe().map_err(|source| Error::Spawn {
+        program: program.to_string(),
+        source,
+    })?;
+    config.report = report_wr.as_raw_fd();
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -270,7 +287,9 @@ fn spawn_and_wait(
     unsafe {
         cmd.pre_exec(move || child::setup(&config));
     }
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+    let spawned = cmd.spawn();
+    drop(report_wr);
+    let mut child = spawned.map_err(|source| Error::Spawn {
         program: program.to_string(),
         source,
     })?;
@@ -279,8 +298,18 @@ fn spawn_and_wait(
         g.push(pgid);
     }
     let status = child.wait();
-    // whatever the command left running (daemons, background jobs) goes with it
+    // the middle process has killed what the command left; the group is a last resort
     kill_group(pgid);
+    let mut count = [0u8; 4];
+    if std::io::Read::read_exact(&mut report_rd, &mut count).is_ok() {
+        let killed = u32::from_le_bytes(count);
+        if killed > 0 {
+            tracing::debug!(
+                killed,
+                "killed {killed} process(es) the command left running"
+            );
+        }
+    }
     if let Ok(mut g) = RUNNING.lock() {
         g.retain(|p| *p != pgid);
     }
