@@ -9,6 +9,7 @@ mod heredoc;
 mod layering;
 mod plan;
 mod remote;
+mod remote_git;
 mod sources;
 mod step;
 

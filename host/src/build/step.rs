@@ -700,10 +700,12 @@ async fn guest_step(
             args,
             flags,
             root: None,
+            pin: super::sources::Pin::Content,
         }]
     };
     // each part's instruction and roots first: the cache key covers all of them
     let mut calls = Vec::new();
+    let mut pins = Vec::new();
     for part in parts {
         let mut from_root = part.root;
         if is_file_op && from_root.is_none() {
@@ -731,14 +733,15 @@ async fn guest_step(
             from: from_root,
         };
         calls.push((guest_ins, roots));
+        pins.push(part.pin);
     }
     let created_by = created_by(ins, &[]);
     let mut copy_key = None;
     if let (Some(cache), true) = (build.cache.clone(), is_file_op) {
-        if fetches_remote_source(ins) {
-            tracing::info!("cache: not cacheable: a remote source");
+        if pins.contains(&super::sources::Pin::Unpinned) {
+            tracing::info!("cache: not cacheable: a downloaded source");
         } else {
-            let key = file_key(build, st, &calls).await?;
+            let key = file_key(build, st, &calls, &pins).await?;
             if cache.copy_layers {
                 let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
                 if let Some(entry) = cache.lookup(&key, &step_identity(st, ins), &what).await? {
@@ -804,28 +807,30 @@ async fn guest_step(
     }
 }
 
-/// ADD of a URL or a git repository: its content is not known before fetching it.
-fn fetches_remote_source(ins: &Instruction) -> bool {
-    ins.keyword == Keyword::Add
-        && ins.words().is_ok_and(|w| {
-            let sources = &w[..w.len().saturating_sub(1)];
-            sources
-                .iter()
-                .any(|s| s.contains("://") || s.starts_with("git@"))
-        })
-}
-
 /// A COPY/ADD key: the state it starts from, the instruction with its flags, the working
 /// directory (relative destinations) and exactly the sources it would read, found by a dry run
-/// of the instruction in the guest.
+/// of the instruction in the guest; a part pinned by an id (a git commit) is keyed on the id.
 async fn file_key(
     build: &Build,
     st: &StageState,
     calls: &[(GuestInstruction, GuestRoots)],
+    pins: &[super::sources::Pin],
 ) -> Result<crate::cache::Key> {
     let mut instruction = Vec::new();
     let mut sources = Vec::new();
-    for (guest_ins, roots) in calls {
+    for ((guest_ins, roots), pin) in calls.iter().zip(pins) {
+        instruction.push(guest_ins.keyword.clone());
+        instruction.extend(guest_ins.args.iter().cloned());
+        instruction.extend(
+            guest_ins
+                .flags
+                .iter()
+                .map(|(n, v)| format!("--{n}={}", v.as_deref().unwrap_or(""))),
+        );
+        if let super::sources::Pin::Id(id) = pin {
+            sources.push(crate::cache::digest_of(["pinned", id.as_str()]));
+            continue;
+        }
         let sandbox = build.sandbox.clone();
         let config = st.config.clone();
         let (ins, roots) = (guest_ins.clone(), roots.clone());
@@ -835,14 +840,6 @@ async fn file_key(
                 crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
             })
             .await??,
-        );
-        instruction.push(guest_ins.keyword.clone());
-        instruction.extend(guest_ins.args.iter().cloned());
-        instruction.extend(
-            guest_ins
-                .flags
-                .iter()
-                .map(|(n, v)| format!("--{n}={}", v.as_deref().unwrap_or(""))),
         );
     }
     let mut k = crate::cache::KeyBuilder::new();
