@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::layering::{layer_format, Snapshots};
 use super::plan::{shell_text, BuildPlan};
+use super::stages::Finished;
 use super::{Build, RunFailed, StageResult};
 use crate::dockerfile::{expand_word, Args, Instruction, Keyword};
 use crate::image::{self, Family};
@@ -87,11 +88,11 @@ impl StageState {
 }
 
 pub(crate) async fn run_stage(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     base: StageBase,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<StageResult> {
     let StageBase {
         root,
@@ -102,8 +103,7 @@ pub(crate) async fn run_stage(
     } = base;
     let stage = &plan.stages[index];
     let (scan_root, opts) = (root.clone(), build.opts.layers.clone());
-    let snapshots =
-        tokio::task::spawn_blocking(move || Snapshots::start(&scan_root, &opts)).await??;
+    let snapshots = super::blocking(move || Snapshots::start(&scan_root, &opts)).await??;
     let mut st = StageState {
         root,
         config,
@@ -155,7 +155,15 @@ pub(crate) async fn run_stage(
     instructions.extend(stage.instructions.iter().cloned());
     for (pos, ins) in instructions.iter().enumerate() {
         st.pos = pos;
-        tracing::info!(stage = %stage.display_name(), line = ins.line, "{}", ins.original);
+        // BuildKit's `[name step/steps]`, FROM being step 1
+        tracing::info!(
+            line = ins.line,
+            "[{} {}/{}] {}",
+            st.stage_name,
+            pos + 2,
+            instructions.len() + 1,
+            ins.original
+        );
         step(build, plan, index, &mut st, ins, done)
             .await
             .map_err(|e| match e.downcast::<RunFailed>() {
@@ -189,12 +197,12 @@ fn expand_all(
 }
 
 async fn step(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     st: &mut StageState,
     ins: &Instruction,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<()> {
     let escape = build.escape;
     let lookup = st.lookup();
@@ -241,12 +249,12 @@ fn shell_of(st: &StageState) -> Vec<String> {
 }
 
 async fn run_step(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     st: &mut StageState,
     ins: &Instruction,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<()> {
     let (mounts, network) = run_flags(build, plan, index, st, ins, done).await?;
     let shell = shell_of(st);
@@ -317,8 +325,7 @@ async fn run_step(
         Some(user) => {
             let sandbox = build.sandbox.clone();
             let root = st.root.clone();
-            let id =
-                tokio::task::spawn_blocking(move || sandbox.resolve_user(&user, &root)).await??;
+            let id = super::blocking(move || sandbox.resolve_user(&user, &root)).await??;
             (id.uid, id.gid, id.groups)
         }
     };
@@ -334,10 +341,13 @@ async fn run_step(
         groups,
         mounts,
         network,
+        output_prefix: build
+            .stages_in_parallel
+            .then(|| format!("[{}] ", st.stage_name)),
     };
     let root = st.root.clone();
     let run_env = build.run_env.clone();
-    let result = tokio::task::spawn_blocking(move || run::run(&root, &spec, &run_env)).await?;
+    let result = super::blocking(move || run::run(&root, &spec, &run_env)).await?;
     if let Some(file) = script_file {
         file.remove()?;
     }
@@ -390,7 +400,7 @@ fn step_identity(st: &StageState, ins: &Instruction) -> String {
 async fn mount_inputs(
     plan: &BuildPlan,
     index: usize,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
     mounts: &[run::MountRequest],
 ) -> Result<Option<Vec<String>>> {
     let mut inputs = Vec::new();
@@ -400,14 +410,17 @@ async fn mount_inputs(
         }
         let source = m.spec.source.clone().unwrap_or_default();
         match (&m.spec.from, &m.from) {
-            (Some(from), _) => match plan.stage_named(from, index).and_then(|d| done.get(&d)) {
-                Some(dep) => inputs.push(format!("stage {} {source}", dep.cache_state)),
+            (Some(from), _) => match plan.stage_named(from, index) {
+                Some(dep) => {
+                    let dep = done.wait(dep).await?;
+                    inputs.push(format!("stage {} {source}", dep.cache_state));
+                }
                 None => return Ok(None),
             },
             (None, Some(context)) => {
                 let context = context.clone();
                 let dir = source.clone();
-                let digest = tokio::task::spawn_blocking(move || -> Result<String> {
+                let digest = super::blocking(move || -> Result<String> {
                     let mut reads = Vec::new();
                     let mut todo = vec![crate::rootfs::clean(&dir)];
                     while let Some(path) = todo.pop() {
@@ -506,7 +519,7 @@ async fn materialize(st: &mut StageState) -> Result<()> {
     super::extract_layers(&st.root, &layers).await?;
     let root = st.root.clone();
     let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
-    let (snapshots, resynced) = tokio::task::spawn_blocking(move || {
+    let (snapshots, resynced) = super::blocking(move || {
         let r = snapshots.resync(&root);
         (snapshots, r)
     })
@@ -524,12 +537,12 @@ async fn materialize(st: &mut StageState) -> Result<()> {
 /// `RUN --mount` and `--network`, expanded and parsed, each mount with the root its
 /// contents come from (a bind's default is the context).
 async fn run_flags(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     st: &StageState,
     ins: &Instruction,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<(Vec<run::MountRequest>, run::Network)> {
     let lookup = st.lookup();
     let mut mounts = Vec::new();
@@ -546,10 +559,7 @@ async fn run_flags(
                 let from = match (&spec.from, spec.kind) {
                     (Some(from), run::MountKind::Bind | run::MountKind::Cache) => {
                         Some(match plan.stage_named(from, index) {
-                            Some(dep) => done
-                                .get(&dep)
-                                .map(|r| r.root.clone())
-                                .with_context(|| format!("stage {from} was not built"))?,
+                            Some(dep) => done.wait(dep).await?.root.clone(),
                             None => from_image(build, from).await?,
                         })
                     }
@@ -596,7 +606,7 @@ async fn snapshot_step(
         build.mtime_clamp,
     );
     let end = matches!(touched, Touched::StageEnd);
-    let (snapshots, blob) = tokio::task::spawn_blocking(move || {
+    let (snapshots, blob) = super::blocking(move || {
         let blob = match &touched {
             Touched::Walk => snapshots.after_step(&root, None, &store, &format),
             Touched::Paths(p) => snapshots.after_step(&root, Some(p), &store, &format),
@@ -671,13 +681,13 @@ fn guest_args(
 
 #[allow(clippy::too_many_arguments)]
 async fn guest_step(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     st: &mut StageState,
     ins: &Instruction,
     lookup: &HashMap<String, String>,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<()> {
     let (args, exec_form) = guest_args(ins, lookup, build.escape)?;
     let mut flags = Vec::new();
@@ -711,10 +721,7 @@ async fn guest_step(
         if is_file_op && from_root.is_none() {
             if let Some((_, Some(from))) = part.flags.iter().find(|(n, _)| n == "from") {
                 from_root = Some(match plan.stage_named(from, index) {
-                    Some(dep) => done
-                        .get(&dep)
-                        .map(|r| r.root.clone())
-                        .with_context(|| format!("stage {from} was not built"))?,
+                    Some(dep) => done.wait(dep).await?.root.clone(),
                     None => from_image(build, from).await?,
                 });
             }
@@ -759,8 +766,7 @@ async fn guest_step(
         let sandbox = build.sandbox.clone();
         let config = st.config.clone();
         let outcome =
-            tokio::task::spawn_blocking(move || sandbox.execute(&guest_ins, &config, &roots))
-                .await??;
+            super::blocking(move || sandbox.execute(&guest_ins, &config, &roots)).await??;
         st.config = outcome.config;
         touched_all.extend(outcome.touched);
     }
@@ -835,7 +841,7 @@ async fn file_key(
         let config = st.config.clone();
         let (ins, roots) = (guest_ins.clone(), roots.clone());
         sources.push(
-            tokio::task::spawn_blocking(move || -> Result<String> {
+            super::blocking(move || -> Result<String> {
                 let reads = sandbox.dry_run(&ins, &config, &roots)?;
                 crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
             })
@@ -850,19 +856,26 @@ async fn file_key(
     Ok(k.finish())
 }
 
-/// `COPY --from=<image>`: the image pulled and extracted once per build.
-async fn from_image(build: &mut Build, reference: &str) -> Result<Arc<Root>> {
-    if let Some(r) = build.from_images.get(reference) {
-        return Ok(r.clone());
-    }
-    let (_, layers, _, _) = super::pull_image(build, reference).await?;
-    let dir = build
-        .work
-        .join(format!("image-{}", build.from_images.len()));
-    let root = Arc::new(Root::create(&dir)?);
-    super::extract_layers(&root, &layers).await?;
-    build
-        .from_images
-        .insert(reference.to_string(), root.clone());
-    Ok(root)
+/// `COPY --from=<image>`: the image pulled and extracted once per build, however many
+/// stages ask for it at once.
+async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
+    let cell = {
+        let mut images = build.from_images.lock().await;
+        let next = images.len();
+        let cell = images
+            .entry(reference.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()));
+        (cell.clone(), next)
+    };
+    let (cell, next) = cell;
+    let root = cell
+        .get_or_try_init(|| async {
+            let (_, layers, _, _) = super::pull_image(build, reference).await?;
+            let dir = build.work.join(format!("image-{next}"));
+            let root = Arc::new(Root::create(&dir)?);
+            super::extract_layers(&root, &layers).await?;
+            Ok::<_, anyhow::Error>(root)
+        })
+        .await?;
+    Ok(root.clone())
 }
