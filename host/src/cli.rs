@@ -166,6 +166,11 @@ pub struct CliArgs {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub skip_unused_stages: bool,
+    /// Build one stage at a time, in Dockerfile order, instead of every stage whose inputs
+    /// are ready at once (less memory and disk at a time; the image is the same)
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
+    pub sequential_stages: bool,
     /// Remove what the build wrote (in-place isolation); kiln always removes its stage roots
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
@@ -430,6 +435,7 @@ impl CliArgs {
             ignore_paths: self.ignore_paths.iter().map(PathBuf::from).collect(),
             ignore_var_run: self.ignore_var_run,
             cleanup: self.cleanup,
+            sequential_stages: self.sequential_stages,
         })
     }
 }

@@ -1,6 +1,7 @@
-//! ADD from `http://` URLs (served by a small HTTP server the test starts on loopback) and
-//! ADD of local archives in every compression Docker unpacks, checked on pushed images
-//! unpacked with umoci.
+//! ADD from `http://` URLs (served by a small HTTP server the test starts on loopback), ADD of
+//! git repositories (served by `git http-backend` on loopback: refs, subdirectories,
+//! `--keep-git-dir`, the layer cache keyed on the commit) and ADD of local archives in every
+//! compression Docker unpacks, checked on pushed images unpacked with umoci.
 
 // Test helpers outside `#[test]` functions: a panic is the failure report.
 #![allow(clippy::expect_used)]
@@ -223,4 +224,186 @@ fn run_checked_bytes(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().expect("spawn compressor");
     assert!(out.status.success(), "{cmd:?} failed");
     out.stdout
+}
+
+/// `git` with a fixed identity in `dir`; returns its stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let bin = require("git", "git");
+    kiln_tests::run_checked(
+        Command::new(bin)
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=kiln", "-c", "user.email=kiln@example.com"])
+            .args(args),
+    )
+}
+
+/// A work tree and its bare clone `repos/repo.git`: tag `v1` holds `a.txt` = "one", `main`
+/// one commit later "two" (with an executable and a subdirectory), branch `feature` adds
+/// `docs/`. Returns the work tree.
+fn git_fixture(scratch: &Scratch) -> std::path::PathBuf {
+    let work = scratch.join("gitwork");
+    fs::create_dir_all(work.join("sub")).expect("mkdir");
+    git(&work, &["init", "-q", "-b", "main"]);
+    fs::write(work.join("a.txt"), "one\n").expect("write");
+    fs::write(work.join("sub/b.txt"), "bee\n").expect("write");
+    fs::write(work.join("run.sh"), "#!/bin/sh\necho run\n").expect("write");
+    fs::set_permissions(work.join("run.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "v1"]);
+    fs::write(work.join("a.txt"), "two\n").expect("write");
+    git(&work, &["commit", "-q", "-am", "two"]);
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    fs::create_dir_all(work.join("docs/deep")).expect("mkdir");
+    fs::write(work.join("docs/guide.md"), "# guide\n").expect("write");
+    fs::write(work.join("docs/deep/x.txt"), "x\n").expect("write");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "docs"]);
+    git(&work, &["checkout", "-q", "main"]);
+    fs::create_dir_all(scratch.join("repos")).expect("mkdir");
+    kiln_tests::run_checked(
+        Command::new(require("git", "git"))
+            .args(["clone", "-q", "--bare"])
+            .arg(&work)
+            .arg(scratch.join("repos/repo.git")),
+    );
+    work
+}
+
+/// `cache hit: Dockerfile:N` lines of a build's log.
+fn cache_hits(stderr: &str) -> Vec<usize> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split("cache hit: Dockerfile:").nth(1))
+        .filter_map(|rest| rest.split(':').next()?.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn add_git_repositories_as_docker() {
+    kiln_bin();
+    require_root("owners in the unpacked image are compared");
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    let work = git_fixture(&scratch);
+    let server =
+        kiln_tests::git_http_server(&scratch.join("repos"), None, &scratch.join("git-http.log"));
+    let repo = format!("{}/repo.git", server.url());
+    scratch.write("ctx/local.txt", "local\n");
+    // line numbers matter: the cache checks below name them
+    let dockerfile = format!(
+        "FROM {base}
+ADD --chown=5:6 --chmod=640 {repo}#v1 /tagged
+ADD {repo}#feature:docs /docs
+ADD local.txt {repo}#feature:/docs/deep /mixed/
+ADD {repo} /plain/
+ADD --keep-git-dir=true {repo} /kept
+"
+    );
+    let destination = registry.reference("e2e/add-git:v1");
+    let build = |dest: &str| {
+        let out = scratch
+            .build(&dockerfile)
+            .destination(dest)
+            .arg("--cache")
+            .arg("--cache-copy-layers")
+            .arg("--log-format=text")
+            .run_ok();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    build(&destination);
+    let image = umoci_unpack(&destination);
+    let root = &image.rootfs;
+    // the tree at main, without .git; modes as git checks them out, owner 0:0
+    assert_eq!(read(root, "/plain/a.txt"), b"two\n");
+    assert_eq!(read(root, "/plain/sub/b.txt"), b"bee\n");
+    assert_eq!(mode_owner(root, "/plain/run.sh"), "0755 0:0");
+    assert_eq!(mode_owner(root, "/plain/a.txt"), "0644 0:0");
+    assert!(
+        !root.join("plain/.git").exists(),
+        ".git copied without --keep-git-dir"
+    );
+    assert!(!root.join("plain/docs").exists(), "main has no docs/");
+    // --keep-git-dir keeps the repository
+    assert_eq!(read(root, "/kept/a.txt"), b"two\n");
+    assert!(
+        root.join("kept/.git/HEAD").is_file(),
+        "--keep-git-dir lost .git/HEAD"
+    );
+    // a tag, with --chown and --chmod on every entry
+    assert_eq!(read(root, "/tagged/a.txt"), b"one\n");
+    assert_eq!(mode_owner(root, "/tagged/a.txt"), "0640 5:6");
+    assert_eq!(mode_owner(root, "/tagged/sub/b.txt"), "0640 5:6");
+    // a branch and a subdirectory: only the subdirectory's contents
+    assert_eq!(read(root, "/docs/guide.md"), b"# guide\n");
+    assert_eq!(read(root, "/docs/deep/x.txt"), b"x\n");
+    assert!(
+        !root.join("docs/a.txt").exists(),
+        "more than the subdirectory copied"
+    );
+    // beside a context file
+    assert_eq!(read(root, "/mixed/local.txt"), b"local\n");
+    assert_eq!(read(root, "/mixed/x.txt"), b"x\n");
+
+    // the layer cache keys a git source on its commit: a rebuild hits every ADD, and a new
+    // commit on main misses exactly the ADDs of main (the last two lines)
+    let hits = build(&registry.reference("e2e/add-git:v2"));
+    assert_eq!(cache_hits(&hits), vec![2, 3, 4, 5, 6], "rebuild:\n{hits}");
+    fs::write(work.join("a.txt"), "three\n").expect("write");
+    git(&work, &["commit", "-q", "-am", "three"]);
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            &scratch.join("repos/repo.git").display().to_string(),
+            "main",
+        ],
+    );
+    let dest3 = registry.reference("e2e/add-git:v3");
+    let log = build(&dest3);
+    assert_eq!(
+        cache_hits(&log),
+        vec![2, 3, 4],
+        "after a commit on main:\n{log}"
+    );
+    let image = umoci_unpack(&dest3);
+    assert_eq!(read(&image.rootfs, "/plain/a.txt"), b"three\n");
+    assert_eq!(read(&image.rootfs, "/kept/a.txt"), b"three\n");
+}
+
+#[test]
+fn add_git_failures_name_the_line() {
+    kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    git_fixture(&scratch);
+    let server =
+        kiln_tests::git_http_server(&scratch.join("repos"), None, &scratch.join("git-http.log"));
+    let repo = format!("{}/repo.git", server.url());
+    for (line, want) in [
+        (format!("ADD {repo}#no-such-ref /x"), repo.as_str()),
+        (format!("ADD {repo}#main:nope /x"), "is not a directory"),
+        (
+            format!("ADD {}/missing.git /x", server.url()),
+            "missing.git",
+        ),
+        ("ADD git@github.com:moby/buildkit.git /x".to_string(), "ssh"),
+        (format!("COPY {repo} /x"), "use ADD"),
+    ] {
+        let out = scratch
+            .build(&format!("FROM {base}\n{line}\n"))
+            .arg("--no-push")
+            .run();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{line} should fail");
+        let keyword = &line[..line.find(' ').expect("keyword")];
+        assert!(
+            stderr.contains(&format!("Dockerfile:2: {keyword}")) && stderr.contains(want),
+            "{line}: {stderr}"
+        );
+    }
 }

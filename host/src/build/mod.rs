@@ -1,6 +1,7 @@
 //! The orchestrator: the only place that knows the order of things. It reads and plans the
 //! Dockerfile, prepares each needed stage (base image pulled and extracted into its own root),
-//! runs every step (`step`), assembles the image and writes it to every output.
+//! runs the stages (`stages`: independent ones side by side) and every step (`step`),
+//! assembles the image and writes it to every output.
 //!
 //! Every other module is a noun with a plain-value API; this one strings them together and
 //! turns their errors into messages that name the Dockerfile line, path or reference.
@@ -9,7 +10,9 @@ mod heredoc;
 mod layering;
 mod plan;
 mod remote;
+mod remote_git;
 mod sources;
+mod stages;
 mod step;
 
 use std::collections::HashMap;
@@ -62,6 +65,8 @@ pub struct BuildOptions {
     pub ignore_var_run: bool,
     /// in-place isolation: remove what the build wrote to `/`
     pub cleanup: bool,
+    /// `--sequential-stages`: one stage at a time, in order (in-place isolation always is)
+    pub sequential_stages: bool,
     /// snapshots and layers: `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
     /// `--ignore-var-run`, `--compression`, `--compression-level`
     pub layers: LayerOptions,
@@ -125,15 +130,17 @@ pub(crate) struct Build {
     pub run_env: Arc<crate::run::RunEnv>,
     /// root-relative paths snapshots never look at (in-place isolation)
     pub snapshot_skip: Arc<std::collections::BTreeSet<Vec<u8>>>,
-    /// images named by `COPY --from=<image>`, extracted once
-    pub from_images: HashMap<String, Arc<Root>>,
+    /// images named by `COPY --from=<image>`, extracted once (stages may ask at once)
+    pub from_images: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Root>>>>>,
     /// in place: root-relative paths a stage switch keeps besides the skip set (the context,
     /// the Dockerfile, the credentials, the outputs)
     pub in_place_keep: Arc<std::collections::BTreeSet<Vec<u8>>>,
-    /// in place: how many stages have been laid over `/` so far
-    pub in_place_stages: usize,
+    /// in place: how many stages have been laid over `/` so far (stages run one at a time)
+    pub in_place_stages: std::sync::atomic::AtomicUsize,
     /// the layer cache, with `--cache`
     pub cache: Option<Arc<Cache>>,
+    /// several stages run at once: RUN output lines carry their stage's name
+    pub stages_in_parallel: bool,
 }
 
 /// Removes the build's scratch directories however the build ends.
@@ -287,7 +294,8 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
                 .with_context(|| format!("checking push permission for {dest}"))?;
         }
     }
-    let mut build = Build {
+    let sequential = in_place || opts.sequential_stages;
+    let build = Build {
         cache,
         registry,
         opts,
@@ -302,21 +310,26 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
         mtime_clamp,
         run_env,
         snapshot_skip: snapshot_skip.clone(),
-        from_images: HashMap::new(),
+        from_images: tokio::sync::Mutex::new(HashMap::new()),
         in_place_keep: Arc::new(in_place_keep),
-        in_place_stages: 0,
+        in_place_stages: std::sync::atomic::AtomicUsize::new(0),
+        stages_in_parallel: !sequential && plan.order.len() > 1,
     };
 
-    let mut results: HashMap<usize, StageResult> = HashMap::new();
-    for &index in &plan.order {
-        let stage = &plan.stages[index];
-        tracing::info!(stage = %stage.display_name(), "building stage");
-        let result = build_stage(&mut build, &plan, index, &results).await?;
-        results.insert(index, result);
-    }
-    let mut last = results
-        .remove(&plan.target)
+    let build = Arc::new(build);
+    let target = plan.target;
+    let mut results = stages::build_all(build.clone(), Arc::new(plan), sequential).await?;
+    let last = results
+        .remove(&target)
         .context("the target stage produced no image")?;
+    drop(results);
+    let mut last = Arc::try_unwrap(last).unwrap_or_else(|shared| StageResult {
+        root: shared.root.clone(),
+        config: shared.config.clone(),
+        layers: shared.layers.clone(),
+        family: shared.family,
+        cache_state: shared.cache_state.clone(),
+    });
     if build.opts.platform.is_some() {
         registry::set_config_platform(&mut last.config, &build.platform);
     }
@@ -394,12 +407,22 @@ pub fn base_images(
 }
 
 async fn build_stage(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
-    done: &HashMap<usize, StageResult>,
+    done: &stages::Finished,
 ) -> Result<StageResult> {
     let stage = &plan.stages[index];
+    let base_name = match &stage.base {
+        Base::Scratch => "scratch".to_string(),
+        Base::Stage(dep) => plan.stages[*dep].display_name(),
+        Base::Image(reference) => reference.clone(),
+    };
+    tracing::info!(
+        "[{} 1/{}] FROM {base_name}",
+        stage.display_name(),
+        stage.instructions.len() + 1
+    );
     let root_dir = build.work.join(format!("stage-{index}"));
     let in_place = build.opts.isolation == crate::run::Isolation::InPlace;
     // in place the base is extracted beside and laid over / around the skipped paths
@@ -414,8 +437,9 @@ async fn build_stage(
         ),
         Base::Stage(dep) => {
             let dep = done
-                .get(dep)
-                .with_context(|| format!("Dockerfile:{}: stage {dep} was not built", stage.line))?;
+                .wait(*dep)
+                .await
+                .with_context(|| format!("Dockerfile:{}: FROM {base_name}", stage.line))?;
             extract_layers(&root, &dep.layers).await?;
             (
                 dep.config.clone(),
@@ -437,7 +461,10 @@ async fn build_stage(
     };
     let root = if in_place {
         let (skip, keep) = (build.snapshot_skip.clone(), build.in_place_keep.clone());
-        let after_a_stage = build.in_place_stages > 0;
+        let after_a_stage = build
+            .in_place_stages
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            > 0;
         let base = root.path().to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<()> {
             if after_a_stage {
@@ -449,7 +476,6 @@ async fn build_stage(
             Ok(())
         })
         .await??;
-        build.in_place_stages += 1;
         tracing::info!("in place: the base image is laid over /");
         Arc::new(Root::open(std::path::Path::new("/"))?)
     } else {
@@ -569,11 +595,21 @@ pub(crate) async fn pull_image(
     Ok((config, layers, family, manifest_digest))
 }
 
+/// `spawn_blocking` inside the caller's span: the stage's log lines name it from any thread.
+pub(crate) fn blocking<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+}
+
 /// Applies layers, in order, to a root.
 pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Result<()> {
     let root = root.clone();
     let layers = layers.to_vec();
-    tokio::task::spawn_blocking(move || -> Result<()> {
+    blocking(move || -> Result<()> {
         for layer in &layers {
             let file = std::fs::File::open(&layer.path)
                 .with_context(|| format!("opening layer {}", layer.digest))?;

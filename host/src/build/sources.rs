@@ -1,9 +1,10 @@
 //! COPY/ADD sources that do not come from the context or a `--from` root: heredocs
-//! (`COPY <<EOF /dst`) and, for ADD, `http(s)://` URLs. Each is materialized by the host in a
-//! scratch root (`heredoc.rs`, `remote.rs`) and handed to the guest as the `--from` root of
-//! a call of its own, so that destination, owner and mode rules stay the guest's. Context
-//! and `--from` sources of the same instruction go to the guest first, unchanged, then the
-//! URLs, then the heredocs (BuildKit's order).
+//! (`COPY <<EOF /dst`) and, for ADD, `http(s)://` URLs and git repositories. Each is
+//! materialized by the host in a scratch root (`heredoc.rs`, `remote.rs`, `remote_git.rs`)
+//! and handed to the guest as the `--from` root of a call of its own, so that destination,
+//! owner and mode rules stay the guest's. Context and `--from` sources of the same
+//! instruction go to the guest first, unchanged, then the git repositories and URLs in the
+//! order written, then the heredocs (BuildKit's order).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
-use super::{heredoc, remote};
+use super::{heredoc, remote, remote_git};
 use crate::dockerfile::{is_heredoc_marker, Instruction, Keyword};
 use crate::rootfs::Root;
 
@@ -26,6 +27,19 @@ pub(crate) struct Part {
     pub flags: Vec<(String, Option<String>)>,
     /// the root the sources are read from; `None`: the instruction's own (context or `--from`)
     pub root: Option<Arc<Root>>,
+    /// what the layer cache keys the part's sources on
+    pub pin: Pin,
+}
+
+/// What fixes the content of a part's sources, for the layer cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pin {
+    /// the files the guest reads, by content (found by a dry run)
+    Content,
+    /// an id that fixes the whole source: a git commit, with the subdirectory and options
+    Id(String),
+    /// nothing: a download, whose content is only known by fetching it
+    Unpinned,
 }
 
 /// A fresh scratch directory under the build's work dir.
@@ -40,16 +54,14 @@ fn names_directory(dest: &str) -> bool {
     dest.ends_with('/') || dest.ends_with("/.") || dest == "."
 }
 
-/// A git source, which another part of kiln fetches.
-fn is_git(src: &str) -> bool {
-    let base = src.split('#').next().unwrap_or(src);
-    src.starts_with("git@")
-        || src.starts_with("git://")
-        || (is_url_like(src) && base.ends_with(".git"))
-}
-
 fn is_url_like(src: &str) -> bool {
     remote::is_http_url(src)
+}
+
+/// A remote source of an ADD, in the order written.
+enum Remote {
+    Url(String),
+    Git(String),
 }
 
 /// Splits a COPY/ADD (`args`: its expanded words, sources then destination) into guest
@@ -74,11 +86,12 @@ pub(crate) async fn split(
             args,
             flags,
             root: None,
+            pin: Pin::Content,
         }]);
     };
     let add = ins.keyword == Keyword::Add;
     let mut docs = ins.heredocs.iter();
-    let (mut local, mut urls, mut heredocs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut local, mut remotes, mut heredocs) = (Vec::new(), Vec::new(), Vec::new());
     for (i, src) in srcs.iter().enumerate() {
         let written = raw.get(i).map(String::as_str).unwrap_or(src);
         if is_heredoc_marker(written) {
@@ -87,23 +100,43 @@ pub(crate) async fn split(
                 continue;
             }
         }
-        if add && is_url_like(src) && !is_git(src) {
-            urls.push(src.clone());
+        match remote_git::transport(src) {
+            Some(_) if !add => bail!("{src}: COPY cannot copy a git repository, use ADD"),
+            Some(remote_git::Transport::Ssh) => bail!(
+                "{src}: git over ssh is not supported (kiln has no ssh client), use an https:// URL"
+            ),
+            Some(remote_git::Transport::Fetched) => {
+                remotes.push(Remote::Git(src.clone()));
+                continue;
+            }
+            None => {}
+        }
+        if add && is_url_like(src) {
+            remotes.push(Remote::Url(src.clone()));
         } else {
             local.push(src.clone());
         }
     }
+    let urls = remotes
+        .iter()
+        .filter(|r| matches!(r, Remote::Url(_)))
+        .count();
     if let Some(sum) = &checksum {
-        if srcs.len() != 1 || urls.len() != 1 {
+        if srcs.len() != 1 || urls != 1 {
             bail!("--checksum={sum} needs exactly one http(s) source");
         }
         remote::parse_checksum(sum)?;
     }
-    if urls.is_empty() && heredocs.is_empty() {
+    let keep_git_dir = match flag("keep-git-dir") {
+        Some(value) => remote_git::parse_keep_git_dir(value.as_deref())?,
+        None => false,
+    };
+    if remotes.is_empty() && heredocs.is_empty() && flag("keep-git-dir").is_none() {
         return Ok(vec![Part {
             args,
             flags,
             root: None,
+            pin: Pin::Content,
         }]);
     }
     if srcs.len() > 1 && !names_directory(dest) {
@@ -126,25 +159,42 @@ pub(crate) async fn split(
     if !local.is_empty() {
         let mut args = local;
         args.push(dest.clone());
+        // the remote sources' own flags mean nothing to context and `--from` sources
         let flags = flags
             .iter()
-            .filter(|(n, _)| n != "checksum")
+            .filter(|(n, _)| n != "checksum" && n != "keep-git-dir")
             .cloned()
             .collect();
         parts.push(Part {
             args,
             flags,
             root: None,
+            pin: Pin::Content,
         });
     }
-    for url in urls {
-        let dir = scratch_dir(work, "add-url");
-        let (root, name) = remote::fetch(&url, checksum.as_deref(), &dir).await?;
-        parts.push(Part {
-            args: vec![name, dest.clone()],
-            flags: own_flags(&url),
-            root: Some(Arc::new(root)),
-        });
+    for remote in remotes {
+        match remote {
+            Remote::Url(url) => {
+                let dir = scratch_dir(work, "add-url");
+                let (root, name) = remote::fetch(&url, checksum.as_deref(), &dir).await?;
+                parts.push(Part {
+                    args: vec![name, dest.clone()],
+                    flags: own_flags(&url),
+                    root: Some(Arc::new(root)),
+                    pin: Pin::Unpinned,
+                });
+            }
+            Remote::Git(src) => {
+                let dir = scratch_dir(work, "add-git");
+                let checkout = remote_git::fetch(&src, keep_git_dir, &dir).await?;
+                parts.push(Part {
+                    args: vec![checkout.path, dest.clone()],
+                    flags: own_flags(&src),
+                    root: Some(Arc::new(checkout.root)),
+                    pin: Pin::Id(checkout.pin),
+                });
+            }
+        }
     }
     if !heredocs.is_empty() {
         let dir = scratch_dir(work, "heredoc");
@@ -156,6 +206,7 @@ pub(crate) async fn split(
             args,
             flags: own_flags("heredoc"),
             root: Some(Arc::new(root)),
+            pin: Pin::Content,
         });
     }
     Ok(parts)

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::layering::{layer_format, Snapshots};
 use super::plan::{shell_text, BuildPlan};
+use super::stages::Finished;
 use super::{Build, RunFailed, StageResult};
 use crate::dockerfile::{expand_word, Args, Instruction, Keyword};
 use crate::image::{self, Family};
@@ -87,11 +88,11 @@ impl StageState {
 }
 
 pub(crate) async fn run_stage(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     base: StageBase,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<StageResult> {
     let StageBase {
         root,
@@ -102,8 +103,7 @@ pub(crate) async fn run_stage(
     } = base;
     let stage = &plan.stages[index];
     let (scan_root, opts) = (root.clone(), build.opts.layers.clone());
-    let snapshots =
-        tokio::task::spawn_blocking(move || Snapshots::start(&scan_root, &opts)).await??;
+    let snapshots = super::blocking(move || Snapshots::start(&scan_root, &opts)).await??;
     let mut st = StageState {
         root,
         config,
@@ -155,7 +155,15 @@ pub(crate) async fn run_stage(
     instructions.extend(stage.instructions.iter().cloned());
     for (pos, ins) in instructions.iter().enumerate() {
         st.pos = pos;
-        tracing::info!(stage = %stage.display_name(), line = ins.line, "{}", ins.original);
+        // BuildKit's `[name step/steps]`, FROM being step 1
+        tracing::info!(
+            line = ins.line,
+            "[{} {}/{}] {}",
+            st.stage_name,
+            pos + 2,
+            instructions.len() + 1,
+            ins.original
+        );
         step(build, plan, index, &mut st, ins, done)
             .await
             .map_err(|e| match e.downcast::<RunFailed>() {
@@ -189,12 +197,12 @@ fn expand_all(
 }
 
 async fn step(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     st: &mut StageState,
     ins: &Instruction,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<()> {
     let escape = build.escape;
     let lookup = st.lookup();
@@ -241,12 +249,12 @@ fn shell_of(st: &StageState) -> Vec<String> {
 }
 
 async fn run_step(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     st: &mut StageState,
     ins: &Instruction,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<()> {
     let (mounts, network) = run_flags(build, plan, index, st, ins, done).await?;
     let shell = shell_of(st);
@@ -317,8 +325,7 @@ async fn run_step(
         Some(user) => {
             let sandbox = build.sandbox.clone();
             let root = st.root.clone();
-            let id =
-                tokio::task::spawn_blocking(move || sandbox.resolve_user(&user, &root)).await??;
+            let id = super::blocking(move || sandbox.resolve_user(&user, &root)).await??;
             (id.uid, id.gid, id.groups)
         }
     };
@@ -334,10 +341,13 @@ async fn run_step(
         groups,
         mounts,
         network,
+        output_prefix: build
+            .stages_in_parallel
+            .then(|| format!("[{}] ", st.stage_name)),
     };
     let root = st.root.clone();
     let run_env = build.run_env.clone();
-    let result = tokio::task::spawn_blocking(move || run::run(&root, &spec, &run_env)).await?;
+    let result = super::blocking(move || run::run(&root, &spec, &run_env)).await?;
     if let Some(file) = script_file {
         file.remove()?;
     }
@@ -390,7 +400,7 @@ fn step_identity(st: &StageState, ins: &Instruction) -> String {
 async fn mount_inputs(
     plan: &BuildPlan,
     index: usize,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
     mounts: &[run::MountRequest],
 ) -> Result<Option<Vec<String>>> {
     let mut inputs = Vec::new();
@@ -400,14 +410,17 @@ async fn mount_inputs(
         }
         let source = m.spec.source.clone().unwrap_or_default();
         match (&m.spec.from, &m.from) {
-            (Some(from), _) => match plan.stage_named(from, index).and_then(|d| done.get(&d)) {
-                Some(dep) => inputs.push(format!("stage {} {source}", dep.cache_state)),
+            (Some(from), _) => match plan.stage_named(from, index) {
+                Some(dep) => {
+                    let dep = done.wait(dep).await?;
+                    inputs.push(format!("stage {} {source}", dep.cache_state));
+                }
                 None => return Ok(None),
             },
             (None, Some(context)) => {
                 let context = context.clone();
                 let dir = source.clone();
-                let digest = tokio::task::spawn_blocking(move || -> Result<String> {
+                let digest = super::blocking(move || -> Result<String> {
                     let mut reads = Vec::new();
                     let mut todo = vec![crate::rootfs::clean(&dir)];
                     while let Some(path) = todo.pop() {
@@ -506,7 +519,7 @@ async fn materialize(st: &mut StageState) -> Result<()> {
     super::extract_layers(&st.root, &layers).await?;
     let root = st.root.clone();
     let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
-    let (snapshots, resynced) = tokio::task::spawn_blocking(move || {
+    let (snapshots, resynced) = super::blocking(move || {
         let r = snapshots.resync(&root);
         (snapshots, r)
     })
@@ -524,12 +537,12 @@ async fn materialize(st: &mut StageState) -> Result<()> {
 /// `RUN --mount` and `--network`, expanded and parsed, each mount with the root its
 /// contents come from (a bind's default is the context).
 async fn run_flags(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     st: &StageState,
     ins: &Instruction,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<(Vec<run::MountRequest>, run::Network)> {
     let lookup = st.lookup();
     let mut mounts = Vec::new();
@@ -546,10 +559,7 @@ async fn run_flags(
                 let from = match (&spec.from, spec.kind) {
                     (Some(from), run::MountKind::Bind | run::MountKind::Cache) => {
                         Some(match plan.stage_named(from, index) {
-                            Some(dep) => done
-                                .get(&dep)
-                                .map(|r| r.root.clone())
-                                .with_context(|| format!("stage {from} was not built"))?,
+                            Some(dep) => done.wait(dep).await?.root.clone(),
                             None => from_image(build, from).await?,
                         })
                     }
@@ -596,7 +606,7 @@ async fn snapshot_step(
         build.mtime_clamp,
     );
     let end = matches!(touched, Touched::StageEnd);
-    let (snapshots, blob) = tokio::task::spawn_blocking(move || {
+    let (snapshots, blob) = super::blocking(move || {
         let blob = match &touched {
             Touched::Walk => snapshots.after_step(&root, None, &store, &format),
             Touched::Paths(p) => snapshots.after_step(&root, Some(p), &store, &format),
@@ -671,13 +681,13 @@ fn guest_args(
 
 #[allow(clippy::too_many_arguments)]
 async fn guest_step(
-    build: &mut Build,
+    build: &Build,
     plan: &BuildPlan,
     index: usize,
     st: &mut StageState,
     ins: &Instruction,
     lookup: &HashMap<String, String>,
-    done: &HashMap<usize, StageResult>,
+    done: &Finished,
 ) -> Result<()> {
     let (args, exec_form) = guest_args(ins, lookup, build.escape)?;
     let mut flags = Vec::new();
@@ -700,19 +710,18 @@ async fn guest_step(
             args,
             flags,
             root: None,
+            pin: super::sources::Pin::Content,
         }]
     };
     // each part's instruction and roots first: the cache key covers all of them
     let mut calls = Vec::new();
+    let mut pins = Vec::new();
     for part in parts {
         let mut from_root = part.root;
         if is_file_op && from_root.is_none() {
             if let Some((_, Some(from))) = part.flags.iter().find(|(n, _)| n == "from") {
                 from_root = Some(match plan.stage_named(from, index) {
-                    Some(dep) => done
-                        .get(&dep)
-                        .map(|r| r.root.clone())
-                        .with_context(|| format!("stage {from} was not built"))?,
+                    Some(dep) => done.wait(dep).await?.root.clone(),
                     None => from_image(build, from).await?,
                 });
             }
@@ -731,14 +740,15 @@ async fn guest_step(
             from: from_root,
         };
         calls.push((guest_ins, roots));
+        pins.push(part.pin);
     }
     let created_by = created_by(ins, &[]);
     let mut copy_key = None;
     if let (Some(cache), true) = (build.cache.clone(), is_file_op) {
-        if fetches_remote_source(ins) {
-            tracing::info!("cache: not cacheable: a remote source");
+        if pins.contains(&super::sources::Pin::Unpinned) {
+            tracing::info!("cache: not cacheable: a downloaded source");
         } else {
-            let key = file_key(build, st, &calls).await?;
+            let key = file_key(build, st, &calls, &pins).await?;
             if cache.copy_layers {
                 let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
                 if let Some(entry) = cache.lookup(&key, &step_identity(st, ins), &what).await? {
@@ -756,8 +766,7 @@ async fn guest_step(
         let sandbox = build.sandbox.clone();
         let config = st.config.clone();
         let outcome =
-            tokio::task::spawn_blocking(move || sandbox.execute(&guest_ins, &config, &roots))
-                .await??;
+            super::blocking(move || sandbox.execute(&guest_ins, &config, &roots)).await??;
         st.config = outcome.config;
         touched_all.extend(outcome.touched);
     }
@@ -804,38 +813,18 @@ async fn guest_step(
     }
 }
 
-/// ADD of a URL or a git repository: its content is not known before fetching it.
-fn fetches_remote_source(ins: &Instruction) -> bool {
-    ins.keyword == Keyword::Add
-        && ins.words().is_ok_and(|w| {
-            let sources = &w[..w.len().saturating_sub(1)];
-            sources
-                .iter()
-                .any(|s| s.contains("://") || s.starts_with("git@"))
-        })
-}
-
 /// A COPY/ADD key: the state it starts from, the instruction with its flags, the working
 /// directory (relative destinations) and exactly the sources it would read, found by a dry run
-/// of the instruction in the guest.
+/// of the instruction in the guest; a part pinned by an id (a git commit) is keyed on the id.
 async fn file_key(
     build: &Build,
     st: &StageState,
     calls: &[(GuestInstruction, GuestRoots)],
+    pins: &[super::sources::Pin],
 ) -> Result<crate::cache::Key> {
     let mut instruction = Vec::new();
     let mut sources = Vec::new();
-    for (guest_ins, roots) in calls {
-        let sandbox = build.sandbox.clone();
-        let config = st.config.clone();
-        let (ins, roots) = (guest_ins.clone(), roots.clone());
-        sources.push(
-            tokio::task::spawn_blocking(move || -> Result<String> {
-                let reads = sandbox.dry_run(&ins, &config, &roots)?;
-                crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
-            })
-            .await??,
-        );
+    for ((guest_ins, roots), pin) in calls.iter().zip(pins) {
         instruction.push(guest_ins.keyword.clone());
         instruction.extend(guest_ins.args.iter().cloned());
         instruction.extend(
@@ -843,6 +832,20 @@ async fn file_key(
                 .flags
                 .iter()
                 .map(|(n, v)| format!("--{n}={}", v.as_deref().unwrap_or(""))),
+        );
+        if let super::sources::Pin::Id(id) = pin {
+            sources.push(crate::cache::digest_of(["pinned", id.as_str()]));
+            continue;
+        }
+        let sandbox = build.sandbox.clone();
+        let config = st.config.clone();
+        let (ins, roots) = (guest_ins.clone(), roots.clone());
+        sources.push(
+            super::blocking(move || -> Result<String> {
+                let reads = sandbox.dry_run(&ins, &config, &roots)?;
+                crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
+            })
+            .await??,
         );
     }
     let mut k = crate::cache::KeyBuilder::new();
@@ -853,19 +856,26 @@ async fn file_key(
     Ok(k.finish())
 }
 
-/// `COPY --from=<image>`: the image pulled and extracted once per build.
-async fn from_image(build: &mut Build, reference: &str) -> Result<Arc<Root>> {
-    if let Some(r) = build.from_images.get(reference) {
-        return Ok(r.clone());
-    }
-    let (_, layers, _, _) = super::pull_image(build, reference).await?;
-    let dir = build
-        .work
-        .join(format!("image-{}", build.from_images.len()));
-    let root = Arc::new(Root::create(&dir)?);
-    super::extract_layers(&root, &layers).await?;
-    build
-        .from_images
-        .insert(reference.to_string(), root.clone());
-    Ok(root)
+/// `COPY --from=<image>`: the image pulled and extracted once per build, however many
+/// stages ask for it at once.
+async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
+    let cell = {
+        let mut images = build.from_images.lock().await;
+        let next = images.len();
+        let cell = images
+            .entry(reference.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()));
+        (cell.clone(), next)
+    };
+    let (cell, next) = cell;
+    let root = cell
+        .get_or_try_init(|| async {
+            let (_, layers, _, _) = super::pull_image(build, reference).await?;
+            let dir = build.work.join(format!("image-{next}"));
+            let root = Arc::new(Root::create(&dir)?);
+            super::extract_layers(&root, &layers).await?;
+            Ok::<_, anyhow::Error>(root)
+        })
+        .await?;
+    Ok(root.clone())
 }

@@ -9,7 +9,8 @@
 //! commit after the ref (or in its place) is checked out detached. `.git` stays in the
 //! context, as with kaniko.
 //!
-//! [`fetch`] is the same clone for callers outside the context (an `ADD` of a git URL).
+//! [`fetch`] is the same clone for callers outside the context (an `ADD` of a git URL), which
+//! build a [`GitSource`] themselves.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -84,7 +85,8 @@ impl GitSource {
         })
     }
 
-    fn display(&self) -> String {
+    /// The URL with its ref and commit, as errors name it.
+    pub fn display(&self) -> String {
         let mut text = self.url.clone();
         for part in [&self.reference, &self.commit].into_iter().flatten() {
             text.push('#');
@@ -109,16 +111,27 @@ pub async fn clone_into(src: &GitSource, opts: &GitOptions, dir: &Path) -> Resul
     })?
 }
 
-/// Fetches a git URL (`https://…/repo.git#ref`, `git://…`) into `dir`: the clone an `ADD` of
-/// a git repository needs, with the environment's credentials and default options.
-pub async fn fetch(url: &str, dir: &Path) -> Result<()> {
-    let src = GitSource::parse(url)?;
+/// Clones `src` into `dir` with the environment's credentials and default options (what an
+/// `ADD` of a git repository needs); returns the id of the commit checked out.
+pub async fn fetch(src: &GitSource, dir: &Path) -> Result<String> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         url: dir.display().to_string(),
         op: "creating",
         source,
     })?;
-    clone_into(&src, &GitOptions::default(), dir).await
+    clone_into(src, &GitOptions::default(), dir).await?;
+    let (shown, dir) = (src.display(), dir.to_path_buf());
+    let head = tokio::task::spawn_blocking(move || -> Result<String> {
+        let repo = gix::open(&dir).map_err(|e| classify(&shown, "opening the clone", &e))?;
+        let id = repo
+            .head_id()
+            .map_err(|e| classify(&shown, "reading the checked-out commit", &e))?;
+        Ok(id.to_string())
+    });
+    head.await.map_err(|e| Error::Fetch {
+        url: src.display(),
+        detail: format!("reading the checked-out commit: {e}"),
+    })?
 }
 
 /// The basic credentials kaniko sends: `GIT_TOKEN` as the user name, else

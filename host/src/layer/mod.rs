@@ -114,17 +114,15 @@ impl BlobStore {
         let digest = Digest::of(bytes);
         let path = self.path(&digest);
         if !path.exists() {
-            let tmp = self.dir.join(format!("tmp-{}", digest.hex()));
-            std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
+            // a temp file of its own: stages building side by side may store the same bytes
+            let (mut file, tmp) = self.temp_file()?;
+            std::io::Write::write_all(&mut file, bytes).map_err(|source| Error::Io {
                 path: tmp.clone(),
                 op: "write blob",
                 source,
             })?;
-            std::fs::rename(&tmp, &path).map_err(|source| Error::Io {
-                path: path.clone(),
-                op: "store blob",
-                source,
-            })?;
+            drop(file);
+            self.commit(&tmp, &digest)?;
         }
         Ok(digest)
     }

@@ -209,6 +209,13 @@ impl BlobCache {
     }
 }
 
+/// The extension of a temporary file no other writer uses (stages pull side by side).
+fn partial_extension() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("partial.{}.{n}", std::process::id())
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see a
 /// partial file.
 fn write_atomic(reference: &str, digest: &str, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -221,7 +228,7 @@ fn write_atomic(reference: &str, digest: &str, path: &Path, bytes: &[u8]) -> Res
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(file_error)?;
     }
-    let temp = path.with_extension(format!("partial.{}", std::process::id()));
+    let temp = path.with_extension(partial_extension());
     std::fs::write(&temp, bytes).map_err(file_error)?;
     std::fs::rename(&temp, path).map_err(file_error)
 }
@@ -235,7 +242,7 @@ fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(_) => {
-            let temp = to.with_extension(format!("partial.{}", std::process::id()));
+            let temp = to.with_extension(partial_extension());
             std::fs::copy(from, &temp)?;
             std::fs::rename(&temp, to)
         }

@@ -86,6 +86,9 @@ pub struct RunSpec {
     pub groups: Vec<u32>,
     pub mounts: Vec<MountRequest>,
     pub network: Network,
+    /// put before each line the command prints (stages running side by side), or None to
+    /// let it write to kiln's stdout and stderr directly
+    pub output_prefix: Option<String>,
 }
 
 /// What every RUN of one build shares.
@@ -249,7 +252,13 @@ pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
             groups: spec.groups.clone(),
             report: -1,
         };
-        let status = spawn_and_wait(program, &spec.argv[1..], &cmd_env, config);
+        let status = spawn_and_wait(
+            program,
+            &spec.argv[1..],
+            &cmd_env,
+            config,
+            spec.output_prefix.as_deref(),
+        );
         let finished = prepared.finish(root);
         let status = status?;
         finished?;
@@ -261,11 +270,48 @@ pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
     code
 }
 
+/// How long the output of a finished command may take to drain.
+const RELAY_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Copies `from` to `to` line by line, each line after `prefix`, on a thread of its own;
+/// signals `done` at the end of the stream.
+fn relay_lines(
+    from: impl std::io::Read + Send + 'static,
+    to: impl std::io::Write + Send + 'static,
+    prefix: &str,
+    done: std::sync::mpsc::Sender<()>,
+) {
+    let prefix = prefix.as_bytes().to_vec();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut from = std::io::BufReader::new(from);
+        let mut to = to;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match from.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if !line.ends_with(b"\n") {
+                        line.push(b'\n');
+                    }
+                    // one write per line, so lines of different stages never mix
+                    let mut out = prefix.clone();
+                    out.extend_from_slice(&line);
+                    let _ = to.write_all(&out);
+                }
+            }
+        }
+        let _ = done.send(());
+    });
+}
+
 fn spawn_and_wait(
     program: &str,
     args: &[String],
     env: &[(String, String)],
     mut config: child::ChildConfig,
+    output_prefix: Option<&str>,
 ) -> Result<Result<()>> {
     use std::os::fd::AsRawFd as _;
     // the middle process writes how many leftover processes it killed; close-on-exec, so
@@ -280,6 +326,9 @@ fn spawn_and_wait(
         .env_clear()
         .envs(env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))))
         .stdin(Stdio::null());
+    if output_prefix.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec. It makes raw syscalls on
     // data prepared before the fork (C strings, integers) and allocates nothing, so it is
@@ -297,6 +346,16 @@ fn spawn_and_wait(
     if let Ok(mut g) = RUNNING.lock() {
         g.push(pgid);
     }
+    let relays = output_prefix.map(|prefix| {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            relay_lines(out, std::io::stdout(), prefix, done_tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            relay_lines(err, std::io::stderr(), prefix, done_tx);
+        }
+        done_rx
+    });
     let status = child.wait();
     // the middle process has killed what the command left; the group is a last resort
     kill_group(pgid);
@@ -308,6 +367,14 @@ fn spawn_and_wait(
                 killed,
                 "killed {killed} process(es) the command left running"
             );
+        }
+    }
+    if let Some(done) = relays {
+        // the rest of the output, unless something that escaped the group holds the pipe
+        for _ in 0..2 {
+            if done.recv_timeout(RELAY_DRAIN).is_err() {
+                break;
+            }
         }
     }
     if let Ok(mut g) = RUNNING.lock() {

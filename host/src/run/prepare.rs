@@ -215,6 +215,14 @@ impl Prepared {
     }
 }
 
+/// A name in the build's scratch dir no other RUN uses: stages run side by side, each RUN
+/// numbering its mounts from 0.
+fn scratch_name(what: &str, index: usize) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{what}-{index}-{run}")
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
@@ -275,7 +283,7 @@ pub fn mount(
                 return Ok(());
             }
             std::fs::create_dir_all(&env.scratch).map_err(io(&env.scratch))?;
-            let path = env.scratch.join(format!("secret-{index}"));
+            let path = env.scratch.join(scratch_name("secret", index));
             let _ = std::fs::remove_file(&path);
             let mode = spec.mode.unwrap_or(0o400);
             let mut f = std::fs::OpenOptions::new()
@@ -311,7 +319,7 @@ pub fn mount(
                     .is_err()
                     {
                         // in use by another build: this RUN gets a fresh one of its own
-                        dir = env.scratch.join(format!("cache-{index}"));
+                        dir = env.scratch.join(scratch_name("cache", index));
                         out.scratch.push(dir.clone());
                     }
                 }
@@ -368,7 +376,7 @@ pub fn mount(
                 Some((path, is_dir))
             } else {
                 // writable: a throwaway copy, so writes never reach the stage or context
-                let copy = env.scratch.join(format!("bind-{index}"));
+                let copy = env.scratch.join(scratch_name("bind", index));
                 let _ = std::fs::remove_dir_all(&copy);
                 std::fs::create_dir_all(&env.scratch).map_err(io(&env.scratch))?;
                 out.scratch.push(copy.clone());

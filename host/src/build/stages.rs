@@ -1,0 +1,117 @@
+//! Stage scheduling. Every stage the plan needs runs as a task of its own, all started at
+//! once; a stage that reads another (its base, `COPY --from`, `RUN --mount from=`) waits for
+//! that stage's result at the step that reads it. So independent stages build side by side,
+//! and a stage runs its first steps while a stage it copies from later is still building.
+//! References only ever point to earlier stages, so the waits cannot form a cycle.
+//!
+//! Each task owns its stage's state (root, config, layers); only the finished result is
+//! published, through [`Finished`]. Nothing in an image depends on the schedule: timestamps
+//! come from the build, not the clock, and each stage's layers from its own root. With
+//! `--sequential-stages`, or in-place isolation (whose root is `/`), each stage is awaited
+//! before the next one starts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use tokio::sync::watch;
+use tracing::Instrument as _;
+
+use super::plan::BuildPlan;
+use super::{Build, StageResult};
+
+/// A stage another one waited for failed; the build reports that stage's own error.
+#[derive(Debug, thiserror::Error)]
+#[error("stage {name} failed")]
+pub(crate) struct StageFailed {
+    pub name: String,
+}
+
+/// The results of the stages of one build, each published when its stage ends.
+pub(crate) struct Finished {
+    slots: HashMap<usize, watch::Receiver<Option<Arc<StageResult>>>>,
+    names: HashMap<usize, String>,
+}
+
+impl Finished {
+    /// The result of stage `index`, once it is built.
+    pub(crate) async fn wait(&self, index: usize) -> Result<Arc<StageResult>> {
+        let name = self
+            .names
+            .get(&index)
+            .cloned()
+            .unwrap_or_else(|| index.to_string());
+        let Some(slot) = self.slots.get(&index) else {
+            return Err(anyhow!(
+                "stage {name} is not built: the target does not need it"
+            ));
+        };
+        let mut slot = slot.clone();
+        let published = slot
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| StageFailed { name: name.clone() })?;
+        published
+            .clone()
+            .ok_or_else(|| anyhow!(StageFailed { name }))
+    }
+}
+
+/// Builds every stage of `plan.order`, concurrently unless `sequential`; returns their
+/// results. The first stage to fail ends the build with its error.
+pub(crate) async fn build_all(
+    build: Arc<Build>,
+    plan: Arc<BuildPlan>,
+    sequential: bool,
+) -> Result<HashMap<usize, Arc<StageResult>>> {
+    let mut senders = Vec::new();
+    let mut slots = HashMap::new();
+    let mut names = HashMap::new();
+    for &index in &plan.order {
+        let (tx, rx) = watch::channel(None);
+        senders.push((index, tx));
+        slots.insert(index, rx);
+        names.insert(index, plan.stages[index].display_name());
+    }
+    let finished = Arc::new(Finished { slots, names });
+    let mut results = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, tx) in senders {
+        let (build, plan, finished) = (build.clone(), plan.clone(), finished.clone());
+        let span = tracing::info_span!("stage", name = %plan.stages[index].display_name());
+        let task = async move {
+            let result = Arc::new(super::build_stage(&build, &plan, index, &finished).await?);
+            tx.send_replace(Some(result.clone()));
+            Ok::<_, anyhow::Error>((index, result))
+        }
+        .instrument(span);
+        if sequential {
+            let (index, result) = task.await?;
+            results.insert(index, result);
+        } else {
+            tasks.spawn(task);
+        }
+    }
+    // a stage that waited for a failed one fails too: report the failed stage's own error
+    let mut waited_on_failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok((index, result)) => {
+                results.insert(index, result);
+            }
+            Err(e) if e.downcast_ref::<StageFailed>().is_some() => {
+                waited_on_failure.get_or_insert(e);
+            }
+            Err(e) => {
+                tasks.abort_all();
+                // RUNs of the other stages go with the build
+                crate::run::kill_running();
+                return Err(e);
+            }
+        }
+    }
+    match waited_on_failure {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
