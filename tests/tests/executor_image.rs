@@ -74,7 +74,6 @@ fn build_target(registry: &Registry, base: &str, kiln_dir: &Path, target: &str) 
 }
 
 #[test]
-#[ignore = "compiles kiln from scratch inside the build (network, ~15 min): cargo test --release -p kiln-tests --test executor_image -- --ignored"]
 fn kiln_builds_and_runs_its_own_executor_image() {
     require_root("the builder stage runs apt-get and rustup in a chroot");
     let registry = Registry::start();
