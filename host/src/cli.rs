@@ -533,6 +533,15 @@ impl RegistryArgs {
         opts.push_retry = self.push_retry;
         opts.image_download_retry = self.image_download_retry;
         opts.cache_dir = self.cache_dir.clone();
+        if let Some(value) = std::env::var("KILN_PUSH_CHUNKED_ABOVE")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            let bytes = value.parse().with_context(|| {
+                format!("KILN_PUSH_CHUNKED_ABOVE={value}: expected a number of bytes")
+            })?;
+            opts.push_chunked_above = Some(bytes);
+        }
         Ok(match &self.custom_platform {
             Some(p) => Some(p.parse::<Platform>()?),
             None => None,

@@ -230,3 +230,59 @@ fn mirrors_are_tried_in_order_then_the_original() {
     assert!(!out.status.success(), "fell back although told not to");
     assert!(stderr(&out).contains(&dead), "{}", stderr(&out));
 }
+
+/// A blob above the chunking threshold goes up as an upload session of several `PATCH`es
+/// and a closing `PUT`; below it, in one `PUT`. The registry checks the digest either way and
+/// the layer reads back byte for byte.
+#[test]
+fn large_blobs_are_uploaded_in_chunks() {
+    kiln_bin();
+    let registry = Registry::shared();
+    let proxy = FaultProxy::start(registry.host());
+    // a dropped PATCH: the chunked upload starts over and still completes
+    proxy.inject("PATCH", "/blobs/uploads/", Fault::Drop, 1);
+    let scratch = Scratch::new();
+    // 10 MiB that gzip cannot shrink (xorshift), so the layer spans three 4 MiB chunks
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..10 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    std::fs::create_dir_all(scratch.join("ctx")).expect("ctx");
+    std::fs::write(scratch.join("ctx/noise.bin"), &noise).expect("noise");
+    scratch
+        .build("FROM scratch\nCOPY noise.bin /noise.bin\n")
+        .destination(&proxy.reference("chunk/img:1"))
+        .env("KILN_PUSH_CHUNKED_ABOVE", "1048576")
+        .run_ok();
+    let log = proxy.log();
+    let patches = log
+        .iter()
+        .filter(|l| l.starts_with("PATCH /v2/chunk/img/blobs/uploads/") && l.ends_with("202"))
+        .count();
+    assert!(patches >= 3, "{patches} chunks accepted:\n{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("PUT /v2/chunk/img/blobs/uploads/") && l.contains("digest=")),
+        "no closing PUT:\n{log:#?}"
+    );
+    assert_eq!(proxy.remaining(), [0], "the injected drop was not hit");
+    let unpacked = kiln_tests::umoci_unpack(&registry.reference("chunk/img:1"));
+    let back = std::fs::read(unpacked.path("noise.bin")).expect("noise.bin in the image");
+    assert!(back == noise, "the layer's file differs from the context's");
+
+    // below the threshold (the default, 512 MiB): no PATCH at all
+    let proxy = FaultProxy::start(registry.host());
+    small_build(&scratch, "scratch", "one request")
+        .destination(&proxy.reference("chunk/small:1"))
+        .run_ok();
+    let log = proxy.log();
+    assert!(
+        !log.iter().any(|l| l.starts_with("PATCH ")),
+        "a small blob was chunked:\n{log:#?}"
+    );
+}

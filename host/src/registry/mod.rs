@@ -401,6 +401,9 @@ pub struct RegistryOptions {
     pub image_download_retry: u32,
     /// Base-image cache looked at before the network (`--cache-dir`, filled by `kiln warm`).
     pub cache_dir: Option<PathBuf>,
+    /// Blobs larger than this many bytes are uploaded in chunks (`KILN_PUSH_CHUNKED_ABOVE`);
+    /// `None` is [`push::CHUNKED_ABOVE`].
+    pub push_chunked_above: Option<u64>,
 }
 
 /// An image whose blobs are now in the blob directory.

@@ -2,8 +2,11 @@
 //!
 //! Each blob is first looked for in the target repository; a blob known to be in another
 //! repository of the same registry (pulled from it, or pushed there earlier in this run) is
-//! mounted from there; anything else is streamed from its file in one monolithic upload, so no
-//! layer is ever held in memory; the registry checks the digest. Blobs go up in parallel. The
+//! mounted from there; anything else is streamed from its file, so no layer is ever held in
+//! memory, and the registry checks the digest: in one request up to [`CHUNKED_ABOVE`] bytes
+//! (as Docker pushes), larger blobs as a chunked upload session (a `PATCH` per 4 MiB piece,
+//! the size oci-client sends, then the closing `PUT`), which proxies and registries with a
+//! request-size limit accept. Blobs go up in parallel. The
 //! manifest is pushed only after every blob succeeded, so a failed push leaves no tag behind,
 //! and a whole failed push is retried `--push-retry` times. The manifest bytes are the
 //! caller's and are pushed unchanged; writing them is the image module's job. The permission
@@ -25,8 +28,13 @@ use super::{
 
 /// Blob uploads running at once for one image.
 const PARALLEL_UPLOADS: usize = 4;
-/// Size of each read from a blob file while uploading.
+/// Size of each read from a blob file while uploading in one request.
 const UPLOAD_CHUNK: usize = 256 * 1024;
+/// Blobs above this size are uploaded in chunks, unless `KILN_PUSH_CHUNKED_ABOVE` says otherwise.
+pub(crate) const CHUNKED_ABOVE: u64 = 512 * 1024 * 1024;
+/// Size of each read (and so each `PATCH`) of a chunked upload; oci-client sends at most
+/// 4 MiB per request.
+const CHUNKED_PIECE: usize = 4 * 1024 * 1024;
 
 impl Registry {
     /// Pushes `image` to `reference` and returns the manifest digest (`sha256:` of the exact
@@ -242,19 +250,39 @@ impl Registry {
                 }
             }
         }
+        let chunked = blob.size > self.opts.push_chunked_above.unwrap_or(CHUNKED_ABOVE);
+        let push_error = |source| Error::PushBlob {
+            reference: name.to_string(),
+            digest: blob.digest.clone(),
+            source,
+        };
         with_retries("upload blob", || async {
-            let body = open_blob(name, blob).await?;
+            if chunked {
+                let body = open_blob(name, blob, CHUNKED_PIECE).await?;
+                let sent = client
+                    .push_blob_stream_chunked(target, body)
+                    .await
+                    .map_err(push_error)?;
+                if sent.blob_digest != blob.digest {
+                    return Err(push_error(OciDistributionError::GenericError(Some(
+                        format!(
+                            "{} changed while it was uploaded: its bytes hash to {}",
+                            blob.path.display(),
+                            sent.blob_digest
+                        ),
+                    ))));
+                }
+                return Ok(());
+            }
+            let body = open_blob(name, blob, UPLOAD_CHUNK).await?;
             client
                 .push_blob_stream(target, body, &blob.digest, Some(blob.size))
                 .await
-                .map_err(|source| Error::PushBlob {
-                    reference: name.to_string(),
-                    digest: blob.digest.clone(),
-                    source,
-                })
+                .map(drop)
+                .map_err(push_error)
         })
         .await?;
-        debug!(reference = %name, digest = %blob.digest, size = blob.size, "uploaded blob");
+        debug!(reference = %name, digest = %blob.digest, size = blob.size, chunked, "uploaded blob");
         Ok(Sent::Uploaded)
     }
 }
@@ -264,6 +292,7 @@ impl Registry {
 async fn open_blob(
     name: &str,
     blob: &BlobFile,
+    piece: usize,
 ) -> Result<impl Stream<Item = std::result::Result<Bytes, OciDistributionError>> + Send + 'static> {
     let file_error = |source| Error::BlobFile {
         reference: name.to_string(),
@@ -284,9 +313,17 @@ async fn open_blob(
             actual,
         });
     }
-    Ok(stream::try_unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; UPLOAD_CHUNK];
-        let n = file.read(&mut buf).await?;
+    Ok(stream::try_unfold(file, move |mut file| async move {
+        // fill the piece: a chunked upload sends each item as one PATCH
+        let mut buf = vec![0u8; piece];
+        let mut n = 0;
+        while n < piece {
+            let read = file.read(&mut buf[n..]).await?;
+            if read == 0 {
+                break;
+            }
+            n += read;
+        }
         if n == 0 {
             return Ok(None);
         }
