@@ -275,7 +275,7 @@ fn large_blobs_are_uploaded_in_chunks() {
     let back = std::fs::read(unpacked.path("noise.bin")).expect("noise.bin in the image");
     assert!(back == noise, "the layer's file differs from the context's");
 
-    // below the threshold (the default, 512 MiB): no PATCH at all
+    // below the threshold (the default, 2 GiB): no PATCH at all
     let proxy = FaultProxy::start(registry.host());
     small_build(&scratch, "scratch", "one request")
         .destination(&proxy.reference("chunk/small:1"))

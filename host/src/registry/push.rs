@@ -31,7 +31,7 @@ const PARALLEL_UPLOADS: usize = 4;
 /// Size of each read from a blob file while uploading in one request.
 const UPLOAD_CHUNK: usize = 256 * 1024;
 /// Blobs above this size are uploaded in chunks, unless `KILN_PUSH_CHUNKED_ABOVE` says otherwise.
-pub(crate) const CHUNKED_ABOVE: u64 = 512 * 1024 * 1024;
+pub(crate) const CHUNKED_ABOVE: u64 = 2 * 1024 * 1024 * 1024;
 /// Size of each read (and so each `PATCH`) of a chunked upload; oci-client sends at most
 /// 4 MiB per request.
 const CHUNKED_PIECE: usize = 4 * 1024 * 1024;
