@@ -12,7 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod google;
+mod cloud;
 mod images;
 mod layout;
 mod proxy;
@@ -23,7 +23,7 @@ mod servers;
 mod token;
 mod tools;
 
-pub use google::{GoogleAuth, GoogleRequest};
+pub use cloud::{CloudRequest, EcrApi, GoogleAuth};
 pub use images::{busybox_image, busybox_layer, debian_image, fixture_cache_dir, push_layout};
 pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
 pub use proxy::{Fault, FaultProxy};

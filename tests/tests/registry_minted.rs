@@ -9,13 +9,18 @@
 //!   The registry is a `docker-registry` with htpasswd auth whose only user is
 //!   `oauth2accesstoken` with the minted token as password, as Google's registries take it.
 //!
+//! - kaniko's ECR setup (`"credHelpers": {HOST: "ecr-login"}`) without the helper installed:
+//!   kiln calls `GetAuthorizationToken` (an ECR endpoint on loopback that insists on a SigV4
+//!   signature for the `ecr` service) with AWS keys from the environment and pushes with the
+//!   `AWS:<password>` it answers, to a registry whose only user that is.
+//!
 //! No refresh token, key or access token appears in kiln's output at trace level.
 
 use std::process::Command;
 
 use kiln_tests::{
-    docker_config, kiln_bin, run_checked, unique_token, GoogleAuth, Scratch, SecureRegistry,
-    TokenRegistry,
+    docker_config, kiln_bin, run_checked, unique_token, EcrApi, GoogleAuth, Scratch,
+    SecureRegistry, TokenRegistry,
 };
 use serde_json::json;
 
@@ -260,5 +265,89 @@ fn google_credentials_mint_registry_tokens() {
     let key_body: String = pem.lines().nth(1).unwrap_or_default().to_string();
     for secret in [token.as_str(), key_body.as_str()] {
         assert!(!logs.contains(secret), "a secret is in the log");
+    }
+}
+
+#[test]
+fn ecr_login_without_the_helper_binary() {
+    kiln_bin();
+    let password = format!("ecr-{}", unique_token());
+    let ecr = EcrApi::start("AWS", &password);
+    let reg = SecureRegistry::start("AWS", &password);
+    assert!(
+        !std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .any(|d| std::path::Path::new(d)
+                .join("docker-credential-ecr-login")
+                .exists()),
+        "docker-credential-ecr-login is installed on this machine: this test needs kiln to stand in for it"
+    );
+    let scratch = Scratch::new();
+    // kaniko's README, with the test registry's host for the account's
+    let config_dir = docker_config(
+        &scratch.join("docker"),
+        &json!({"credHelpers": {reg.host(): "ecr-login"}}),
+    );
+    let home = scratch.join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let secret_key = format!("secret-{}", unique_token());
+    scratch.write("ctx/hello.txt", "ecr");
+    let destination = reg.reference("ecr/app:1");
+    let build = |endpoint: &str, dest: &str| {
+        scratch
+            .build("FROM scratch\nCOPY hello.txt /hello.txt\n")
+            .destination(dest)
+            .arg("--registry-certificate")
+            .arg(reg.certificate_flag())
+            .arg("--verbosity=trace")
+            .env("DOCKER_CONFIG", &config_dir)
+            .env("HOME", &home)
+            .env("AWS_ACCESS_KEY_ID", "AKIDKILNTEST")
+            .env("AWS_SECRET_ACCESS_KEY", &secret_key)
+            .env("AWS_REGION", "us-west-2")
+            .env("AWS_ENDPOINT_URL_ECR", endpoint)
+            .run()
+    };
+    let out = build(&ecr.endpoint, &destination);
+    let logs = output_text(&out);
+    assert!(out.status.success(), "{logs}");
+    let requests = ecr.requests();
+    assert!(!requests.is_empty(), "ECR was not asked");
+    let auth = requests[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDKILNTEST/")
+            && auth.contains("/us-west-2/ecr/aws4_request"),
+        "{auth}"
+    );
+    let inspect = run_checked(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--creds"])
+            .arg(format!("AWS:{password}"))
+            .arg(format!("docker://{destination}")),
+    );
+    assert!(inspect.contains("\"Layers\""), "{inspect}");
+    for secret in [password.as_str(), secret_key.as_str()] {
+        assert!(!logs.contains(secret), "a secret is in the log");
+    }
+
+    // an ECR endpoint that refuses: the error names the registry, the endpoint and the
+    // helper kiln stood in for
+    let refusing = format!("{}/refusing", ecr.endpoint);
+    let out = build(&refusing, &reg.reference("ecr/refused:1"));
+    assert!(!out.status.success(), "pushed after ECR refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        reg.host(),
+        "GetAuthorizationToken",
+        refusing.as_str(),
+        "ecr-login",
+    ] {
+        assert!(err.contains(want), "error lacks {want:?}:\n{err}");
     }
 }

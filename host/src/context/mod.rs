@@ -11,7 +11,7 @@
 mod gcs;
 pub mod git;
 mod http;
-mod s3;
+pub(crate) mod s3;
 mod tar;
 
 use std::io::Read;

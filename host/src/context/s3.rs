@@ -88,7 +88,7 @@ fn store(bucket: &str, url: &str) -> Result<impl ObjectStore> {
 
 /// `aws_access_key_id`, `aws_secret_access_key` and `aws_session_token` of `AWS_PROFILE`
 /// (else `default`) in the shared credentials file.
-fn shared_credentials() -> Option<(String, String, Option<String>)> {
+pub(crate) fn shared_credentials() -> Option<(String, String, Option<String>)> {
     let file = env("AWS_SHARED_CREDENTIALS_FILE")
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| Path::new(&h).join(".aws/credentials")))?;

@@ -52,6 +52,8 @@ pub(crate) enum Mint {
     /// Google's Application Default Credentials, turned into an access token used as the
     /// password of `oauth2accesstoken`.
     Google,
+    /// AWS credentials, turned into an ECR login with `GetAuthorizationToken`.
+    Ecr,
 }
 
 impl Credentials {
@@ -85,6 +87,7 @@ impl fmt::Debug for Credentials {
         let kind = match (&self.mint, &self.auth) {
             (Some(Mint::IdentityToken(_)), _) => "identity token",
             (Some(Mint::Google), _) => "google",
+            (Some(Mint::Ecr), _) => "ecr",
             (None, RegistryAuth::Anonymous) => "anonymous",
             (None, RegistryAuth::Basic(..)) => "basic",
             (None, RegistryAuth::Bearer(_)) => "bearer",
@@ -218,6 +221,9 @@ impl DockerConfig {
                     ),
                 ));
             }
+            if let Some(creds) = built_in_helper(name, "credHelpers", path) {
+                return Ok(creds);
+            }
             return self.helper_credentials(name, "credHelpers", registry, path, helper);
         }
 
@@ -239,6 +245,11 @@ impl DockerConfig {
             }
         }
         if let Some(name) = self.creds_store.as_deref().filter(|n| !n.is_empty()) {
+            if ecr_store_applies(name, registry) {
+                if let Some(creds) = built_in_helper(name, "credsStore", path) {
+                    return Ok(creds);
+                }
+            }
             return self.helper_credentials(name, "credsStore", registry, path, helper);
         }
         if super::google::is_google_registry(registry) {
@@ -292,6 +303,27 @@ impl DockerConfig {
             }),
         }
     }
+}
+
+/// kiln's stand-in for the `ecr-login` helper when `docker-credential-ecr-login` is not
+/// installed: an ECR login from the environment's AWS credentials.
+fn built_in_helper(name: &str, section: &str, path: &Path) -> Option<Credentials> {
+    (super::ecr::is_ecr_helper(name) && !on_path(&format!("docker-credential-{name}"))).then(|| {
+        Credentials::minted(
+            Mint::Ecr,
+            format!(
+                "AWS credentials ({section} in {} names docker-credential-{name}, which is not \
+                 installed: kiln logs in to ECR itself)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// `"credsStore": "ecr-login"` serves every registry; kiln stands in for it only for ECR
+/// hosts, where the helper would have had an answer.
+fn ecr_store_applies(name: &str, registry: &str) -> bool {
+    super::ecr::is_ecr_helper(name) && super::ecr::region_of(registry).is_some()
 }
 
 /// Whether `program` is an executable file in a directory of `$PATH`.
@@ -405,6 +437,7 @@ mod tests {
         match (&creds.mint, &creds.auth) {
             (Some(Mint::IdentityToken(t)), _) => format!("identity token {t}"),
             (Some(Mint::Google), _) => "google".to_string(),
+            (Some(Mint::Ecr), _) => "ecr".to_string(),
             (None, RegistryAuth::Anonymous) => "anonymous".to_string(),
             (None, RegistryAuth::Basic(u, p)) => format!("basic {u}:{p}"),
             (None, RegistryAuth::Bearer(t)) => format!("bearer {t}"),

@@ -15,6 +15,7 @@
 mod auth;
 pub mod cache;
 mod client_cert;
+mod ecr;
 pub(crate) mod google;
 mod mirror;
 mod platform;
@@ -717,6 +718,16 @@ impl Registry {
                         token.token,
                     ),
                     source: format!("{} from {}", creds.source, token.source),
+                    mint: creds.mint.clone(),
+                })
+            }
+            Some(auth::Mint::Ecr) => {
+                let (user, password, from) =
+                    ecr::login(reference.registry()).await.map_err(failed)?;
+                debug!(registry = %reference.registry(), from = %from, "ECR login");
+                Ok(Credentials {
+                    auth: oci_client::secrets::RegistryAuth::Basic(user, password),
+                    source: format!("{} from {from}", creds.source),
                     mint: creds.mint.clone(),
                 })
             }
