@@ -88,65 +88,20 @@ impl SecureRegistry {
                 .arg("-out")
                 .arg(d.join("ca.crt")),
         );
-        run_checked(
-            Command::new(&openssl)
-                .args(["req", "-newkey", "rsa:2048", "-nodes"])
-                .arg("-subj")
-                .arg(format!("/CN={name}"))
-                .arg("-keyout")
-                .arg(d.join("server.key"))
-                .arg("-out")
-                .arg(d.join("server.csr")),
-        );
-        fs::write(
-            d.join("server.ext"),
-            format!(
-                "subjectAltName=DNS:{name},IP:{ip}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-            ),
-        )
-        .expect("server.ext");
-        run_checked(
-            Command::new(&openssl)
-                .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
-                .arg("-in")
-                .arg(d.join("server.csr"))
-                .arg("-CA")
-                .arg(d.join("ca.crt"))
-                .arg("-CAkey")
-                .arg(d.join("ca.key"))
-                .arg("-extfile")
-                .arg(d.join("server.ext"))
-                .arg("-out")
-                .arg(d.join("server.crt")),
+        issue(
+            &openssl,
+            d,
+            "server",
+            &name,
+            &format!("subjectAltName=DNS:{name},IP:{ip}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"),
         );
         if client_certs {
-            run_checked(
-                Command::new(&openssl)
-                    .args(["req", "-newkey", "rsa:2048", "-nodes"])
-                    .args(["-subj", "/CN=kiln test client"])
-                    .arg("-keyout")
-                    .arg(d.join("client.key"))
-                    .arg("-out")
-                    .arg(d.join("client.csr")),
-            );
-            fs::write(
-                d.join("client.ext"),
+            issue(
+                &openssl,
+                d,
+                "client",
+                "kiln test client",
                 "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
-            )
-            .expect("client.ext");
-            run_checked(
-                Command::new(&openssl)
-                    .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
-                    .arg("-in")
-                    .arg(d.join("client.csr"))
-                    .arg("-CA")
-                    .arg(d.join("ca.crt"))
-                    .arg("-CAkey")
-                    .arg(d.join("ca.key"))
-                    .arg("-extfile")
-                    .arg(d.join("client.ext"))
-                    .arg("-out")
-                    .arg(d.join("client.crt")),
             );
         }
         let client_cas = if client_certs {
@@ -197,6 +152,37 @@ impl SecureRegistry {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Makes `<stem>.key` and `<stem>.crt` in `d`: a new key with the subject `CN=<common_name>`,
+/// certified by the CA in `d` (`ca.crt`, `ca.key`) with the X.509 extensions in `extensions`.
+fn issue(openssl: &Path, d: &Path, stem: &str, common_name: &str, extensions: &str) {
+    run_checked(
+        Command::new(openssl)
+            .args(["req", "-newkey", "rsa:2048", "-nodes"])
+            .arg("-subj")
+            .arg(format!("/CN={common_name}"))
+            .arg("-keyout")
+            .arg(d.join(format!("{stem}.key")))
+            .arg("-out")
+            .arg(d.join(format!("{stem}.csr"))),
+    );
+    let ext = d.join(format!("{stem}.ext"));
+    fs::write(&ext, extensions).expect("extensions file");
+    run_checked(
+        Command::new(openssl)
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(d.join(format!("{stem}.csr")))
+            .arg("-CA")
+            .arg(d.join("ca.crt"))
+            .arg("-CAkey")
+            .arg(d.join("ca.key"))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(d.join(format!("{stem}.crt"))),
+    );
 }
 
 /// Writes `config` as `<dir>/config.json` and returns `dir`, ready for `DOCKER_CONFIG`.
