@@ -74,7 +74,7 @@ impl Store {
                     Ok(p) => p,
                     Err(e) => {
                         if !is_not_found(&e) {
-                            tracing::warn!(cache = %reference, error = %error_chain(&e), "cache lookup failed; treating it as a miss");
+                            tracing::warn!(cache = %reference, error = %crate::context::error_chain(&e), "cache lookup failed; treating it as a miss");
                         }
                         return Ok(None);
                     }
@@ -144,20 +144,9 @@ impl Store {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// A manifest the registry does not have (a plain cache miss), as opposed to a failure.
 fn is_not_found(e: &registry::Error) -> bool {
-    let text = error_chain(e).to_ascii_lowercase();
+    let text = crate::context::error_chain(e).to_ascii_lowercase();
     text.contains("manifest unknown")
         || text.contains("manifest_unknown")
         || text.contains("not found")

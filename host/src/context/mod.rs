@@ -319,7 +319,7 @@ fn find_dockerfile(given: Option<&str>, context: &Path, local: bool) -> Result<P
 
 /// An error with its causes on one line, each once: client libraries' top-level messages
 /// rarely say what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -147,12 +147,11 @@ async fn serve(conn: TcpStream, up: &Upstream) -> std::io::Result<()> {
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) => {
-            let mut msg = format!("forwarding to https://{}: {e}", up.host);
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                msg.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
+            let msg = format!(
+                "forwarding to https://{}: {}",
+                up.host,
+                crate::context::error_chain(&e)
+            );
             return reply(&mut write, "502 Bad Gateway", &msg).await;
         }
     };

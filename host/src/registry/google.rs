@@ -237,7 +237,12 @@ async fn exchange(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("token request to {token_uri}: {}", chain(&e)))?;
+        .map_err(|e| {
+            format!(
+                "token request to {token_uri}: {}",
+                crate::context::error_chain(&e)
+            )
+        })?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("{token_uri} answered {status}"));
@@ -268,7 +273,7 @@ async fn from_metadata_server(http: &reqwest::Client) -> Result<Token, String> {
             format!(
                 "no GOOGLE_APPLICATION_CREDENTIALS, no gcloud credentials file, and \
                  {described} is unreachable: {}",
-                chain(&e)
+                crate::context::error_chain(&e)
             )
         })?;
     let status = response.status();
@@ -305,18 +310,6 @@ pub(crate) fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// An error with its causes, for messages.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]
