@@ -171,6 +171,12 @@ pub struct CliArgs {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub sequential_stages: bool,
+    /// Run each RUN on an overlay laid over the stage root where that is possible (root
+    /// with CAP_SYS_ADMIN, kiln dir on a filesystem that can hold an overlay's upper dir),
+    /// so its snapshot reads only what it changed; `=false` walks the stage root instead
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = true, default_missing_value = "true", value_name = "BOOL")]
+    pub run_overlay: bool,
     /// Remove what the build wrote (in-place isolation); kiln always removes its stage roots
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
@@ -436,6 +442,7 @@ impl CliArgs {
             ignore_var_run: self.ignore_var_run,
             cleanup: self.cleanup,
             sequential_stages: self.sequential_stages,
+            run_overlay: self.run_overlay,
         })
     }
 }

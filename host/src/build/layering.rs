@@ -11,7 +11,17 @@ use anyhow::Result;
 use super::LayerOptions;
 use crate::layer::{self, BlobStore, Compression, LayerBlob, LayerFormat, OCI_LAYER_ZSTD};
 use crate::rootfs::{Kind, Root};
-use crate::snapshot::{Changes, Ignore, Index};
+use crate::snapshot::{Changes, Ignore, Index, Touch};
+
+/// What a step says about the paths it changed.
+pub(crate) enum Step<'a> {
+    /// nothing: walk the root (RUN without an overlay)
+    Walk,
+    /// RUN on an overlay: exactly these
+    Upper(&'a [Touch]),
+    /// COPY/ADD/WORKDIR: the guest's list (and what is below new directories)
+    Paths(&'a [String]),
+}
 
 /// The snapshot state of one stage root.
 pub(crate) struct Snapshots {
@@ -52,11 +62,10 @@ impl Snapshots {
     }
 
     /// After a step that may have changed the root: its layer, if it changed anything.
-    /// `touched` is the guest's list for COPY/ADD/WORKDIR; `None` after RUN walks the root.
     pub fn after_step(
         &mut self,
         root: &Root,
-        touched: Option<&[String]>,
+        step: Step<'_>,
         store: &BlobStore,
         format: &LayerFormat,
     ) -> Result<Option<LayerBlob>> {
@@ -65,17 +74,24 @@ impl Snapshots {
             return Ok(None);
         }
         let t = Instant::now();
-        let touched_changes = match touched {
-            Some(paths) => self.index.apply_touched(
-                root.path(),
-                paths,
-                &self.ignore,
-                self.opts.snapshot_mode,
-            )?,
-            None => None,
+        let known = match step {
+            Step::Paths(paths) => self
+                .index
+                .apply_touched(root.path(), paths, &self.ignore, self.opts.snapshot_mode)?
+                .map(|c| ("touched paths", c)),
+            Step::Upper(touched) => Some((
+                "overlay",
+                self.index.apply_upper(
+                    root.path(),
+                    touched,
+                    &self.ignore,
+                    self.opts.snapshot_mode,
+                )?,
+            )),
+            Step::Walk => None,
         };
-        let (how, changes) = match touched_changes {
-            Some(c) => ("touched paths", c),
+        let (how, changes) = match known {
+            Some(known) => known,
             None => ("walk", self.rescan(root.path())?),
         };
         self.write(root, how, t, &changes, store, format)

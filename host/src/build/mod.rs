@@ -29,7 +29,7 @@ use crate::image::{self, output, BuiltImage, Family};
 use crate::layer::{BlobStore, DiffId, Digest, LayerBlob};
 use crate::registry::{self, Platform, PushImage, Registry, RegistryOptions};
 use crate::rootfs::{extract, Root};
-use crate::sandbox::Sandbox;
+use crate::sandbox::LazySandbox;
 use plan::{Base, BuildPlan};
 
 /// Validated options of one build.
@@ -67,6 +67,8 @@ pub struct BuildOptions {
     pub cleanup: bool,
     /// `--sequential-stages`: one stage at a time, in order (in-place isolation always is)
     pub sequential_stages: bool,
+    /// `--run-overlay`: RUN on an overlay where possible (see `run::overlay`)
+    pub run_overlay: bool,
     /// snapshots and layers: `--snapshot-mode`, `--single-snapshot`, `--ignore-path`,
     /// `--ignore-var-run`, `--compression`, `--compression-level`
     pub layers: LayerOptions,
@@ -118,7 +120,7 @@ pub(crate) struct Build {
     pub store: BlobStore,
     pub registry: Registry,
     pub platform: Platform,
-    pub sandbox: Arc<Sandbox>,
+    pub sandbox: Arc<LazySandbox>,
     pub context: Arc<Root>,
     pub ignore: Arc<IgnoreRules>,
     pub escape: char,
@@ -232,9 +234,24 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
     let _cleanup = WorkDir(work.clone());
     let (resolv_conf, hosts) = crate::run::network_files(&work.join("etc"))?;
     let cache_dir = opts.kiln_dir.join("cache");
+    let namespaces = crate::run::isolation::can_mount();
+    // RUN on an overlay needs mounts, the real root (trusted.* xattrs) and an upper
+    // directory on the stage roots' filesystem; otherwise each RUN is followed by a walk
+    let overlay = namespaces
+        && opts.isolation == crate::run::Isolation::Chroot
+        && opts.run_overlay
+        && crate::run::overlay::probe(&work.join("run"));
+    tracing::info!(
+        "snapshots after RUN: {}",
+        match overlay {
+            true => "from an overlay's upper directory",
+            false => "by walking the stage root",
+        }
+    );
     let run_env = Arc::new(crate::run::RunEnv {
         isolation: opts.isolation,
-        namespaces: crate::run::isolation::can_mount(),
+        namespaces,
+        overlay,
         resolv_conf,
         hosts,
         scratch: work.join("run"),
@@ -269,7 +286,7 @@ pub async fn run(mut opts: BuildOptions) -> Result<BuiltImage> {
     } else {
         None
     };
-    let sandbox = tokio::task::spawn_blocking(move || Sandbox::load(&cache_dir)).await??;
+    let sandbox = LazySandbox::start(cache_dir);
     let epoch = source_date_epoch(&plan.build_args)?;
     let mtime_clamp = opts.reproducible.then(|| epoch.unwrap_or(0));
     let created = mtime_clamp.or(epoch).unwrap_or_else(|| {

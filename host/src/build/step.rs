@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::Value;
 
-use super::layering::{layer_format, Snapshots};
+use super::layering::{layer_format, Snapshots, Step};
 use super::plan::{shell_text, BuildPlan};
 use super::stages::Finished;
 use super::{Build, RunFailed, StageResult};
@@ -325,7 +325,10 @@ async fn run_step(
         Some(user) => {
             let sandbox = build.sandbox.clone();
             let root = st.root.clone();
-            let id = super::blocking(move || sandbox.resolve_user(&user, &root)).await??;
+            let id = super::blocking(move || -> Result<_> {
+                Ok(sandbox.get()?.resolve_user(&user, &root)?)
+            })
+            .await??;
             (id.uid, id.gid, id.groups)
         }
     };
@@ -351,8 +354,9 @@ async fn run_step(
     if let Some(file) = script_file {
         file.remove()?;
     }
-    match result {
-        Ok(()) => {}
+    let touched = match result {
+        Ok(Some(upper)) => Touched::Upper(upper),
+        Ok(None) => Touched::Walk,
         Err(e @ (run::Error::NonZeroExit { .. } | run::Error::Signal { .. })) => {
             let code = match e {
                 run::Error::NonZeroExit { code } => code,
@@ -368,8 +372,8 @@ async fn run_step(
             .into());
         }
         Err(e) => return Err(e.into()),
-    }
-    let blob = snapshot_step(build, st, &created_by, Touched::Walk).await?;
+    };
+    let blob = snapshot_step(build, st, &created_by, touched).await?;
     if let (Some(cache), Some(key)) = (&cache, &key) {
         let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
         cache.store(key, &step_identity(st, ins), entry).await;
@@ -583,6 +587,8 @@ async fn run_flags(
 enum Touched {
     /// RUN: anything may have changed
     Walk,
+    /// RUN on an overlay: what its upper directory held
+    Upper(Vec<crate::snapshot::Touch>),
     /// COPY/ADD/WORKDIR: the guest's list
     Paths(Vec<String>),
     /// after the last instruction (`--single-snapshot` takes its layer here)
@@ -608,8 +614,9 @@ async fn snapshot_step(
     let end = matches!(touched, Touched::StageEnd);
     let (snapshots, blob) = super::blocking(move || {
         let blob = match &touched {
-            Touched::Walk => snapshots.after_step(&root, None, &store, &format),
-            Touched::Paths(p) => snapshots.after_step(&root, Some(p), &store, &format),
+            Touched::Walk => snapshots.after_step(&root, Step::Walk, &store, &format),
+            Touched::Upper(u) => snapshots.after_step(&root, Step::Upper(u), &store, &format),
+            Touched::Paths(p) => snapshots.after_step(&root, Step::Paths(p), &store, &format),
             Touched::StageEnd => snapshots.finish(&root, &store, &format),
         };
         (snapshots, blob)
@@ -765,8 +772,10 @@ async fn guest_step(
     for (guest_ins, roots) in calls {
         let sandbox = build.sandbox.clone();
         let config = st.config.clone();
-        let outcome =
-            super::blocking(move || sandbox.execute(&guest_ins, &config, &roots)).await??;
+        let outcome = super::blocking(move || -> Result<_> {
+            Ok(sandbox.get()?.execute(&guest_ins, &config, &roots)?)
+        })
+        .await??;
         st.config = outcome.config;
         touched_all.extend(outcome.touched);
     }
@@ -842,7 +851,7 @@ async fn file_key(
         let (ins, roots) = (guest_ins.clone(), roots.clone());
         sources.push(
             super::blocking(move || -> Result<String> {
-                let reads = sandbox.dry_run(&ins, &config, &roots)?;
+                let reads = sandbox.get()?.dry_run(&ins, &config, &roots)?;
                 crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
             })
             .await??,

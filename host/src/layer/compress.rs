@@ -49,12 +49,13 @@ impl Default for Codec {
 }
 
 /// A compressing `Write`; `finish` flushes the last frame and returns the inner writer.
-pub(crate) enum Encoder<W: Write> {
+pub(crate) enum Encoder<W: Write + Send + 'static> {
     Gzip(ParallelGz<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    /// with the hash of what went in
+    Zstd(sha2::Sha256, zstd::stream::write::Encoder<'static, W>),
 }
 
-impl<W: Write> Encoder<W> {
+impl<W: Write + Send + 'static> Encoder<W> {
     pub fn new(inner: W, codec: Codec) -> io::Result<Encoder<W>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
         Ok(match codec.compression {
@@ -68,30 +69,39 @@ impl<W: Write> Encoder<W> {
                 // are, so a build on another machine gives the same bytes
                 enc.multithread(threads.max(1))?;
                 enc.include_checksum(true)?;
-                Encoder::Zstd(enc)
+                Encoder::Zstd(<sha2::Sha256 as sha2::Digest>::new(), enc)
             }
         })
     }
 
-    pub fn finish(self) -> io::Result<W> {
+    /// Ends the stream: the uncompressed stream's `sha256:<hex>` (the diff id) and the inner
+    /// writer.
+    pub fn finish(self) -> io::Result<(String, W)> {
         match self {
             Encoder::Gzip(g) => g.finish(),
-            Encoder::Zstd(z) => z.finish(),
+            Encoder::Zstd(h, z) => {
+                let hex = hex::encode(sha2::Digest::finalize(h));
+                z.finish().map(|w| (format!("sha256:{hex}"), w))
+            }
         }
     }
 }
 
-impl<W: Write> Write for Encoder<W> {
+impl<W: Write + Send + 'static> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Encoder::Gzip(g) => g.write(buf),
-            Encoder::Zstd(z) => z.write(buf),
+            Encoder::Zstd(h, z) => {
+                let n = z.write(buf)?;
+                sha2::Digest::update(h, &buf[..n]);
+                Ok(n)
+            }
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Encoder::Gzip(g) => g.flush(),
-            Encoder::Zstd(z) => z.flush(),
+            Encoder::Zstd(_, z) => z.flush(),
         }
     }
 }
@@ -114,7 +124,7 @@ mod tests {
             let encode = || {
                 let mut e = Encoder::new(Vec::new(), codec).unwrap();
                 e.write_all(&data).unwrap();
-                e.finish().unwrap()
+                e.finish().unwrap().1
             };
             let (a, b) = (encode(), encode());
             assert_eq!(a, b, "{compression:?} is not deterministic");

@@ -41,7 +41,9 @@ pub fn write_layer(
         op: "start compression",
         source,
     })?;
-    let tar_side = HashingWriter::new(gz);
+    // file contents are read straight into this buffer a MiB at a time (io::copy into a
+    // BufWriter), then handed to the compressor, which also hashes them, in one piece
+    let tar_side = BufWriter::with_capacity(1 << 20, gz);
     let mut builder = tar::Builder::new(tar_side);
     builder.mode(tar::HeaderMode::Complete);
     let mut inodes: HashMap<u64, Vec<u8>> = HashMap::new();
@@ -77,8 +79,10 @@ pub fn write_layer(
         }
     };
     let tar_side = builder.into_inner().map_err(io("finish tar"))?;
-    let (diff_id, _, gz) = tar_side.finish();
-    let compressed = gz.finish().map_err(io("finish compression"))?;
+    let tar_side = tar_side
+        .into_inner()
+        .map_err(|e| io("finish tar")(e.into_error()))?;
+    let (diff_id, compressed) = tar_side.finish().map_err(io("finish compression"))?;
     let (digest, size, mut buf) = compressed.finish();
     buf.flush().map_err(io("flush"))?;
     let file = buf.into_inner().map_err(|e| io("flush")(e.into_error()))?;

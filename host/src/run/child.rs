@@ -42,6 +42,8 @@ pub struct ChildConfig {
     pub root: CString,
     pub cwd: CString,
     pub namespaces: bool,
+    /// overlay mount data: the command sees an overlay laid over `root` (`overlay`)
+    pub overlay: Option<CString>,
     pub new_net: bool,
     pub proc_: bool,
     pub dev: bool,
@@ -123,6 +125,16 @@ fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
     // SAFETY: sethostname with a static C string
     unsafe {
         libc::sethostname(HOSTNAME.as_ptr(), HOSTNAME.to_bytes().len());
+    }
+    if let Some(data) = &c.overlay {
+        // over the root's own path, so the mount targets the parent resolved stay valid
+        mount(
+            c"overlay",
+            c.root.as_c_str(),
+            c"overlay",
+            MountFlags::empty(),
+            data.as_c_str(),
+        )?;
     }
     rustix::process::chdir(c.root.as_c_str())?;
     if c.proc_ {

@@ -12,6 +12,7 @@ mod child;
 pub mod in_place;
 pub mod isolation;
 pub mod mounts;
+pub mod overlay;
 mod prepare;
 mod reaper;
 pub mod secrets;
@@ -106,6 +107,8 @@ pub struct RunEnv {
     pub secrets: Secrets,
     /// host paths RUN must not see (in-place mode: kiln's dir, the credentials)
     pub hide: Vec<PathBuf>,
+    /// RUN goes on an overlay (`overlay::probe` succeeded on `scratch`'s filesystem)
+    pub overlay: bool,
 }
 
 /// The middle processes of running commands (each its process group's leader), stopped on
@@ -181,8 +184,14 @@ pub fn default_home(root: &Root, uid: u32) -> String {
         .unwrap_or_else(|| if uid == 0 { "/root" } else { "/" }.to_string())
 }
 
-/// Runs the command in the root; Ok only for exit code 0.
-pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
+/// Runs the command in the root; Ok only for exit code 0. On an overlay (`RunEnv::overlay`)
+/// what the command changed is merged into the root and listed (`Some`): nothing else in the
+/// root changed. `None`: the root must be walked to find out.
+pub fn run(
+    root: &Root,
+    spec: &RunSpec,
+    env: &RunEnv,
+) -> Result<Option<Vec<crate::snapshot::Touch>>> {
     let program = spec.argv.first().ok_or(Error::Empty)?;
     let in_place = env.isolation == Isolation::InPlace;
     if spec.network == Network::None && !env.namespaces {
@@ -194,7 +203,7 @@ pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
         root.mkdir_all(&spec.cwd, 0o755)?;
     }
     let mut scaffold = Scaffold::new(root);
-    let result = (|| -> Result<Result<()>> {
+    let result = (|| -> Result<Result<Option<Vec<crate::snapshot::Touch>>>> {
         let (proc_, dev, sys, resolv, hosts) = if in_place {
             (env.namespaces, false, false, None, None)
         } else if env.namespaces {
@@ -227,10 +236,18 @@ pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
             cmd_env.retain(|(ek, _)| ek != &k);
             cmd_env.push((k, v));
         }
+        let overlay = match env.overlay && env.namespaces && !in_place {
+            true => overlay::prepare(&env.scratch, root.path()).map_err(|source| Error::Io {
+                path: env.scratch.clone(),
+                source,
+            })?,
+            false => None,
+        };
         let config = child::ChildConfig {
             root: cstring(root.path())?,
             cwd: cstring(&Path::new("/").join(crate::rootfs::clean(&spec.cwd)))?,
             namespaces: env.namespaces,
+            overlay: overlay.as_ref().map(|o| o.data.clone()),
             new_net: spec.network == Network::None,
             proc_,
             dev,
@@ -262,7 +279,14 @@ pub fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<()> {
         let finished = prepared.finish(root);
         let status = status?;
         finished?;
-        Ok(status)
+        let (Ok(()), Some(overlay)) = (&status, &overlay) else {
+            return Ok(status.map(|()| None));
+        };
+        let touched = overlay::merge(overlay, root.path()).map_err(|source| Error::Io {
+            path: root.path().to_path_buf(),
+            source,
+        })?;
+        Ok(Ok(Some(touched)))
     })();
     let undone = scaffold.undo();
     let code = result?;

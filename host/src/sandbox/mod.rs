@@ -124,6 +124,46 @@ pub struct Sandbox {
     linker: Linker<State>,
 }
 
+/// The guest, compiled (or read from the kiln dir's cache) on a thread of its own from the
+/// start of a build; the first instruction that needs it waits for it. A build of only FROM
+/// and RUN never waits, and for the others the work overlaps pulling the base.
+pub struct LazySandbox {
+    loader: std::sync::Mutex<Option<std::thread::JoinHandle<Result<Sandbox>>>>,
+    ready: std::sync::OnceLock<std::result::Result<Sandbox, String>>,
+}
+
+impl LazySandbox {
+    pub fn start(cache_dir: PathBuf) -> LazySandbox {
+        LazySandbox {
+            loader: std::sync::Mutex::new(Some(std::thread::spawn(move || {
+                Sandbox::load(&cache_dir)
+            }))),
+            ready: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The loaded guest (blocks until it is).
+    pub fn get(&self) -> anyhow::Result<&Sandbox> {
+        let ready = self.ready.get_or_init(|| {
+            let loader = self.loader.lock().ok().and_then(|mut l| l.take());
+            match loader.map(std::thread::JoinHandle::join) {
+                Some(Ok(loaded)) => loaded.map_err(|e| e.to_string()),
+                _ => Err("loading the guest: the loader thread failed".to_string()),
+            }
+        });
+        ready.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+impl Drop for LazySandbox {
+    /// Lets an unfinished load end, so it never leaves a half-written cache file.
+    fn drop(&mut self) {
+        if let Some(loader) = self.loader.lock().ok().and_then(|mut l| l.take()) {
+            let _ = loader.join();
+        }
+    }
+}
+
 impl Sandbox {
     /// Loads the guest, from the precompiled cache in `cache_dir` when it is there.
     pub fn load(cache_dir: &Path) -> Result<Sandbox> {

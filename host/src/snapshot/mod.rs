@@ -103,6 +103,18 @@ pub enum Change {
     Opaque(Vec<u8>),
 }
 
+/// What RUN on an overlay did to one root-relative path (`run::overlay::merge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    /// deleted, with everything below it
+    Removed(Vec<u8>),
+    /// a new or rewritten entry; a directory here is new as a whole (what was there before,
+    /// if anything, is gone)
+    Replaced(Vec<u8>),
+    /// a directory kept, whose metadata may have changed
+    Updated(Vec<u8>),
+}
+
 /// What a step changed, in tar order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -311,6 +323,75 @@ impl Index {
             self.entries.insert(path.clone(), new);
         }
         Ok(Some(with_parents(items, self)))
+    }
+}
+
+impl Index {
+    /// Brings the index up to date from what RUN on an overlay reported, looking at those
+    /// paths only (and walking directories that are new as a whole). Exact: the overlay's
+    /// upper directory held every path the command changed.
+    pub fn apply_upper(
+        &mut self,
+        root: &Path,
+        touched: &[Touch],
+        ignore: &Ignore,
+        mode: SnapshotMode,
+    ) -> Result<Changes> {
+        let mut items = Vec::new();
+        for t in touched {
+            let (Touch::Removed(path) | Touch::Replaced(path) | Touch::Updated(path)) = t;
+            if path.is_empty() || ignore.covers(path) {
+                continue;
+            }
+            let old = match t {
+                Touch::Updated(_) => self.entries.get(path).cloned(),
+                _ => self.remove_below(path),
+            };
+            if let Touch::Removed(_) = t {
+                if old.is_some() {
+                    items.push(Change::Whiteout(path.clone()));
+                }
+                continue;
+            }
+            let host = root.join(std::ffi::OsStr::from_bytes(path));
+            let walk_err = |source| Error::Walk {
+                path: display(path),
+                source,
+            };
+            let md = std::fs::symlink_metadata(&host).map_err(walk_err)?;
+            let new = entry_of(&md, || host.clone(), None).map_err(walk_err)?;
+            match (t, &old) {
+                (Touch::Updated(_), Some(o)) if !changed(o, &new, mode) => continue,
+                _ if new.kind == Kind::Socket => continue,
+                (Touch::Replaced(_), Some(o)) if o.kind == Kind::Dir && new.kind == Kind::Dir => {
+                    items.push(Change::Opaque(path.clone()))
+                }
+                _ => {}
+            }
+            if new.kind == Kind::Dir && !matches!(t, Touch::Updated(_)) {
+                for (p, e) in walk::walk(root, path.clone(), ignore, None)? {
+                    items.push(Change::Put(p.clone(), e.clone()));
+                    self.entries.insert(p, e);
+                }
+            }
+            items.push(Change::Put(path.clone(), new.clone()));
+            self.entries.insert(path.clone(), new);
+        }
+        Ok(with_parents(items, self))
+    }
+
+    /// Takes `path` and everything below it out of the index; the entry of `path` itself.
+    fn remove_below(&mut self, path: &[u8]) -> Option<Entry> {
+        let old = self.entries.remove(path);
+        if old.as_ref().is_some_and(|o| o.kind == Kind::Dir) {
+            let lo = [path, b"/"].concat();
+            let hi = [path, b"0"].concat(); // '0' follows '/'
+            let below: Vec<Vec<u8>> = self.entries.range(lo..hi).map(|(k, _)| k.clone()).collect();
+            for k in below {
+                self.entries.remove(&k);
+            }
+        }
+        old
     }
 }
 

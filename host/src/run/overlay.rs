@@ -1,0 +1,343 @@
+//! RUN on an overlay: with CAP_SYS_ADMIN, where the kiln dir's filesystem can hold an
+//! overlay's upper directory, the command's mount namespace lays an overlay over the stage
+//! root (the root itself is the lower layer). Everything the command writes lands in a fresh
+//! upper directory beside the root, so afterwards that directory *is* the list of what
+//! changed: `merge` moves it into the root (renames, no copies) and reports each path, and
+//! the snapshot looks at those paths only, instead of walking the whole root.
+//!
+//! The mount is made with `redirect_dir=off,index=off,metacopy=off,xino=off`: a renamed
+//! directory from the root is copied (EXDEV to the command, which `mv` and friends handle),
+//! and every changed file is copied up whole, so the upper directory holds real files only.
+//! What the overlay itself adds (`trusted.overlay.*` xattrs, whiteout devices, opaque
+//! markers) is translated and removed by `merge`; none of it reaches the root or a layer.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::snapshot::Touch;
+
+/// The prefix of the xattrs the overlay keeps for itself on its upper directory.
+const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
+
+/// One RUN's upper and work directories, removed when dropped.
+#[derive(Debug)]
+pub struct Overlay {
+    dir: PathBuf,
+    /// the mount data, ready for the child
+    pub data: CString,
+}
+
+impl Overlay {
+    fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether a path can go into overlay mount data as it is.
+fn plain(p: &Path) -> bool {
+    !p.as_os_str()
+        .as_bytes()
+        .iter()
+        .any(|b| matches!(b, b',' | b':' | b'\\'))
+}
+
+fn data(lower: &Path, upper: &Path, work: &Path) -> Option<CString> {
+    if ![lower, upper, work].iter().all(|p| plain(p)) {
+        return None;
+    }
+    let mut s = b"lowerdir=".to_vec();
+    s.extend_from_slice(lower.as_os_str().as_bytes());
+    s.extend_from_slice(b",upperdir=");
+    s.extend_from_slice(upper.as_os_str().as_bytes());
+    s.extend_from_slice(b",workdir=");
+    s.extend_from_slice(work.as_os_str().as_bytes());
+    s.extend_from_slice(b",redirect_dir=off,index=off,metacopy=off,xino=off");
+    CString::new(s).ok()
+}
+
+/// Makes a fresh upper and work directory in `scratch` (which must be on the root's
+/// filesystem, so `merge` can rename) for a RUN on `root`; None when the paths cannot be
+/// written into mount data.
+pub fn prepare(scratch: &Path, root: &Path) -> io::Result<Option<Overlay>> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = scratch.join(format!("overlay-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("upper"))?;
+    std::fs::create_dir_all(dir.join("work"))?;
+    let Some(data) = data(root, &dir.join("upper"), &dir.join("work")) else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(None);
+    };
+    Ok(Some(Overlay { dir, data }))
+}
+
+/// Whether RUN can go on an overlay here: tried once per build in a throwaway mount
+/// namespace on `scratch`'s filesystem, including the two things `merge` relies on (a
+/// deleted file leaves a whiteout device, a directory made again is marked opaque).
+pub fn probe(scratch: &Path) -> bool {
+    let dir = scratch.join("overlay-probe");
+    let ok = probe_in(&dir).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "overlay probe");
+        false
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    ok
+}
+
+fn probe_in(dir: &Path) -> io::Result<bool> {
+    use std::os::unix::process::CommandExt;
+    let _ = std::fs::remove_dir_all(dir);
+    let (lower, merged) = (dir.join("lower"), dir.join("merged"));
+    std::fs::create_dir_all(lower.join("d"))?;
+    std::fs::write(lower.join("d/f"), b"")?;
+    std::fs::write(lower.join("x"), b"")?;
+    std::fs::create_dir_all(&merged)?;
+    let Some(ov) = prepare(dir, &lower)? else {
+        return Ok(false);
+    };
+    let c = |p: PathBuf| CString::new(p.into_os_string().into_vec()).map_err(io::Error::other);
+    use std::os::unix::ffi::OsStringExt;
+    let (target, x, df, d) = (
+        c(merged.clone())?,
+        c(merged.join("x"))?,
+        c(merged.join("d/f"))?,
+        c(merged.join("d"))?,
+    );
+    let data = ov.data.clone();
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    #[allow(unsafe_code)]
+    // SAFETY: only syscalls on C strings made before the fork, then _exit
+    unsafe {
+        cmd.pre_exec(move || {
+            use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
+            mount_change(
+                c"/",
+                MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+            )?;
+            mount(
+                c"overlay",
+                &target,
+                c"overlay",
+                MountFlags::empty(),
+                data.as_c_str(),
+            )?;
+            rustix::fs::unlink(&x)?;
+            rustix::fs::unlink(&df)?;
+            rustix::fs::rmdir(&d)?;
+            rustix::fs::mkdir(&d, rustix::fs::Mode::from_raw_mode(0o755))?;
+            libc::_exit(0)
+        });
+    }
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Ok(false);
+    }
+    let upper = ov.upper();
+    Ok(is_whiteout(&std::fs::symlink_metadata(upper.join("x"))?) && is_opaque(&upper.join("d")))
+}
+
+fn is_whiteout(md: &std::fs::Metadata) -> bool {
+    md.file_type().is_char_device() && md.rdev() == 0
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let mut buf = [0u8; 4];
+    matches!(
+        rustix::fs::lgetxattr(path, c"trusted.overlay.opaque", &mut buf),
+        Ok(n) if buf[..n] == *b"y"
+    )
+}
+
+/// Moves what the command wrote into `root` and says what happened to each path: a
+/// whiteout deletes, a new or copied-up entry replaces (renamed over whatever was there),
+/// a directory in both is merged entry by entry and then given the upper's owner, mode,
+/// xattrs and times; an opaque directory replaces the old one whole.
+pub fn merge(ov: &Overlay, root: &Path) -> io::Result<Vec<Touch>> {
+    let mut out = Vec::new();
+    merge_dir(&ov.upper(), root, &mut Vec::new(), &mut out)?;
+    Ok(out)
+}
+
+fn at(io_err: io::Error, path: &Path) -> io::Error {
+    io::Error::new(io_err.kind(), format!("{}: {io_err}", path.display()))
+}
+
+fn merge_dir(upper: &Path, root: &Path, rel: &mut Vec<u8>, out: &mut Vec<Touch>) -> io::Result<()> {
+    let dir = upper.join(OsStr::from_bytes(rel));
+    for item in std::fs::read_dir(&dir).map_err(|e| at(e, &dir))? {
+        let item = item.map_err(|e| at(e, &dir))?;
+        let len = rel.len();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(item.file_name().as_bytes());
+        let r = merge_one(upper, root, rel, out);
+        rel.truncate(len);
+        r?;
+    }
+    Ok(())
+}
+
+fn merge_one(upper: &Path, root: &Path, rel: &mut Vec<u8>, out: &mut Vec<Touch>) -> io::Result<()> {
+    let u = upper.join(OsStr::from_bytes(rel));
+    let r = root.join(OsStr::from_bytes(rel));
+    let umd = std::fs::symlink_metadata(&u).map_err(|e| at(e, &u))?;
+    let rmd = match std::fs::symlink_metadata(&r) {
+        Ok(md) => Some(md),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(at(e, &r)),
+    };
+    if is_whiteout(&umd) {
+        if let Some(rmd) = rmd {
+            remove(&r, &rmd)?;
+            out.push(Touch::Removed(rel.clone()));
+        }
+        return Ok(());
+    }
+    if umd.is_dir() && rmd.as_ref().is_some_and(|m| m.is_dir()) && !is_opaque(&u) {
+        merge_dir(upper, root, rel, out)?;
+        sync_dir(&u, &umd, &r)?;
+        out.push(Touch::Updated(rel.clone()));
+        return Ok(());
+    }
+    if let Some(rmd) = rmd {
+        remove(&r, &rmd)?;
+    }
+    strip(&u, umd.is_dir())?;
+    std::fs::rename(&u, &r).map_err(|e| at(e, &r))?;
+    out.push(Touch::Replaced(rel.clone()));
+    Ok(())
+}
+
+fn remove(path: &Path, md: &std::fs::Metadata) -> io::Result<()> {
+    match md.is_dir() {
+        true => std::fs::remove_dir_all(path),
+        false => std::fs::remove_file(path),
+    }
+    .map_err(|e| at(e, path))
+}
+
+fn xattr_names(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match rustix::fs::llistxattr(path, &mut buf) {
+            Ok(n) => {
+                return Ok(buf[..n]
+                    .split(|b| *b == 0)
+                    .filter(|n| !n.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect())
+            }
+            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(at(e.into(), path)),
+        }
+    }
+}
+
+fn xattr_value(path: &Path, name: &CString) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match rustix::fs::lgetxattr(path, name.as_c_str(), &mut buf) {
+            Ok(n) => return Ok(Some(buf[..n].to_vec())),
+            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+            Err(rustix::io::Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(at(e.into(), path)),
+        }
+    }
+}
+
+fn cname(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(io::Error::other)
+}
+
+/// Removes the overlay's own xattrs from `path` (and everything below it, for a directory).
+fn strip(path: &Path, dir: bool) -> io::Result<()> {
+    for name in xattr_names(path)? {
+        if name.starts_with(OVERLAY_XATTR) {
+            rustix::fs::lremovexattr(path, cname(&name)?.as_c_str())
+                .map_err(|e| at(e.into(), path))?;
+        }
+    }
+    if dir {
+        for item in std::fs::read_dir(path).map_err(|e| at(e, path))? {
+            let item = item.map_err(|e| at(e, path))?;
+            strip(&item.path(), item.file_type()?.is_dir())?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives the root's directory `r` the owner, mode, xattrs and times of the upper's `u`.
+fn sync_dir(u: &Path, umd: &std::fs::Metadata, r: &Path) -> io::Result<()> {
+    let rmd = std::fs::symlink_metadata(r).map_err(|e| at(e, r))?;
+    if (rmd.uid(), rmd.gid()) != (umd.uid(), umd.gid()) {
+        std::os::unix::fs::lchown(r, Some(umd.uid()), Some(umd.gid())).map_err(|e| at(e, r))?;
+    }
+    if rmd.mode() & 0o7777 != umd.mode() & 0o7777 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(r, std::fs::Permissions::from_mode(umd.mode() & 0o7777))
+            .map_err(|e| at(e, r))?;
+    }
+    let wanted: Vec<Vec<u8>> = xattr_names(u)?
+        .into_iter()
+        .filter(|n| !n.starts_with(OVERLAY_XATTR))
+        .collect();
+    for name in xattr_names(r)? {
+        if !wanted.contains(&name) {
+            rustix::fs::lremovexattr(r, cname(&name)?.as_c_str()).map_err(|e| at(e.into(), r))?;
+        }
+    }
+    for name in wanted {
+        let name = cname(&name)?;
+        let value = xattr_value(u, &name)?;
+        if let Some(value) = value {
+            if xattr_value(r, &name)?.as_ref() != Some(&value) {
+                rustix::fs::lsetxattr(r, name.as_c_str(), &value, rustix::fs::XattrFlags::empty())
+                    .map_err(|e| at(e.into(), r))?;
+            }
+        }
+    }
+    let ts = |s: i64, ns: i64| rustix::fs::Timespec {
+        tv_sec: s,
+        tv_nsec: ns as _,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        r,
+        &rustix::fs::Timestamps {
+            last_access: ts(umd.atime(), umd.atime_nsec()),
+            last_modification: ts(umd.mtime(), umd.mtime_nsec()),
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| at(e.into(), r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_data_refuses_separators() {
+        let p = Path::new;
+        assert!(data(p("/k/root"), p("/k/u"), p("/k/w")).is_some());
+        assert!(data(p("/k/ro,ot"), p("/k/u"), p("/k/w")).is_none());
+        assert!(data(p("/k/root"), p("/k/u:x"), p("/k/w")).is_none());
+    }
+}
