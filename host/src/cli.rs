@@ -430,7 +430,11 @@ impl CliArgs {
             labels,
             image_name_with_digest_file: self.image_name_with_digest_file,
             image_name_tag_with_digest_file: self.image_name_tag_with_digest_file,
-            kiln_dir: self.kiln_dir.unwrap_or_else(default_kiln_dir),
+            // absolute: RUN chroots into stage roots below it from another directory
+            kiln_dir: self
+                .kiln_dir
+                .map(|d| std::path::absolute(&d).unwrap_or(d))
+                .unwrap_or_else(default_kiln_dir),
             isolation: crate::run::isolation::choose(
                 self.isolation
                     .as_deref()

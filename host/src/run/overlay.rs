@@ -70,6 +70,12 @@ fn data(lower: &Path, upper: &Path, work: &Path) -> Option<CString> {
 /// written into mount data.
 pub fn prepare(scratch: &Path, root: &Path) -> io::Result<Option<Overlay>> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::fs::create_dir_all(scratch)?;
+    let device = |p: &Path| std::fs::metadata(p).map(|m| m.dev());
+    if device(scratch)? != device(root)? {
+        // the merge renames: another filesystem would need copies
+        return Ok(None);
+    }
     let dir = scratch.join(format!("overlay-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("upper"))?;

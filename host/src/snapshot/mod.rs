@@ -358,7 +358,20 @@ impl Index {
                 path: display(path),
                 source,
             };
-            let md = std::fs::symlink_metadata(&host).map_err(walk_err)?;
+            let md = match std::fs::symlink_metadata(&host) {
+                Ok(md) => md,
+                // gone again since (kiln's own mountpoints and scripts, removed after RUN)
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if matches!(t, Touch::Updated(_)) {
+                        self.remove_below(path);
+                    }
+                    if old.is_some() {
+                        items.push(Change::Whiteout(path.clone()));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(walk_err(e)),
+            };
             let new = entry_of(&md, || host.clone(), None).map_err(walk_err)?;
             match (t, &old) {
                 (Touch::Updated(_), Some(o)) if !changed(o, &new, mode) => continue,
