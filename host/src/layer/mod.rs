@@ -157,6 +157,98 @@ impl BlobStore {
     }
 }
 
+/// A file written on a thread of its own: the caller's buffers are handed over a MiB at a
+/// time, so the copy into the page cache overlaps the caller's hashing. Writeback to the
+/// disk is started every 8 MiB, so the final `sync_all` finds little left to do.
+pub struct BackgroundFile {
+    buf: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<io::Result<File>>>,
+}
+
+const BACKGROUND_BUF: usize = 1 << 20;
+
+impl BackgroundFile {
+    pub fn new(mut file: File) -> BackgroundFile {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let thread = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let (mut written, mut started) = (0i64, 0i64);
+            for chunk in rx {
+                file.write_all(&chunk)?;
+                written += chunk.len() as i64;
+                if written - started >= 8 << 20 {
+                    #[allow(unsafe_code)]
+                    // SAFETY: a plain syscall on an open descriptor; it only starts writeback
+                    unsafe {
+                        libc::sync_file_range(
+                            file.as_raw_fd(),
+                            started,
+                            written - started,
+                            libc::SYNC_FILE_RANGE_WRITE,
+                        );
+                    }
+                    started = written;
+                }
+            }
+            Ok(file)
+        });
+        BackgroundFile {
+            buf: Vec::with_capacity(BACKGROUND_BUF),
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(BACKGROUND_BUF));
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(chunk).is_ok());
+        match sent {
+            true => Ok(()),
+            false => Err(self
+                .stop()
+                .err()
+                .unwrap_or_else(|| io::Error::other("writer gone"))),
+        }
+    }
+
+    fn stop(&mut self) -> io::Result<File> {
+        self.tx = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            _ => Err(io::Error::other("blob writer thread gone")),
+        }
+    }
+
+    /// Writes what is buffered and returns the file once every byte is in it.
+    pub fn finish(mut self) -> io::Result<File> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        self.stop()
+    }
+}
+
+impl Write for BackgroundFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = (BACKGROUND_BUF - self.buf.len()).min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == BACKGROUND_BUF {
+            self.send()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BackgroundFile {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
 /// A writer that hashes what passes through it and counts it.
 pub struct HashingWriter<W> {
     inner: W,

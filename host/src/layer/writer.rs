@@ -11,7 +11,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::compress::{Codec, Encoder};
 
-use super::{BlobStore, DiffId, Digest, Error, HashingWriter, LayerBlob, Result};
+use super::{BackgroundFile, BlobStore, DiffId, Digest, Error, HashingWriter, LayerBlob, Result};
 use crate::rootfs::{Kind, Root};
 use crate::snapshot::{Change, Changes, Entry};
 
@@ -35,7 +35,7 @@ pub fn write_layer(
 ) -> Result<LayerBlob> {
     let mtime_clamp = format.mtime_clamp;
     let (file, tmp) = store.temp_file()?;
-    let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let compressed = HashingWriter::new(BackgroundFile::new(file));
     let gz = Encoder::new(compressed, format.codec).map_err(|source| Error::Io {
         path: tmp.clone(),
         op: "start compression",
@@ -83,9 +83,8 @@ pub fn write_layer(
         .into_inner()
         .map_err(|e| io("finish tar")(e.into_error()))?;
     let (diff_id, compressed) = tar_side.finish().map_err(io("finish compression"))?;
-    let (digest, size, mut buf) = compressed.finish();
-    buf.flush().map_err(io("flush"))?;
-    let file = buf.into_inner().map_err(|e| io("flush")(e.into_error()))?;
+    let (digest, size, file) = compressed.finish();
+    let file = file.finish().map_err(io("write"))?;
     file.sync_all().ok();
     let digest = Digest(digest);
     let path = store.commit(&tmp, &digest)?;
