@@ -96,7 +96,7 @@ for line in open(sys.argv[1]):
         continue
     if f.get("message", "").startswith("snapshot ("):
         walks.append(f["ms"])
-print(f"{walks[-1]:.0f}" if walks else "-")
+print(f"{walks[-1]:.1f}" if walks else "-")
 PY
 )
   fi

@@ -282,10 +282,16 @@ pub fn run(
         let (Ok(()), Some(overlay)) = (&status, &overlay) else {
             return Ok(status.map(|()| None));
         };
+        let t = std::time::Instant::now();
         let touched = overlay::merge(overlay, root.path()).map_err(|source| Error::Io {
             path: root.path().to_path_buf(),
             source,
         })?;
+        tracing::info!(
+            paths = touched.len(),
+            ms = t.elapsed().as_secs_f64() * 1000.0,
+            "merged the overlay's upper directory"
+        );
         Ok(Ok(Some(touched)))
     })();
     let undone = scaffold.undo();
