@@ -214,10 +214,7 @@ impl BackgroundFile {
 
     fn stop(&mut self) -> io::Result<File> {
         self.tx = None;
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(result)) => result,
-            _ => Err(io::Error::other("blob writer thread gone")),
-        }
+        joined(self.thread.take(), "blob writer")
     }
 
     /// Writes what is buffered and returns the file once every byte is in it.
@@ -246,6 +243,17 @@ impl Write for BackgroundFile {
 impl Drop for BackgroundFile {
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+/// What a writer thread returned; an error naming it when it panicked or was joined before.
+pub(crate) fn joined<T>(
+    thread: Option<std::thread::JoinHandle<io::Result<T>>>,
+    what: &str,
+) -> io::Result<T> {
+    match thread.map(std::thread::JoinHandle::join) {
+        Some(Ok(result)) => result,
+        _ => Err(io::Error::other(format!("{what} thread gone"))),
     }
 }
 

@@ -155,9 +155,9 @@ impl<W: Write + Send + 'static> ParallelGz<W> {
     /// The sink's error once it has stopped.
     fn sink_error(&mut self) -> io::Error {
         self.sink = None;
-        match self.sink_thread.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => e,
-            _ => io::Error::other("gzip writer gone"),
+        match super::joined(self.sink_thread.take(), "gzip writer") {
+            Err(e) => e,
+            Ok(_) => io::Error::other("gzip writer stopped early"),
         }
     }
 
@@ -206,10 +206,7 @@ impl<W: Write + Send + 'static> ParallelGz<W> {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
-        match self.sink_thread.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result.map(|w| (diff_id, w)),
-            _ => Err(io::Error::other("gzip writer gone")),
-        }
+        super::joined(self.sink_thread.take(), "gzip writer").map(|w| (diff_id, w))
     }
 }
 

@@ -156,7 +156,7 @@ fn pax_records(root: &Root, path: &[u8], entry: &Entry) -> std::io::Result<Vec<(
 
 /// Reads a list or value of any size (the kernel caps both at 64 KiB): starts small and
 /// grows on ERANGE. `None` when the filesystem has no xattrs or the attribute is gone.
-fn xattr_read(
+pub(crate) fn xattr_read(
     mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let mut size = 1024;

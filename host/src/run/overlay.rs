@@ -18,6 +18,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::layer::writer::xattr_read;
 use crate::snapshot::Touch;
 
 /// The prefix of the xattrs the overlay keeps for itself on its upper directory.
@@ -239,33 +240,17 @@ fn remove(path: &Path, md: &std::fs::Metadata) -> io::Result<()> {
 }
 
 fn xattr_names(path: &Path) -> io::Result<Vec<Vec<u8>>> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        match rustix::fs::llistxattr(path, &mut buf) {
-            Ok(n) => {
-                return Ok(buf[..n]
-                    .split(|b| *b == 0)
-                    .filter(|n| !n.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect())
-            }
-            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
-            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(at(e.into(), path)),
-        }
-    }
+    let list = xattr_read(|buf| rustix::fs::llistxattr(path, buf)).map_err(|e| at(e, path))?;
+    Ok(list
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 fn xattr_value(path: &Path, name: &CString) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        match rustix::fs::lgetxattr(path, name.as_c_str(), &mut buf) {
-            Ok(n) => return Ok(Some(buf[..n].to_vec())),
-            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
-            Err(rustix::io::Errno::NODATA) => return Ok(None),
-            Err(e) => return Err(at(e.into(), path)),
-        }
-    }
+    xattr_read(|buf| rustix::fs::lgetxattr(path, name.as_c_str(), buf)).map_err(|e| at(e, path))
 }
 
 fn cname(name: &[u8]) -> io::Result<CString> {
