@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::build::{BuildOptions, LayerOptions};
 use crate::context;
+use crate::pipeline::{BuildOptions, LayerOptions};
 use crate::registry::{parse_registry_map, Platform, RegistryOptions};
 
 #[derive(Debug, Parser)]

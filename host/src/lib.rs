@@ -4,15 +4,15 @@
 //! (pull, push) → `rootfs` (confined root handles, safe extraction) → `sandbox` (the Wasm
 //! guest that interprets metadata and file instructions) and `run` (RUN, natively) →
 //! `snapshot` (what changed) → `layer` (tar, gzip, digests, blob store) → `image` (config,
-//! manifest, outputs). `build` is the orchestrator and the only module that knows the order.
+//! manifest, outputs). `pipeline` is the orchestrator and the only module that knows the order.
 
-pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod dockerfile;
 pub mod image;
 pub mod layer;
+pub mod pipeline;
 pub mod registry;
 pub mod rootfs;
 pub mod run;

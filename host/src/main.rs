@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln::build::{self, RunFailed};
 use kiln::cli::{self, Cli, Command, LogFormat};
+use kiln::pipeline::{self, RunFailed};
 use kiln::run::Isolation;
 
 fn main() -> ExitCode {
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
             let rt = runtime()?;
             let result = rt.block_on(async {
                 tokio::select! {
-                    r = build::run(opts) => r,
+                    r = pipeline::run(opts) => r,
                     s = interrupted() => Err(anyhow::anyhow!("stopped by {s}")),
                 }
             });

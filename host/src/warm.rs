@@ -16,7 +16,7 @@ use crate::registry::Registry;
 pub async fn run(opts: WarmOptions) -> Result<Vec<String>> {
     let mut images = opts.images.clone();
     if let Some(dockerfile) = &opts.dockerfile {
-        for image in crate::build::base_images(dockerfile, &opts.build_args, &opts.platform)? {
+        for image in crate::pipeline::base_images(dockerfile, &opts.build_args, &opts.platform)? {
             if !images.contains(&image) {
                 images.push(image);
             }
