@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::context;
 use crate::pipeline::{BuildOptions, LayerOptions};
 use crate::registry::{parse_registry_map, Platform, RegistryOptions};
+use crate::warm::WarmOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -587,17 +588,6 @@ pub struct WarmArgs {
     /// Log format
     #[arg(long, value_enum, default_value = "color")]
     pub log_format: LogFormat,
-}
-
-/// What `kiln warm` does, validated.
-#[derive(Debug, Clone)]
-pub struct WarmOptions {
-    pub images: Vec<String>,
-    pub dockerfile: Option<PathBuf>,
-    pub build_args: Vec<(String, String)>,
-    pub registry: RegistryOptions,
-    pub cache_dir: PathBuf,
-    pub platform: Platform,
 }
 
 impl WarmArgs {

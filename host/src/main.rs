@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use kiln::cli::{self, Cli, Command, LogFormat};
 use kiln::pipeline::{self, RunFailed};
-use kiln::run::Isolation;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(cli::with_default_subcommand(std::env::args_os()));
@@ -42,10 +41,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Build(args) => args.into_options().and_then(|opts| {
-            if opts.isolation == Isolation::Rootless && !rustix::process::geteuid().is_root() {
-                // before any thread exists: the kernel allows a user namespace only then
-                kiln::run::isolation::enter_user_namespace()?;
-            }
+            // before any thread exists
+            opts.isolation.enter_process()?;
             let rt = runtime()?;
             let result = rt.block_on(async {
                 tokio::select! {

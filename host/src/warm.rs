@@ -6,11 +6,23 @@
 //! `--build-arg` values expanded). Fetching and storing are the registry module's
 //! ([`crate::registry::Registry::warm`], [`crate::registry::cache::BlobCache`]).
 
+use std::path::PathBuf;
+
 use anyhow::{Context as _, Result};
 
-use crate::cli::WarmOptions;
 use crate::registry::cache::BlobCache;
-use crate::registry::Registry;
+use crate::registry::{Platform, Registry, RegistryOptions};
+
+/// What `kiln warm` does, validated.
+#[derive(Debug, Clone)]
+pub struct WarmOptions {
+    pub images: Vec<String>,
+    pub dockerfile: Option<PathBuf>,
+    pub build_args: Vec<(String, String)>,
+    pub registry: RegistryOptions,
+    pub cache_dir: PathBuf,
+    pub platform: Platform,
+}
 
 /// Caches every image `opts` names; returns `reference@digest` for each.
 pub async fn run(opts: WarmOptions) -> Result<Vec<String>> {

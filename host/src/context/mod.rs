@@ -7,7 +7,13 @@
 //! every entry is resolved inside the fetched directory with chroot semantics. Progress is
 //! logged in bytes. One file per source (`tar`, `http`, `gcs`, `s3`, `git`); what happens to
 //! the directory afterwards (`.dockerignore`, COPY) is the build's business.
+//!
+//! The same network sources feed `ADD`: `add_url` downloads an `http(s)://` file and
+//! `add_git` checks out a git repository, each into a scratch root of its own that the guest
+//! then copies from.
 
+pub mod add_git;
+pub mod add_url;
 mod gcs;
 pub mod git;
 mod http;

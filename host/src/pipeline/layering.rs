@@ -1,6 +1,7 @@
 //! A stage's snapshots: the index kept between steps, which paths each step looks at (the
 //! whole root after RUN, the guest's touched paths after COPY/ADD/WORKDIR), and the layer
-//! each change becomes. The step code calls `after_step` and, at the stage's end, `finish`;
+//! each change becomes. The step code calls `after_step` after each step and once more
+//! with `Touched::StageEnd` at the stage's end;
 //! what changed is `snapshot`'s business, how it is written is `layer`'s.
 
 use std::path::Path;
@@ -13,14 +14,16 @@ use crate::layer::{self, BlobStore, Compression, LayerBlob, LayerFormat, OCI_LAY
 use crate::rootfs::{Kind, Root};
 use crate::snapshot::{Changes, Ignore, Index, Touch};
 
-/// What a step says about the paths it changed.
-pub(crate) enum Step<'a> {
-    /// nothing: walk the root (RUN without an overlay)
+/// What a step reports about the paths it changed.
+pub(crate) enum Touched {
+    /// RUN without an overlay: anything may have changed, the root is walked
     Walk,
-    /// RUN on an overlay: exactly these
-    Upper(&'a [Touch]),
+    /// RUN on an overlay: exactly what its upper directory held
+    Upper(Vec<Touch>),
     /// COPY/ADD/WORKDIR: the guest's list (and what is below new directories)
-    Paths(&'a [String]),
+    Paths(Vec<String>),
+    /// after the last instruction (`--single-snapshot` takes its layer here)
+    StageEnd,
 }
 
 /// The snapshot state of one stage root.
@@ -65,21 +68,24 @@ impl Snapshots {
     pub fn after_step(
         &mut self,
         root: &Root,
-        step: Step<'_>,
+        step: &Touched,
         store: &BlobStore,
         format: &LayerFormat,
     ) -> Result<Option<LayerBlob>> {
+        if let Touched::StageEnd = step {
+            return self.finish(root, store, format);
+        }
         if self.opts.single_snapshot {
             self.dirty = true;
             return Ok(None);
         }
         let t = Instant::now();
         let known = match step {
-            Step::Paths(paths) => self
+            Touched::Paths(paths) => self
                 .index
                 .apply_touched(root.path(), paths, &self.ignore, self.opts.snapshot_mode)?
                 .map(|c| ("touched paths", c)),
-            Step::Upper(touched) => Some((
+            Touched::Upper(touched) => Some((
                 "overlay",
                 self.index.apply_upper(
                     root.path(),
@@ -88,7 +94,7 @@ impl Snapshots {
                     self.opts.snapshot_mode,
                 )?,
             )),
-            Step::Walk => None,
+            Touched::Walk | Touched::StageEnd => None,
         };
         let (how, changes) = match known {
             Some(known) => known,
@@ -98,7 +104,7 @@ impl Snapshots {
     }
 
     /// `--single-snapshot`: the stage's one layer, taken after its last instruction.
-    pub fn finish(
+    fn finish(
         &mut self,
         root: &Root,
         store: &BlobStore,

@@ -104,6 +104,7 @@ pub fn platform_args(platform: &Platform) -> Vec<(String, String)> {
     out
 }
 
+/// Cuts a parsed Dockerfile into stages, picks the target and prunes what it does not need.
 pub fn plan(
     df: &Dockerfile,
     build_args: &[(String, String)],
@@ -118,60 +119,14 @@ pub fn plan(
     let mut stages: Vec<Stage> = Vec::new();
     for ins in &df.instructions {
         if ins.keyword == Keyword::From {
-            let (image, name) = ins.from_parts()?;
-            let lookup = global_lookup(&global_args);
-            let image = expand_word(&image, &lookup, df.escape)
-                .with_context(|| format!("Dockerfile:{}: expanding FROM {image}", ins.line))?;
-            if image.is_empty() {
-                bail!(
-                    "Dockerfile:{}: FROM names no image after expansion",
-                    ins.line
-                );
-            }
-            let name = name.map(|n| n.to_ascii_lowercase());
-            if let Some(n) = &name {
-                if stages.iter().any(|s| s.name.as_deref() == Some(n)) {
-                    bail!("Dockerfile:{}: duplicate stage name {n:?}", ins.line);
-                }
-            }
-            let base = if image.eq_ignore_ascii_case("scratch") {
-                Base::Scratch
-            } else if let Some(dep) = stages
-                .iter()
-                .rev()
-                .find(|s| s.name.as_deref() == Some(image.to_ascii_lowercase().as_str()))
-            {
-                Base::Stage(dep.index)
-            } else {
-                Base::Image(image)
-            };
-            stages.push(Stage {
-                index: stages.len(),
-                name,
-                base,
-                line: ins.line,
-                instructions: Vec::new(),
-            });
+            let stage = from_stage(ins, &stages, &global_args, df.escape)?;
+            stages.push(stage);
             continue;
         }
         match stages.last_mut() {
             Some(stage) => stage.instructions.push(ins.clone()),
             None if ins.keyword == Keyword::Arg => {
-                for (name, default) in ins.arg_decls()? {
-                    let value = match build_args.get(&name) {
-                        Some(v) => Some(v.clone()),
-                        None => match default {
-                            Some(d) => Some(
-                                expand_word(&d, &global_lookup(&global_args), df.escape)
-                                    .with_context(|| {
-                                        format!("Dockerfile:{}: expanding ARG {name}", ins.line)
-                                    })?,
-                            ),
-                            None => None,
-                        },
-                    };
-                    global_args.insert(name, value);
-                }
+                global_arg(ins, &build_args, &mut global_args, df.escape)?
             }
             None => bail!(
                 "Dockerfile:{}: {} before the first FROM (only ARG may come before FROM)",
@@ -189,8 +144,92 @@ pub fn plan(
             .filter(|_| t.parse::<usize>().is_err())
             .with_context(|| format!("target stage {t:?} not found"))?,
     };
-    // walk dependencies back from the target
-    let lookup = global_lookup(&global_args);
+    let order = needed(&stages, target, &global_lookup(&global_args), df.escape);
+    Ok(BuildPlan {
+        stages,
+        order,
+        target,
+        global_args,
+        build_args,
+    })
+}
+
+/// The stage a `FROM` starts: its base expanded with the global ARGs, its name checked.
+fn from_stage(
+    ins: &Instruction,
+    stages: &[Stage],
+    global_args: &HashMap<String, Option<String>>,
+    escape: char,
+) -> Result<Stage> {
+    let (image, name) = ins.from_parts()?;
+    let lookup = global_lookup(global_args);
+    let image = expand_word(&image, &lookup, escape)
+        .with_context(|| format!("Dockerfile:{}: expanding FROM {image}", ins.line))?;
+    if image.is_empty() {
+        bail!(
+            "Dockerfile:{}: FROM names no image after expansion",
+            ins.line
+        );
+    }
+    let name = name.map(|n| n.to_ascii_lowercase());
+    if let Some(n) = &name {
+        if stages.iter().any(|s| s.name.as_deref() == Some(n)) {
+            bail!("Dockerfile:{}: duplicate stage name {n:?}", ins.line);
+        }
+    }
+    let base = if image.eq_ignore_ascii_case("scratch") {
+        Base::Scratch
+    } else if let Some(dep) = stages
+        .iter()
+        .rev()
+        .find(|s| s.name.as_deref() == Some(image.to_ascii_lowercase().as_str()))
+    {
+        Base::Stage(dep.index)
+    } else {
+        Base::Image(image)
+    };
+    Ok(Stage {
+        index: stages.len(),
+        name,
+        base,
+        line: ins.line,
+        instructions: Vec::new(),
+    })
+}
+
+/// An `ARG` before the first FROM: its value (a build-arg, else its expanded default) joins
+/// the global scope.
+fn global_arg(
+    ins: &Instruction,
+    build_args: &HashMap<String, String>,
+    global_args: &mut HashMap<String, Option<String>>,
+    escape: char,
+) -> Result<()> {
+    for (name, default) in ins.arg_decls()? {
+        let value = match build_args.get(&name) {
+            Some(v) => Some(v.clone()),
+            None => match default {
+                Some(d) => Some(
+                    expand_word(&d, &global_lookup(global_args), escape).with_context(|| {
+                        format!("Dockerfile:{}: expanding ARG {name}", ins.line)
+                    })?,
+                ),
+                None => None,
+            },
+        };
+        global_args.insert(name, value);
+    }
+    Ok(())
+}
+
+/// The stages `target` needs (its base, `COPY --from`, `RUN --mount from=`, transitively), in
+/// Dockerfile order.
+fn needed(
+    stages: &[Stage],
+    target: usize,
+    lookup: &HashMap<String, String>,
+    escape: char,
+) -> Vec<usize> {
     let mut needed: BTreeSet<usize> = BTreeSet::new();
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
@@ -203,35 +242,23 @@ pub fn plan(
         }
         for ins in &stage.instructions {
             // RUN --mount=…,from=<stage>
-            for f in ins.flags_named("mount") {
+            let mounts = ins.flags_named("mount").flat_map(|f| {
                 let value = f.value.as_deref().unwrap_or_default();
-                for from in value.split(',').filter_map(|kv| kv.strip_prefix("from=")) {
-                    let from =
-                        expand_word(from, &lookup, df.escape).unwrap_or_else(|_| from.to_string());
-                    if let Some(dep) = stage_ref(&stages[..i], &from) {
-                        todo.push(dep);
-                    }
-                }
-            }
-            if !matches!(ins.keyword, Keyword::Copy | Keyword::Add) {
-                continue;
-            }
-            if let Some(from) = ins.flag("from").and_then(|f| f.value.as_deref()) {
-                let from =
-                    expand_word(from, &lookup, df.escape).unwrap_or_else(|_| from.to_string());
+                value.split(',').filter_map(|kv| kv.strip_prefix("from="))
+            });
+            let copy_from = ins
+                .flag("from")
+                .filter(|_| matches!(ins.keyword, Keyword::Copy | Keyword::Add))
+                .and_then(|f| f.value.as_deref());
+            for from in mounts.chain(copy_from) {
+                let from = expand_word(from, lookup, escape).unwrap_or_else(|_| from.to_string());
                 if let Some(dep) = stage_ref(&stages[..i], &from) {
                     todo.push(dep);
                 }
             }
         }
     }
-    Ok(BuildPlan {
-        stages,
-        order: needed.into_iter().collect(),
-        target,
-        global_args,
-        build_args,
-    })
+    needed.into_iter().collect()
 }
 
 /// The shell-form text of an instruction, or None for the exec form.

@@ -7,8 +7,8 @@
 //! Each task owns its stage's state (root, config, layers); only the finished result is
 //! published, through [`Finished`]. Nothing in an image depends on the schedule: timestamps
 //! come from the build, not the clock, and each stage's layers from its own root. With
-//! `--sequential-stages`, or in-place isolation (whose root is `/`), each stage is awaited
-//! before the next one starts.
+//! `--sequential-stages`, or where RUN's isolation allows one stage at a time (in place, whose
+//! root is `/`), each stage is awaited before the next one starts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,7 +62,6 @@ impl Finished {
 pub(crate) async fn build_all(
     build: Arc<Build>,
     plan: Arc<BuildPlan>,
-    sequential: bool,
 ) -> Result<HashMap<usize, Arc<StageResult>>> {
     let mut senders = Vec::new();
     let mut slots = HashMap::new();
@@ -74,13 +73,14 @@ pub(crate) async fn build_all(
         names.insert(index, plan.stages[index].display_name());
     }
     let finished = Arc::new(Finished { slots, names });
+    let sequential = !build.runner.stages_in_parallel();
     let mut results = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (index, tx) in senders {
         let (build, plan, finished) = (build.clone(), plan.clone(), finished.clone());
         let span = tracing::info_span!("stage", name = %plan.stages[index].display_name());
         let task = async move {
-            let result = Arc::new(super::build_stage(&build, &plan, index, &finished).await?);
+            let result = Arc::new(super::base::build_stage(&build, &plan, index, &finished).await?);
             tx.send_replace(Some(result.clone()));
             Ok::<_, anyhow::Error>((index, result))
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::Value;
 
-use super::layering::{layer_format, Snapshots, Step};
+use super::layering::{layer_format, Snapshots, Touched};
 use super::plan::{shell_text, BuildPlan};
 use super::stages::Finished;
 use super::{Build, RunFailed, StageResult};
@@ -16,7 +16,6 @@ use crate::dockerfile::{expand_word, Args, Instruction, Keyword};
 use crate::image::{self, Family};
 use crate::layer::LayerBlob;
 use crate::rootfs::Root;
-use crate::run::{self, RunSpec};
 use crate::sandbox::{GuestInstruction, GuestRoots};
 
 /// What a stage starts from.
@@ -30,28 +29,28 @@ pub(crate) struct StageBase {
 }
 
 /// The mutable state of a stage between steps.
-struct StageState {
-    root: Arc<Root>,
-    config: Value,
-    layers: Vec<LayerBlob>,
-    family: Family,
+pub(super) struct StageState {
+    pub(super) root: Arc<Root>,
+    pub(super) config: Value,
+    pub(super) layers: Vec<LayerBlob>,
+    pub(super) family: Family,
     /// ARGs declared in this stage (None: declared without a value)
-    args: Vec<(String, Option<String>)>,
-    cmd_set: bool,
-    snapshots: Option<Snapshots>,
+    pub(super) args: Vec<(String, Option<String>)>,
+    pub(super) cmd_set: bool,
+    pub(super) snapshots: Option<Snapshots>,
     /// the cache state digest: the base, then what each filesystem step produced
-    cache_state: String,
+    pub(super) cache_state: String,
     /// cached layers already in the image but not yet extracted onto the root: only a step
     /// that has to run (or a later stage) needs them there
-    pending: Vec<LayerBlob>,
+    pub(super) pending: Vec<LayerBlob>,
     /// the step's position in the stage and the stage's name: a step's identity across
     /// builds, for the cache's miss reasons
-    pos: usize,
-    stage_name: String,
+    pub(super) pos: usize,
+    pub(super) stage_name: String,
 }
 
 impl StageState {
-    fn env(&self) -> Vec<(String, String)> {
+    pub(super) fn env(&self) -> Vec<(String, String)> {
         self.config
             .pointer("/config/Env")
             .and_then(Value::as_array)
@@ -68,7 +67,7 @@ impl StageState {
     }
 
     /// Variables for expansion: ARGs in scope, overridden by ENV.
-    fn lookup(&self) -> HashMap<String, String> {
+    pub(super) fn lookup(&self) -> HashMap<String, String> {
         let mut m: HashMap<String, String> = self
             .args
             .iter()
@@ -78,7 +77,7 @@ impl StageState {
         m
     }
 
-    fn config_str(&self, key: &str) -> Option<String> {
+    pub(super) fn config_str(&self, key: &str) -> Option<String> {
         self.config
             .pointer(&format!("/config/{key}"))
             .and_then(Value::as_str)
@@ -221,13 +220,13 @@ async fn step(
             }
             Ok(())
         }
-        Keyword::Run => run_step(build, plan, index, st, ins, done).await,
+        Keyword::Run => super::run_step::run_step(build, plan, index, st, ins, done).await,
         Keyword::From => Err(anyhow!("FROM inside a stage")),
         _ => guest_step(build, plan, index, st, ins, &lookup, done).await,
     }
 }
 
-fn created_by(ins: &Instruction, shell: &[String]) -> String {
+pub(super) fn created_by(ins: &Instruction, shell: &[String]) -> String {
     match (ins.keyword, &ins.args) {
         (Keyword::Run, Args::Shell(t)) => format!("RUN {} {t}", shell.join(" ")),
         (Keyword::Run, Args::Exec(v)) => format!("RUN {}", v.join(" ")),
@@ -235,7 +234,7 @@ fn created_by(ins: &Instruction, shell: &[String]) -> String {
     }
 }
 
-fn shell_of(st: &StageState) -> Vec<String> {
+pub(super) fn shell_of(st: &StageState) -> Vec<String> {
     st.config
         .pointer("/config/Shell")
         .and_then(Value::as_array)
@@ -248,148 +247,14 @@ fn shell_of(st: &StageState) -> Vec<String> {
         .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
 }
 
-async fn run_step(
-    build: &Build,
-    plan: &BuildPlan,
-    index: usize,
-    st: &mut StageState,
-    ins: &Instruction,
-    done: &Finished,
-) -> Result<()> {
-    let (mounts, network) = run_flags(build, plan, index, st, ins, done).await?;
-    let shell = shell_of(st);
-    if !ins.heredocs.is_empty() {
-        // a heredoc script may be written into the root below: the root must be complete
-        // before it, so the snapshot baseline never includes the script
-        materialize(st).await?;
-    }
-    // a `RUN <<EOF` script starting with `#!`, removed before the snapshot
-    let mut script_file = None;
-    let argv = match &ins.args {
-        Args::Exec(v) => v.clone(),
-        Args::Shell(text) => {
-            let (script, file) = super::heredoc::run_script(ins, text, &st.root)?;
-            script_file = file;
-            let mut argv = shell.clone();
-            argv.push(script);
-            argv
-        }
-    };
-    let mut env = st.env();
-    for (k, v) in &st.args {
-        if let Some(v) = v {
-            if !env.iter().any(|(ek, _)| ek == k) {
-                env.push((k.clone(), v.clone()));
-            }
-        }
-    }
-    // predefined proxy ARGs reach RUN when given, declared or not
-    for name in super::plan::PROXY_ARGS {
-        if let Some(v) = plan.build_args.get(name) {
-            if !env.iter().any(|(k, _)| k == name) {
-                env.push((name.to_string(), v.clone()));
-            }
-        }
-    }
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), image::DEFAULT_PATH.into()));
-    }
-    let cwd = st.config_str("WorkingDir").unwrap_or_else(|| "/".into());
-    let created_by = created_by(ins, &shell);
-    let cache = build.cache.clone().filter(|c| c.run_layers);
-    let key = match &cache {
-        Some(_) => match mount_inputs(plan, index, done, &mounts).await? {
-            Some(inputs) => Some(run_key(build, st, ins, &created_by, &env, &cwd, inputs)),
-            None => {
-                tracing::info!("cache: not cacheable: a bind mount of an image");
-                None
-            }
-        },
-        None => None,
-    };
-    if let (Some(cache), Some(key)) = (&cache, &key) {
-        let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
-        if let Some(entry) = cache.lookup(key, &step_identity(st, ins), &what).await? {
-            if let Some(file) = script_file {
-                file.remove()?;
-            }
-            let layer = apply_cached(build, st, entry);
-            st.cache_state = after_layer(&st.cache_state, layer.as_ref());
-            return Ok(());
-        }
-    }
-    // the command runs: the root must hold every layer so far
-    materialize(st).await?;
-    let (uid, gid, groups) = match st.config_str("User") {
-        None => (0, 0, Vec::new()),
-        Some(user) => {
-            let sandbox = build.sandbox.clone();
-            let root = st.root.clone();
-            let id = super::blocking(move || -> Result<_> {
-                Ok(sandbox.get()?.resolve_user(&user, &root)?)
-            })
-            .await??;
-            (id.uid, id.gid, id.groups)
-        }
-    };
-    if !env.iter().any(|(k, _)| k == "HOME") {
-        env.push(("HOME".into(), run::default_home(&st.root, uid)));
-    }
-    let spec = RunSpec {
-        argv,
-        env,
-        cwd,
-        uid,
-        gid,
-        groups,
-        mounts,
-        network,
-        output_prefix: build
-            .stages_in_parallel
-            .then(|| format!("[{}] ", st.stage_name)),
-    };
-    let root = st.root.clone();
-    let run_env = build.run_env.clone();
-    let result = super::blocking(move || run::run(&root, &spec, &run_env)).await?;
-    if let Some(file) = script_file {
-        file.remove()?;
-    }
-    let touched = match result {
-        Ok(Some(upper)) => Touched::Upper(upper),
-        Ok(None) => Touched::Walk,
-        Err(e @ (run::Error::NonZeroExit { .. } | run::Error::Signal { .. })) => {
-            let code = match e {
-                run::Error::NonZeroExit { code } => code,
-                run::Error::Signal { signal } => 128 + signal,
-                _ => 1,
-            };
-            return Err(RunFailed {
-                line: ins.line,
-                instruction: ins.original.clone(),
-                code,
-                how: e.to_string(),
-            }
-            .into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let blob = snapshot_step(build, st, &created_by, touched).await?;
-    if let (Some(cache), Some(key)) = (&cache, &key) {
-        let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
-        cache.store(key, &step_identity(st, ins), entry).await;
-    }
-    st.cache_state = after_layer(&st.cache_state, blob.as_ref());
-    Ok(())
-}
-
 /// The cache state after a step that produced `layer` (or no change).
-fn after_layer(state: &str, layer: Option<&LayerBlob>) -> String {
+pub(super) fn after_layer(state: &str, layer: Option<&LayerBlob>) -> String {
     let produced = layer.map_or("none", |l| l.diff_id.0.as_str());
     crate::cache::digest_of([state, "layer", produced])
 }
 
 /// A step's identity across builds: stage, position, keyword.
-fn step_identity(st: &StageState, ins: &Instruction) -> String {
+pub(super) fn step_identity(st: &StageState, ins: &Instruction) -> String {
     crate::cache::digest_of([
         st.stage_name.as_str(),
         &st.pos.to_string(),
@@ -397,102 +262,9 @@ fn step_identity(st: &StageState, ins: &Instruction) -> String {
     ])
 }
 
-/// What a RUN's bind mounts let it read, for its key: a stage's cache state, or the digest
-/// of the context directory it binds (every entry below it, contents included). Cache, tmpfs
-/// and secret mounts are not inputs, as in BuildKit. None when a bind reads an image, whose
-/// content kiln does not pin.
-async fn mount_inputs(
-    plan: &BuildPlan,
-    index: usize,
-    done: &Finished,
-    mounts: &[run::MountRequest],
-) -> Result<Option<Vec<String>>> {
-    let mut inputs = Vec::new();
-    for m in mounts {
-        if m.spec.kind != run::MountKind::Bind {
-            continue;
-        }
-        let source = m.spec.source.clone().unwrap_or_default();
-        match (&m.spec.from, &m.from) {
-            (Some(from), _) => match plan.stage_named(from, index) {
-                Some(dep) => {
-                    let dep = done.wait(dep).await?;
-                    inputs.push(format!("stage {} {source}", dep.cache_state));
-                }
-                None => return Ok(None),
-            },
-            (None, Some(context)) => {
-                let context = context.clone();
-                let dir = source.clone();
-                let digest = super::blocking(move || -> Result<String> {
-                    let mut reads = Vec::new();
-                    let mut todo = vec![crate::rootfs::clean(&dir)];
-                    while let Some(path) = todo.pop() {
-                        reads.push(crate::sandbox::SourceRead {
-                            from: false,
-                            path: path.clone(),
-                            content: true,
-                        });
-                        if context.lstat(&path)?.kind == crate::rootfs::Kind::Dir {
-                            for name in context.read_dir(&path)? {
-                                todo.push(crate::rootfs::join(&path, &name.to_string_lossy()));
-                            }
-                        }
-                    }
-                    crate::cache::sources_digest(&reads, &context, None)
-                })
-                .await??;
-                inputs.push(format!("context {source} {digest}"));
-            }
-            (None, None) => return Ok(None),
-        }
-    }
-    Ok(Some(inputs))
-}
-
-/// A RUN's key: the state it starts from, the command with its flags, and everything of the
-/// process it observes: its environment (ENV, ARGs in scope, proxy build-args, PATH), the USER
-/// it runs as (ids and HOME follow from it and the state's /etc/passwd), the working
-/// directory and the platform.
-fn run_key(
-    build: &Build,
-    st: &StageState,
-    ins: &Instruction,
-    created_by: &str,
-    env: &[(String, String)],
-    cwd: &str,
-    mounts: Vec<String>,
-) -> crate::cache::Key {
-    let mut env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.sort();
-    let flags: Vec<String> = ins
-        .flags
-        .iter()
-        .map(|f| format!("{}={}", f.name, f.value.as_deref().unwrap_or("")))
-        .collect();
-    let mut k = crate::cache::KeyBuilder::new();
-    k.digest("parent", st.cache_state.clone())
-        .component(
-            "instruction",
-            std::iter::once(created_by.to_string()).chain(flags),
-        )
-        .component("env", env)
-        .component("user", [st.config_str("User").unwrap_or_default()])
-        .component("workdir", [cwd])
-        .component("mounts", mounts)
-        .component(
-            "platform",
-            [
-                build.platform.os.as_str(),
-                build.platform.architecture.as_str(),
-            ],
-        );
-    k.finish()
-}
-
 /// Takes a cache hit: the entry's layer goes into the image and onto the list of layers the
 /// root still lacks (see `materialize`); returns it.
-fn apply_cached(
+pub(super) fn apply_cached(
     build: &Build,
     st: &mut StageState,
     entry: crate::cache::Entry,
@@ -514,13 +286,13 @@ fn apply_cached(
 
 /// Extracts the cached layers the root still lacks and takes the result as the snapshot
 /// baseline (what they brought is already in the image).
-async fn materialize(st: &mut StageState) -> Result<()> {
+pub(super) async fn materialize(st: &mut StageState) -> Result<()> {
     if st.pending.is_empty() {
         return Ok(());
     }
     let layers = std::mem::take(&mut st.pending);
     let started = std::time::Instant::now();
-    super::extract_layers(&st.root, &layers).await?;
+    super::base::extract_layers(&st.root, &layers).await?;
     let root = st.root.clone();
     let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
     let (snapshots, resynced) = super::blocking(move || {
@@ -538,66 +310,9 @@ async fn materialize(st: &mut StageState) -> Result<()> {
     Ok(())
 }
 
-/// `RUN --mount` and `--network`, expanded and parsed, each mount with the root its
-/// contents come from (a bind's default is the context).
-async fn run_flags(
-    build: &Build,
-    plan: &BuildPlan,
-    index: usize,
-    st: &StageState,
-    ins: &Instruction,
-    done: &Finished,
-) -> Result<(Vec<run::MountRequest>, run::Network)> {
-    let lookup = st.lookup();
-    let mut mounts = Vec::new();
-    let mut network = run::Network::Default;
-    for flag in &ins.flags {
-        let value = match &flag.value {
-            Some(v) => expand_word(v, &lookup, build.escape)?,
-            None => String::new(),
-        };
-        match flag.name.as_str() {
-            "network" => network = run::Network::parse(&value)?,
-            "mount" => {
-                let spec = run::MountSpec::parse(&value)?;
-                let from = match (&spec.from, spec.kind) {
-                    (Some(from), run::MountKind::Bind | run::MountKind::Cache) => {
-                        Some(match plan.stage_named(from, index) {
-                            Some(dep) => done.wait(dep).await?.root.clone(),
-                            None => from_image(build, from).await?,
-                        })
-                    }
-                    (None, run::MountKind::Bind) => Some(build.context.clone()),
-                    _ => None,
-                };
-                mounts.push(run::MountRequest { spec, from });
-            }
-            "security" if value == "sandbox" => {}
-            other => {
-                return Err(anyhow!(
-                    "RUN --{other}={value} is not supported (BuildKit needs an entitlement for it)"
-                ))
-            }
-        }
-    }
-    Ok((mounts, network))
-}
-
-/// What a step reports about the paths it changed.
-enum Touched {
-    /// RUN: anything may have changed
-    Walk,
-    /// RUN on an overlay: what its upper directory held
-    Upper(Vec<crate::snapshot::Touch>),
-    /// COPY/ADD/WORKDIR: the guest's list
-    Paths(Vec<String>),
-    /// after the last instruction (`--single-snapshot` takes its layer here)
-    StageEnd,
-}
-
 /// Snapshots the root after a step; a change becomes a layer and a history entry. Returns
 /// the layer.
-async fn snapshot_step(
+pub(super) async fn snapshot_step(
     build: &Build,
     st: &mut StageState,
     created_by: &str,
@@ -613,12 +328,7 @@ async fn snapshot_step(
     );
     let end = matches!(touched, Touched::StageEnd);
     let (snapshots, blob) = super::blocking(move || {
-        let blob = match &touched {
-            Touched::Walk => snapshots.after_step(&root, Step::Walk, &store, &format),
-            Touched::Upper(u) => snapshots.after_step(&root, Step::Upper(u), &store, &format),
-            Touched::Paths(p) => snapshots.after_step(&root, Step::Paths(p), &store, &format),
-            Touched::StageEnd => snapshots.finish(&root, &store, &format),
-        };
+        let blob = snapshots.after_step(&root, &touched, &store, &format);
         (snapshots, blob)
     })
     .await?;
@@ -680,7 +390,7 @@ fn guest_args(
             };
             vec![expand_word(text.trim(), lookup, escape)?]
         }
-        // COPY/ADD heredoc markers stay as words; `sources::split` picks them out
+        // COPY/ADD heredoc markers stay as words; `copy_parts::split` picks them out
         _ => expand_all(&ins.words()?, lookup, escape)?,
     };
     Ok((args, exec))
@@ -711,13 +421,13 @@ async fn guest_step(
         materialize(st).await?;
     }
     let parts = if is_file_op {
-        super::sources::split(ins, args, flags, lookup, &build.work).await?
+        super::copy_parts::split(ins, args, flags, lookup, &build.work).await?
     } else {
-        vec![super::sources::Part {
+        vec![super::copy_parts::Part {
             args,
             flags,
             root: None,
-            pin: super::sources::Pin::Content,
+            pin: super::copy_parts::Pin::Content,
         }]
     };
     // each part's instruction and roots first: the cache key covers all of them
@@ -752,7 +462,7 @@ async fn guest_step(
     let created_by = created_by(ins, &[]);
     let mut copy_key = None;
     if let (Some(cache), true) = (build.cache.clone(), is_file_op) {
-        if pins.contains(&super::sources::Pin::Unpinned) {
+        if pins.contains(&super::copy_parts::Pin::Unpinned) {
             tracing::info!("cache: not cacheable: a downloaded source");
         } else {
             let key = file_key(build, st, &calls, &pins).await?;
@@ -829,7 +539,7 @@ async fn file_key(
     build: &Build,
     st: &StageState,
     calls: &[(GuestInstruction, GuestRoots)],
-    pins: &[super::sources::Pin],
+    pins: &[super::copy_parts::Pin],
 ) -> Result<crate::cache::Key> {
     let mut instruction = Vec::new();
     let mut sources = Vec::new();
@@ -842,7 +552,7 @@ async fn file_key(
                 .iter()
                 .map(|(n, v)| format!("--{n}={}", v.as_deref().unwrap_or(""))),
         );
-        if let super::sources::Pin::Id(id) = pin {
+        if let super::copy_parts::Pin::Id(id) = pin {
             sources.push(crate::cache::digest_of(["pinned", id.as_str()]));
             continue;
         }
@@ -867,7 +577,7 @@ async fn file_key(
 
 /// `COPY --from=<image>`: the image pulled and extracted once per build, however many
 /// stages ask for it at once.
-async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
+pub(super) async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
     let cell = {
         let mut images = build.from_images.lock().await;
         let next = images.len();
@@ -879,10 +589,10 @@ async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
     let (cell, next) = cell;
     let root = cell
         .get_or_try_init(|| async {
-            let (_, layers, _, _) = super::pull_image(build, reference).await?;
+            let (_, layers, _, _) = super::base::pull_image(build, reference).await?;
             let dir = build.work.join(format!("image-{next}"));
             let root = Arc::new(Root::create(&dir)?);
-            super::extract_layers(&root, &layers).await?;
+            super::base::extract_layers(&root, &layers).await?;
             Ok::<_, anyhow::Error>(root)
         })
         .await?;

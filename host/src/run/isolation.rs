@@ -25,6 +25,15 @@ impl Isolation {
         }
     }
 
+    /// What the mode needs of the process before it starts a thread: rootless, when kiln is
+    /// not root, enters its user namespace (the kernel allows that only single-threaded).
+    pub fn enter_process(self) -> Result<(), IsolationError> {
+        match self {
+            Isolation::Rootless if !rustix::process::geteuid().is_root() => enter_user_namespace(),
+            Isolation::Rootless | Isolation::Chroot | Isolation::InPlace => Ok(()),
+        }
+    }
+
     pub fn parse(value: &str) -> Option<Isolation> {
         match value {
             "chroot" => Some(Isolation::Chroot),

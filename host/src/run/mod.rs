@@ -1,20 +1,24 @@
 //! RUN: executes a command natively in the stage root, under the build's isolation.
 //!
-//! The parent side lives here: it makes the mountpoints the command needs (and removes the
-//! ones it made afterwards, restoring the parent's mtime, so none reaches the layer), prepares
-//! `RUN --mount` sources (`mounts`, `prepare`), forks the child (`child`), waits and reports
-//! the exit code or signal; the forked middle process kills whatever the command left
-//! running (`reaper`). Which mode is used and
-//! the rootless user namespace are `isolation`'s; build secrets are `secrets`'. Which
-//! instructions run and how their env is built is the orchestrator's business.
+//! `Runner` (`runner`) is the build's one handle on isolation: every mode, in place
+//! included, is decided there. The parent side of one command lives here: it makes the
+//! mountpoints the command needs and removes them afterwards (`scaffold`), readies each
+//! `RUN --mount` (`mount_spec` reads the flag, `mounts` prepares source and target), forks
+//! the child (`child`), waits and reports the exit code or signal; the forked middle process
+//! kills whatever the command left running (`reaper`). Which mode is chosen and the rootless
+//! user namespace are `isolation`'s; in-place mechanics are `in_place`'s, RUN on an overlay
+//! `overlay`'s, build secrets `secrets`'. Which instructions run and how their env is built
+//! is the orchestrator's business.
 
 mod child;
-pub mod in_place;
+mod in_place;
 pub mod isolation;
-pub mod mounts;
-pub mod overlay;
-mod prepare;
+pub mod mount_spec;
+mod mounts;
+mod overlay;
 mod reaper;
+mod runner;
+mod scaffold;
 pub mod secrets;
 
 use std::ffi::{CString, OsStr};
@@ -25,11 +29,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 pub use isolation::Isolation;
-pub use mounts::{MountKind, MountSpec, Network};
+pub use mount_spec::{MountKind, MountSpec, Network};
+pub use runner::{Runner, RunnerOptions, StageRoot};
 pub use secrets::Secrets;
 
 use crate::rootfs::{Kind, Root};
-use prepare::Scaffold;
+use scaffold::Scaffold;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -61,8 +66,18 @@ pub enum Error {
     },
     #[error("{what} needs CAP_SYS_ADMIN (a mount namespace), which kiln does not have")]
     NeedsNamespaces { what: &'static str },
-    #[error("interrupted")]
-    Interrupted,
+    #[error("--cleanup: removing {path}: {source}")]
+    Cleanup {
+        path: String,
+        source: crate::rootfs::Error,
+    },
+    #[error("scanning {what}: {source}")]
+    Scan {
+        what: &'static str,
+        source: Box<crate::snapshot::Error>,
+    },
+    #[error("a blocking task of the runner failed: {why}")]
+    Task { why: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -92,9 +107,9 @@ pub struct RunSpec {
     pub output_prefix: Option<String>,
 }
 
-/// What every RUN of one build shares.
+/// What every RUN of one build shares (made by [`Runner::prepare`]).
 #[derive(Debug)]
-pub struct RunEnv {
+pub(crate) struct RunEnv {
     pub isolation: Isolation,
     /// whether mount/PID/UTS namespaces are available (CAP_SYS_ADMIN)
     pub namespaces: bool,
@@ -187,7 +202,7 @@ pub fn default_home(root: &Root, uid: u32) -> String {
 /// Runs the command in the root; Ok only for exit code 0. On an overlay (`RunEnv::overlay`)
 /// what the command changed is merged into the root and listed (`Some`): nothing else in the
 /// root changed. `None`: the root must be walked to find out.
-pub fn run(
+pub(crate) fn run(
     root: &Root,
     spec: &RunSpec,
     env: &RunEnv,
@@ -204,33 +219,11 @@ pub fn run(
     }
     let mut scaffold = Scaffold::new(root);
     let result = (|| -> Result<Result<Option<Vec<crate::snapshot::Touch>>>> {
-        let (proc_, dev, sys, resolv, hosts) = if in_place {
-            (env.namespaces, false, false, None, None)
-        } else if env.namespaces {
-            (
-                scaffold.ensure("proc", Kind::Dir)?,
-                scaffold.ensure("dev", Kind::Dir)?,
-                scaffold.ensure("sys", Kind::Dir)?,
-                scaffold
-                    .ensure("etc/resolv.conf", Kind::File)?
-                    .then(|| cstring(&env.resolv_conf))
-                    .transpose()?,
-                scaffold
-                    .ensure("etc/hosts", Kind::File)?
-                    .then(|| cstring(&env.hosts))
-                    .transpose()?,
-            )
-        } else {
-            // plain chroot: device nodes and network files only where the image has none
-            scaffold.provide_devices()?;
-            scaffold.provide_file("etc/resolv.conf", &env.resolv_conf)?;
-            scaffold.provide_file("etc/hosts", &env.hosts)?;
-            (false, false, false, None, None)
-        };
-        let mut prepared = prepare::Prepared::default();
+        let points = mountpoints(&mut scaffold, env)?;
+        let mut prepared = mounts::Prepared::default();
         let mut cmd_env = spec.env.clone();
         for (i, req) in spec.mounts.iter().enumerate() {
-            prepare::mount(root, req, i, &spec.cwd, env, &mut scaffold, &mut prepared)?;
+            mounts::mount(root, req, i, &spec.cwd, env, &mut scaffold, &mut prepared)?;
         }
         for (k, v) in prepared.env.drain(..) {
             cmd_env.retain(|(ek, _)| ek != &k);
@@ -249,11 +242,11 @@ pub fn run(
             namespaces: env.namespaces,
             overlay: overlay.as_ref().map(|o| o.data.clone()),
             new_net: spec.network == Network::None,
-            proc_,
-            dev,
-            sys,
-            resolv,
-            hosts,
+            proc_: points.proc_,
+            dev: points.dev,
+            sys: points.sys,
+            resolv: points.resolv,
+            hosts: points.hosts,
             mounts: std::mem::take(&mut prepared.child_mounts),
             hide: if env.namespaces {
                 env.hide
@@ -282,22 +275,75 @@ pub fn run(
         let (Ok(()), Some(overlay)) = (&status, &overlay) else {
             return Ok(status.map(|()| None));
         };
-        let t = std::time::Instant::now();
-        let touched = overlay::merge(overlay, root.path()).map_err(|source| Error::Io {
-            path: root.path().to_path_buf(),
-            source,
-        })?;
-        tracing::info!(
-            paths = touched.len(),
-            ms = t.elapsed().as_secs_f64() * 1000.0,
-            "merged the overlay's upper directory"
-        );
-        Ok(Ok(Some(touched)))
+        merge_overlay(overlay, root).map(|touched| Ok(Some(touched)))
     })();
     let undone = scaffold.undo();
     let code = result?;
     undone?;
     code
+}
+
+/// Which kernel filesystems and network files the child mounts, made ready in the root.
+struct Mountpoints {
+    proc_: bool,
+    dev: bool,
+    sys: bool,
+    resolv: Option<CString>,
+    hosts: Option<CString>,
+}
+
+/// Readies the mountpoints of the mode: in place `/` has its own (only a fresh /proc with
+/// namespaces); with namespaces the child mounts /proc, /dev, /sys and the network files on
+/// points made here; in a plain chroot devices and network files are copied in instead.
+fn mountpoints(scaffold: &mut Scaffold<'_>, env: &RunEnv) -> Result<Mountpoints> {
+    let none = Mountpoints {
+        proc_: false,
+        dev: false,
+        sys: false,
+        resolv: None,
+        hosts: None,
+    };
+    if env.isolation == Isolation::InPlace {
+        return Ok(Mountpoints {
+            proc_: env.namespaces,
+            ..none
+        });
+    }
+    if !env.namespaces {
+        // plain chroot: device nodes and network files only where the image has none
+        scaffold.provide_devices()?;
+        scaffold.provide_file("etc/resolv.conf", &env.resolv_conf)?;
+        scaffold.provide_file("etc/hosts", &env.hosts)?;
+        return Ok(none);
+    }
+    Ok(Mountpoints {
+        proc_: scaffold.ensure("proc", Kind::Dir)?,
+        dev: scaffold.ensure("dev", Kind::Dir)?,
+        sys: scaffold.ensure("sys", Kind::Dir)?,
+        resolv: scaffold
+            .ensure("etc/resolv.conf", Kind::File)?
+            .then(|| cstring(&env.resolv_conf))
+            .transpose()?,
+        hosts: scaffold
+            .ensure("etc/hosts", Kind::File)?
+            .then(|| cstring(&env.hosts))
+            .transpose()?,
+    })
+}
+
+/// Moves what the command changed on the overlay into the root; returns those paths.
+fn merge_overlay(overlay: &overlay::Overlay, root: &Root) -> Result<Vec<crate::snapshot::Touch>> {
+    let t = std::time::Instant::now();
+    let touched = overlay::merge(overlay, root.path()).map_err(|source| Error::Io {
+        path: root.path().to_path_buf(),
+        source,
+    })?;
+    tracing::info!(
+        paths = touched.len(),
+        ms = t.elapsed().as_secs_f64() * 1000.0,
+        "merged the overlay's upper directory"
+    );
+    Ok(touched)
 }
 
 /// How long the output of a finished command may take to drain.

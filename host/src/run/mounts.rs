@@ -1,276 +1,418 @@
-//! `RUN --mount` and `RUN --network`: the flag values parsed into plain specs, with BuildKit's
-//! keys, defaults and errors. Where each mount's contents come from (cache dir, secret,
-//! stage, context) and how it reaches the command is `prepare`'s and the child's business.
+//! Each `RUN --mount` made ready for one command: its source (a cache dir under the kiln
+//! dir, a secret written to the build's scratch dir, a stage or context path, a tmpfs) and
+//! its target. With namespaces the child mounts them; without, their contents are copied in
+//! before and (caches) out after the command. What a `--mount` value means is
+//! `mount_spec`'s; the target's mountpoint is `scaffold`'s.
 
-use std::fmt;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-/// The kind of a `--mount`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MountKind {
-    Bind,
-    Cache,
+use super::child::{ChildMount, ChildSource};
+use super::isolation::fd_path;
+use super::mount_spec::{MountKind, MountSpec, Sharing};
+use super::scaffold::Scaffold;
+use super::{cstring, Error, MountRequest, Result, RunEnv};
+use crate::rootfs::{Kind, Meta, Root};
+
+/// What one RUN's mounts hold on to until it ends.
+#[derive(Default)]
+pub struct Prepared {
+    pub child_mounts: Vec<ChildMount>,
+    /// `type=secret,env=…`: variables for the command only
+    pub env: Vec<(String, String)>,
+    fds: Vec<OwnedFd>,
+    locks: Vec<File>,
+    scratch: Vec<PathBuf>,
+    /// without namespaces: (target in the root, cache dir) copied back after the command
+    copy_back: Vec<(String, PathBuf)>,
+    /// without namespaces: existing empty dirs filled for the command, emptied after
+    clear: Vec<(String, Option<(i64, u32)>)>,
+}
+
+impl Prepared {
+    /// After the command: caches copied back (without namespaces), scratch removed.
+    pub fn finish(self, root: &Root) -> Result<()> {
+        let mut result = Ok(());
+        for (target, cache) in &self.copy_back {
+            let r = (|| -> Result<()> {
+                let fd = root.open_path(target)?;
+                let _ = std::fs::remove_dir_all(cache);
+                copy_tree(
+                    Path::new(fd_path(fd.as_raw_fd()).to_str().unwrap_or("")),
+                    cache,
+                )
+            })();
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        for (target, mtime) in &self.clear {
+            root.remove_children(target)?;
+            if let Some(mtime) = mtime {
+                root.set_meta(
+                    target,
+                    &Meta {
+                        mtime: Some(*mtime),
+                        ..Meta::default()
+                    },
+                )?;
+            }
+        }
+        for p in &self.scratch {
+            let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
+        }
+        result
+    }
+}
+
+/// A name in the build's scratch dir no other RUN uses: stages run side by side, each RUN
+/// numbering its mounts from 0.
+fn scratch_name(what: &str, index: usize) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{what}-{index}-{run}")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn kind_name(kind: MountKind) -> &'static str {
+    match kind {
+        MountKind::Bind => "bind",
+        MountKind::Cache => "cache",
+        MountKind::Tmpfs => "tmpfs",
+        MountKind::Secret => "secret",
+    }
+}
+
+/// A cache id as a file name: what is not alphanumeric becomes `_`, plus a short hash so
+/// that `/a_b` and `/a/b` stay apart.
+fn cache_dir_name(id: &str) -> String {
+    use sha2::Digest as _;
+    let safe: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let hash = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..6]);
+    format!("{}-{hash}", safe.trim_matches('_'))
+}
+
+/// Where a mount's contents come from.
+enum Source {
+    /// a host path (a directory or not), resolved now
+    Path(PathBuf, bool),
+    /// a fresh tmpfs
     Tmpfs,
-    Secret,
 }
 
-/// How concurrent builds share a cache mount (BuildKit's `sharing=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sharing {
-    Shared,
-    Private,
-    Locked,
-}
-
-/// One parsed `--mount` value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MountSpec {
-    pub kind: MountKind,
-    /// where it appears in the command's root; relative paths are taken from the workdir
-    pub target: Option<String>,
-    pub source: Option<String>,
-    pub from: Option<String>,
-    pub readonly: bool,
-    pub id: Option<String>,
-    pub sharing: Sharing,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub env: Option<String>,
-    pub required: bool,
-    pub size: Option<u64>,
-}
-
-// Debug without values that could identify a secret's environment mapping is not needed:
-// a MountSpec holds names only, never secret contents.
-impl fmt::Debug for MountSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MountSpec")
-            .field("kind", &self.kind)
-            .field("target", &self.target)
-            .field("id", &self.id)
-            .field("from", &self.from)
-            .field("source", &self.source)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `RUN --network`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Network {
-    #[default]
-    Default,
-    None,
-    Host,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SpecError {
-    #[error("--mount {spec}: unknown key {key:?}")]
-    UnknownKey { spec: String, key: String },
-    #[error("--mount {spec}: unknown type {kind:?} (expected bind, cache, tmpfs or secret)")]
-    UnknownType { spec: String, kind: String },
-    #[error("--mount {spec}: type=ssh is not supported")]
-    Ssh { spec: String },
-    #[error("--mount {spec}: {key}={value:?} is not valid: {why}")]
-    BadValue {
-        spec: String,
-        key: String,
-        value: String,
-        why: &'static str,
-    },
-    #[error("--mount {spec}: a target is required")]
-    NoTarget { spec: String },
-    #[error("--network={0}: expected default, none or host")]
-    Network(String),
-}
-
-fn parse_bool(spec: &str, key: &str, value: Option<&str>) -> Result<bool, SpecError> {
-    match value.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("true") | Some("1") => Ok(true),
-        Some("false") | Some("0") => Ok(false),
-        Some(v) => Err(SpecError::BadValue {
-            spec: spec.into(),
-            key: key.into(),
-            value: v.into(),
-            why: "expected true or false",
-        }),
-    }
-}
-
-fn parse_num(spec: &str, key: &str, value: &str, radix: u32) -> Result<u32, SpecError> {
-    u32::from_str_radix(value, radix).map_err(|_| SpecError::BadValue {
-        spec: spec.into(),
-        key: key.into(),
-        value: value.into(),
-        why: if radix == 8 {
-            "expected an octal mode"
-        } else {
-            "expected a number"
+/// Prepares the `index`-th mount of a RUN.
+pub fn mount(
+    root: &Root,
+    req: &MountRequest,
+    index: usize,
+    cwd: &str,
+    env: &RunEnv,
+    scaffold: &mut Scaffold<'_>,
+    out: &mut Prepared,
+) -> Result<()> {
+    let spec = &req.spec;
+    let source = match spec.kind {
+        MountKind::Secret => match secret_source(req, index, env, out)? {
+            Some(source) => source,
+            None => return Ok(()),
         },
-    })
-}
-
-/// Parses a size like `64m`, `1g`, `4096` (bytes).
-fn parse_size(spec: &str, value: &str) -> Result<u64, SpecError> {
-    let lower = value.to_ascii_lowercase();
-    let trimmed = lower.trim_end_matches('b');
-    let (digits, mult) = match trimmed.chars().last() {
-        Some('k') => (&trimmed[..trimmed.len() - 1], 1u64 << 10),
-        Some('m') => (&trimmed[..trimmed.len() - 1], 1 << 20),
-        Some('g') => (&trimmed[..trimmed.len() - 1], 1 << 30),
-        _ => (trimmed, 1),
+        MountKind::Cache => cache_source(req, index, env, out)?,
+        MountKind::Bind => bind_source(req, index, env, out)?,
+        MountKind::Tmpfs => Source::Tmpfs,
     };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| SpecError::BadValue {
-            spec: spec.into(),
-            key: "size".into(),
-            value: value.into(),
-            why: "expected a size such as 64m",
-        })
+    let source = match source {
+        Source::Path(path, is_dir) => Some((path, is_dir)),
+        Source::Tmpfs => None,
+    };
+    attach(root, spec, cwd, env, scaffold, out, source)
 }
 
-impl MountSpec {
-    /// Parses one `--mount` value (comma-separated `key=value`, BuildKit's keys).
-    pub fn parse(spec: &str) -> Result<MountSpec, SpecError> {
-        let mut kind = MountKind::Bind;
-        let mut pairs = Vec::new();
-        for field in spec.split(',').filter(|f| !f.is_empty()) {
-            let (key, value) = match field.split_once('=') {
-                Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
-                None => (field.trim().to_ascii_lowercase(), None),
-            };
-            if key == "type" {
-                kind = match value.unwrap_or_default() {
-                    "bind" => MountKind::Bind,
-                    "cache" => MountKind::Cache,
-                    "tmpfs" => MountKind::Tmpfs,
-                    "secret" => MountKind::Secret,
-                    "ssh" => return Err(SpecError::Ssh { spec: spec.into() }),
-                    other => {
-                        return Err(SpecError::UnknownType {
-                            spec: spec.into(),
-                            kind: other.into(),
-                        })
-                    }
-                };
-            } else {
-                pairs.push((key, value));
-            }
+/// A secret written to the build's scratch dir (and its `env=` variable); None when the
+/// mount is skipped (an optional secret not given) or has no target.
+fn secret_source(
+    req: &MountRequest,
+    index: usize,
+    env: &RunEnv,
+    out: &mut Prepared,
+) -> Result<Option<Source>> {
+    let spec = &req.spec;
+    let id = spec.id.clone().unwrap_or_default();
+    let Some(value) = env.secrets.get(&id) else {
+        if spec.required {
+            return Err(Error::SecretMissing { id });
         }
-        let mut m = MountSpec {
-            kind,
-            target: None,
-            source: None,
-            from: None,
-            readonly: kind == MountKind::Bind || kind == MountKind::Secret,
-            id: None,
-            sharing: Sharing::Shared,
-            mode: None,
-            uid: None,
-            gid: None,
-            env: None,
-            required: false,
-            size: None,
-        };
-        for (key, value) in pairs {
-            let text = || value.unwrap_or_default().to_string();
-            match key.as_str() {
-                "target" | "dst" | "destination" => m.target = Some(text()),
-                "source" | "src" => m.source = Some(text()),
-                "from" => m.from = Some(text()),
-                "readonly" | "ro" => m.readonly = parse_bool(spec, &key, value)?,
-                "readwrite" | "rw" => m.readonly = !parse_bool(spec, &key, value)?,
-                "id" if matches!(kind, MountKind::Cache | MountKind::Secret) => m.id = Some(text()),
-                "sharing" if kind == MountKind::Cache => {
-                    m.sharing = match value.unwrap_or_default() {
-                        "shared" => Sharing::Shared,
-                        "private" => Sharing::Private,
-                        "locked" => Sharing::Locked,
-                        v => {
-                            return Err(SpecError::BadValue {
-                                spec: spec.into(),
-                                key,
-                                value: v.into(),
-                                why: "expected shared, private or locked",
-                            })
-                        }
-                    }
-                }
-                "mode" if matches!(kind, MountKind::Cache | MountKind::Secret) => {
-                    m.mode = Some(parse_num(spec, &key, &text(), 8)?)
-                }
-                "uid" if matches!(kind, MountKind::Cache | MountKind::Secret) => {
-                    m.uid = Some(parse_num(spec, &key, &text(), 10)?)
-                }
-                "gid" if matches!(kind, MountKind::Cache | MountKind::Secret) => {
-                    m.gid = Some(parse_num(spec, &key, &text(), 10)?)
-                }
-                "env" if kind == MountKind::Secret => m.env = Some(text()),
-                "required" if kind == MountKind::Secret => {
-                    m.required = parse_bool(spec, &key, value)?
-                }
-                "size" if kind == MountKind::Tmpfs => m.size = Some(parse_size(spec, &text())?),
-                _ => {
-                    return Err(SpecError::UnknownKey {
-                        spec: spec.into(),
-                        key,
-                    })
-                }
-            }
-        }
-        match kind {
-            MountKind::Secret => {
-                if m.id.is_none() {
-                    // BuildKit: the id defaults to the target's base name
-                    m.id = m
-                        .target
-                        .as_deref()
-                        .map(|t| t.trim_end_matches('/').rsplit('/').next().unwrap_or(t))
-                        .map(String::from);
-                }
-                let Some(id) = m.id.clone().filter(|i| !i.is_empty()) else {
-                    return Err(SpecError::NoTarget { spec: spec.into() });
-                };
-                if m.target.is_none() && m.env.is_none() {
-                    m.target = Some(format!("/run/secrets/{id}"));
-                }
-            }
-            _ => {
-                if m.target.as_deref().is_none_or(str::is_empty) {
-                    return Err(SpecError::NoTarget { spec: spec.into() });
-                }
-                if kind == MountKind::Cache && m.id.as_deref().is_none_or(str::is_empty) {
-                    m.id = m.target.clone();
-                }
-            }
-        }
-        Ok(m)
+        tracing::debug!(id = %id, "secret not given, mount skipped");
+        return Ok(None);
+    };
+    if let Some(var) = &spec.env {
+        out.env
+            .push((var.clone(), String::from_utf8_lossy(value).into_owned()));
     }
+    if spec.target.is_none() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&env.scratch).map_err(io(&env.scratch))?;
+    let path = env.scratch.join(scratch_name("secret", index));
+    let _ = std::fs::remove_file(&path);
+    let mode = spec.mode.unwrap_or(0o400);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io(&path))?;
+    out.scratch.push(path.clone());
+    f.write_all(value).map_err(io(&path))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io(&path))?;
+    let _ = std::os::unix::fs::chown(&path, spec.uid.or(Some(0)), spec.gid.or(Some(0)));
+    Ok(Some(Source::Path(path, false)))
+}
 
-    /// The target as an absolute path inside the root, relative ones taken from `workdir`.
-    pub fn target_in(&self, workdir: &str) -> Option<String> {
-        let t = self.target.as_deref()?;
-        let abs = if t.starts_with('/') {
-            t.to_string()
+/// A cache directory under the kiln dir (or a fresh one when `sharing=private` finds it in
+/// use), seeded from `from=` the first time.
+fn cache_source(
+    req: &MountRequest,
+    index: usize,
+    env: &RunEnv,
+    out: &mut Prepared,
+) -> Result<Source> {
+    let spec = &req.spec;
+    let bad = |what: String, why: String| Error::Mount {
+        kind: "cache",
+        what,
+        why,
+    };
+    let id = spec.id.clone().unwrap_or_default();
+    std::fs::create_dir_all(&env.cache_mounts).map_err(io(&env.cache_mounts))?;
+    let mut dir = env.cache_mounts.join(cache_dir_name(&id));
+    let lock_path = dir.with_extension("lock");
+    let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+    match spec.sharing {
+        Sharing::Shared => {}
+        Sharing::Locked => rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io(&lock_path)(e.into()))?,
+        Sharing::Private => {
+            if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err()
+            {
+                // in use by another build: this RUN gets a fresh one of its own
+                dir = env.scratch.join(scratch_name("cache", index));
+                out.scratch.push(dir.clone());
+            }
+        }
+    }
+    out.locks.push(lock);
+    if !dir.exists() {
+        let tmp = dir.with_extension("new");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        if let (Some(from), true) = (&req.from, spec.from.is_some()) {
+            let src = spec.source.as_deref().unwrap_or("/");
+            let fd = from.open_path(src).map_err(|e| {
+                bad(
+                    format!(
+                        "from={},source={src}",
+                        spec.from.clone().unwrap_or_default()
+                    ),
+                    e.to_string(),
+                )
+            })?;
+            copy_tree(
+                &PathBuf::from(fd_path(fd.as_raw_fd()).to_string_lossy().into_owned()),
+                &tmp,
+            )?;
+        }
+        std::fs::set_permissions(
+            &tmp,
+            std::fs::Permissions::from_mode(spec.mode.unwrap_or(0o755)),
+        )
+        .map_err(io(&tmp))?;
+        let _ = std::os::unix::fs::chown(&tmp, spec.uid.or(Some(0)), spec.gid.or(Some(0)));
+        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+    }
+    Ok(Source::Path(dir, true))
+}
+
+/// A path of a stage, image or the context; a throwaway copy when the mount is writable.
+fn bind_source(
+    req: &MountRequest,
+    index: usize,
+    env: &RunEnv,
+    out: &mut Prepared,
+) -> Result<Source> {
+    let spec = &req.spec;
+    let bad = |what: String, why: String| Error::Mount {
+        kind: "bind",
+        what,
+        why,
+    };
+    let from = req
+        .from
+        .as_ref()
+        .ok_or_else(|| bad("from".into(), "no source root".into()))?;
+    let src = spec.source.as_deref().unwrap_or("/");
+    let what = || match &spec.from {
+        Some(f) => format!("from={f},source={src}"),
+        None => format!("source={src}"),
+    };
+    let st = from.stat(src).map_err(|e| bad(what(), e.to_string()))?;
+    let fd = from
+        .open_path(src)
+        .map_err(|e| bad(what(), e.to_string()))?;
+    let path = real_path(&fd)?;
+    let is_dir = st.kind == Kind::Dir;
+    if spec.readonly || !env.namespaces {
+        // without namespaces the contents are copied in anyway: writes are discarded
+        Ok(Source::Path(path, is_dir))
+    } else {
+        // writable: a throwaway copy, so writes never reach the stage or context
+        let copy = env.scratch.join(scratch_name("bind", index));
+        let _ = std::fs::remove_dir_all(&copy);
+        std::fs::create_dir_all(&env.scratch).map_err(io(&env.scratch))?;
+        out.scratch.push(copy.clone());
+        if is_dir {
+            copy_tree(&path, &copy)?;
         } else {
-            format!("{}/{t}", workdir.trim_end_matches('/'))
-        };
-        Some(crate::rootfs::clean(&abs))
+            std::fs::copy(&path, &copy).map_err(io(&copy))?;
+        }
+        Ok(Source::Path(copy, is_dir))
     }
 }
 
-impl Network {
-    pub fn parse(value: &str) -> Result<Network, SpecError> {
-        match value {
-            "default" | "" => Ok(Network::Default),
-            "none" => Ok(Network::None),
-            "host" => Ok(Network::Host),
-            other => Err(SpecError::Network(other.into())),
-        }
+/// Makes the target and either hands the mount to the child (namespaces) or copies the
+/// contents in (and, for a cache, out again afterwards).
+fn attach(
+    root: &Root,
+    spec: &MountSpec,
+    cwd: &str,
+    env: &RunEnv,
+    scaffold: &mut Scaffold<'_>,
+    out: &mut Prepared,
+    source: Option<(PathBuf, bool)>,
+) -> Result<()> {
+    let kind = kind_name(spec.kind);
+    let bad = |what: String, why: String| Error::Mount { kind, what, why };
+    let Some(target) = spec.target_in(cwd) else {
+        return Ok(());
+    };
+    if target.is_empty() {
+        return Err(bad(
+            format!("target={}", spec.target.clone().unwrap_or_default()),
+            "cannot mount over /".into(),
+        ));
     }
+    let is_dir = source.as_ref().is_none_or(|(_, d)| *d);
+    let created = scaffold.ensure_target(&target, is_dir)?;
+    if env.namespaces {
+        // host paths, both resolved now (inside their roots): the child mounts them in its
+        // own namespace, where fds opened here would name mounts of another namespace
+        let child_source = match &source {
+            Some((path, _)) => ChildSource::Bind(cstring(path)?),
+            None => {
+                let mut opts = "mode=1777".to_string();
+                if let Some(size) = spec.size {
+                    opts.push_str(&format!(",size={size}"));
+                }
+                ChildSource::Tmpfs(cstring(Path::new(&opts))?)
+            }
+        };
+        let target_fd = root.open_path(&target)?;
+        out.child_mounts.push(ChildMount {
+            source: child_source,
+            target: cstring(&real_path(&target_fd)?)?,
+            readonly: spec.readonly,
+        });
+        return Ok(());
+    }
+    // no mount namespace: the contents are copied in, and out again for a cache
+    if !created {
+        let empty = !is_dir
+            || root
+                .read_dir(&target)
+                .map(|e| e.is_empty())
+                .unwrap_or(false);
+        if !empty || !is_dir {
+            return Err(bad(
+                format!("target=/{target}"),
+                "without CAP_SYS_ADMIN kiln copies mount contents in, and the target already \
+                 exists in the image with contents of its own"
+                    .into(),
+            ));
+        }
+        out.clear
+            .push((target.clone(), root.lstat(&target).ok().map(|s| s.mtime)));
+    }
+    let target_fd = root.open_path(&target)?;
+    let target_path = PathBuf::from(
+        fd_path(target_fd.as_raw_fd())
+            .to_string_lossy()
+            .into_owned(),
+    );
+    match &source {
+        Some((path, true)) => copy_tree(path, &target_path)?,
+        Some((path, false)) => {
+            let data = std::fs::read(path).map_err(io(path))?;
+            let meta = std::fs::metadata(path).map_err(io(path))?;
+            let mut f = root.create_file(&target, meta.mode() & 0o7777)?;
+            f.write_all(&data).map_err(io(path))?;
+        }
+        None => {}
+    }
+    if let (MountKind::Cache, Some((dir, _))) = (spec.kind, &source) {
+        out.copy_back.push((target, dir.clone()));
+    }
+    out.fds.push(target_fd);
+    Ok(())
+}
+
+/// Where an fd resolved inside a root really is on the host.
+fn real_path(fd: &OwnedFd) -> Result<PathBuf> {
+    let link = PathBuf::from(fd_path(fd.as_raw_fd()).to_string_lossy().into_owned());
+    std::fs::read_link(&link).map_err(io(&link))
+}
+
+/// Copies a directory tree (never following symlinks; mode and owner kept where allowed)
+/// into `dst`, which may exist.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst).map_err(io(dst))?;
+    for entry in std::fs::read_dir(src).map_err(io(src))? {
+        let entry = entry.map_err(io(src))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&from).map_err(io(&from))?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&from).map_err(io(&from))?;
+            let _ = std::fs::remove_file(&to);
+            std::os::unix::fs::symlink(&target, &to).map_err(io(&to))?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to).map_err(io(&to))?;
+        } else {
+            continue;
+        }
+        if !ft.is_symlink() {
+            let _ = std::fs::set_permissions(
+                &to,
+                std::fs::Permissions::from_mode(meta.mode() & 0o7777),
+            );
+        }
+        let _ = std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -279,54 +421,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_buildkit_mount_values() {
-        let m =
-            MountSpec::parse("type=cache,target=/root/.cache,sharing=locked,mode=0700,uid=1,gid=2")
-                .unwrap();
-        assert_eq!(m.kind, MountKind::Cache);
-        assert_eq!(m.id.as_deref(), Some("/root/.cache"));
-        assert_eq!((m.mode, m.uid, m.gid), (Some(0o700), Some(1), Some(2)));
-        assert_eq!(m.sharing, Sharing::Locked);
-        assert!(!m.readonly);
-
-        let s = MountSpec::parse("type=secret,id=tok").unwrap();
-        assert_eq!(s.target.as_deref(), Some("/run/secrets/tok"));
-        let s = MountSpec::parse("type=secret,id=tok,env=TOKEN").unwrap();
-        assert_eq!(s.target, None);
-        let s = MountSpec::parse("type=secret,target=/etc/key,required").unwrap();
-        assert_eq!((s.id.as_deref(), s.required), (Some("key"), true));
-
-        let b = MountSpec::parse("target=/src,from=build,source=/out,rw").unwrap();
-        assert_eq!(b.kind, MountKind::Bind);
-        assert!(!b.readonly);
-        let t = MountSpec::parse("type=tmpfs,dst=/t,size=64m").unwrap();
-        assert_eq!(t.size, Some(64 << 20));
-        assert_eq!(
-            MountSpec::parse("type=cache,target=c")
-                .unwrap()
-                .target_in("/w"),
-            Some("w/c".into())
-        );
-    }
-
-    #[test]
-    fn rejects_bad_mount_values() {
-        for (spec, want) in [
-            ("type=foo,target=/x", "unknown type \"foo\""),
-            ("type=bind", "a target is required"),
-            ("type=tmpfs,target=/x,id=a", "unknown key \"id\""),
-            (
-                "type=cache,target=/x,sharing=all",
-                "expected shared, private or locked",
-            ),
-            ("type=cache,target=/x,mode=999", "expected an octal mode"),
-            ("type=ssh", "type=ssh is not supported"),
-            ("type=secret", "a target is required"),
-        ] {
-            let err = MountSpec::parse(spec).unwrap_err().to_string();
-            assert!(err.contains(want), "{spec}: {err}");
-        }
-        assert!(Network::parse("bridge").is_err());
-        assert_eq!(Network::parse("none").unwrap(), Network::None);
+    fn cache_ids_become_distinct_file_names() {
+        let a = cache_dir_name("/root/.cache");
+        assert!(a.starts_with("root__cache-"), "{a}");
+        assert_ne!(cache_dir_name("/a_b"), cache_dir_name("/a/b"));
     }
 }

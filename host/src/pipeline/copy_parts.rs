@@ -1,6 +1,6 @@
 //! COPY/ADD sources that do not come from the context or a `--from` root: heredocs
 //! (`COPY <<EOF /dst`) and, for ADD, `http(s)://` URLs and git repositories. Each is
-//! materialized by the host in a scratch root (`heredoc.rs`, `remote.rs`, `remote_git.rs`)
+//! materialized by the host in a scratch root (`heredoc`, `context::add_url`, `context::add_git`)
 //! and handed to the guest as the `--from` root of a call of its own, so that destination,
 //! owner and mode rules stay the guest's. Context and `--from` sources of the same
 //! instruction go to the guest first, unchanged, then the git repositories and URLs in the
@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
-use super::{heredoc, remote, remote_git};
-use crate::dockerfile::{is_heredoc_marker, Instruction, Keyword};
+use super::heredoc;
+use crate::context::{add_git, add_url};
+use crate::dockerfile::{is_heredoc_marker, Heredoc, Instruction, Keyword};
 use crate::rootfs::Root;
 
 /// Flags that only make sense for context, `--from` and git sources.
@@ -55,13 +56,108 @@ fn names_directory(dest: &str) -> bool {
 }
 
 fn is_url_like(src: &str) -> bool {
-    remote::is_http_url(src)
+    add_url::is_http_url(src)
 }
 
 /// A remote source of an ADD, in the order written.
 enum Remote {
     Url(String),
     Git(String),
+}
+
+/// An instruction's sources by where they come from.
+struct Sorted<'a> {
+    /// the context or `--from` root
+    local: Vec<String>,
+    /// ADD's URLs and git repositories
+    remotes: Vec<Remote>,
+    /// `<<EOF` markers' bodies
+    heredocs: Vec<&'a Heredoc>,
+}
+
+/// Sorts the expanded sources (`raw`: as written, to find heredoc markers) by where they
+/// come from; refuses git sources COPY cannot take and ssh ones kiln cannot fetch.
+fn sort<'a>(ins: &'a Instruction, raw: &[String], srcs: &[String]) -> Result<Sorted<'a>> {
+    let add = ins.keyword == Keyword::Add;
+    let mut docs = ins.heredocs.iter();
+    let (mut local, mut remotes, mut heredocs) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, src) in srcs.iter().enumerate() {
+        let written = raw.get(i).map(String::as_str).unwrap_or(src);
+        if is_heredoc_marker(written) {
+            if let Some(doc) = docs.next() {
+                heredocs.push(doc);
+                continue;
+            }
+        }
+        match add_git::transport(src) {
+            Some(_) if !add => bail!("{src}: COPY cannot copy a git repository, use ADD"),
+            Some(add_git::Transport::Ssh) => bail!(
+                "{src}: git over ssh is not supported (kiln has no ssh client), use an https:// URL"
+            ),
+            Some(add_git::Transport::Fetched) => {
+                remotes.push(Remote::Git(src.clone()));
+                continue;
+            }
+            None => {}
+        }
+        if add && is_url_like(src) {
+            remotes.push(Remote::Url(src.clone()));
+        } else {
+            local.push(src.clone());
+        }
+    }
+    Ok(Sorted {
+        local,
+        remotes,
+        heredocs,
+    })
+}
+
+/// The flags of a part read from a root of its own: heredoc and URL files are plain files,
+/// so flags that select or walk source trees do not apply; `--from` names the source.
+fn own_flags(flags: &[(String, Option<String>)], from: &str) -> Vec<(String, Option<String>)> {
+    flags
+        .iter()
+        .filter(|(n, _)| !SOURCE_ONLY_FLAGS.contains(&n.as_str()))
+        .cloned()
+        .chain(std::iter::once((
+            "from".to_string(),
+            Some(from.to_string()),
+        )))
+        .collect()
+}
+
+/// Fetches one remote source into a scratch root of its own: the part that copies it.
+async fn fetch(
+    remote: Remote,
+    dest: &str,
+    checksum: Option<&str>,
+    keep_git_dir: bool,
+    work: &Path,
+    flags: &[(String, Option<String>)],
+) -> Result<Part> {
+    Ok(match remote {
+        Remote::Url(url) => {
+            let dir = scratch_dir(work, "add-url");
+            let (root, name) = add_url::fetch(&url, checksum, &dir).await?;
+            Part {
+                args: vec![name, dest.to_string()],
+                flags: own_flags(flags, &url),
+                root: Some(Arc::new(root)),
+                pin: Pin::Unpinned,
+            }
+        }
+        Remote::Git(src) => {
+            let dir = scratch_dir(work, "add-git");
+            let checkout = add_git::fetch(&src, keep_git_dir, &dir).await?;
+            Part {
+                args: vec![checkout.path, dest.to_string()],
+                flags: own_flags(flags, &src),
+                root: Some(Arc::new(checkout.root)),
+                pin: Pin::Id(checkout.pin),
+            }
+        }
+    })
 }
 
 /// Splits a COPY/ADD (`args`: its expanded words, sources then destination) into guest
@@ -89,34 +185,11 @@ pub(crate) async fn split(
             pin: Pin::Content,
         }]);
     };
-    let add = ins.keyword == Keyword::Add;
-    let mut docs = ins.heredocs.iter();
-    let (mut local, mut remotes, mut heredocs) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, src) in srcs.iter().enumerate() {
-        let written = raw.get(i).map(String::as_str).unwrap_or(src);
-        if is_heredoc_marker(written) {
-            if let Some(doc) = docs.next() {
-                heredocs.push(doc);
-                continue;
-            }
-        }
-        match remote_git::transport(src) {
-            Some(_) if !add => bail!("{src}: COPY cannot copy a git repository, use ADD"),
-            Some(remote_git::Transport::Ssh) => bail!(
-                "{src}: git over ssh is not supported (kiln has no ssh client), use an https:// URL"
-            ),
-            Some(remote_git::Transport::Fetched) => {
-                remotes.push(Remote::Git(src.clone()));
-                continue;
-            }
-            None => {}
-        }
-        if add && is_url_like(src) {
-            remotes.push(Remote::Url(src.clone()));
-        } else {
-            local.push(src.clone());
-        }
-    }
+    let Sorted {
+        local,
+        remotes,
+        heredocs,
+    } = sort(ins, &raw, srcs)?;
     let urls = remotes
         .iter()
         .filter(|r| matches!(r, Remote::Url(_)))
@@ -125,10 +198,10 @@ pub(crate) async fn split(
         if srcs.len() != 1 || urls != 1 {
             bail!("--checksum={sum} needs exactly one http(s) source");
         }
-        remote::parse_checksum(sum)?;
+        add_url::parse_checksum(sum)?;
     }
     let keep_git_dir = match flag("keep-git-dir") {
-        Some(value) => remote_git::parse_keep_git_dir(value.as_deref())?,
+        Some(value) => add_git::parse_keep_git_dir(value.as_deref())?,
         None => false,
     };
     if remotes.is_empty() && heredocs.is_empty() && flag("keep-git-dir").is_none() {
@@ -142,19 +215,6 @@ pub(crate) async fn split(
     if srcs.len() > 1 && !names_directory(dest) {
         bail!("with more than one source the destination must be a directory ending in /, got {dest:?}");
     }
-    // heredoc and URL files are plain files of a root of their own: flags that select or
-    // walk source trees do not apply
-    let own_flags = |from: &str| -> Vec<(String, Option<String>)> {
-        flags
-            .iter()
-            .filter(|(n, _)| !SOURCE_ONLY_FLAGS.contains(&n.as_str()))
-            .cloned()
-            .chain(std::iter::once((
-                "from".to_string(),
-                Some(from.to_string()),
-            )))
-            .collect()
-    };
     let mut parts = Vec::new();
     if !local.is_empty() {
         let mut args = local;
@@ -173,28 +233,17 @@ pub(crate) async fn split(
         });
     }
     for remote in remotes {
-        match remote {
-            Remote::Url(url) => {
-                let dir = scratch_dir(work, "add-url");
-                let (root, name) = remote::fetch(&url, checksum.as_deref(), &dir).await?;
-                parts.push(Part {
-                    args: vec![name, dest.clone()],
-                    flags: own_flags(&url),
-                    root: Some(Arc::new(root)),
-                    pin: Pin::Unpinned,
-                });
-            }
-            Remote::Git(src) => {
-                let dir = scratch_dir(work, "add-git");
-                let checkout = remote_git::fetch(&src, keep_git_dir, &dir).await?;
-                parts.push(Part {
-                    args: vec![checkout.path, dest.clone()],
-                    flags: own_flags(&src),
-                    root: Some(Arc::new(checkout.root)),
-                    pin: Pin::Id(checkout.pin),
-                });
-            }
-        }
+        parts.push(
+            fetch(
+                remote,
+                dest,
+                checksum.as_deref(),
+                keep_git_dir,
+                work,
+                &flags,
+            )
+            .await?,
+        );
     }
     if !heredocs.is_empty() {
         let dir = scratch_dir(work, "heredoc");
@@ -204,7 +253,7 @@ pub(crate) async fn split(
         args.push(dest.clone());
         parts.push(Part {
             args,
-            flags: own_flags("heredoc"),
+            flags: own_flags(&flags, "heredoc"),
             root: Some(Arc::new(root)),
             pin: Pin::Content,
         });

@@ -1,0 +1,173 @@
+//! Where a stage starts: `scratch`, an earlier stage's result, or an image pulled into the
+//! blob store and extracted into the stage's own directory. The runner then gives the stage
+//! its root (in place, the base laid over `/`), and the steps run on it. Pulling a
+//! `COPY --from=<image>` image uses the same `pull_image`.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+use super::plan::{Base, BuildPlan};
+use super::{blocking, stages, step, Build, StageResult};
+use crate::image::{self, Family};
+use crate::layer::{DiffId, Digest, LayerBlob};
+use crate::rootfs::{extract, Root};
+
+/// A stage's base as its steps find it.
+struct Start {
+    config: Value,
+    layers: Vec<LayerBlob>,
+    family: Family,
+    cache_state: String,
+}
+
+/// Builds stage `index` of the plan: its base, then its steps.
+pub(crate) async fn build_stage(
+    build: &Build,
+    plan: &BuildPlan,
+    index: usize,
+    done: &stages::Finished,
+) -> Result<StageResult> {
+    let stage = &plan.stages[index];
+    let base_name = match &stage.base {
+        Base::Scratch => "scratch".to_string(),
+        Base::Stage(dep) => plan.stages[*dep].display_name(),
+        Base::Image(reference) => reference.clone(),
+    };
+    tracing::info!(
+        "[{} 1/{}] FROM {base_name}",
+        stage.display_name(),
+        stage.instructions.len() + 1
+    );
+    let dir = Arc::new(Root::create(&build.work.join(format!("stage-{index}")))?);
+    let start = start(build, plan, index, &base_name, &dir, done).await?;
+    let laid = build.runner.lay_out(dir).await?;
+    let base_layers = start.layers.len();
+    let base = step::StageBase {
+        root: laid.root,
+        config: start.config,
+        layers: start.layers,
+        family: start.family,
+        cache_state: start.cache_state,
+    };
+    let mut result = step::run_stage(build, plan, index, base, done).await?;
+    if let (Some(dir), true) = (laid.beside, index != plan.target) {
+        // the stage's root is shared (in place) and moves on to the next stage, but a later
+        // stage reads this one (COPY --from, RUN --mount from=): its filesystem is rebuilt
+        // in its own directory, from the extracted base and the layers it added
+        extract_layers(&dir, &result.layers[base_layers..])
+            .await
+            .with_context(|| format!("keeping stage {} for later stages", stage.display_name()))?;
+        result.root = dir;
+    }
+    Ok(result)
+}
+
+/// The stage's base config and layers, extracted into `dir`.
+async fn start(
+    build: &Build,
+    plan: &BuildPlan,
+    index: usize,
+    base_name: &str,
+    dir: &Arc<Root>,
+    done: &stages::Finished,
+) -> Result<Start> {
+    let stage = &plan.stages[index];
+    Ok(match &stage.base {
+        Base::Scratch => Start {
+            config: image::scratch_config(&build.platform.os, &build.platform.architecture),
+            layers: Vec::new(),
+            family: Family::Oci,
+            cache_state: crate::cache::digest_of(["scratch"]),
+        },
+        Base::Stage(dep) => {
+            let dep = done
+                .wait(*dep)
+                .await
+                .with_context(|| format!("Dockerfile:{}: FROM {base_name}", stage.line))?;
+            extract_layers(dir, &dep.layers).await?;
+            Start {
+                config: dep.config.clone(),
+                layers: dep.layers.clone(),
+                family: dep.family,
+                cache_state: dep.cache_state.clone(),
+            }
+        }
+        Base::Image(reference) => {
+            let (config, layers, family, manifest_digest) = pull_image(build, reference)
+                .await
+                .with_context(|| format!("Dockerfile:{}: FROM {reference}", stage.line))?;
+            extract_layers(dir, &layers)
+                .await
+                .with_context(|| format!("Dockerfile:{}: extracting {reference}", stage.line))?;
+            Start {
+                config,
+                layers,
+                family,
+                cache_state: crate::cache::digest_of(["image", manifest_digest.as_str()]),
+            }
+        }
+    })
+}
+
+/// Pulls an image into the blob store: its config, its layers in `family`'s media types and
+/// its manifest digest.
+pub(crate) async fn pull_image(
+    build: &Build,
+    reference: &str,
+) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
+    let pulled = build
+        .registry
+        .pull(reference, &build.platform, build.store.dir())
+        .await
+        .with_context(|| format!("pulling {reference}"))?;
+    let family = Family::of_manifest(&pulled.manifest_media_type);
+    let config = image::parse_config(&pulled.config, reference)?;
+    let diff_ids: Vec<String> = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != pulled.layers.len() {
+        bail!(
+            "image {reference}: config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            pulled.layers.len()
+        );
+    }
+    let manifest_digest = pulled.manifest_digest.clone();
+    let layers = pulled
+        .layers
+        .into_iter()
+        .zip(diff_ids)
+        .map(|(l, diff_id)| LayerBlob {
+            digest: Digest(l.digest),
+            diff_id: DiffId(diff_id),
+            size: l.size,
+            media_type: family.convert_layer(&l.media_type),
+            path: l.path,
+        })
+        .collect();
+    Ok((config, layers, family, manifest_digest))
+}
+
+/// Applies layers, in order, to a root.
+pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Result<()> {
+    let root = root.clone();
+    let layers = layers.to_vec();
+    blocking(move || -> Result<()> {
+        for layer in &layers {
+            let file = std::fs::File::open(&layer.path)
+                .with_context(|| format!("opening layer {}", layer.digest))?;
+            extract::extract(&root, "", file, extract::Whiteouts::Apply, &layer.digest.0)
+                .with_context(|| format!("extracting layer {}", layer.digest))?;
+        }
+        Ok(())
+    })
+    .await?
+}

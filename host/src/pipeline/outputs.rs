@@ -1,0 +1,154 @@
+//! The built image written where the build was asked to put it: a docker archive, an OCI
+//! layout, every `--destination` (pushed), and the digest files kaniko writes.
+
+use anyhow::{Context as _, Result};
+
+use super::Build;
+use crate::image::{output, BuiltImage};
+use crate::registry::{self, PushImage};
+
+/// Writes `image` to every output of the build.
+pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
+    let opts = &build.opts;
+    if let Some(path) = &opts.tar_path {
+        let tags: Vec<String> = opts
+            .destinations
+            .iter()
+            .map(|d| image_name(d, true))
+            .collect();
+        output::write_docker_archive(image, &tags, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(path = %path.display(), "wrote docker archive");
+    }
+    if let Some(dir) = &opts.oci_layout_path {
+        let name = opts
+            .destinations
+            .first()
+            .map_or_else(|| "latest".to_string(), |d| tag_of(d));
+        output::write_oci_layout(image, &name, dir)
+            .with_context(|| format!("writing OCI layout {}", dir.display()))?;
+        tracing::info!(path = %dir.display(), "wrote OCI layout");
+    }
+    if !opts.no_push {
+        push(build, image).await?;
+    }
+    if let Some(path) = &opts.digest_file {
+        output::write_digest_file(&image.manifest_digest.0, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    for (path, with_tag) in [
+        (&opts.image_name_with_digest_file, false),
+        (&opts.image_name_tag_with_digest_file, true),
+    ] {
+        let Some(path) = path else { continue };
+        let lines: String = opts
+            .destinations
+            .iter()
+            .map(|d| format!("{}@{}\n", image_name(d, with_tag), image.manifest_digest))
+            .collect();
+        output::write_digest_file(&lines, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Pushes the image to every destination.
+async fn push(build: &Build, image: &BuiltImage) -> Result<()> {
+    let mut blobs = vec![registry::BlobFile {
+        digest: image.config_digest.0.clone(),
+        size: image.config.len() as u64,
+        path: build.store.path(&image.config_digest),
+    }];
+    blobs.extend(image.layers.iter().map(|l| registry::BlobFile {
+        digest: l.digest.0.clone(),
+        size: l.size,
+        path: l.path.clone(),
+    }));
+    let push = PushImage {
+        manifest: image.manifest.clone(),
+        manifest_media_type: image.family.manifest().to_string(),
+        blobs,
+    };
+    for dest in &build.opts.destinations {
+        let digest = build
+            .registry
+            .push(dest, &push)
+            .await
+            .with_context(|| format!("pushing {dest}"))?;
+        tracing::info!(destination = %dest, %digest, "pushed");
+    }
+    Ok(())
+}
+
+/// A destination without its digest, and without its tag unless `with_tag` (then with
+/// `:latest` when it names none).
+fn image_name(reference: &str, with_tag: bool) -> String {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let (repo, has_tag) = match name.rsplit_once('/') {
+        Some((host, last)) => match last.split_once(':') {
+            Some((repo_last, _)) => (format!("{host}/{repo_last}"), true),
+            None => (name.to_string(), false),
+        },
+        None => match name.split_once(':') {
+            Some((repo, _)) => (repo.to_string(), true),
+            None => (name.to_string(), false),
+        },
+    };
+    if with_tag {
+        if has_tag {
+            name.to_string()
+        } else {
+            format!("{name}:{}", tag_of(reference))
+        }
+    } else {
+        repo
+    }
+}
+
+/// The tag part of a reference (`latest` when it has none or is pinned by digest).
+fn tag_of(reference: &str) -> String {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        Some((_, tag)) if !tag.is_empty() => tag.to_string(),
+        _ => "latest".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names() {
+        for (r, bare, tagged) in [
+            (
+                "127.0.0.1:5000/app:1",
+                "127.0.0.1:5000/app",
+                "127.0.0.1:5000/app:1",
+            ),
+            (
+                "127.0.0.1:5000/app",
+                "127.0.0.1:5000/app",
+                "127.0.0.1:5000/app:latest",
+            ),
+            ("app:v2", "app", "app:v2"),
+            ("reg.io/a/b@sha256:abc", "reg.io/a/b", "reg.io/a/b:latest"),
+        ] {
+            assert_eq!(image_name(r, false), bare, "{r}");
+            assert_eq!(image_name(r, true), tagged, "{r}");
+        }
+    }
+
+    #[test]
+    fn tag_of_references() {
+        for (r, want) in [
+            ("127.0.0.1:5000/app:1", "1"),
+            ("127.0.0.1:5000/app", "latest"),
+            ("app@sha256:abc", "latest"),
+            ("reg.io/a/b:v2", "v2"),
+        ] {
+            assert_eq!(tag_of(r), want, "{r}");
+        }
+    }
+}
