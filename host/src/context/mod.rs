@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncRead;
 
-use crate::rootfs::{self, extract, Root};
+use crate::layer::extract;
+use crate::rootfs::{self, Root};
 
 /// The object a bucket URL without an object names, as kaniko reads it.
 pub const BUCKET_CONTEXT_OBJECT: &str = "context.tar.gz";

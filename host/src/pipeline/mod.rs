@@ -26,9 +26,10 @@ use crate::cache::Cache;
 use crate::context;
 use crate::dockerfile::{self, IgnoreRules};
 use crate::image::{self, output, BuiltImage, Family};
+use crate::layer::extract;
 use crate::layer::{BlobStore, DiffId, Digest, LayerBlob};
 use crate::registry::{self, Platform, PushImage, Registry, RegistryOptions};
-use crate::rootfs::{extract, Root};
+use crate::rootfs::Root;
 use crate::sandbox::LazySandbox;
 use plan::{Base, BuildPlan};
 
