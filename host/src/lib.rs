@@ -1,15 +1,15 @@
 //! kiln: builds OCI images from Dockerfiles with no daemon, entirely in userspace.
 //!
-//! The pipeline, one module per noun: `dockerfile` (parse, expand, plan inputs) → `registry`
-//! (pull, push) → `rootfs` (confined root handles, safe extraction) → `sandbox` (the Wasm
-//! guest that interprets metadata and file instructions) and `run` (RUN, natively) →
-//! `snapshot` (what changed) → `layer` (tar, gzip, digests, blob store) → `image` (config,
-//! manifest, outputs). `pipeline` is the orchestrator and the only module that knows the order.
+//! The pipeline, one module per noun: `dockerfile` (parse, expand, plan inputs; the
+//! `kiln-dockerfile` crate) → `registry` (pull, push) → `rootfs` (confined root handles) →
+//! `sandbox` (the Wasm guest that interprets metadata and file instructions) and `run` (RUN,
+//! natively) → `snapshot` (what changed) → `layer` (the tar format both ways: extraction,
+//! writing, whiteouts, xattrs; compression, digests, blob store) → `image` (config, manifest,
+//! outputs). `pipeline` is the orchestrator and the only module that knows the order.
 
 pub mod cache;
 pub mod cli;
 pub mod context;
-pub mod dockerfile;
 pub mod image;
 pub mod layer;
 pub mod pipeline;
@@ -19,3 +19,7 @@ pub mod run;
 pub mod sandbox;
 pub mod snapshot;
 pub mod warm;
+
+/// The Dockerfile front end: a crate of its own, so the compiler holds it to doing no I/O and
+/// importing nothing from the host.
+pub use kiln_dockerfile as dockerfile;

@@ -2,7 +2,7 @@
 //! `gs://` or `s3://` object, a git repository, an `https://` tarball) into a local directory,
 //! and `--dockerfile` (a path in the context, an absolute path, an `https://` URL) into a file.
 //!
-//! Remote archives stream from the network straight into `rootfs::extract` (no archive is
+//! Remote archives stream from the network straight into `layer::extract` (no archive is
 //! ever held whole in memory or on disk), so the same no-escape rules as base layers apply:
 //! every entry is resolved inside the fetched directory with chroot semantics. Progress is
 //! logged in bytes. One file per source (`tar`, `http`, `gcs`, `s3`, `git`); what happens to
@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncRead;
 
-use crate::rootfs::{self, extract, Root};
+use crate::layer::extract;
+use crate::rootfs::{self, Root};
 
 /// The object a bucket URL without an object names, as kaniko reads it.
 pub const BUCKET_CONTEXT_OBJECT: &str = "context.tar.gz";

@@ -1,8 +1,9 @@
 //! Layer compression: gzip (parallel members, `pgzip`) or zstd (the library's own worker
-//! threads), both on every core, behind one `Write`. Which media type a compressed layer
-//! carries is decided here too; what goes into the stream is the writer's business.
+//! threads), both on every core, behind one `Write`; and the way back, `decompress`, which
+//! reads whatever compression Docker detects. Which media type a compressed layer carries is
+//! decided here too; what goes into the stream is the writer's business.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use super::pgzip::ParallelGz;
 
@@ -106,10 +107,29 @@ impl<W: Write + Send + 'static> Write for Encoder<W> {
     }
 }
 
+/// Wraps a reader in the decompressor its magic bytes call for (gzip, bzip2, xz, zstd — the
+/// compressions Docker detects); anything else passes through as a plain tar.
+pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
+    let mut buf = BufReader::with_capacity(1 << 16, reader);
+    let head = buf.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(buf)))
+    } else if head.starts_with(b"BZh") {
+        Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(buf)))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Ok(Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(
+            buf,
+        )))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(buf)?))
+    } else {
+        Ok(Box::new(buf))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn both_codecs_round_trip_and_repeat_byte_for_byte() {
@@ -129,10 +149,7 @@ mod tests {
             let (a, b) = (encode(), encode());
             assert_eq!(a, b, "{compression:?} is not deterministic");
             let mut back = Vec::new();
-            crate::rootfs::extract::decompress(&a[..])
-                .unwrap()
-                .read_to_end(&mut back)
-                .unwrap();
+            decompress(&a[..]).unwrap().read_to_end(&mut back).unwrap();
             assert!(back == data, "{compression:?} did not round-trip");
         }
     }

@@ -221,7 +221,7 @@ fn every_rule_as_an_independent_reader_sees_it() {
                 let plain = tmp.path().join("layer.tar");
                 let mut out = fs::File::create(&plain).unwrap();
                 let file = fs::File::open(&blob.path).unwrap();
-                let mut dec = crate::rootfs::extract::decompress(file).unwrap();
+                let mut dec = super::compress::decompress(file).unwrap();
                 std::io::copy(&mut dec, &mut out).unwrap();
                 plain
             }

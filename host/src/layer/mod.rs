@@ -1,25 +1,37 @@
-//! Layers and the blob store: `Changes` become a tar stream, compressed on every core (gzip
-//! members in `pgzip`, or multi-threaded zstd; `compress`) and hashed in one pass (diff_id
-//! over the tar, digest over the compressed bytes) straight into a file of the blob store.
-//! No layer is ever held in memory whole.
+//! The layer format, in both directions, and the blob store. A layer is a tar stream:
+//! `writer` turns `Changes` into one, compressed on every core (gzip members in `pgzip`, or
+//! multi-threaded zstd; `compress`) and hashed in one pass (diff_id over the tar, digest over
+//! the compressed bytes) straight into a file of the blob store (`store`); `extract` applies
+//! one (or an `ADD` archive) to a root. Whiteout names are defined here, xattrs as tar carries
+//! them in `xattr`. No layer is ever held in memory whole.
 //!
-//! What changed is the snapshot's business; how a blob reaches a registry is the registry's.
+//! What changed is the snapshot's business; resolving paths inside a root is `rootfs`'s; how a
+//! blob reaches a registry is the registry's.
 
 pub mod compress;
+pub mod extract;
 #[cfg(test)]
 mod fidelity_tests;
 pub mod pgzip;
+pub mod store;
 pub mod writer;
+pub mod xattr;
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
 pub use compress::{Codec, Compression};
+pub use store::{BackgroundFile, BlobStore};
 pub use writer::{write_layer, LayerFormat};
+
+/// Marks a directory whose lower-layer contents are hidden (checked before `WHITEOUT_PREFIX`,
+/// which it also starts with).
+pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+/// Prefix of a file that deletes its namesake from lower layers.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -81,170 +93,6 @@ pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// zstd layers exist only in the OCI family; an image with one is written as OCI.
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-
-/// Content-addressed files under `<dir>/sha256/<hex>`.
-#[derive(Debug, Clone)]
-pub struct BlobStore {
-    dir: PathBuf,
-}
-
-impl BlobStore {
-    pub fn open(dir: &Path) -> Result<BlobStore> {
-        let sha = dir.join("sha256");
-        std::fs::create_dir_all(&sha).map_err(|source| Error::Io {
-            path: sha,
-            op: "create blob store",
-            source,
-        })?;
-        Ok(BlobStore {
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("sha256").join(digest.hex())
-    }
-
-    /// Stores bytes (a config, a manifest) and returns their digest.
-    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
-        let digest = Digest::of(bytes);
-        let path = self.path(&digest);
-        if !path.exists() {
-            // a temp file of its own: stages building side by side may store the same bytes
-            let (mut file, tmp) = self.temp_file()?;
-            std::io::Write::write_all(&mut file, bytes).map_err(|source| Error::Io {
-                path: tmp.clone(),
-                op: "write blob",
-                source,
-            })?;
-            drop(file);
-            self.commit(&tmp, &digest)?;
-        }
-        Ok(digest)
-    }
-
-    /// A temp file in the store for a blob being written.
-    pub fn temp_file(&self) -> Result<(File, PathBuf)> {
-        let tmp = tempfile::Builder::new()
-            .prefix("incoming-")
-            .tempfile_in(&self.dir)
-            .map_err(|source| Error::Io {
-                path: self.dir.clone(),
-                op: "create temp blob",
-                source,
-            })?;
-        let (file, path) = tmp.keep().map_err(|e| Error::Io {
-            path: self.dir.clone(),
-            op: "keep temp blob",
-            source: e.error,
-        })?;
-        Ok((file, path))
-    }
-
-    /// Moves a finished temp file to its digest's place.
-    pub fn commit(&self, tmp: &Path, digest: &Digest) -> Result<PathBuf> {
-        let path = self.path(digest);
-        std::fs::rename(tmp, &path).map_err(|source| Error::Io {
-            path: path.clone(),
-            op: "store blob",
-            source,
-        })?;
-        Ok(path)
-    }
-}
-
-/// A file written on a thread of its own: the caller's buffers are handed over a MiB at a
-/// time, so the copy into the page cache overlaps the caller's hashing. Writeback to the
-/// disk is started every 8 MiB, so the final `sync_all` finds little left to do.
-pub struct BackgroundFile {
-    buf: Vec<u8>,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    thread: Option<std::thread::JoinHandle<io::Result<File>>>,
-}
-
-const BACKGROUND_BUF: usize = 1 << 20;
-
-impl BackgroundFile {
-    pub fn new(mut file: File) -> BackgroundFile {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let thread = std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let (mut written, mut started) = (0i64, 0i64);
-            for chunk in rx {
-                file.write_all(&chunk)?;
-                written += chunk.len() as i64;
-                if written - started >= 8 << 20 {
-                    #[allow(unsafe_code)]
-                    // SAFETY: a plain syscall on an open descriptor; it only starts writeback
-                    unsafe {
-                        libc::sync_file_range(
-                            file.as_raw_fd(),
-                            started,
-                            written - started,
-                            libc::SYNC_FILE_RANGE_WRITE,
-                        );
-                    }
-                    started = written;
-                }
-            }
-            Ok(file)
-        });
-        BackgroundFile {
-            buf: Vec::with_capacity(BACKGROUND_BUF),
-            tx: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(BACKGROUND_BUF));
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(chunk).is_ok());
-        match sent {
-            true => Ok(()),
-            false => Err(self
-                .stop()
-                .err()
-                .unwrap_or_else(|| io::Error::other("writer gone"))),
-        }
-    }
-
-    fn stop(&mut self) -> io::Result<File> {
-        self.tx = None;
-        joined(self.thread.take(), "blob writer")
-    }
-
-    /// Writes what is buffered and returns the file once every byte is in it.
-    pub fn finish(mut self) -> io::Result<File> {
-        if !self.buf.is_empty() {
-            self.send()?;
-        }
-        self.stop()
-    }
-}
-
-impl Write for BackgroundFile {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = (BACKGROUND_BUF - self.buf.len()).min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == BACKGROUND_BUF {
-            self.send()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for BackgroundFile {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
 
 /// What a writer thread returned; an error naming it when it panicked or was joined before.
 pub(crate) fn joined<T>(

@@ -10,8 +10,9 @@ use std::io::{BufWriter, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::compress::{Codec, Encoder};
-
-use super::{BackgroundFile, BlobStore, DiffId, Digest, Error, HashingWriter, LayerBlob, Result};
+use super::store::{BackgroundFile, BlobStore};
+use super::{xattr, DiffId, Digest, Error, HashingWriter, LayerBlob, Result};
+use super::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::rootfs::{Kind, Root};
 use crate::snapshot::{Change, Changes, Entry};
 
@@ -61,11 +62,11 @@ pub fn write_layer(
             },
             Change::Whiteout(path) => {
                 let (dir, name) = split(path);
-                let wh = join(dir, &[b".wh.", name].concat());
+                let wh = join(dir, &[WHITEOUT_PREFIX.as_bytes(), name].concat());
                 append_marker(&mut builder, &wh)?;
             }
             Change::Opaque(path) => {
-                let wh = join(path, crate::rootfs::extract::OPAQUE_WHITEOUT.as_bytes());
+                let wh = join(path, OPAQUE_WHITEOUT.as_bytes());
                 append_marker(&mut builder, &wh)?;
             }
         }
@@ -138,40 +139,8 @@ fn pax_records(root: &Root, path: &[u8], entry: &Entry) -> std::io::Result<Vec<(
         return Ok(records);
     }
     let host = root.path().join(OsStr::from_bytes(path));
-    let names = match xattr_read(|buf| rustix::fs::llistxattr(&host, buf))? {
-        Some(names) => names,
-        None => return Ok(records),
-    };
-    let mut keys: Vec<&[u8]> = names.split(|b| *b == 0).filter(|k| !k.is_empty()).collect();
-    keys.sort_unstable();
-    for key in keys {
-        let key = OsStr::from_bytes(key);
-        if let Some(value) = xattr_read(|buf| rustix::fs::lgetxattr(&host, key, buf))? {
-            let key = String::from_utf8_lossy(key.as_bytes()).into_owned();
-            records.push((format!("SCHILY.xattr.{key}"), value));
-        }
-    }
+    records.extend(xattr::records(&host)?);
     Ok(records)
-}
-
-/// Reads a list or value of any size (the kernel caps both at 64 KiB): starts small and
-/// grows on ERANGE. `None` when the filesystem has no xattrs or the attribute is gone.
-pub(crate) fn xattr_read(
-    mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
-) -> std::io::Result<Option<Vec<u8>>> {
-    let mut size = 1024;
-    loop {
-        let mut buf = vec![0u8; size];
-        match call(&mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Some(buf));
-            }
-            Err(rustix::io::Errno::RANGE) if size < 1 << 20 => size *= 4,
-            Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::NODATA) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 fn append_entry<W: Write>(
@@ -284,6 +253,7 @@ fn append_marker<W: Write>(b: &mut tar::Builder<W>, path: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::extract::Whiteouts;
     use crate::snapshot::{Ignore, Index, SnapshotMode};
 
     fn gzip_format() -> LayerFormat {
@@ -373,14 +343,7 @@ mod tests {
         .unwrap();
         let out = Root::create(&tmp.path().join("out")).unwrap();
         let file = std::fs::File::open(&blob.path).unwrap();
-        crate::rootfs::extract::extract(
-            &out,
-            "",
-            file,
-            crate::rootfs::extract::Whiteouts::Apply,
-            "t",
-        )
-        .unwrap();
+        crate::layer::extract::extract(&out, "", file, Whiteouts::Apply, "t").unwrap();
         let got = tmp.path().join("out/cap");
         let mut v = [0u8; 16];
         let n = rustix::fs::lgetxattr(&got, "user.kiln", &mut v[..]).unwrap();

@@ -12,7 +12,8 @@ use super::plan::{Base, BuildPlan};
 use super::{blocking, stages, step, Build, StageResult};
 use crate::image::{self, Family};
 use crate::layer::{DiffId, Digest, LayerBlob};
-use crate::rootfs::{extract, Root};
+use crate::layer::extract;
+use crate::rootfs::Root;
 
 /// A stage's base as its steps find it.
 struct Start {

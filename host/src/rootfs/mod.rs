@@ -8,10 +8,10 @@
 //! `O_NOFOLLOW` walk that re-roots links itself. The final component is then acted on with the
 //! `*at` calls relative to that parent, never following it unless the operation says so.
 //!
-//! Layer extraction lives in `extract`; what to copy where is the guest's business
-//! (`sandbox`), which calls back into this module.
-
-pub mod extract;
+//! This module is only the root handle: paths resolved inside a root and metadata on its
+//! nodes. Reading and writing layers (tar, whiteouts, xattrs as tar carries them) is
+//! `layer`'s business; what to copy where is the guest's (`sandbox`), which calls back into
+//! this module.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;

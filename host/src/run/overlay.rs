@@ -18,7 +18,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::layer::writer::xattr_read;
+use crate::layer::xattr::xattr_read;
 use crate::snapshot::Touch;
 
 /// The prefix of the xattrs the overlay keeps for itself on its upper directory.

@@ -9,7 +9,8 @@ use super::bindings::kiln::builder::fs::Host as FsHost;
 use super::bindings::kiln::builder::types::{self, FileStat as Stat, FsError, Kind, Meta};
 use super::{RootEntry, State};
 use crate::dockerfile::IgnoreRules;
-use crate::rootfs::{self, extract, Root};
+use crate::layer::extract;
+use crate::rootfs::{self, Root};
 
 type FsResult<T> = Result<T, FsError>;
 

@@ -24,7 +24,7 @@ fn goldens() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/conformance/buildkit"
+                "/../../../shared/conformance/buildkit"
             ))
         });
     assert!(

@@ -1,8 +1,13 @@
 //! The Dockerfile front end: text in, a list of `Instruction`s out, plus the
 //! shell-word expansion and `.dockerignore` rules that go with it.
 //!
+//! This crate does no I/O: no files, no network, no processes, no environment.
+//! Every function takes text (or a `Lookup` for variables) and returns values;
+//! the host reads the Dockerfile and the `.dockerignore` and hands their text in.
+//! It depends on nothing of the host (kiln re-exports it as `kiln::dockerfile`).
+//!
 //! Semantics follow BuildKit's frontend (the goldens under
-//! `shared/conformance/buildkit` are the judge). This module knows nothing of
+//! `shared/conformance/buildkit` are the judge). This crate knows nothing of
 //! stages, images or the build context on disk: turning instructions into a
 //! `BuildPlan` and deciding which words to expand with which environment is the
 //! orchestrator's job.

@@ -220,7 +220,7 @@ pub(crate) fn quoted_words(text: &str, escape: char) -> Vec<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::dockerfile::parse;
+    use crate::parse;
 
     fn first_after_from(text: &str) -> Instruction {
         let df = parse(&format!("FROM scratch\n{text}\n")).unwrap();

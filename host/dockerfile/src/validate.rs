@@ -180,7 +180,7 @@ fn check_healthcheck(inst: &Instruction, words: &[String]) -> Result<()> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use crate::dockerfile::parse;
+    use crate::parse;
 
     #[test]
     fn accepts_valid_instructions() {
