@@ -4,12 +4,12 @@
 //!
 //! Which images: every `--image`, plus the images a `--dockerfile` names in `FROM` (with
 //! `--build-arg` values expanded). Fetching and storing are the registry module's
-//! ([`crate::registry::Registry::warm`], [`crate::registry::cache::BlobCache`]).
+//! ([`crate::registry::Registry::warm`], [`crate::registry::blobs::BlobCache`]).
 
 use anyhow::{Context as _, Result};
 
 use crate::cli::WarmOptions;
-use crate::registry::cache::BlobCache;
+use crate::registry::blobs::BlobCache;
 use crate::registry::Registry;
 
 /// Caches every image `opts` names; returns `reference@digest` for each.
