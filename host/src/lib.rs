@@ -10,8 +10,10 @@
 pub mod cache;
 pub mod cli;
 pub mod context;
+pub mod error;
 pub mod image;
 pub mod layer;
+pub mod oci;
 pub mod pipeline;
 pub mod registry;
 pub mod rootfs;

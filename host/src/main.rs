@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln::cli::{self, Cli, Command, LogFormat};
+use kiln::error;
 use kiln::pipeline::{self, RunFailed};
 
 fn main() -> ExitCode {
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            eprintln!("error: {}", error::chain(&*e));
             let code = e.downcast_ref::<RunFailed>().map_or(1, |r| r.code);
             ExitCode::from(u8::try_from(code).unwrap_or(1).max(1))
         }
@@ -87,21 +88,4 @@ async fn interrupted() -> &'static str {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     }
-}
-
-/// The error chain on one line, each cause once: several of kiln's errors already name
-/// their cause in their own message.
-fn chain(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if msg.contains(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    msg
 }

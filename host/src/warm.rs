@@ -4,13 +4,13 @@
 //!
 //! Which images: every `--image`, plus the images a `--dockerfile` names in `FROM` (with
 //! `--build-arg` values expanded). Fetching and storing are the registry module's
-//! ([`crate::registry::Registry::warm`], [`crate::registry::cache::BlobCache`]).
+//! ([`crate::registry::Registry::warm`], [`crate::registry::blobs::BlobCache`]).
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 
-use crate::registry::cache::BlobCache;
+use crate::registry::blobs::BlobCache;
 use crate::registry::{Platform, Registry, RegistryOptions};
 
 /// What `kiln warm` does, validated.

@@ -13,10 +13,8 @@ use std::process::Command;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use kiln::registry::{
-    BlobFile, Platform, PushImage, Registry, RegistryOptions, DOCKER_MANIFEST, OCI_INDEX,
-    OCI_MANIFEST,
-};
+use kiln::oci::media_type::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use kiln::registry::{BlobFile, Platform, PushImage, Registry, RegistryOptions};
 use kiln_tests::{
     assert_not_in_registry, free_port, require, run_checked, skopeo_inspect, LayerTar, Scratch,
 };

@@ -14,10 +14,9 @@ use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
 use crate::layer::{BlobStore, DiffId, Digest, HashingWriter, LayerBlob, OCI_LAYER_GZIP};
+use crate::oci::media_type::{OCI_CONFIG, OCI_MANIFEST};
 use crate::registry::{self, Platform, PushImage, Registry};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const LABEL_KEY: &str = "dev.kiln.cache.key";
 const LABEL_COMPONENTS: &str = "dev.kiln.cache.components";
@@ -74,7 +73,7 @@ impl Store {
                     Ok(p) => p,
                     Err(e) => {
                         if !is_not_found(&e) {
-                            tracing::warn!(cache = %reference, error = %crate::context::error_chain(&e), "cache lookup failed; treating it as a miss");
+                            tracing::warn!(cache = %reference, error = %crate::error::chain(&e), "cache lookup failed; treating it as a miss");
                         }
                         return Ok(None);
                     }
@@ -146,7 +145,7 @@ impl Store {
 
 /// A manifest the registry does not have (a plain cache miss), as opposed to a failure.
 fn is_not_found(e: &registry::Error) -> bool {
-    let text = crate::context::error_chain(e).to_ascii_lowercase();
+    let text = crate::error::chain(e).to_ascii_lowercase();
     text.contains("manifest unknown")
         || text.contains("manifest_unknown")
         || text.contains("not found")

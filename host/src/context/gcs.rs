@@ -10,7 +10,8 @@ use std::path::Path;
 
 use google_cloud_storage::client::Storage;
 
-use super::{error_chain as chain, extract_async, metadata_server_reachable, Error, Result};
+use super::{extract_async, metadata_server_reachable, Error, Result};
+use crate::error::chain;
 
 /// Streams `gs://bucket/object` into `dir`.
 pub async fn extract_object(bucket: &str, object: &str, dir: &Path) -> Result<()> {

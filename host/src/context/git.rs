@@ -15,7 +15,8 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use super::{error_chain, Error, GitOptions, Result};
+use super::{Error, GitOptions, Result};
+use crate::error::chain as error_chain;
 
 /// Where a git context comes from: `--context` split at `#`.
 #[derive(Debug, Clone, PartialEq, Eq)]

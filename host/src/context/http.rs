@@ -7,7 +7,8 @@ use std::path::Path;
 use futures_util::TryStreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::{error_chain, extract_async, Error, Result};
+use super::{extract_async, Error, Result};
+use crate::error::chain as error_chain;
 
 fn client(url: &str) -> Result<reqwest::Client> {
     reqwest::Client::builder()

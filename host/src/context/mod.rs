@@ -324,22 +324,6 @@ fn find_dockerfile(given: Option<&str>, context: &Path, local: bool) -> Result<P
     }
 }
 
-/// An error with its causes on one line, each once: client libraries' top-level messages
-/// rarely say what went wrong.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let c_text = c.to_string();
-        if !text.contains(&c_text) {
-            text.push_str(": ");
-            text.push_str(&c_text);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 /// Whether a cloud metadata server answers (short timeout): decides between instance
 /// credentials and anonymous access.
 fn metadata_server_reachable() -> bool {

@@ -14,7 +14,8 @@ use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::{error_chain, extract_async, metadata_server_reachable, Error, Result};
+use super::{extract_async, metadata_server_reachable, Error, Result};
+use crate::error::chain as error_chain;
 
 /// Streams `s3://bucket/key` into `dir`.
 pub async fn extract_object(bucket: &str, key: &str, dir: &Path) -> Result<()> {

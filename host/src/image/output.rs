@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{BuiltImage, Error, Result, OCI_INDEX};
+use super::{BuiltImage, Error, Result};
+use crate::oci::media_type::OCI_INDEX;
 
 fn io(path: &Path, op: &'static str) -> impl Fn(std::io::Error) -> Error {
     let path = path.to_path_buf();

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
-use super::{Error, Result};
+use super::error::{Error, Result};
 
 /// Docker Hub's canonical name, the one every alias maps to.
 const DOCKER_HUB: &str = "docker.io";

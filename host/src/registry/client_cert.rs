@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
@@ -84,32 +85,107 @@ pub(crate) async fn start(upstream: &str, http: reqwest::Client) -> std::io::Res
     Ok(local)
 }
 
+/// A request as oci-client sent it, ready to go on to the registry.
+struct Request {
+    method: reqwest::Method,
+    /// The path and query.
+    target: String,
+    headers: reqwest::header::HeaderMap,
+    /// `Content-Length`; the body follows the head on the connection.
+    length: u64,
+}
+
+/// Forwards one request read from `conn` to the registry and streams the answer back.
 async fn serve(conn: TcpStream, up: &Upstream) -> std::io::Result<()> {
     let (read, mut write) = conn.into_split();
     let mut reader = BufReader::new(read);
+    let head = match read_head(&mut reader).await? {
+        Head::Closed => return Ok(()),
+        Head::TooLarge => {
+            return reply(&mut write, "431 Request Header Fields Too Large", "").await;
+        }
+        Head::Complete(head) => head,
+    };
+    let request = match parse_request(&head) {
+        Ok(request) => request,
+        Err((status, text)) => return reply(&mut write, status, text).await,
+    };
+    let url = format!("https://{}{}", up.host, request.target);
+    let mut outgoing = up
+        .http
+        .request(request.method.clone(), &url)
+        .headers(request.headers);
+    if request.length > 0 {
+        let body = tokio_util::io::ReaderStream::new(reader.take(request.length));
+        outgoing = outgoing.body(reqwest::Body::wrap_stream(body));
+    }
+    let response = match outgoing.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!(
+                "forwarding to https://{}: {}",
+                up.host,
+                crate::error::chain(&e)
+            );
+            return reply(&mut write, "502 Bad Gateway", &msg).await;
+        }
+    };
+    let status = response.status();
+    write
+        .write_all(response_head(&response, up).as_bytes())
+        .await?;
+    let bodiless = request.method == reqwest::Method::HEAD
+        || status == reqwest::StatusCode::NO_CONTENT
+        || status == reqwest::StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        let mut body = response.bytes_stream().map_err(std::io::Error::other);
+        while let Some(chunk) = body.try_next().await? {
+            write.write_all(&chunk).await?;
+        }
+    }
+    write.shutdown().await
+}
+
+/// What reading a request head gave.
+enum Head {
+    /// The connection closed before the head ended.
+    Closed,
+    /// The head is longer than [`MAX_HEAD`].
+    TooLarge,
+    /// The request line and headers, up to and including the empty line.
+    Complete(String),
+}
+
+/// Reads a request head, line by line, up to the empty line that ends it.
+async fn read_head(reader: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Head> {
     let mut head = Vec::new();
     loop {
         let before = head.len();
         let n = reader.read_until(b'\n', &mut head).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(Head::Closed);
         }
         if head.len() > MAX_HEAD {
-            return reply(&mut write, "431 Request Header Fields Too Large", "").await;
+            return Ok(Head::TooLarge);
         }
         if &head[before..] == b"\r\n" || &head[before..] == b"\n" {
             break;
         }
     }
-    let head = String::from_utf8_lossy(&head).into_owned();
+    Ok(Head::Complete(String::from_utf8_lossy(&head).into_owned()))
+}
+
+/// Reads the method, target and headers of a request head; hop-by-hop headers and `Host` are
+/// left out. A request that cannot be forwarded gives the status and text to answer with.
+fn parse_request(head: &str) -> Result<Request, (&'static str, &'static str)> {
     let mut lines = head.lines();
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split_whitespace();
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return reply(&mut write, "400 Bad Request", "malformed request line").await;
+        return Err(("400 Bad Request", "malformed request line"));
     };
     let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
-        return reply(&mut write, "400 Bad Request", "unknown method").await;
+        return Err(("400 Bad Request", "unknown method"));
     };
     let mut headers = reqwest::header::HeaderMap::new();
     let mut length = 0u64;
@@ -121,12 +197,7 @@ async fn serve(conn: TcpStream, up: &Upstream) -> std::io::Result<()> {
         match name.to_ascii_lowercase().as_str() {
             "host" | "connection" | "keep-alive" | "proxy-connection" => continue,
             "transfer-encoding" => {
-                return reply(
-                    &mut write,
-                    "411 Length Required",
-                    "chunked bodies are not forwarded",
-                )
-                .await
+                return Err(("411 Length Required", "chunked bodies are not forwarded"));
             }
             "content-length" => length = value.parse().unwrap_or(0),
             _ => {}
@@ -138,23 +209,18 @@ async fn serve(conn: TcpStream, up: &Upstream) -> std::io::Result<()> {
             headers.append(n, v);
         }
     }
-    let url = format!("https://{}{target}", up.host);
-    let mut request = up.http.request(method.clone(), &url).headers(headers);
-    if length > 0 {
-        let body = tokio_util::io::ReaderStream::new(reader.take(length));
-        request = request.body(reqwest::Body::wrap_stream(body));
-    }
-    let response = match request.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = format!(
-                "forwarding to https://{}: {}",
-                up.host,
-                crate::context::error_chain(&e)
-            );
-            return reply(&mut write, "502 Bad Gateway", &msg).await;
-        }
-    };
+    Ok(Request {
+        method,
+        target: target.to_string(),
+        headers,
+        length,
+    })
+}
+
+/// The status line and headers of the registry's answer as sent back to oci-client: absolute
+/// URLs that point at the registry (`Location`, a bearer `realm`) point at the forwarder
+/// instead, and the connection closes after the body.
+fn response_head(response: &reqwest::Response, up: &Upstream) -> String {
     let status = response.status();
     let mut out = format!(
         "HTTP/1.1 {} {}\r\n",
@@ -182,17 +248,7 @@ async fn serve(conn: TcpStream, up: &Upstream) -> std::io::Result<()> {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("Connection: close\r\n\r\n");
-    write.write_all(out.as_bytes()).await?;
-    let bodiless = method == reqwest::Method::HEAD
-        || status == reqwest::StatusCode::NO_CONTENT
-        || status == reqwest::StatusCode::NOT_MODIFIED;
-    if !bodiless {
-        let mut body = response.bytes_stream().map_err(std::io::Error::other);
-        while let Some(chunk) = body.try_next().await? {
-            write.write_all(&chunk).await?;
-        }
-    }
-    write.shutdown().await
+    out
 }
 
 async fn reply(

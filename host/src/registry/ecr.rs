@@ -13,11 +13,13 @@
 //! `AWS_REGION`/`AWS_DEFAULT_REGION`; the endpoint is ECR's for that region unless
 //! `AWS_ENDPOINT_URL_ECR` (or `AWS_ENDPOINT_URL`) names another, as the AWS tools allow.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
-use object_store::aws::{AmazonS3Builder, AwsAuthorizer};
+use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential};
 use serde::Deserialize;
 
-use super::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
 
 /// The helper name kaniko's ECR examples use.
 pub(crate) fn is_ecr_helper(name: &str) -> bool {
@@ -75,11 +77,24 @@ pub(crate) async fn login(registry: &str) -> Result<(String, String, String), St
             format!("https://api.ecr.{region}.{suffix}")
         });
     let endpoint = format!("{}/", endpoint.trim_end_matches('/'));
+    let credential = aws_credential(&region).await?;
+    let token = get_authorization_token(&endpoint, &region, &credential).await?;
+    let (user, password) = token.split_once(':').ok_or_else(|| {
+        format!("GetAuthorizationToken at {endpoint}: the token is not user:password")
+    })?;
+    Ok((
+        user.to_string(),
+        password.to_string(),
+        format!("ECR GetAuthorizationToken at {endpoint} (region {region})"),
+    ))
+}
 
+/// The AWS credentials of the environment, as the `s3://` context finds them.
+async fn aws_credential(region: &str) -> Result<Arc<AwsCredential>, String> {
     // the S3 builder resolves the AWS credential chain; the bucket name is never used
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name("kiln-ecr-login")
-        .with_region(&region);
+        .with_region(region);
     if env("AWS_ACCESS_KEY_ID").is_none() {
         if let Some((id, secret, token)) = crate::context::s3::shared_credentials() {
             builder = builder
@@ -93,16 +108,24 @@ pub(crate) async fn login(registry: &str) -> Result<(String, String, String), St
     let store = builder
         .build()
         .map_err(|e| format!("AWS credentials: {e}"))?;
-    let credential = store
+    store
         .credentials()
         .get_credential()
         .await
-        .map_err(|e| format!("no AWS credentials for ECR: {e}"))?;
+        .map_err(|e| format!("no AWS credentials for ECR: {e}"))
+}
 
+/// Calls `GetAuthorizationToken` at `endpoint`, signed with `credential`, and returns the
+/// decoded token (`user:password`).
+async fn get_authorization_token(
+    endpoint: &str,
+    region: &str,
+    credential: &AwsCredential,
+) -> Result<String, String> {
     let body = b"{}".to_vec();
     let mut request: object_store::client::HttpRequest = http::Request::builder()
         .method("POST")
-        .uri(&endpoint)
+        .uri(endpoint)
         .header("content-type", "application/x-amz-json-1.1")
         .header(
             "x-amz-target",
@@ -110,7 +133,7 @@ pub(crate) async fn login(registry: &str) -> Result<(String, String, String), St
         )
         .body(body.clone().into())
         .map_err(|e| format!("ECR endpoint {endpoint}: {e}"))?;
-    AwsAuthorizer::new(&credential, "ecr", &region)
+    AwsAuthorizer::new(credential, "ecr", region)
         .try_authorize(&mut request, None)
         .map_err(|e| format!("signing the ECR request: {e}"))?;
 
@@ -120,7 +143,7 @@ pub(crate) async fn login(registry: &str) -> Result<(String, String, String), St
         .read_timeout(READ_TIMEOUT)
         .build()
         .map_err(|e| format!("setting up an HTTP client: {e}"))?;
-    let mut outgoing = http.post(&endpoint).body(body);
+    let mut outgoing = http.post(endpoint).body(body);
     for (name, value) in request.headers() {
         outgoing = outgoing.header(name.as_str(), value.as_bytes());
     }
@@ -147,16 +170,8 @@ pub(crate) async fn login(registry: &str) -> Result<(String, String, String), St
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(token.authorization_token.trim())
         .map_err(|_| format!("GetAuthorizationToken at {endpoint}: the token is not base64"))?;
-    let decoded = String::from_utf8(decoded)
-        .map_err(|_| format!("GetAuthorizationToken at {endpoint}: the token is not text"))?;
-    let (user, password) = decoded.split_once(':').ok_or_else(|| {
-        format!("GetAuthorizationToken at {endpoint}: the token is not user:password")
-    })?;
-    Ok((
-        user.to_string(),
-        password.to_string(),
-        format!("ECR GetAuthorizationToken at {endpoint} (region {region})"),
-    ))
+    String::from_utf8(decoded)
+        .map_err(|_| format!("GetAuthorizationToken at {endpoint}: the token is not text"))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
 
 /// The user name Google's registries expect with an access token.
 pub(crate) const TOKEN_USER: &str = "oauth2accesstoken";
@@ -237,12 +237,7 @@ async fn exchange(
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "token request to {token_uri}: {}",
-                crate::context::error_chain(&e)
-            )
-        })?;
+        .map_err(|e| format!("token request to {token_uri}: {}", crate::error::chain(&e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("{token_uri} answered {status}"));
@@ -273,7 +268,7 @@ async fn from_metadata_server(http: &reqwest::Client) -> Result<Token, String> {
             format!(
                 "no GOOGLE_APPLICATION_CREDENTIALS, no gcloud credentials file, and \
                  {described} is unreachable: {}",
-                crate::context::error_chain(&e)
+                crate::error::chain(&e)
             )
         })?;
     let status = response.status();

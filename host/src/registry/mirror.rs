@@ -9,7 +9,8 @@
 use oci_client::Reference;
 
 use super::auth::registry_key;
-use super::{Error, RegistryOptions, Result};
+use super::error::{Error, Result};
+use super::options::RegistryOptions;
 
 /// Parses one `--registry-map` value: `from=to`, several joined by `;`.
 pub fn parse_registry_map(value: &str) -> Result<Vec<(String, String)>> {

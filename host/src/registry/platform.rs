@@ -10,16 +10,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::{Error, Result};
-
-/// OCI image manifest media type.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index media type.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list (the Docker flavour of an index).
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+use super::error::{Error, Result};
+use crate::oci::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
 /// Media types sent in `Accept` when fetching a manifest, most preferred first.
 pub(crate) const ACCEPTED_MANIFESTS: &[&str] = &[

@@ -7,7 +7,6 @@
 //! whole failed pull is retried `--image-download-retry` times. Unpacking layers and reading
 //! the config are other modules' jobs.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,20 +20,19 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWrite;
 use tracing::{debug, info, warn};
 
-use super::cache::BlobCache;
+use super::address::{parse_reference, sha256_hex};
+use super::blobs::BlobCache;
+use super::error::{Error, Result};
 use super::platform::{
-    config_platform, describe_platforms, satisfies, select_entry, Descriptor, Manifest,
+    config_platform, describe_platforms, satisfies, select_entry, Descriptor, Manifest, Platform,
     ACCEPTED_MANIFESTS,
 };
-use super::{
-    mirror, parse_reference, retry, sha256_hex, with_retries, Direction, Error, Platform,
-    PulledImage, PulledLayer, Registry, Result, FIRST_OPERATION_BACKOFF,
-};
+use super::retry::{retry, with_retries, FIRST_OPERATION_BACKOFF};
+use super::{mirror, Direction, PulledImage, PulledLayer, Registry};
+use crate::oci::digest::{self, hash_file};
 
 /// Blob downloads running at once for one image.
 const PARALLEL_DOWNLOADS: usize = 4;
-/// Read size when re-hashing a blob already on disk.
-const HASH_BUFFER: usize = 1 << 20;
 
 /// Distinguishes temporary files of concurrent downloads in one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -152,36 +150,14 @@ impl Registry {
         blob_dir: &Path,
     ) -> Result<PulledImage> {
         let name = reference.whole();
-
-        let (mut body, mut manifest_ref) = (
-            fetch_manifest(client, auth, reference).await?,
-            reference.clone(),
-        );
-        let mut manifest = Manifest::parse(&name, &body)?;
-        if let Manifest::Index { entries } = &manifest {
-            let entry =
-                select_entry(entries, platform).ok_or_else(|| Error::NoMatchingPlatform {
-                    reference: name.clone(),
-                    platform: platform.to_string(),
-                    available: describe_platforms(entries),
-                })?;
-            debug!(reference = %name, %platform, digest = %entry.digest, "selected index entry");
-            manifest_ref = reference.clone_with_digest(entry.digest.clone());
-            body = fetch_manifest(client, auth, &manifest_ref).await?;
-            manifest = Manifest::parse(&manifest_ref.whole(), &body)?;
-        }
-        let Manifest::Image {
+        let ImageManifest {
+            body,
+            reference: manifest_ref,
             media_type,
             config,
             layers,
-        } = manifest
-        else {
-            return Err(Error::NestedIndex {
-                reference: name,
-                platform: platform.to_string(),
-            });
-        };
-        let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        } = resolve_manifest(client, auth, reference, platform).await?;
+        let manifest_digest = digest::of_bytes(&body);
 
         let sha_dir = blob_dir.join("sha256");
         tokio::fs::create_dir_all(&sha_dir)
@@ -198,55 +174,8 @@ impl Registry {
             name: &name,
             sha_dir: &sha_dir,
         };
-        let config_path = fetcher.fetch(&config).await?;
-        let config_bytes =
-            tokio::fs::read(&config_path)
-                .await
-                .map_err(|source| Error::BlobFile {
-                    reference: name.clone(),
-                    digest: config.digest.clone(),
-                    path: config_path.clone(),
-                    source,
-                })?;
-
-        // Docker pulls a single-platform image whatever it was built for, with a warning.
-        if let Some(have) = config_platform(&config_bytes) {
-            if !satisfies(&have, platform) {
-                warn!(
-                    reference = %name,
-                    image = %have,
-                    wanted = %platform,
-                    "image platform differs from the one asked for"
-                );
-            }
-        }
-
-        // An image may list the same layer twice; download each digest once.
-        let mut unique: Vec<&Descriptor> = Vec::new();
-        for layer in &layers {
-            if !unique.iter().any(|d| d.digest == layer.digest) {
-                unique.push(layer);
-            }
-        }
-        stream::iter(unique)
-            .map(|layer| fetcher.fetch(layer))
-            // Boxing keeps the future `Send` (rust-lang/rust#104382).
-            .boxed()
-            .buffer_unordered(PARALLEL_DOWNLOADS)
-            .try_collect::<Vec<PathBuf>>()
-            .await?;
-        let layers = layers
-            .into_iter()
-            .map(|d| {
-                let hex = sha256_hex(&name, &d.digest)?;
-                Ok(PulledLayer {
-                    path: sha_dir.join(hex),
-                    digest: d.digest,
-                    media_type: d.media_type,
-                    size: d.size,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let config_bytes = fetcher.fetch_config(&config, platform).await?;
+        let layers = fetcher.fetch_layers(layers).await?;
         self.note_blob(&config.digest, &manifest_ref);
         for layer in &layers {
             self.note_blob(&layer.digest, &manifest_ref);
@@ -268,6 +197,61 @@ impl Registry {
             manifest: body.to_vec(),
         })
     }
+}
+
+/// An image manifest as fetched, with the reference it was fetched by (the index entry's
+/// digest when the image's reference named an index).
+struct ImageManifest {
+    body: bytes::Bytes,
+    reference: Reference,
+    media_type: String,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+/// Fetches `reference`'s manifest and, when it is an index, the manifest of its entry for
+/// `platform`.
+async fn resolve_manifest(
+    client: &Client,
+    auth: &RegistryAuth,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<ImageManifest> {
+    let name = reference.whole();
+    let (mut body, mut manifest_ref) = (
+        fetch_manifest(client, auth, reference).await?,
+        reference.clone(),
+    );
+    let mut manifest = Manifest::parse(&name, &body)?;
+    if let Manifest::Index { entries } = &manifest {
+        let entry = select_entry(entries, platform).ok_or_else(|| Error::NoMatchingPlatform {
+            reference: name.clone(),
+            platform: platform.to_string(),
+            available: describe_platforms(entries),
+        })?;
+        debug!(reference = %name, %platform, digest = %entry.digest, "selected index entry");
+        manifest_ref = reference.clone_with_digest(entry.digest.clone());
+        body = fetch_manifest(client, auth, &manifest_ref).await?;
+        manifest = Manifest::parse(&manifest_ref.whole(), &body)?;
+    }
+    let Manifest::Image {
+        media_type,
+        config,
+        layers,
+    } = manifest
+    else {
+        return Err(Error::NestedIndex {
+            reference: name,
+            platform: platform.to_string(),
+        });
+    };
+    Ok(ImageManifest {
+        body,
+        reference: manifest_ref,
+        media_type,
+        config,
+        layers,
+    })
 }
 
 /// Fetches a manifest or index, retrying transient failures. oci-client checks the body
@@ -301,6 +285,63 @@ struct BlobFetcher<'a> {
 }
 
 impl BlobFetcher<'_> {
+    /// Downloads the config blob and returns its bytes. Docker pulls a single-platform image
+    /// whatever it was built for, with a warning; so does this.
+    async fn fetch_config(&self, config: &Descriptor, platform: &Platform) -> Result<Vec<u8>> {
+        let config_path = self.fetch(config).await?;
+        let config_bytes =
+            tokio::fs::read(&config_path)
+                .await
+                .map_err(|source| Error::BlobFile {
+                    reference: self.name.to_string(),
+                    digest: config.digest.clone(),
+                    path: config_path.clone(),
+                    source,
+                })?;
+        if let Some(have) = config_platform(&config_bytes) {
+            if !satisfies(&have, platform) {
+                warn!(
+                    reference = %self.name,
+                    image = %have,
+                    wanted = %platform,
+                    "image platform differs from the one asked for"
+                );
+            }
+        }
+        Ok(config_bytes)
+    }
+
+    /// Downloads `layers` (each digest once, several at a time) and returns them in manifest
+    /// order.
+    async fn fetch_layers(&self, layers: Vec<Descriptor>) -> Result<Vec<PulledLayer>> {
+        // An image may list the same layer twice; download each digest once.
+        let mut unique: Vec<&Descriptor> = Vec::new();
+        for layer in &layers {
+            if !unique.iter().any(|d| d.digest == layer.digest) {
+                unique.push(layer);
+            }
+        }
+        stream::iter(unique)
+            .map(|layer| self.fetch(layer))
+            // Boxing keeps the future `Send` (rust-lang/rust#104382).
+            .boxed()
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .try_collect::<Vec<PathBuf>>()
+            .await?;
+        layers
+            .into_iter()
+            .map(|d| {
+                let hex = sha256_hex(self.name, &d.digest)?;
+                Ok(PulledLayer {
+                    path: self.sha_dir.join(hex),
+                    digest: d.digest,
+                    media_type: d.media_type,
+                    size: d.size,
+                })
+            })
+            .collect()
+    }
+
     /// Makes `<sha_dir>/<hex>` hold the blob `desc` and returns that path.
     async fn fetch(&self, desc: &Descriptor) -> Result<PathBuf> {
         let hex = sha256_hex(self.name, &desc.digest)?;
@@ -408,21 +449,6 @@ impl BlobFetcher<'_> {
     }
 }
 
-/// Hex sha256 of a file's content.
-pub(super) fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; HASH_BUFFER];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// A path removed on drop unless [`TempFile::keep`] is called.
 struct TempFile(PathBuf);
 
@@ -508,16 +534,5 @@ mod tests {
         );
         assert!(w.write_all(b"!").await.is_err());
         assert!(w.overflow);
-    }
-
-    #[test]
-    fn hashes_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, b"hello").unwrap();
-        assert_eq!(
-            hash_file(&path).unwrap(),
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
     }
 }

@@ -16,15 +16,15 @@ use bytes::Bytes;
 use futures_util::stream::{self, Stream, StreamExt as _, TryStreamExt as _};
 use oci_client::errors::OciDistributionError;
 use oci_client::{Client, Reference};
-use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 use tracing::{debug, info};
 
+use super::address::{parse_reference, sha256_hex};
 use super::auth::Credentials;
-use super::{
-    parse_reference, retry, sha256_hex, with_retries, BlobFile, Direction, Error, PushImage,
-    Registry, Result, FIRST_OPERATION_BACKOFF,
-};
+use super::error::{Error, Result};
+use super::retry::{retry, with_retries, FIRST_OPERATION_BACKOFF};
+use super::{BlobFile, Direction, PushImage, Registry};
+use crate::oci::digest;
 
 /// Blob uploads running at once for one image.
 const PARALLEL_UPLOADS: usize = 4;
@@ -100,7 +100,7 @@ impl Registry {
     async fn push_once(&self, reference: &str, image: &PushImage) -> Result<String> {
         let parsed = parse_reference(reference)?;
         let name = parsed.whole();
-        let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&image.manifest)));
+        let manifest_digest = digest::of_bytes(&image.manifest);
         // With both a tag and a digest, the tag is what gets pushed; with only a digest, the
         // manifest must have that digest.
         let target = match (parsed.tag(), parsed.digest()) {

@@ -17,8 +17,10 @@ use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
 use tracing::debug;
 
+use super::address::same_registry;
 use super::auth::{Credentials, Mint};
-use super::{same_registry, Direction, Registry, CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::{Direction, Registry};
 
 #[derive(Deserialize)]
 struct TokenAnswer {

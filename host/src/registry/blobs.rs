@@ -1,4 +1,5 @@
-//! The base-image cache behind `--cache-dir`, filled by `kiln warm`.
+//! The pulled-blob cache behind `--cache-dir`, filled by `kiln warm` (the layer cache of
+//! `--cache` is `crate::cache`, another thing).
 //!
 //! Layout under the cache directory:
 //! - `blobs/sha256/<hex>`: manifests, configs and layers, each stored only after its sha256
@@ -17,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tracing::{debug, warn};
 
-use super::platform::Manifest;
-use super::pull::hash_file;
-use super::{sha256_hex, Error, Platform, PulledImage, PulledLayer, Result};
+use super::address::sha256_hex;
+use super::error::{Error, Result};
+use super::platform::{Descriptor, Manifest, Platform};
+use super::{PulledImage, PulledLayer};
+use crate::oci::digest::{self, hash_file};
 
 /// A directory of blobs by digest, plus resolved references.
 #[derive(Debug, Clone)]
@@ -90,7 +93,7 @@ impl BlobCache {
 
     /// Stores `bytes` (a manifest) under their digest; returns the digest.
     pub fn put_bytes(&self, reference: &str, bytes: &[u8]) -> Result<String> {
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let digest = digest::of_bytes(bytes);
         let path = self.blob_path(reference, &digest)?;
         write_atomic(reference, &digest, &path, bytes)?;
         Ok(digest)
@@ -139,7 +142,7 @@ impl BlobCache {
         let Ok(manifest) = std::fs::read(&manifest_path) else {
             return Ok(None);
         };
-        if format!("sha256:{}", hex::encode(Sha256::digest(&manifest))) != entry.manifest_digest {
+        if digest::of_bytes(&manifest) != entry.manifest_digest {
             warn!(reference, path = %manifest_path.display(), "cached manifest is damaged, ignoring it");
             return Ok(None);
         }
@@ -157,7 +160,7 @@ impl BlobCache {
             path: sha_dir.clone(),
             source,
         })?;
-        let link = |desc: &super::platform::Descriptor| -> Result<Option<PathBuf>> {
+        let link = |desc: &Descriptor| -> Result<Option<PathBuf>> {
             let Some(cached) = self.verified_blob(reference, &desc.digest, desc.size)? else {
                 debug!(reference, digest = %desc.digest, "blob missing from the cache");
                 return Ok(None);

@@ -1,0 +1,351 @@
+//! How a [`Registry`] reaches a registry: one oci-client client per registry host and
+//! direction, plain HTTP or TLS (`--insecure*`, `--skip-tls-verify*`, `--registry-certificate`),
+//! the route through a client-certificate forwarder (`client_cert.rs`), credentials looked up
+//! once per host (`auth.rs`) and exchanged for tokens where they need it (Google, ECR, identity
+//! tokens), and the login that reports a refusal as such. Moving manifests and blobs is
+//! `pull.rs`'s and `push.rs`'s.
+
+use std::path::Path;
+
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::{Client, Reference};
+use tracing::debug;
+
+use super::address::{is_local_registry, same_registry};
+use super::auth::{self, Credentials};
+use super::error::{is_tls_failure, Error, Result};
+use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::retry::with_retries;
+use super::{client_cert, ecr, google, Direction, Registry};
+
+impl Registry {
+    /// `reference` routed through its registry's client-certificate forwarder when
+    /// `--registry-client-cert` names the registry; otherwise unchanged.
+    pub(super) async fn route(
+        &self,
+        reference: &Reference,
+        direction: Direction,
+    ) -> Result<Reference> {
+        let registry = reference.registry().to_string();
+        let Some((_, cert, key)) = self
+            .opts
+            .registry_client_certs
+            .iter()
+            .find(|(name, ..)| same_registry(name, &registry))
+        else {
+            return Ok(reference.clone());
+        };
+        let upstream = reference.resolve_registry().to_string();
+        let mut forwarders = self.forwarders.lock().await;
+        let local = match forwarders.get(&(registry.clone(), direction)) {
+            Some(local) => local.clone(),
+            None => {
+                let failed = |reason: String| Error::ClientCert {
+                    registry: registry.clone(),
+                    reason,
+                };
+                let identity = client_cert::identity(&registry, cert, key).map_err(failed)?;
+                let mut builder = reqwest::Client::builder()
+                    .identity(identity)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(READ_TIMEOUT)
+                    .danger_accept_invalid_certs(self.skip_tls_verify(&registry, direction));
+                for (name, path) in &self.opts.registry_certificates {
+                    if same_registry(name, &registry) {
+                        let pem = std::fs::read(path).map_err(|source| Error::ReadCertificate {
+                            registry: registry.clone(),
+                            path: path.clone(),
+                            source,
+                        })?;
+                        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                            failed(format!("{} is not a PEM certificate: {e}", path.display()))
+                        })?;
+                        builder = builder.tls_certs_merge([ca]);
+                    }
+                }
+                let http = builder
+                    .build()
+                    .map_err(|e| failed(format!("setting up TLS: {e}")))?;
+                let local = client_cert::start(&upstream, http)
+                    .await
+                    .map_err(|e| failed(format!("starting the loopback forwarder: {e}")))?;
+                forwarders.insert((registry.clone(), direction), local.clone());
+                local
+            }
+        };
+        let mut routed = reference.clone();
+        routed.set_mirror_registry(local);
+        Ok(routed)
+    }
+
+    /// Whether requests to `registry` in `direction` go over plain HTTP.
+    pub(super) fn plain_http(&self, registry: &str, direction: Direction) -> bool {
+        let all = match direction {
+            Direction::Pull => self.opts.insecure_pull,
+            Direction::Push => self.opts.insecure,
+        };
+        all || is_local_registry(registry)
+            || self
+                .opts
+                .insecure_registries
+                .iter()
+                .any(|r| same_registry(r, registry))
+    }
+
+    /// Whether TLS certificates of `registry` are accepted unchecked in `direction`.
+    pub(super) fn skip_tls_verify(&self, registry: &str, direction: Direction) -> bool {
+        let all = match direction {
+            Direction::Pull => self.opts.skip_tls_verify_pull,
+            Direction::Push => self.opts.skip_tls_verify,
+        };
+        all || self
+            .opts
+            .skip_tls_verify_registries
+            .iter()
+            .any(|r| same_registry(r, registry))
+    }
+
+    /// The flags that would change how `registry` is reached, for a TLS error message.
+    fn tls_hint(&self, registry: &str, direction: Direction) -> String {
+        let all = match direction {
+            Direction::Pull => "--skip-tls-verify-pull",
+            Direction::Push => "--skip-tls-verify",
+        };
+        let insecure = match direction {
+            Direction::Pull => "--insecure-pull",
+            Direction::Push => "--insecure",
+        };
+        format!(
+            "to trust its certificate pass --registry-certificate {registry}=CA.crt, or skip \
+             verification with --skip-tls-verify-registry {registry} or {all}; if it asks for a \
+             client certificate pass --registry-client-cert {registry}=client.crt,client.key; for \
+             a plain-HTTP registry pass --insecure-registry {registry} or {insecure}"
+        )
+    }
+
+    /// The client for `reference`'s registry, created on first use.
+    fn client(&self, reference: &Reference, direction: Direction) -> Result<Client> {
+        let registry = reference.resolve_registry().to_string();
+        let key = (registry.clone(), direction);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let protocol = if self.plain_http(&registry, direction) {
+            ClientProtocol::HttpsExcept(vec![registry.clone()])
+        } else {
+            ClientProtocol::Https
+        };
+        let mut extra_root_certificates = Vec::new();
+        for (name, path) in &self.opts.registry_certificates {
+            if same_registry(name, &registry) || same_registry(name, reference.registry()) {
+                extra_root_certificates.push(read_certificate(&registry, path)?);
+            }
+        }
+        let config = ClientConfig {
+            protocol,
+            accept_invalid_certificates: self.skip_tls_verify(&registry, direction),
+            extra_root_certificates,
+            // One PUT per blob with a streamed body, rather than sequential 4 MiB PATCHes.
+            use_monolithic_push: true,
+            // Indexes are resolved here, with the variant taken into account.
+            platform_resolver: None,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        };
+        let client = Client::try_from(config).map_err(|source| Error::Client {
+            registry: registry.clone(),
+            source,
+        })?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Credentials for `reference`'s registry from Docker's configuration, looked up once.
+    fn credentials(&self, reference: &Reference) -> Result<Credentials> {
+        let registry = reference.registry().to_string();
+        if let Some(found) = self
+            .credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&registry)
+        {
+            return Ok(found.clone());
+        }
+        let found = auth::credentials(&registry)?;
+        debug!(registry = %registry, credentials = %found.source, "registry credentials");
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(registry, found.clone());
+        Ok(found)
+    }
+
+    /// Creates the client for `reference` and logs in with the stored credentials, so an
+    /// authentication failure is reported as such rather than as a later 401.
+    pub(super) async fn connect(
+        &self,
+        reference: &Reference,
+        direction: Direction,
+    ) -> Result<(Client, Credentials)> {
+        let client = self.client(reference, direction)?;
+        let creds = self
+            .mint(reference, direction, self.credentials(reference)?)
+            .await?;
+        let op = match direction {
+            Direction::Pull => oci_client::RegistryOperation::Pull,
+            Direction::Push => oci_client::RegistryOperation::Push,
+        };
+        let registry = reference.registry().to_string();
+        with_retries("authenticate", || async {
+            client
+                .auth(reference, &creds.auth, op)
+                .await
+                .map_err(|source| {
+                    if is_tls_failure(&source) {
+                        Error::Tls {
+                            hint: self.tls_hint(&registry, direction),
+                            registry: registry.clone(),
+                            source: Box::new(source),
+                        }
+                    } else {
+                        Error::Auth {
+                            registry: registry.clone(),
+                            reference: reference.whole(),
+                            credentials: creds.source.clone(),
+                            source: Box::new(source),
+                        }
+                    }
+                })
+        })
+        .await?;
+        Ok((client, creds))
+    }
+
+    /// Exchanges credentials that need it (an identity token, Google's credentials) for a
+    /// token usable for `reference` in `direction`; other credentials pass unchanged.
+    async fn mint(
+        &self,
+        reference: &Reference,
+        direction: Direction,
+        creds: Credentials,
+    ) -> Result<Credentials> {
+        let failed = |reason: String| Error::Mint {
+            registry: reference.registry().to_string(),
+            reference: reference.whole(),
+            credentials: creds.source.clone(),
+            reason,
+        };
+        match &creds.mint {
+            None => Ok(creds),
+            Some(auth::Mint::Google) => {
+                let token = google::access_token().await.map_err(failed)?;
+                debug!(registry = %reference.registry(), from = %token.source, "Google access token");
+                Ok(Credentials {
+                    auth: oci_client::secrets::RegistryAuth::Basic(
+                        google::TOKEN_USER.to_string(),
+                        token.token,
+                    ),
+                    source: format!("{} from {}", creds.source, token.source),
+                    mint: creds.mint.clone(),
+                })
+            }
+            Some(auth::Mint::Ecr) => {
+                let (user, password, from) =
+                    ecr::login(reference.registry()).await.map_err(failed)?;
+                debug!(registry = %reference.registry(), from = %from, "ECR login");
+                Ok(Credentials {
+                    auth: oci_client::secrets::RegistryAuth::Basic(user, password),
+                    source: format!("{} from {from}", creds.source),
+                    mint: creds.mint.clone(),
+                })
+            }
+            Some(auth::Mint::IdentityToken(_)) => {
+                let actions = match direction {
+                    Direction::Pull => "pull",
+                    Direction::Push => "pull,push",
+                };
+                let scopes = vec![format!("repository:{}:{actions}", reference.repository())];
+                let token = self
+                    .request_token(&creds, reference, direction, &scopes)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .ok_or_else(|| {
+                        failed("the registry asks for no bearer token, so an identity token cannot be used".into())
+                    })?;
+                Ok(Credentials {
+                    auth: oci_client::secrets::RegistryAuth::Bearer(token),
+                    source: creds.source.clone(),
+                    mint: creds.mint.clone(),
+                })
+            }
+        }
+    }
+
+    /// Turns an error that says access was refused into one naming the registry, repository
+    /// and the credentials tried; other errors pass unchanged.
+    pub(super) fn explain_denied(
+        &self,
+        err: Error,
+        reference: &Reference,
+        direction: Direction,
+        creds: &Credentials,
+    ) -> Error {
+        if !err.is_denied() {
+            return err;
+        }
+        Error::Unauthorized {
+            registry: reference.registry().to_string(),
+            repository: reference.repository().to_string(),
+            action: direction.verb(),
+            credentials: creds.source.clone(),
+            source: Box::new(err),
+        }
+    }
+}
+
+/// Reads a PEM CA certificate file for `registry`.
+fn read_certificate(registry: &str, path: &Path) -> Result<Certificate> {
+    let data = std::fs::read(path).map_err(|source| Error::ReadCertificate {
+        registry: registry.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Certificate {
+        encoding: CertificateEncoding::Pem,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryOptions;
+
+    #[test]
+    fn chooses_plain_http() {
+        let opts = RegistryOptions {
+            insecure_registries: vec!["http://reg.lan:5000/".to_string(), "docker.io".to_string()],
+            ..RegistryOptions::default()
+        };
+        let registry = Registry::new(opts);
+        for (host, direction, want) in [
+            ("127.0.0.1:5000", Direction::Push, true),
+            ("reg.lan:5000", Direction::Pull, true),
+            ("reg.lan", Direction::Pull, false),
+            ("index.docker.io", Direction::Pull, true),
+            ("quay.io", Direction::Push, false),
+        ] {
+            assert_eq!(registry.plain_http(host, direction), want, "{host}");
+        }
+        let registry = Registry::new(RegistryOptions {
+            insecure_pull: true,
+            ..RegistryOptions::default()
+        });
+        assert!(registry.plain_http("quay.io", Direction::Pull));
+        assert!(!registry.plain_http("quay.io", Direction::Push));
+    }
+}
