@@ -1,18 +1,19 @@
 //! Where a stage starts: `scratch`, an earlier stage's result, or an image pulled into the
 //! blob store and extracted into the stage's own directory. The runner then gives the stage
-//! its root (in place, the base laid over `/`), and the steps run on it. Pulling a
-//! `COPY --from=<image>` image uses the same `pull_image`.
+//! its root (in place, the base laid over `/`), and the steps run on it. Pulling and
+//! extracting images is `images`'.
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use serde_json::Value;
 
+use super::images::{extract_layers, pull_image};
 use super::plan::{Base, BuildPlan};
-use super::{blocking, stages, step, Build, StageResult};
+use super::results::Finished;
+use super::{step, Build, StageResult};
 use crate::image::{self, Family};
-use crate::layer::{DiffId, Digest, LayerBlob};
-use crate::layer::extract;
+use crate::layer::LayerBlob;
 use crate::rootfs::Root;
 
 /// A stage's base as its steps find it.
@@ -28,7 +29,7 @@ pub(crate) async fn build_stage(
     build: &Build,
     plan: &BuildPlan,
     index: usize,
-    done: &stages::Finished,
+    done: &Finished,
 ) -> Result<StageResult> {
     let stage = &plan.stages[index];
     let base_name = match &stage.base {
@@ -72,7 +73,7 @@ async fn start(
     index: usize,
     base_name: &str,
     dir: &Arc<Root>,
-    done: &stages::Finished,
+    done: &Finished,
 ) -> Result<Start> {
     let stage = &plan.stages[index];
     Ok(match &stage.base {
@@ -110,65 +111,4 @@ async fn start(
             }
         }
     })
-}
-
-/// Pulls an image into the blob store: its config, its layers in `family`'s media types and
-/// its manifest digest.
-pub(crate) async fn pull_image(
-    build: &Build,
-    reference: &str,
-) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
-    let pulled = build
-        .registry
-        .pull(reference, &build.platform, build.store.dir())
-        .await
-        .with_context(|| format!("pulling {reference}"))?;
-    let family = Family::of_manifest(&pulled.manifest_media_type);
-    let config = image::parse_config(&pulled.config, reference)?;
-    let diff_ids: Vec<String> = config
-        .pointer("/rootfs/diff_ids")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    if diff_ids.len() != pulled.layers.len() {
-        bail!(
-            "image {reference}: config lists {} diff_ids for {} layers",
-            diff_ids.len(),
-            pulled.layers.len()
-        );
-    }
-    let manifest_digest = pulled.manifest_digest.clone();
-    let layers = pulled
-        .layers
-        .into_iter()
-        .zip(diff_ids)
-        .map(|(l, diff_id)| LayerBlob {
-            digest: Digest(l.digest),
-            diff_id: DiffId(diff_id),
-            size: l.size,
-            media_type: family.convert_layer(&l.media_type),
-            path: l.path,
-        })
-        .collect();
-    Ok((config, layers, family, manifest_digest))
-}
-
-/// Applies layers, in order, to a root.
-pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Result<()> {
-    let root = root.clone();
-    let layers = layers.to_vec();
-    blocking(move || -> Result<()> {
-        for layer in &layers {
-            let file = std::fs::File::open(&layer.path)
-                .with_context(|| format!("opening layer {}", layer.digest))?;
-            extract::extract(&root, "", file, extract::Whiteouts::Apply, &layer.digest.0)
-                .with_context(|| format!("extracting layer {}", layer.digest))?;
-        }
-        Ok(())
-    })
-    .await?
 }

@@ -11,12 +11,15 @@
 mod base;
 mod copy_parts;
 mod heredoc;
+mod images;
 mod layering;
 mod options;
 mod outputs;
 mod plan;
+mod results;
 mod run_step;
 mod stages;
+mod state;
 mod step;
 
 use std::collections::HashMap;

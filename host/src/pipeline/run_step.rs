@@ -5,12 +5,13 @@
 
 use anyhow::{anyhow, Result};
 
+use super::images::from_image;
 use super::layering::Touched;
 use super::plan::BuildPlan;
-use super::stages::Finished;
-use super::step::{
-    after_layer, apply_cached, created_by, from_image, materialize, shell_of, snapshot_step,
-    step_identity, StageState,
+use super::results::Finished;
+use super::state::{
+    after_layer, apply_cached, created_by, materialize, shell_of, snapshot_step, step_identity,
+    StageState,
 };
 use super::{Build, RunFailed};
 use crate::dockerfile::{expand_word, Args, Instruction};

@@ -5,7 +5,7 @@
 //! References only ever point to earlier stages, so the waits cannot form a cycle.
 //!
 //! Each task owns its stage's state (root, config, layers); only the finished result is
-//! published, through [`Finished`]. Nothing in an image depends on the schedule: timestamps
+//! published, through `results::Finished`. Nothing in an image depends on the schedule: timestamps
 //! come from the build, not the clock, and each stage's layers from its own root. With
 //! `--sequential-stages`, or where RUN's isolation allows one stage at a time (in place, whose
 //! root is `/`), each stage is awaited before the next one starts.
@@ -13,49 +13,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
-use tokio::sync::watch;
+use anyhow::Result;
 use tracing::Instrument as _;
 
 use super::plan::BuildPlan;
+use super::results::{Finished, StageFailed};
 use super::{Build, StageResult};
-
-/// A stage another one waited for failed; the build reports that stage's own error.
-#[derive(Debug, thiserror::Error)]
-#[error("stage {name} failed")]
-pub(crate) struct StageFailed {
-    pub name: String,
-}
-
-/// The results of the stages of one build, each published when its stage ends.
-pub(crate) struct Finished {
-    slots: HashMap<usize, watch::Receiver<Option<Arc<StageResult>>>>,
-    names: HashMap<usize, String>,
-}
-
-impl Finished {
-    /// The result of stage `index`, once it is built.
-    pub(crate) async fn wait(&self, index: usize) -> Result<Arc<StageResult>> {
-        let name = self
-            .names
-            .get(&index)
-            .cloned()
-            .unwrap_or_else(|| index.to_string());
-        let Some(slot) = self.slots.get(&index) else {
-            return Err(anyhow!(
-                "stage {name} is not built: the target does not need it"
-            ));
-        };
-        let mut slot = slot.clone();
-        let published = slot
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| StageFailed { name: name.clone() })?;
-        published
-            .clone()
-            .ok_or_else(|| anyhow!(StageFailed { name }))
-    }
-}
 
 /// Builds every stage of `plan.order`, concurrently unless `sequential`; returns their
 /// results. The first stage to fail ends the build with its error.
@@ -63,16 +26,8 @@ pub(crate) async fn build_all(
     build: Arc<Build>,
     plan: Arc<BuildPlan>,
 ) -> Result<HashMap<usize, Arc<StageResult>>> {
-    let mut senders = Vec::new();
-    let mut slots = HashMap::new();
-    let mut names = HashMap::new();
-    for &index in &plan.order {
-        let (tx, rx) = watch::channel(None);
-        senders.push((index, tx));
-        slots.insert(index, rx);
-        names.insert(index, plan.stages[index].display_name());
-    }
-    let finished = Arc::new(Finished { slots, names });
+    let (finished, senders) = Finished::new(&plan);
+    let finished = Arc::new(finished);
     let sequential = !build.runner.stages_in_parallel();
     let mut results = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();

@@ -8,9 +8,13 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::Value;
 
-use super::layering::{layer_format, Snapshots, Touched};
+use super::images::from_image;
+use super::layering::{Snapshots, Touched};
 use super::plan::{shell_text, BuildPlan};
-use super::stages::Finished;
+use super::results::Finished;
+use super::state::{
+    after_layer, apply_cached, created_by, materialize, snapshot_step, step_identity, StageState,
+};
 use super::{Build, RunFailed, StageResult};
 use crate::dockerfile::{expand_word, Args, Instruction, Keyword};
 use crate::image::{self, Family};
@@ -26,64 +30,6 @@ pub(crate) struct StageBase {
     pub family: Family,
     /// the cache state digest of the base (see `cache`)
     pub cache_state: String,
-}
-
-/// The mutable state of a stage between steps.
-pub(super) struct StageState {
-    pub(super) root: Arc<Root>,
-    pub(super) config: Value,
-    pub(super) layers: Vec<LayerBlob>,
-    pub(super) family: Family,
-    /// ARGs declared in this stage (None: declared without a value)
-    pub(super) args: Vec<(String, Option<String>)>,
-    pub(super) cmd_set: bool,
-    pub(super) snapshots: Option<Snapshots>,
-    /// the cache state digest: the base, then what each filesystem step produced
-    pub(super) cache_state: String,
-    /// cached layers already in the image but not yet extracted onto the root: only a step
-    /// that has to run (or a later stage) needs them there
-    pub(super) pending: Vec<LayerBlob>,
-    /// the step's position in the stage and the stage's name: a step's identity across
-    /// builds, for the cache's miss reasons
-    pub(super) pos: usize,
-    pub(super) stage_name: String,
-}
-
-impl StageState {
-    pub(super) fn env(&self) -> Vec<(String, String)> {
-        self.config
-            .pointer("/config/Env")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(|kv| match kv.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (kv.to_string(), String::new()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Variables for expansion: ARGs in scope, overridden by ENV.
-    pub(super) fn lookup(&self) -> HashMap<String, String> {
-        let mut m: HashMap<String, String> = self
-            .args
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-            .collect();
-        m.extend(self.env());
-        m
-    }
-
-    pub(super) fn config_str(&self, key: &str) -> Option<String> {
-        self.config
-            .pointer(&format!("/config/{key}"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    }
 }
 
 pub(crate) async fn run_stage(
@@ -224,125 +170,6 @@ async fn step(
         Keyword::From => Err(anyhow!("FROM inside a stage")),
         _ => guest_step(build, plan, index, st, ins, &lookup, done).await,
     }
-}
-
-pub(super) fn created_by(ins: &Instruction, shell: &[String]) -> String {
-    match (ins.keyword, &ins.args) {
-        (Keyword::Run, Args::Shell(t)) => format!("RUN {} {t}", shell.join(" ")),
-        (Keyword::Run, Args::Exec(v)) => format!("RUN {}", v.join(" ")),
-        _ => ins.original.clone(),
-    }
-}
-
-pub(super) fn shell_of(st: &StageState) -> Vec<String> {
-    st.config
-        .pointer("/config/Shell")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect::<Vec<_>>()
-        })
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
-}
-
-/// The cache state after a step that produced `layer` (or no change).
-pub(super) fn after_layer(state: &str, layer: Option<&LayerBlob>) -> String {
-    let produced = layer.map_or("none", |l| l.diff_id.0.as_str());
-    crate::cache::digest_of([state, "layer", produced])
-}
-
-/// A step's identity across builds: stage, position, keyword.
-pub(super) fn step_identity(st: &StageState, ins: &Instruction) -> String {
-    crate::cache::digest_of([
-        st.stage_name.as_str(),
-        &st.pos.to_string(),
-        ins.keyword.as_str(),
-    ])
-}
-
-/// Takes a cache hit: the entry's layer goes into the image and onto the list of layers the
-/// root still lacks (see `materialize`); returns it.
-pub(super) fn apply_cached(
-    build: &Build,
-    st: &mut StageState,
-    entry: crate::cache::Entry,
-) -> Option<LayerBlob> {
-    match entry.layer {
-        Some(mut layer) => {
-            layer.media_type = st.family.convert_layer(&layer.media_type);
-            st.pending.push(layer.clone());
-            st.layers.push(layer.clone());
-            image::add_history(&mut st.config, &build.created, &entry.created_by, false);
-            Some(layer)
-        }
-        None => {
-            image::add_history(&mut st.config, &build.created, &entry.created_by, true);
-            None
-        }
-    }
-}
-
-/// Extracts the cached layers the root still lacks and takes the result as the snapshot
-/// baseline (what they brought is already in the image).
-pub(super) async fn materialize(st: &mut StageState) -> Result<()> {
-    if st.pending.is_empty() {
-        return Ok(());
-    }
-    let layers = std::mem::take(&mut st.pending);
-    let started = std::time::Instant::now();
-    super::base::extract_layers(&st.root, &layers).await?;
-    let root = st.root.clone();
-    let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
-    let (snapshots, resynced) = super::blocking(move || {
-        let r = snapshots.resync(&root);
-        (snapshots, r)
-    })
-    .await?;
-    st.snapshots = Some(snapshots);
-    resynced?;
-    tracing::debug!(
-        layers = layers.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "cached layers extracted"
-    );
-    Ok(())
-}
-
-/// Snapshots the root after a step; a change becomes a layer and a history entry. Returns
-/// the layer.
-pub(super) async fn snapshot_step(
-    build: &Build,
-    st: &mut StageState,
-    created_by: &str,
-    touched: Touched,
-) -> Result<Option<LayerBlob>> {
-    let root = st.root.clone();
-    let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
-    let store = build.store.clone();
-    let format = layer_format(
-        &build.opts.layers,
-        st.family.layer_gzip(),
-        build.mtime_clamp,
-    );
-    let end = matches!(touched, Touched::StageEnd);
-    let (snapshots, blob) = super::blocking(move || {
-        let blob = snapshots.after_step(&root, &touched, &store, &format);
-        (snapshots, blob)
-    })
-    .await?;
-    st.snapshots = Some(snapshots);
-    let blob = blob?;
-    match &blob {
-        Some(blob) => {
-            st.layers.push(blob.clone());
-            image::add_history(&mut st.config, &build.created, created_by, false);
-        }
-        None if !end => image::add_history(&mut st.config, &build.created, created_by, true),
-        None => {}
-    }
-    Ok(blob)
 }
 
 /// Arguments as the guest receives them, expanded where Docker expands.
@@ -573,28 +400,4 @@ async fn file_key(
         .component("workdir", [st.config_str("WorkingDir").unwrap_or_default()])
         .component("sources", sources);
     Ok(k.finish())
-}
-
-/// `COPY --from=<image>`: the image pulled and extracted once per build, however many
-/// stages ask for it at once.
-pub(super) async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
-    let cell = {
-        let mut images = build.from_images.lock().await;
-        let next = images.len();
-        let cell = images
-            .entry(reference.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()));
-        (cell.clone(), next)
-    };
-    let (cell, next) = cell;
-    let root = cell
-        .get_or_try_init(|| async {
-            let (_, layers, _, _) = super::base::pull_image(build, reference).await?;
-            let dir = build.work.join(format!("image-{next}"));
-            let root = Arc::new(Root::create(&dir)?);
-            super::base::extract_layers(&root, &layers).await?;
-            Ok::<_, anyhow::Error>(root)
-        })
-        .await?;
-    Ok(root.clone())
 }

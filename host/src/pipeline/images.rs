@@ -1,0 +1,98 @@
+//! Images a stage reads: a `FROM` base or a `COPY --from=<image>` / `RUN --mount from=<image>`
+//! source, pulled into the blob store (config, layers in the manifest family's media types)
+//! and extracted, layer by layer, into a root.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+use super::{blocking, Build};
+use crate::image::{self, Family};
+use crate::layer::{extract, DiffId, Digest, LayerBlob};
+use crate::rootfs::Root;
+
+/// Pulls an image into the blob store: its config, its layers in `family`'s media types and
+/// its manifest digest.
+pub(crate) async fn pull_image(
+    build: &Build,
+    reference: &str,
+) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
+    let pulled = build
+        .registry
+        .pull(reference, &build.platform, build.store.dir())
+        .await
+        .with_context(|| format!("pulling {reference}"))?;
+    let family = Family::of_manifest(&pulled.manifest_media_type);
+    let config = image::parse_config(&pulled.config, reference)?;
+    let diff_ids: Vec<String> = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != pulled.layers.len() {
+        bail!(
+            "image {reference}: config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            pulled.layers.len()
+        );
+    }
+    let manifest_digest = pulled.manifest_digest.clone();
+    let layers = pulled
+        .layers
+        .into_iter()
+        .zip(diff_ids)
+        .map(|(l, diff_id)| LayerBlob {
+            digest: Digest(l.digest),
+            diff_id: DiffId(diff_id),
+            size: l.size,
+            media_type: family.convert_layer(&l.media_type),
+            path: l.path,
+        })
+        .collect();
+    Ok((config, layers, family, manifest_digest))
+}
+
+/// Applies layers, in order, to a root.
+pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Result<()> {
+    let root = root.clone();
+    let layers = layers.to_vec();
+    blocking(move || -> Result<()> {
+        for layer in &layers {
+            let file = std::fs::File::open(&layer.path)
+                .with_context(|| format!("opening layer {}", layer.digest))?;
+            extract::extract(&root, "", file, extract::Whiteouts::Apply, &layer.digest.0)
+                .with_context(|| format!("extracting layer {}", layer.digest))?;
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// `COPY --from=<image>`: the image pulled and extracted once per build, however many
+/// stages ask for it at once.
+pub(super) async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
+    let cell = {
+        let mut images = build.from_images.lock().await;
+        let next = images.len();
+        let cell = images
+            .entry(reference.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()));
+        (cell.clone(), next)
+    };
+    let (cell, next) = cell;
+    let root = cell
+        .get_or_try_init(|| async {
+            let (_, layers, _, _) = pull_image(build, reference).await?;
+            let dir = build.work.join(format!("image-{next}"));
+            let root = Arc::new(Root::create(&dir)?);
+            extract_layers(&root, &layers).await?;
+            Ok::<_, anyhow::Error>(root)
+        })
+        .await?;
+    Ok(root.clone())
+}
