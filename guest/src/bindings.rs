@@ -1,6 +1,7 @@
 //! The only module that sees wit-bindgen's generated types: it exports
-//! `kiln:builder/interpreter` by converting to and from the plain types in `execute`, and
-//! implements [`Files`] on the imported `fs` interface.
+//! `kiln:builder/interpreter` by converting to and from the plain types in `instruction`
+//! and calling the entry points in `execute`, and implements [`Files`] on the imported `fs`
+//! interface.
 //!
 //! Native builds compile the import stubs but must never call them: tests use `fake.rs`.
 //!
@@ -8,8 +9,10 @@
 //! nature; this module's own code contains none.
 #![allow(unsafe_code)]
 
-use crate::execute::{self, Instruction, Roots};
-use crate::files::{Files, FsError, Kind, Meta, RootId, Stat};
+use crate::error::FsError;
+use crate::execute;
+use crate::files::{Files, Kind, Meta, RootId, Stat};
+use crate::instruction::{Instruction, Roots, StageState};
 
 wit_bindgen::generate!({ path: "../wit", world: "builder" });
 
@@ -30,6 +33,7 @@ impl wit_interp::Guest for Interpreter {
         ins: wit_interp::Instruction,
         config: String,
         roots: wit_interp::Roots,
+        state: wit_interp::StageState,
     ) -> Result<wit_interp::Outcome, String> {
         let ins = Instruction {
             keyword: ins.keyword,
@@ -43,10 +47,25 @@ impl wit_interp::Guest for Interpreter {
             context: RootId(roots.context),
             from: roots.from.map(RootId),
         };
-        execute::execute(&HostFiles, &ins, &config, &roots)
+        let state = StageState {
+            cmd_set: state.cmd_set,
+        };
+        execute::execute(&HostFiles, &ins, &config, &roots, state)
             .map(|o| wit_interp::Outcome {
                 config: o.config,
                 touched: o.touched,
+                state: wit_interp::StageState {
+                    cmd_set: o.state.cmd_set,
+                },
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn start_stage(config: String) -> Result<wit_interp::StageStart, String> {
+        execute::start_stage(&config)
+            .map(|s| wit_interp::StageStart {
+                config: s.config,
+                triggers: s.triggers,
             })
             .map_err(|e| e.to_string())
     }

@@ -1,13 +1,15 @@
 //! The image config JSON and the instructions that only edit it: ENV, LABEL, MAINTAINER,
-//! USER, EXPOSE, VOLUME, CMD, ENTRYPOINT, SHELL, STOPSIGNAL, ONBUILD. HEALTHCHECK lives in
-//! `healthcheck.rs`, WORKDIR (which also creates a directory) in `workdir.rs`.
+//! USER, EXPOSE, VOLUME, CMD, ENTRYPOINT (with BuildKit's rule that it drops an inherited
+//! CMD), SHELL, STOPSIGNAL. HEALTHCHECK lives in `healthcheck.rs`, ONBUILD (registering
+//! triggers and taking the base's) in `onbuild.rs`, WORKDIR (which also creates a
+//! directory) in `workdir.rs`.
 //!
 //! Only `config` and `author` are edited; every other field, known or not, passes through.
 
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::execute::Instruction;
+use crate::instruction::{Instruction, StageState};
 
 /// Docker's default SHELL.
 pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -75,6 +77,12 @@ impl ImageConfig {
             .insert(key.to_string(), value);
     }
 
+    /// Removes a `config` field and returns it; `None` when absent or `config` is not an
+    /// object.
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.config.as_mut()?.remove(key)
+    }
+
     pub fn set_author(&mut self, author: &str) {
         self.doc
             .insert("author".to_string(), Value::String(author.to_string()));
@@ -93,7 +101,7 @@ impl ImageConfig {
     }
 
     /// Edits a `config` field that must be a JSON array (Env, OnBuild).
-    fn edit_list(&mut self, key: &str, f: impl FnOnce(&mut Vec<Value>)) {
+    pub(crate) fn edit_list(&mut self, key: &str, f: impl FnOnce(&mut Vec<Value>)) {
         let config = self.config.get_or_insert_with(Map::new);
         let mut v = match config.remove(key) {
             Some(Value::Array(v)) => v,
@@ -140,22 +148,22 @@ pub fn no_flags(ins: &Instruction) -> Result<()> {
     }
 }
 
-fn want(ins: &Instruction, want: &'static str) -> Error {
+pub(crate) fn want(ins: &Instruction, want: &'static str) -> Error {
     Error::Arguments {
         keyword: ins.keyword.clone(),
         want,
     }
 }
 
-fn one_arg(ins: &Instruction) -> Result<&str> {
+pub(crate) fn one_arg(ins: &Instruction) -> Result<&str> {
     match ins.args.as_slice() {
         [a] => Ok(a),
         _ => Err(want(ins, "exactly one argument")),
     }
 }
 
-/// Applies a config-only instruction.
-pub fn apply(ins: &Instruction, cfg: &mut ImageConfig) -> Result<()> {
+/// Applies a config-only instruction; `state` is the stage's (CMD records itself there).
+pub fn apply(ins: &Instruction, cfg: &mut ImageConfig, state: &mut StageState) -> Result<()> {
     no_flags(ins)?;
     match ins.keyword.as_str() {
         "ENV" => env(ins, cfg),
@@ -180,11 +188,17 @@ pub fn apply(ins: &Instruction, cfg: &mut ImageConfig) -> Result<()> {
         "CMD" => {
             let cmd = command(ins, cfg)?;
             cfg.set("Cmd", cmd);
+            state.cmd_set = true;
             Ok(())
         }
         "ENTRYPOINT" => {
             let cmd = command(ins, cfg)?;
             cfg.set("Entrypoint", cmd);
+            // BuildKit: ENTRYPOINT drops a CMD inherited from the base, not one set in this
+            // stage
+            if !state.cmd_set {
+                cfg.set("Cmd", Value::Null);
+            }
             Ok(())
         }
         "SHELL" => {
@@ -203,22 +217,6 @@ pub fn apply(ins: &Instruction, cfg: &mut ImageConfig) -> Result<()> {
                 return Err(want(ins, "a signal name or number"));
             }
             cfg.set("StopSignal", Value::String(sig.to_string()));
-            Ok(())
-        }
-        "ONBUILD" => {
-            let trigger = one_arg(ins)?;
-            let first = trigger
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_uppercase();
-            if first.is_empty() || ["ONBUILD", "FROM", "MAINTAINER"].contains(&first.as_str()) {
-                return Err(want(
-                    ins,
-                    "a trigger instruction other than ONBUILD, FROM or MAINTAINER",
-                ));
-            }
-            cfg.edit_list("OnBuild", |l| l.push(Value::String(trigger.to_string())));
             Ok(())
         }
         _ => Err(Error::UnsupportedInstruction {
@@ -354,7 +352,7 @@ mod tests {
 
     fn run(start: Value, i: Instruction) -> Result<Value> {
         let mut cfg = ImageConfig::parse(&start.to_string())?;
-        apply(&i, &mut cfg)?;
+        apply(&i, &mut cfg, &mut StageState::default())?;
         Ok(serde_json::from_str(&cfg.to_json()).unwrap())
     }
 
@@ -379,7 +377,7 @@ mod tests {
             (
                 ins("ENTRYPOINT", &["/app", "--x"], true),
                 json!({"Env": ["PATH=/bin", "A=1"], "Shell": null, "Labels": null,
-                    "Entrypoint": ["/app", "--x"]}),
+                    "Entrypoint": ["/app", "--x"], "Cmd": null}),
             ),
             (
                 ins("USER", &["app:staff"], false),
@@ -403,10 +401,6 @@ mod tests {
                 ins("STOPSIGNAL", &["SIGKILL"], false),
                 json!({"Env": ["PATH=/bin", "A=1"], "Shell": null, "Labels": null, "StopSignal": "SIGKILL"}),
             ),
-            (
-                ins("ONBUILD", &["RUN make"], false),
-                json!({"Env": ["PATH=/bin", "A=1"], "Shell": null, "Labels": null, "OnBuild": ["RUN make"]}),
-            ),
         ] {
             let keyword = i.keyword.clone();
             let got = run(base.clone(), i).unwrap();
@@ -426,11 +420,57 @@ mod tests {
         );
     }
 
+    /// BuildKit: ENTRYPOINT drops the base's CMD, not one given earlier in the stage; CMD
+    /// after ENTRYPOINT is kept either way.
     #[test]
-    fn entrypoint_leaves_cmd_alone() {
-        let base = json!({"config": {"Cmd": ["bash"]}});
-        let got = run(base, ins("ENTRYPOINT", &["/x"], true)).unwrap();
-        assert_eq!(got["config"]["Cmd"], json!(["bash"]));
+    fn entrypoint_and_inherited_cmd() {
+        for (base, steps, want_cmd, want_cmd_set) in [
+            (
+                json!({"Cmd": ["bash"]}),
+                vec!["ENTRYPOINT"],
+                json!(null),
+                false,
+            ),
+            (json!({}), vec!["ENTRYPOINT"], json!(null), false),
+            (
+                json!({"Cmd": ["bash"]}),
+                vec!["CMD", "ENTRYPOINT"],
+                json!(["run"]),
+                true,
+            ),
+            (
+                json!({"Cmd": ["bash"]}),
+                vec!["ENTRYPOINT", "CMD"],
+                json!(["run"]),
+                true,
+            ),
+            (
+                json!({"Cmd": ["bash"]}),
+                vec!["ENTRYPOINT", "CMD", "ENTRYPOINT"],
+                json!(["run"]),
+                true,
+            ),
+            (
+                json!({"Cmd": ["bash"]}),
+                vec!["ENV"],
+                json!(["bash"]),
+                false,
+            ),
+        ] {
+            let mut cfg = ImageConfig::parse(&json!({ "config": base }).to_string()).unwrap();
+            let mut state = StageState::default();
+            for keyword in &steps {
+                let i = match *keyword {
+                    "CMD" => ins("CMD", &["run"], true),
+                    "ENV" => ins("ENV", &["A", "1"], false),
+                    _ => ins(keyword, &["/x"], true),
+                };
+                apply(&i, &mut cfg, &mut state).unwrap();
+            }
+            let got: Value = serde_json::from_str(&cfg.to_json()).unwrap();
+            assert_eq!(got["config"]["Cmd"], want_cmd, "{steps:?}");
+            assert_eq!(state.cmd_set, want_cmd_set, "{steps:?}");
+        }
     }
 
     #[test]
@@ -474,8 +514,8 @@ mod tests {
                 "USER requires exactly one argument",
             ),
             (
-                ins("ONBUILD", &["ONBUILD RUN x"], false),
-                "ONBUILD requires a trigger",
+                ins("ONBUILD", &["RUN x"], false),
+                "unsupported instruction ONBUILD",
             ),
             (ins("ARG", &["X"], false), "unsupported instruction ARG"),
             (ins("FROM", &["x"], false), "unsupported instruction FROM"),

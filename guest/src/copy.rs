@@ -13,11 +13,11 @@ use crate::chmod::Chmod;
 use crate::config::ImageConfig;
 use crate::error::{Error, Result};
 use crate::exclude::Excludes;
-use crate::execute::{Instruction, Roots};
 use crate::files::{
     create_dirs, fs_err, make_dir, resolve, set_owner_mode, Files, Kind, Meta, Owner, RootId, Stat,
     Touched,
 };
+use crate::instruction::{Instruction, Roots};
 use crate::path;
 use crate::sources::{self, Source};
 use crate::user;

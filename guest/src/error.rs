@@ -1,9 +1,11 @@
-//! The guest's one error type. Every message is for the person who wrote the Dockerfile:
-//! lowercase, naming the value or path at fault. The host adds the Dockerfile line, so no
-//! variant repeats it. One enum for the crate because every variant ends up as the same
-//! WIT `string`; variants stay structured so tests can match on them.
+//! The guest's error types. [`Error`] is the one error of the crate: every message is for
+//! the person who wrote the Dockerfile, lowercase, naming the value or path at fault. The
+//! host adds the Dockerfile line, so no variant repeats it. One enum for the crate because
+//! every variant ends up as the same WIT `string`; variants stay structured so tests can
+//! match on them. [`FsError`] is a failed `fs` call as the host reports it: the `Files`
+//! trait (`files.rs`) returns it and [`Error::Fs`] wraps it with the operation and path.
 
-use crate::files::FsError;
+use std::fmt;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -98,3 +100,45 @@ pub enum Error {
     #[error("--from was given but the host passed no source root for {from}")]
     MissingFromRoot { from: String },
 }
+
+/// A failed file operation, as the host reports it; the payload is the host's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsError {
+    NotFound(String),
+    Exists(String),
+    NotDirectory(String),
+    IsDirectory(String),
+    ReadOnly(String),
+    Invalid(String),
+    Io(String),
+}
+
+impl FsError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FsError::NotFound(_))
+    }
+
+    /// Not found, or a non-directory met on the way: either way nothing is at the path.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, FsError::NotFound(_) | FsError::NotDirectory(_))
+    }
+}
+
+/// The host's message already names the path and the failure (`/x: not found`); the kind
+/// is only spelled out when the message is empty.
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, msg) = match self {
+            FsError::NotFound(m) => ("not found", m),
+            FsError::Exists(m) => ("already exists", m),
+            FsError::NotDirectory(m) => ("not a directory", m),
+            FsError::IsDirectory(m) => ("is a directory", m),
+            FsError::ReadOnly(m) => ("read-only", m),
+            FsError::Invalid(m) => ("invalid", m),
+            FsError::Io(m) => ("i/o error", m),
+        };
+        f.write_str(if msg.is_empty() { what } else { msg })
+    }
+}
+
+impl std::error::Error for FsError {}

@@ -1,55 +1,27 @@
-//! The interpreter's entry points in plain Rust: one instruction in, the new image config
-//! and the touched paths out; and USER resolution for RUN. `bindings.rs` converts the WIT
-//! types to these and back; each instruction's rules live in its own module.
+//! The interpreter's entry points in plain Rust: one instruction in, the new image config,
+//! the touched paths and the stage's state out; a stage's start (the base's ONBUILD triggers
+//! taken out); and USER resolution for RUN. `bindings.rs` converts the WIT types to these
+//! and back; the shared types are `instruction.rs`; each instruction's rules live in its own
+//! module, this file only dispatches.
 
 use crate::config::{self, ImageConfig};
 use crate::copy;
 use crate::error::Result;
 use crate::files::{Files, RootId, Touched};
 use crate::healthcheck;
+use crate::instruction::{Instruction, Outcome, Roots, StageStart, StageState};
+use crate::onbuild;
 use crate::user::{self, Identity};
 use crate::workdir;
 
-/// One Dockerfile instruction, variables already expanded by the host.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Instruction {
-    /// upper case: ENV, LABEL, COPY, ...
-    pub keyword: String,
-    /// 1-based Dockerfile line (the host prefixes errors with it)
-    pub line: u32,
-    pub args: Vec<String>,
-    /// `--name=value` flags in order; `--name` alone has no value
-    pub flags: Vec<(String, Option<String>)>,
-    /// the arguments were written as a JSON array
-    pub exec_form: bool,
-}
-
-/// The trees one instruction may touch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Roots {
-    /// the stage's root filesystem, read-write
-    pub stage: RootId,
-    /// the build context, read-only
-    pub context: RootId,
-    /// `COPY --from`: the other stage or image, read-only
-    pub from: Option<RootId>,
-}
-
-/// What an instruction did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    /// the image config JSON after the instruction
-    pub config: String,
-    /// stage paths created or changed, relative, without a leading slash, sorted
-    pub touched: Vec<String>,
-}
-
-/// Carries out one instruction against the image config JSON and the roots.
+/// Carries out one instruction against the image config JSON and the roots, in a stage
+/// whose state so far is `state`.
 pub fn execute(
     files: &dyn Files,
     ins: &Instruction,
     config: &str,
     roots: &Roots,
+    mut state: StageState,
 ) -> Result<Outcome> {
     let mut cfg = ImageConfig::parse(config)?;
     let mut touched = Touched::default();
@@ -57,12 +29,19 @@ pub fn execute(
         "COPY" | "ADD" => copy::apply(files, ins, &cfg, roots, &mut touched)?,
         "WORKDIR" => workdir::apply(files, ins, &mut cfg, roots, &mut touched)?,
         "HEALTHCHECK" => healthcheck::apply(ins, &mut cfg)?,
-        _ => config::apply(ins, &mut cfg)?,
+        "ONBUILD" => onbuild::apply(ins, &mut cfg)?,
+        _ => config::apply(ins, &mut cfg, &mut state)?,
     }
     Ok(Outcome {
         config: cfg.to_json(),
         touched: touched.into_vec(),
+        state,
     })
+}
+
+/// The config a stage starts from, given its base image's, and the base's ONBUILD triggers.
+pub fn start_stage(config: &str) -> Result<StageStart> {
+    onbuild::start_stage(config)
 }
 
 /// Resolves a USER value against the stage's /etc/passwd and /etc/group, for RUN.
@@ -101,7 +80,7 @@ mod tests {
                 from: None,
             };
             fs.add_file(roots.context, "/app.py", b"print()", 0o644);
-            let out = execute(&fs, &ins, &config, &roots).unwrap();
+            let out = execute(&fs, &ins, &config, &roots, StageState::default()).unwrap();
             assert_eq!(out.touched, want_touched, "{keyword}");
             let v: Value = serde_json::from_str(&out.config).unwrap();
             assert_eq!(v["rootfs"], json!({"diff_ids": ["sha256:x"]}), "{keyword}");
@@ -125,7 +104,9 @@ mod tests {
             exec_form: false,
         };
         for config in ["", "[]", "{"] {
-            let err = execute(&fs, &ins, config, &roots).unwrap_err().to_string();
+            let err = execute(&fs, &ins, config, &roots, StageState::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with("invalid image config"), "{err}");
         }
     }

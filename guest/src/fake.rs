@@ -5,7 +5,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::files::{Files, FsError, Kind, Meta, RootId, Stat};
+use crate::error::FsError;
+use crate::files::{Files, Kind, Meta, RootId, Stat};
 
 const STAGE: u32 = 1;
 const CONTEXT: u32 = 2;

@@ -7,9 +7,8 @@
 //! host's job: callers here pass absolute, cleaned paths inside a root.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FsError, Result};
 use crate::path;
 
 /// An opaque handle to a directory tree handed out by the host for one call.
@@ -57,48 +56,6 @@ pub struct Meta {
     pub gid: Option<u32>,
     pub mtime: Option<(i64, u32)>,
 }
-
-/// A failed file operation, as the host reports it; the payload is the host's message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FsError {
-    NotFound(String),
-    Exists(String),
-    NotDirectory(String),
-    IsDirectory(String),
-    ReadOnly(String),
-    Invalid(String),
-    Io(String),
-}
-
-impl FsError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, FsError::NotFound(_))
-    }
-
-    /// Not found, or a non-directory met on the way: either way nothing is at the path.
-    pub fn is_missing(&self) -> bool {
-        matches!(self, FsError::NotFound(_) | FsError::NotDirectory(_))
-    }
-}
-
-/// The host's message already names the path and the failure (`/x: not found`); the kind
-/// is only spelled out when the message is empty.
-impl fmt::Display for FsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (what, msg) = match self {
-            FsError::NotFound(m) => ("not found", m),
-            FsError::Exists(m) => ("already exists", m),
-            FsError::NotDirectory(m) => ("not a directory", m),
-            FsError::IsDirectory(m) => ("is a directory", m),
-            FsError::ReadOnly(m) => ("read-only", m),
-            FsError::Invalid(m) => ("invalid", m),
-            FsError::Io(m) => ("i/o error", m),
-        };
-        f.write_str(if msg.is_empty() { what } else { msg })
-    }
-}
-
-impl std::error::Error for FsError {}
 
 /// The host's `fs` interface with plain Rust types. Paths are resolved by the
 /// implementation inside `root` with chroot semantics.

@@ -1,27 +1,24 @@
-//! HEALTHCHECK: the `config.Healthcheck` object, its flags, and Go duration strings
-//! (`30s`, `1m30s`, `500ms`) turned into nanoseconds as Docker stores them.
+//! HEALTHCHECK: its type word (NONE or CMD, in any case, read from the instruction's text),
+//! the `config.Healthcheck` object, its flags, and Go duration strings (`30s`, `1m30s`,
+//! `500ms`) turned into nanoseconds as Docker stores them.
 
 use serde_json::{json, Map, Value};
 
 use crate::config::ImageConfig;
 use crate::error::{Error, Result};
-use crate::execute::Instruction;
+use crate::instruction::Instruction;
 
 /// BuildKit refuses intervals below this (zero means "use the default").
 const MIN_DURATION_NS: i64 = 1_000_000;
 
-/// Applies HEALTHCHECK NONE | CMD ... with its flags.
+/// Applies HEALTHCHECK NONE | CMD ... with its flags. Exec form: the arguments are the
+/// items of `CMD [...]`; shell form: the text after the flags (`NONE`, `cmd curl -f x`).
 pub fn apply(ins: &Instruction, cfg: &mut ImageConfig) -> Result<()> {
     let want = |want| Error::Arguments {
         keyword: ins.keyword.clone(),
         want,
     };
-    let kind = ins
-        .args
-        .first()
-        .ok_or_else(|| want("NONE or CMD"))?
-        .to_ascii_uppercase();
-    let rest = &ins.args[1..];
+    let (kind, rest) = split(ins).ok_or_else(|| want("NONE or CMD"))?;
     let mut hc = Map::new();
     match kind.as_str() {
         "NONE" => {
@@ -53,6 +50,28 @@ pub fn apply(ins: &Instruction, cfg: &mut ImageConfig) -> Result<()> {
     }
     cfg.set("Healthcheck", Value::Object(hc));
     Ok(())
+}
+
+/// The type word, upper-cased, and the arguments after it. Exec form is `CMD` and its
+/// items; shell form splits the text at its first blank, the rest being one command line
+/// (none when blank). `None` without arguments.
+fn split(ins: &Instruction) -> Option<(String, Vec<String>)> {
+    if ins.exec_form {
+        return Some(("CMD".to_string(), ins.args.clone()));
+    }
+    if ins.args.is_empty() {
+        return None;
+    }
+    let text = ins.args.join(" ");
+    let text = text.trim();
+    let (first, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let rest = rest.trim();
+    let rest = if rest.is_empty() {
+        Vec::new()
+    } else {
+        vec![rest.to_string()]
+    };
+    Some((first.to_ascii_uppercase(), rest))
 }
 
 /// One HEALTHCHECK flag → its config key and value.
@@ -197,18 +216,21 @@ mod tests {
         Ok(v["config"]["Healthcheck"].clone())
     }
 
+    /// Shell form hands over the raw text: the type word in any case, then the command line.
     #[test]
     fn healthcheck_forms() {
         for (args, exec, flags, want) in [
             (vec!["NONE"], false, vec![], json!({"Test": ["NONE"]})),
+            (vec!["none"], false, vec![], json!({"Test": ["NONE"]})),
+            (vec!["  None  "], false, vec![], json!({"Test": ["NONE"]})),
             (
-                vec!["CMD", "curl", "-f", "http://x/"],
+                vec!["curl", "-f", "http://x/"],
                 true,
                 vec![],
                 json!({"Test": ["CMD", "curl", "-f", "http://x/"]}),
             ),
             (
-                vec!["CMD", "curl -f http://x/ || exit 1"],
+                vec!["CMD curl -f http://x/ || exit 1"],
                 false,
                 vec![
                     ("interval", "1m30s"),
@@ -223,10 +245,16 @@ mod tests {
                        "Retries": 4}),
             ),
             (
-                vec!["CMD", "true"],
+                vec!["cmd true"],
                 false,
                 vec![("interval", "0s"), ("retries", "0")],
                 json!({"Test": ["CMD-SHELL", "true"]}),
+            ),
+            (
+                vec![" Cmd\t  echo  a   b  "],
+                false,
+                vec![],
+                json!({"Test": ["CMD-SHELL", "echo  a   b"]}),
             ),
         ] {
             assert_eq!(hc(&args, exec, &flags).unwrap(), want, "{args:?} {flags:?}");
@@ -235,36 +263,51 @@ mod tests {
 
     #[test]
     fn healthcheck_errors() {
-        for (args, flags, want) in [
+        for (args, exec, flags, want) in [
             (
-                vec!["CMD", "x"],
+                vec!["CMD x"],
+                false,
                 vec![("bogus", "1")],
                 "unknown flag --bogus for HEALTHCHECK",
             ),
             (
-                vec!["CMD", "x"],
+                vec!["CMD x"],
+                false,
                 vec![("interval", "10")],
                 "invalid --interval value \"10\"",
             ),
             (
-                vec!["CMD", "x"],
+                vec!["CMD x"],
+                false,
                 vec![("timeout", "10us")],
                 "cannot be less than 1ms",
             ),
             (
-                vec!["CMD", "x"],
+                vec!["CMD x"],
+                false,
                 vec![("retries", "-1")],
                 "cannot be negative",
             ),
             (
                 vec!["NONE"],
+                false,
                 vec![("interval", "1s")],
                 "no arguments or flags",
             ),
-            (vec!["CMD"], vec![], "a command after CMD"),
-            (vec!["WAIT", "x"], vec![], "NONE or CMD"),
+            (vec!["none x"], false, vec![], "no arguments or flags"),
+            (vec!["CMD"], false, vec![], "a command after CMD"),
+            (vec!["cmd   "], false, vec![], "a command after CMD"),
+            (vec![], true, vec![], "a command after CMD"),
+            (
+                vec!["WAIT x"],
+                false,
+                vec![],
+                "NONE or CMD as its first word",
+            ),
+            (vec![""], false, vec![], "NONE or CMD as its first word"),
+            (vec![], false, vec![], "HEALTHCHECK requires NONE or CMD"),
         ] {
-            let err = hc(&args, false, &flags).unwrap_err().to_string();
+            let err = hc(&args, exec, &flags).unwrap_err().to_string();
             assert!(err.contains(want), "{args:?}: {err}");
         }
     }

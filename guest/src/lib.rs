@@ -16,6 +16,8 @@ pub mod exclude;
 pub mod execute;
 pub mod files;
 pub mod healthcheck;
+pub mod instruction;
+pub mod onbuild;
 pub mod path;
 pub mod sources;
 pub mod user;
@@ -25,6 +27,7 @@ pub mod workdir;
 mod fake;
 
 pub use error::{Error, Result};
-pub use execute::{execute, resolve_user, Instruction, Outcome, Roots};
+pub use execute::{execute, resolve_user, start_stage};
 pub use files::{Files, RootId};
+pub use instruction::{Instruction, Outcome, Roots, StageStart, StageState};
 pub use user::Identity;

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::config::{no_flags, ImageConfig};
 use crate::error::{Error, Result};
-use crate::execute::{Instruction, Roots};
 use crate::files::{create_dirs, resolve, Files, Owner, Touched};
+use crate::instruction::{Instruction, Roots};
 use crate::path;
 use crate::user;
 

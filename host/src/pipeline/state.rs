@@ -15,6 +15,7 @@ use crate::dockerfile::{Args, Instruction, Keyword};
 use crate::image::{self, Family};
 use crate::layer::LayerBlob;
 use crate::rootfs::Root;
+use crate::sandbox::GuestStageState;
 
 /// The mutable state of a stage between steps.
 pub(super) struct StageState {
@@ -24,7 +25,8 @@ pub(super) struct StageState {
     pub(super) family: Family,
     /// ARGs declared in this stage (None: declared without a value)
     pub(super) args: Vec<(String, Option<String>)>,
-    pub(super) cmd_set: bool,
+    /// what the guest remembers about the stage between instructions (CMD given in it)
+    pub(super) guest_state: GuestStageState,
     pub(super) snapshots: Option<Snapshots>,
     /// the cache state digest: the base, then what each filesystem step produced
     pub(super) cache_state: String,

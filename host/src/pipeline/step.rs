@@ -20,7 +20,7 @@ use crate::dockerfile::{expand_word, Args, Instruction, Keyword};
 use crate::image::{self, Family};
 use crate::layer::LayerBlob;
 use crate::rootfs::Root;
-use crate::sandbox::{GuestInstruction, GuestRoots};
+use crate::sandbox::{GuestInstruction, GuestRoots, GuestStageState};
 
 /// What a stage starts from.
 pub(crate) struct StageBase {
@@ -55,48 +55,14 @@ pub(crate) async fn run_stage(
         layers,
         family,
         args: Vec::new(),
-        cmd_set: false,
+        guest_state: GuestStageState::default(),
         snapshots: Some(snapshots),
         cache_state,
         pos: 0,
         stage_name: stage.display_name().to_string(),
         pending: Vec::new(),
     };
-    // the base's ONBUILD triggers run first, as if written right after FROM; the new image
-    // does not inherit them
-    let triggers: Vec<String> = st
-        .config
-        .get_mut("config")
-        .and_then(Value::as_object_mut)
-        .and_then(|c| c.remove("OnBuild"))
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
-    let mut instructions = Vec::new();
-    for trigger in &triggers {
-        let parsed = crate::dockerfile::parse(trigger).with_context(|| {
-            format!(
-                "Dockerfile:{}: ONBUILD trigger of the base image: {trigger}",
-                stage.line
-            )
-        })?;
-        for mut ins in parsed.instructions {
-            if matches!(
-                ins.keyword,
-                Keyword::From | Keyword::Onbuild | Keyword::Maintainer
-            ) {
-                return Err(anyhow!(
-                    "Dockerfile:{}: the base image's ONBUILD trigger {trigger:?} is not allowed",
-                    stage.line
-                ));
-            }
-            ins.line = stage.line;
-            ins.end_line = stage.line;
-            instructions.push(ins);
-        }
-    }
+    let mut instructions = base_triggers(build, stage, &mut st).await?;
     instructions.extend(stage.instructions.iter().cloned());
     for (pos, ins) in instructions.iter().enumerate() {
         st.pos = pos;
@@ -128,6 +94,49 @@ pub(crate) async fn run_stage(
         family: st.family,
         cache_state: st.cache_state,
     })
+}
+
+/// The base image's ONBUILD triggers, parsed, to run first as if written right after FROM
+/// (on FROM's line). The guest takes them out of the config, so the new image does not
+/// inherit them; only a base that has `config.OnBuild` is handed to it, so a stage without
+/// triggers never waits for the guest to load.
+async fn base_triggers(
+    build: &Build,
+    stage: &super::plan::Stage,
+    st: &mut StageState,
+) -> Result<Vec<Instruction>> {
+    if st.config.pointer("/config/OnBuild").is_none() {
+        return Ok(Vec::new());
+    }
+    let sandbox = build.sandbox.clone();
+    let config = st.config.clone();
+    let start = super::blocking(move || -> Result<_> { Ok(sandbox.get()?.start_stage(&config)?) })
+        .await??;
+    st.config = start.config;
+    let mut instructions = Vec::new();
+    for trigger in &start.triggers {
+        let parsed = crate::dockerfile::parse(trigger).with_context(|| {
+            format!(
+                "Dockerfile:{}: ONBUILD trigger of the base image: {trigger}",
+                stage.line
+            )
+        })?;
+        for mut ins in parsed.instructions {
+            if matches!(
+                ins.keyword,
+                Keyword::From | Keyword::Onbuild | Keyword::Maintainer
+            ) {
+                return Err(anyhow!(
+                    "Dockerfile:{}: the base image's ONBUILD trigger {trigger:?} is not allowed",
+                    stage.line
+                ));
+            }
+            ins.line = stage.line;
+            ins.end_line = stage.line;
+            instructions.push(ins);
+        }
+    }
+    Ok(instructions)
 }
 
 fn expand_all(
@@ -188,28 +197,17 @@ fn guest_args(
             }
             out
         }
-        Keyword::Cmd | Keyword::Entrypoint | Keyword::Shell => match &ins.args {
-            Args::Exec(v) => v.clone(),
-            Args::Shell(t) => vec![t.clone()],
-        },
+        // HEALTHCHECK: the items of `CMD [...]`, or the text as written (the guest reads
+        // its type word)
+        Keyword::Cmd | Keyword::Entrypoint | Keyword::Shell | Keyword::Healthcheck => {
+            match &ins.args {
+                Args::Exec(v) => v.clone(),
+                Args::Shell(t) => vec![t.clone()],
+            }
+        }
         Keyword::Onbuild | Keyword::Maintainer => {
             vec![shell_text(ins).unwrap_or_default().to_string()]
         }
-        Keyword::Healthcheck => match &ins.args {
-            Args::Exec(v) => std::iter::once("CMD".to_string())
-                .chain(v.iter().cloned())
-                .collect(),
-            Args::Shell(t) => {
-                let t = t.trim();
-                let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
-                let first = first.to_ascii_uppercase();
-                if rest.trim().is_empty() {
-                    vec![first]
-                } else {
-                    vec![first, rest.trim().to_string()]
-                }
-            }
-        },
         Keyword::Workdir | Keyword::User | Keyword::Stopsignal => {
             let text = match &ins.args {
                 Args::Shell(t) => t.clone(),
@@ -258,77 +256,31 @@ async fn guest_step(
         }]
     };
     // each part's instruction and roots first: the cache key covers all of them
-    let mut calls = Vec::new();
-    let mut pins = Vec::new();
-    for part in parts {
-        let mut from_root = part.root;
-        if is_file_op && from_root.is_none() {
-            if let Some((_, Some(from))) = part.flags.iter().find(|(n, _)| n == "from") {
-                from_root = Some(match plan.stage_named(from, index) {
-                    Some(dep) => done.wait(dep).await?.root.clone(),
-                    None => from_image(build, from).await?,
-                });
-            }
-        }
-        let guest_ins = GuestInstruction {
-            keyword: ins.keyword.as_str().to_string(),
-            line: ins.line as u32,
-            args: part.args,
-            flags: part.flags,
-            exec_form,
-        };
-        let roots = GuestRoots {
-            stage: st.root.clone(),
-            context: build.context.clone(),
-            context_ignore: build.ignore.clone(),
-            from: from_root,
-        };
-        calls.push((guest_ins, roots));
-        pins.push(part.pin);
-    }
+    let (calls, pins) = guest_calls(build, plan, index, st, ins, exec_form, parts, done).await?;
     let created_by = created_by(ins, &[]);
-    let mut copy_key = None;
-    if let (Some(cache), true) = (build.cache.clone(), is_file_op) {
-        if pins.contains(&super::copy_parts::Pin::Unpinned) {
-            tracing::info!("cache: not cacheable: a downloaded source");
-        } else {
-            let key = file_key(build, st, &calls, &pins).await?;
-            if cache.copy_layers {
-                let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
-                if let Some(entry) = cache.lookup(&key, &step_identity(st, ins), &what).await? {
-                    apply_cached(build, st, entry);
-                    st.cache_state =
-                        crate::cache::digest_of([st.cache_state.as_str(), "copy", &key.hex]);
-                    return Ok(());
-                }
-            }
-            copy_key = Some(key);
+    let copy_key = if is_file_op {
+        match file_cache(build, st, ins, &calls, &pins).await? {
+            FileCache::Hit => return Ok(()),
+            FileCache::Miss(key) => key,
         }
-    }
+    } else {
+        None
+    };
     let mut touched_all: Vec<String> = Vec::new();
     for (guest_ins, roots) in calls {
         let sandbox = build.sandbox.clone();
-        let config = st.config.clone();
+        let (config, state) = (st.config.clone(), st.guest_state);
         let outcome = super::blocking(move || -> Result<_> {
-            Ok(sandbox.get()?.execute(&guest_ins, &config, &roots)?)
+            Ok(sandbox.get()?.execute(&guest_ins, &config, &roots, state)?)
         })
         .await??;
         st.config = outcome.config;
+        st.guest_state = outcome.state;
         touched_all.extend(outcome.touched);
     }
     touched_all.sort();
     touched_all.dedup();
     let touched = Touched::Paths(touched_all);
-    match ins.keyword {
-        Keyword::Cmd => st.cmd_set = true,
-        // BuildKit: ENTRYPOINT drops a CMD inherited from the base, not one set in this stage
-        Keyword::Entrypoint if !st.cmd_set => {
-            if let Some(c) = st.config.get_mut("config").and_then(Value::as_object_mut) {
-                c.insert("Cmd".into(), Value::Null);
-            }
-        }
-        _ => {}
-    }
     if is_file_op || ins.keyword == Keyword::Workdir {
         let blob = snapshot_step(build, st, &created_by, touched).await?;
         if build.cache.is_none() {
@@ -357,6 +309,89 @@ async fn guest_step(
         image::add_history(&mut st.config, &build.created, &created_by, true);
         Ok(())
     }
+}
+
+/// Each part of a guest instruction as the guest receives it, with its roots (a `--from`
+/// stage waited for, or an image pulled) and its pin.
+#[allow(clippy::too_many_arguments)]
+async fn guest_calls(
+    build: &Build,
+    plan: &BuildPlan,
+    index: usize,
+    st: &StageState,
+    ins: &Instruction,
+    exec_form: bool,
+    parts: Vec<super::copy_parts::Part>,
+    done: &Finished,
+) -> Result<(
+    Vec<(GuestInstruction, GuestRoots)>,
+    Vec<super::copy_parts::Pin>,
+)> {
+    let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
+    let mut calls = Vec::new();
+    let mut pins = Vec::new();
+    for part in parts {
+        let mut from_root = part.root;
+        if is_file_op && from_root.is_none() {
+            if let Some((_, Some(from))) = part.flags.iter().find(|(n, _)| n == "from") {
+                from_root = Some(match plan.stage_named(from, index) {
+                    Some(dep) => done.wait(dep).await?.root.clone(),
+                    None => from_image(build, from).await?,
+                });
+            }
+        }
+        let guest_ins = GuestInstruction {
+            keyword: ins.keyword.as_str().to_string(),
+            line: ins.line as u32,
+            args: part.args,
+            flags: part.flags,
+            exec_form,
+        };
+        let roots = GuestRoots {
+            stage: st.root.clone(),
+            context: build.context.clone(),
+            context_ignore: build.ignore.clone(),
+            from: from_root,
+        };
+        calls.push((guest_ins, roots));
+        pins.push(part.pin);
+    }
+    Ok((calls, pins))
+}
+
+/// What the layer cache says about a COPY/ADD before it runs.
+enum FileCache {
+    /// found: its layer is applied and the step is done
+    Hit,
+    /// to run; the key to store its layer under (none when not cacheable)
+    Miss(Option<crate::cache::Key>),
+}
+
+/// Keys a COPY/ADD and looks it up: on a hit the cached layer is applied.
+async fn file_cache(
+    build: &Build,
+    st: &mut StageState,
+    ins: &Instruction,
+    calls: &[(GuestInstruction, GuestRoots)],
+    pins: &[super::copy_parts::Pin],
+) -> Result<FileCache> {
+    let Some(cache) = build.cache.clone() else {
+        return Ok(FileCache::Miss(None));
+    };
+    if pins.contains(&super::copy_parts::Pin::Unpinned) {
+        tracing::info!("cache: not cacheable: a downloaded source");
+        return Ok(FileCache::Miss(None));
+    }
+    let key = file_key(build, st, calls, pins).await?;
+    if cache.copy_layers {
+        let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
+        if let Some(entry) = cache.lookup(&key, &step_identity(st, ins), &what).await? {
+            apply_cached(build, st, entry);
+            st.cache_state = crate::cache::digest_of([st.cache_state.as_str(), "copy", &key.hex]);
+            return Ok(FileCache::Hit);
+        }
+    }
+    Ok(FileCache::Miss(Some(key)))
 }
 
 /// A COPY/ADD key: the state it starts from, the instruction with its flags, the working

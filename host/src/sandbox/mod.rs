@@ -5,7 +5,8 @@
 //! handles. The component is compiled once per machine and wasmtime version: the precompiled
 //! artifact is cached under the kiln dir and deserialized on later runs, so no build pays a
 //! Cranelift compile after the first. Generated bindings stay in `bindings`; the rest of kiln
-//! sees `GuestInstruction`, `GuestRoots`, `Outcome` and `Identity`.
+//! sees `GuestInstruction`, `GuestRoots`, `GuestStageState`, `Outcome`, `StageStart` and
+//! `Identity`.
 
 mod bindings;
 mod host_fs;
@@ -63,11 +64,43 @@ pub struct GuestRoots {
     pub from: Option<Arc<Root>>,
 }
 
+/// What the guest remembers about a stage between its instructions (whether CMD was given
+/// in it, for ENTRYPOINT). Only the guest reads it: the host keeps it for the stage, starting
+/// from the default, and hands back what the previous instruction returned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestStageState {
+    cmd_set: bool,
+}
+
+impl GuestStageState {
+    fn to_wit(self) -> wit::StageState {
+        wit::StageState {
+            cmd_set: self.cmd_set,
+        }
+    }
+
+    fn from_wit(state: wit::StageState) -> Self {
+        GuestStageState {
+            cmd_set: state.cmd_set,
+        }
+    }
+}
+
 /// What an instruction did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub config: Value,
     pub touched: Vec<String>,
+    /// the stage's state after the instruction
+    pub state: GuestStageState,
+}
+
+/// Where a stage starts: its base's config without the ONBUILD triggers, and the triggers'
+/// texts, to run first.
+#[derive(Debug, Clone)]
+pub struct StageStart {
+    pub config: Value,
+    pub triggers: Vec<String>,
 }
 
 /// A source path a file instruction reads, found by a dry run.
@@ -197,26 +230,29 @@ impl Sandbox {
         Ok((store, instance))
     }
 
-    /// Carries out one metadata or file instruction.
+    /// Carries out one metadata or file instruction, in a stage whose state so far is `state`.
     pub fn execute(
         &self,
         ins: &GuestInstruction,
         config: &Value,
         roots: &GuestRoots,
+        state: GuestStageState,
     ) -> Result<Outcome> {
-        self.call_execute(ins, config, roots, false)
+        self.call_execute(ins, config, roots, state, false)
             .map(|(outcome, _)| outcome)
     }
 
     /// Runs a file instruction without writing anything and returns what it would read from
     /// the context or the `--from` root: the inputs of its cache key.
+    /// File instructions do not read the stage's state, so the dry run needs none.
     pub fn dry_run(
         &self,
         ins: &GuestInstruction,
         config: &Value,
         roots: &GuestRoots,
     ) -> Result<Vec<SourceRead>> {
-        let (_, reads) = self.call_execute(ins, config, roots, true)?;
+        let state = GuestStageState::default();
+        let (_, reads) = self.call_execute(ins, config, roots, state, true)?;
         Ok(reads)
     }
 
@@ -225,6 +261,7 @@ impl Sandbox {
         ins: &GuestInstruction,
         config: &Value,
         roots: &GuestRoots,
+        state: GuestStageState,
         dry_run: bool,
     ) -> Result<(Outcome, Vec<SourceRead>)> {
         let mut table = vec![
@@ -266,11 +303,10 @@ impl Sandbox {
             serde_json::to_string(config).map_err(|e| Error::Instruction(e.to_string()))?;
         let out = instance
             .kiln_builder_interpreter()
-            .call_execute(&mut store, &wins, &config, wroots)
+            .call_execute(&mut store, &wins, &config, wroots, state.to_wit())
             .map_err(Error::Trap)?
             .map_err(Error::Instruction)?;
-        let config: Value = serde_json::from_str(&out.config)
-            .map_err(|e| Error::Instruction(format!("interpreter returned a bad config: {e}")))?;
+        let config = parse_config(&out.config)?;
         let reads = store
             .data_mut()
             .reads
@@ -287,9 +323,26 @@ impl Sandbox {
             Outcome {
                 config,
                 touched: out.touched,
+                state: GuestStageState::from_wit(out.state),
             },
             reads,
         ))
+    }
+
+    /// Starts a stage from its base image's config: the guest takes out the ONBUILD triggers.
+    pub fn start_stage(&self, config: &Value) -> Result<StageStart> {
+        let (mut store, instance) = self.instantiate(Vec::new())?;
+        let config =
+            serde_json::to_string(config).map_err(|e| Error::Instruction(e.to_string()))?;
+        let start = instance
+            .kiln_builder_interpreter()
+            .call_start_stage(&mut store, &config)
+            .map_err(Error::Trap)?
+            .map_err(Error::Instruction)?;
+        Ok(StageStart {
+            config: parse_config(&start.config)?,
+            triggers: start.triggers,
+        })
     }
 
     /// Resolves a USER value against the stage's /etc/passwd and /etc/group.
@@ -312,6 +365,12 @@ impl Sandbox {
             home: id.home,
         })
     }
+}
+
+/// The config JSON the guest returned.
+fn parse_config(json: &str) -> Result<Value> {
+    serde_json::from_str(json)
+        .map_err(|e| Error::Instruction(format!("interpreter returned a bad config: {e}")))
 }
 
 /// Compiles the component, or deserializes the artifact a previous run cached.
