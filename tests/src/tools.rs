@@ -30,17 +30,22 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Points `DOCKER_CONFIG` of this whole test process (and so of every kiln, skopeo and
-/// in-process registry client it runs) at an empty directory of its own, once, so no test
-/// sees the machine's Docker credentials. Tests that give kiln credentials set
-/// `DOCKER_CONFIG` on that kiln's command ([`crate::Build::env`]). Done by [`kiln_bin`],
-/// which every test running kiln calls first, so the value does not depend on which test
-/// happened to start first.
+/// Points `DOCKER_CONFIG` of this whole test process (and so of every kiln, skopeo, buildah
+/// and in-process registry client it starts afterwards) at a directory of its own holding a
+/// `config.json` without credentials, once, so no test sees the machine's Docker
+/// credentials. Tests that give kiln credentials set `DOCKER_CONFIG` on that kiln's command
+/// ([`crate::Build::env`]). Done by [`kiln_bin`], which every test running kiln calls
+/// first, so what a test sees does not depend on which test of the process started first.
+/// The file must exist: buildah (in the conformance runs) refuses a `DOCKER_CONFIG`
+/// without one.
 pub fn isolate_docker_credentials() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let dir = env::temp_dir().join(format!("kiln-docker-config-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let config = dir.join("config.json");
+        fs::write(&config, "{\"auths\":{}}\n")
+            .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
         env::set_var("DOCKER_CONFIG", &dir);
     });
 }

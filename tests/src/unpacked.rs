@@ -34,6 +34,17 @@ impl Unpacked {
             .unwrap_or_else(|e| panic!("image file {inside} unreadable ({}): {e}", path.display()))
     }
 
+    /// Panics naming the first of `paths` (relative to the image root) that exists in the
+    /// image, even as a dangling symlink: what a build mounted or ignored must not leak.
+    pub fn assert_absent(&self, paths: &[&str]) {
+        for inside in paths {
+            assert!(
+                fs::symlink_metadata(self.path(inside)).is_err(),
+                "/{inside} leaked into the image"
+            );
+        }
+    }
+
     /// The bytes of a regular file inside the image; panics when absent.
     pub fn read_bytes(&self, inside: &str) -> Vec<u8> {
         fs::read(self.path(inside)).unwrap_or_else(|e| panic!("{inside}: {e}"))
