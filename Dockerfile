@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The kiln executor image: a static kiln binary, CA certificates and an empty registry
-# config on top of scratch. Built by kiln itself (tests/tests/executor_image.rs) or by any
+# config on top of scratch. Built by kiln itself (tests/tests/e2e/executor_image.rs) or by any
 # BuildKit-compatible builder:
 #
 #   kiln build --context . --target executor --destination REGISTRY/kiln/executor:TAG

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use crate::registry::loopback_listener;
 use crate::tools::{require, run_checked};
 
 /// One request an endpoint saw.
@@ -54,7 +55,7 @@ pub struct EcrApi {
 
 impl EcrApi {
     pub fn start(user: &str, password: &str) -> EcrApi {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("ecr listen");
+        let listener = loopback_listener();
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let token = base64_encode(format!("{user}:{password}").as_bytes());
@@ -132,7 +133,7 @@ pub struct GoogleAuth {
 
 impl GoogleAuth {
     pub fn start(token: &str) -> GoogleAuth {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("google auth listen");
+        let listener = loopback_listener();
         let host = listener.local_addr().expect("addr").to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let answer = token.to_string();

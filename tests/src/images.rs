@@ -49,6 +49,14 @@ fn lock_cache(name: &str) -> File {
     file
 }
 
+/// Holds the machine-wide lock on the 127.0.0.1:5000 registry until dropped: the
+/// conformance runs (whose `setup.sh` starts and fills it), the Debian fixture copied from
+/// it and the bench all take it. `flock` locks of separate opens exclude each other within
+/// one process too, so this also keeps the test threads of one binary apart.
+pub fn lock_conformance_registry() -> File {
+    lock_cache("registry-5000")
+}
+
 /// Builds a layout with `build` into a scratch dir next to `dest`, then renames it into
 /// place, so a half-written layout is never seen under `dest`.
 fn build_layout_atomically(dest: &Path, build: impl FnOnce(&Path)) {
@@ -255,7 +263,8 @@ fn debian_layout() -> &'static Path {
         }
         let tarball = cache.join("debian-bookworm-minbase.tar");
         let may_copy = std::env::var("KILN_DEBIAN_SOURCE").map_or(true, |v| v != "debootstrap");
-        if !tarball.is_file() && may_copy && try_skopeo_inspect(CONFORMANCE_DEBIAN).is_ok() {
+        let conformance = (!tarball.is_file() && may_copy).then(lock_conformance_registry);
+        if conformance.is_some() && try_skopeo_inspect(CONFORMANCE_DEBIAN).is_ok() {
             eprintln!("debian fixture: copying {CONFORMANCE_DEBIAN}");
             build_layout_atomically(&dest, |dir| {
                 run_checked(
@@ -267,6 +276,7 @@ fn debian_layout() -> &'static Path {
             });
             return dest;
         }
+        drop(conformance);
         if !tarball.is_file() {
             debootstrap_tarball(&tarball);
         }

@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+use crate::registry::loopback_listener;
 
 /// What to do to a matching request.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +52,7 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Relays `127.0.0.1:<free port>` to `upstream` (`host:port`, plain HTTP).
     pub fn start(upstream: &str) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy listen");
+        let listener = loopback_listener();
         let host = listener.local_addr().expect("proxy addr").to_string();
         let state = Arc::new(State::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -136,73 +138,19 @@ impl Drop for FaultProxy {
 fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut reader = BufReader::new(client.try_clone()?);
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if line == "\r\n" || line == "\n" {
-            break;
-        }
-        lines.push(line.trim_end().to_string());
-    }
-    let request_line = lines.first().cloned().unwrap_or_default();
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let header = |name: &str| {
-        lines.iter().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
+    let Some(request) = Request::read(&mut reader)? else {
+        return Ok(());
     };
-    let mut body = Vec::new();
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            if n == 0 {
-                // trailers up to the empty line
-                loop {
-                    let mut t = String::new();
-                    if reader.read_line(&mut t)? == 0 || t == "\r\n" {
-                        break;
-                    }
-                }
-                break;
-            }
-            let start = body.len();
-            body.resize(start + n, 0);
-            reader.read_exact(&mut body[start..])?;
-            let mut crlf = [0u8; 2];
-            reader.read_exact(&mut crlf)?;
-        }
-    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(len, 0);
-        reader.read_exact(&mut body)?;
-    }
-    if let Some(rest) = path.strip_prefix("/v2/") {
-        if let Some((repo, _)) = rest.split_once("/blobs/uploads") {
-            if matches!(method.as_str(), "PUT" | "PATCH" | "POST") {
-                *state
-                    .uploaded
-                    .lock()
-                    .unwrap()
-                    .entry(repo.to_string())
-                    .or_default() += body.len() as u64;
-            }
-        }
-    }
+    request.count_upload(state);
     let fault = {
         let mut rules = state.rules.lock().unwrap();
         rules
             .iter_mut()
-            .find(|r| r.remaining > 0 && r.method == method && path.contains(&r.path_contains))
+            .find(|r| {
+                r.remaining > 0
+                    && r.method == request.method
+                    && request.path.contains(&r.path_contains)
+            })
             .map(|r| {
                 r.remaining -= 1;
                 r.fault
@@ -218,52 +166,156 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
             format!("injected {code}")
         }
         Some(Fault::Drop) => "dropped".to_string(),
-        other => {
-            if let Some(Fault::Stall(d)) = other {
-                thread::sleep(d);
-            }
-            let mut up = TcpStream::connect(upstream)?;
-            let mut out = format!("{request_line}\r\n");
-            for l in lines.iter().skip(1) {
-                let name = l
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                if matches!(
-                    name.as_str(),
-                    "connection" | "transfer-encoding" | "content-length" | "keep-alive"
-                ) {
-                    continue;
-                }
-                out.push_str(l);
-                out.push_str("\r\n");
-            }
-            if !body.is_empty() || matches!(method.as_str(), "PUT" | "PATCH" | "POST") {
-                out.push_str(&format!("Content-Length: {}\r\n", body.len()));
-            }
-            out.push_str("Connection: close\r\n\r\n");
-            up.write_all(out.as_bytes())?;
-            up.write_all(&body)?;
-            let mut response = Vec::new();
-            up.read_to_end(&mut response)?;
-            client.write_all(&response)?;
-            let status = String::from_utf8_lossy(&response[..response.len().min(12)])
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("?")
-                .to_string();
-            match other {
-                Some(Fault::Stall(d)) => format!("stalled {d:?}, {status}"),
-                _ => status,
-            }
+        Some(Fault::Stall(d)) => {
+            thread::sleep(d);
+            let status = request.forward(upstream, &mut client)?;
+            format!("stalled {d:?}, {status}")
         }
+        None => request.forward(upstream, &mut client)?,
     };
     state
         .log
         .lock()
         .unwrap()
-        .push(format!("{method} {path} -> {outcome}"));
+        .push(format!("{} {} -> {outcome}", request.method, request.path));
     Ok(())
+}
+
+/// One HTTP/1.1 request as the client sent it, its body de-chunked.
+struct Request {
+    /// The request line, then the header lines, without line ends.
+    lines: Vec<String>,
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+impl Request {
+    /// Reads a request; `None` when the client closed the connection first.
+    fn read(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(None);
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+            lines.push(line.trim_end().to_string());
+        }
+        let request_line = lines.first().cloned().unwrap_or_default();
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut request = Request {
+            lines,
+            method,
+            path,
+            body: Vec::new(),
+        };
+        request.body = request.read_body(reader)?;
+        Ok(Some(request))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.lines.iter().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    /// The body after the headers: chunked, by `Content-Length`, or none.
+    fn read_body(&self, reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        if self
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size)?;
+                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                    .unwrap_or(0);
+                if n == 0 {
+                    // trailers up to the empty line
+                    loop {
+                        let mut t = String::new();
+                        if reader.read_line(&mut t)? == 0 || t == "\r\n" {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + n, 0);
+                reader.read_exact(&mut body[start..])?;
+                let mut crlf = [0u8; 2];
+                reader.read_exact(&mut crlf)?;
+            }
+        } else if let Some(len) = self
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            body.resize(len, 0);
+            reader.read_exact(&mut body)?;
+        }
+        Ok(body)
+    }
+
+    /// Adds the body of a blob upload to its repository's byte count.
+    fn count_upload(&self, state: &State) {
+        let Some(rest) = self.path.strip_prefix("/v2/") else {
+            return;
+        };
+        if let Some((repo, _)) = rest.split_once("/blobs/uploads") {
+            if matches!(self.method.as_str(), "PUT" | "PATCH" | "POST") {
+                *state
+                    .uploaded
+                    .lock()
+                    .unwrap()
+                    .entry(repo.to_string())
+                    .or_default() += self.body.len() as u64;
+            }
+        }
+    }
+
+    /// Sends the request upstream (with its own framing and `Connection: close`), copies the
+    /// whole response back to `client`, and returns the response's status code.
+    fn forward(&self, upstream: &str, client: &mut TcpStream) -> std::io::Result<String> {
+        let mut up = TcpStream::connect(upstream)?;
+        let mut out = format!("{}\r\n", self.lines.first().map_or("", String::as_str));
+        for l in self.lines.iter().skip(1) {
+            let name = l
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if matches!(
+                name.as_str(),
+                "connection" | "transfer-encoding" | "content-length" | "keep-alive"
+            ) {
+                continue;
+            }
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        if !self.body.is_empty() || matches!(self.method.as_str(), "PUT" | "PATCH" | "POST") {
+            out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        out.push_str("Connection: close\r\n\r\n");
+        up.write_all(out.as_bytes())?;
+        up.write_all(&self.body)?;
+        let mut response = Vec::new();
+        up.read_to_end(&mut response)?;
+        client.write_all(&response)?;
+        Ok(String::from_utf8_lossy(&response[..response.len().min(12)])
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("?")
+            .to_string())
+    }
 }

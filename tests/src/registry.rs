@@ -2,10 +2,11 @@
 //!
 //! Owns the registry process: its config and storage (a tempdir), start-up (pick a port,
 //! spawn, poll `/v2/`), sharing one instance between the tests of a binary, and killing it
-//! when the last user drops it. A watchdog shell also kills it if the test process dies
+//! when the last user drops it; the ports of stopped registries are not handed out again
+//! ([`free_port`], [`loopback_listener`]). A watchdog shell also kills it if the test process dies
 //! without unwinding. What gets pushed into it is `images.rs`'s business.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -111,8 +112,8 @@ impl Registry {
         panic!("docker-registry did not start:\n{}", failures.join("\n"));
     }
 
-    /// The registry shared by the tests of this binary that run at the same time; a new
-    /// one is started when every earlier user has dropped its handle.
+    /// The registry shared by the tests of this process (every area's) that run at the
+    /// same time; a new one is started when every earlier user has dropped its handle.
     pub fn shared() -> Arc<Registry> {
         static SHARED: Mutex<Weak<Registry>> = Mutex::new(Weak::new());
         let mut slot = SHARED.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,6 +143,12 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        if let Some(port) = self.host.rsplit(':').next().and_then(|p| p.parse().ok()) {
+            RETIRED_PORTS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(port);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(mut watchdog) = self.watchdog.take() {
@@ -157,12 +164,39 @@ pub fn free_port() -> u16 {
     free_port_on("127.0.0.1")
 }
 
-/// A free port on the local address `ip`.
+/// A free port on the local address `ip`, never one a stopped registry of this process
+/// listened on.
 pub fn free_port_on(ip: &str) -> u16 {
-    TcpListener::bind(format!("{ip}:0"))
-        .and_then(|l| l.local_addr())
+    listen_on(ip)
+        .local_addr()
         .map(|a| a.port())
         .expect("binding an ephemeral loopback port")
+}
+
+/// A listener on a free 127.0.0.1 port, never one a stopped registry of this process
+/// listened on: for servers the tests run in-process.
+pub fn loopback_listener() -> TcpListener {
+    listen_on("127.0.0.1")
+}
+
+/// Ports of registries this process stopped. Tests check that a stopped registry is gone
+/// (nothing answers there, a build needing it fails); with every area's tests in one
+/// process, a server another test starts meanwhile must not take its port.
+static RETIRED_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+fn listen_on(ip: &str) -> TcpListener {
+    let mut refused = Vec::new();
+    loop {
+        let listener =
+            TcpListener::bind(format!("{ip}:0")).expect("binding an ephemeral loopback port");
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let retired = RETIRED_PORTS.lock().unwrap_or_else(|p| p.into_inner());
+        if !retired.contains(&port) {
+            return listener;
+        }
+        // kept bound until a good port is found, so the kernel hands out another one
+        refused.push(listener);
+    }
 }
 
 /// Kills `pid` once this test process is gone, in case it dies without running `Drop`.

@@ -2,14 +2,14 @@
 //! (`ctx/`), kiln's work dir (`k/`) and any outputs, removed when the test ends.
 //!
 //! Knows the layout of that area and nothing about what goes in it; the kiln command line
-//! itself is assembled by `tools::Build`.
+//! itself is assembled by `build::Build`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use crate::tools::Build;
+use crate::build::Build;
 
 /// Scratch space for one test.
 #[derive(Debug)]

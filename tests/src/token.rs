@@ -6,7 +6,6 @@
 //! and logs every scope it was asked for.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
-use crate::registry::Registry;
+use crate::registry::{loopback_listener, Registry};
 use crate::tools::{require, run_checked, unique_token};
 
 const SERVICE: &str = "kiln-test-registry";
@@ -61,7 +60,7 @@ impl TokenRegistry {
         );
         drop(der);
         let cert_der = std::fs::read(d.join("signer.der")).expect("signer.der");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("issuer listen");
+        let listener = loopback_listener();
         let realm = format!("http://{}/token", listener.local_addr().expect("addr"));
         let scopes = Arc::new(Mutex::new(Vec::new()));
         let expected = format!(
@@ -160,24 +159,8 @@ impl Issuer {
         // GET: Basic credentials and repeated `scope` query parameters; POST: a form with a
         // refresh token and space-separated scopes.
         let (params, authorized, refreshed) = if post {
-            let form: Vec<(String, String)> = body
-                .split('&')
-                .filter_map(|p| p.split_once('='))
-                .map(|(k, v)| (k.to_string(), percent_decode(v)))
-                .collect();
-            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            let ok = field("grant_type").as_deref() == Some("refresh_token")
-                && field("refresh_token").as_deref() == Some(self.refresh_token.as_str());
-            let scopes = field("scope").unwrap_or_default();
-            (
-                scopes
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>(),
-                ok,
-                true,
-            )
+            let (scopes, ok) = self.refresh_claim(&body);
+            (scopes, ok, true)
         } else {
             let query = target.split_once('?').map_or("", |(_, q)| q);
             let scopes = query
@@ -192,21 +175,7 @@ impl Issuer {
                 false,
             )
         };
-        let mut access = Vec::new();
-        let mut asked = Vec::new();
-        for scope in params {
-            asked.push(scope.clone());
-            // repository:NAME:ACTIONS (NAME has no colon in these tests)
-            let parts: Vec<&str> = scope.splitn(3, ':').collect();
-            if let [kind, name, actions] = parts.as_slice() {
-                let actions: Vec<&str> = if authorized {
-                    actions.split(',').collect()
-                } else {
-                    Vec::new()
-                };
-                access.push(serde_json::json!({"type": kind, "name": name, "actions": actions}));
-            }
-        }
+        let (access, asked) = grant(params, authorized);
         self.scopes.lock().unwrap().push(format!(
             "{}{} {}",
             if authorized { self.user.as_str() } else { "-" },
@@ -232,6 +201,25 @@ impl Issuer {
             body.len()
         )?;
         Ok(())
+    }
+
+    /// The scopes a refresh-token form asks for, and whether its token is the right one.
+    fn refresh_claim(&self, body: &str) -> (Vec<String>, bool) {
+        let form: Vec<(String, String)> = body
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), percent_decode(v)))
+            .collect();
+        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let ok = field("grant_type").as_deref() == Some("refresh_token")
+            && field("refresh_token").as_deref() == Some(self.refresh_token.as_str());
+        let scopes = field("scope").unwrap_or_default();
+        let scopes = scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        (scopes, ok)
     }
 
     fn sign(&self, access: &[serde_json::Value]) -> String {
@@ -267,6 +255,25 @@ impl Issuer {
         assert!(out.status.success(), "openssl dgst -sign failed");
         format!("{signing_input}.{}", encode(&out.stdout, URL_SAFE))
     }
+}
+
+/// The token's `access` claims for the asked `scopes` (every action when `authorized`,
+/// none otherwise), and the scopes as asked, for the log.
+fn grant(scopes: Vec<String>, authorized: bool) -> (Vec<serde_json::Value>, Vec<String>) {
+    let mut access = Vec::new();
+    for scope in &scopes {
+        // repository:NAME:ACTIONS (NAME has no colon in these tests)
+        let parts: Vec<&str> = scope.splitn(3, ':').collect();
+        if let [kind, name, actions] = parts.as_slice() {
+            let actions: Vec<&str> = if authorized {
+                actions.split(',').collect()
+            } else {
+                Vec::new()
+            };
+            access.push(serde_json::json!({"type": kind, "name": name, "actions": actions}));
+        }
+    }
+    (access, scopes)
 }
 
 const STANDARD: (&[u8; 64], bool) = (

@@ -1,26 +1,24 @@
-//! External programs the tests call: kiln itself, skopeo and umoci.
+//! External programs the tests call: finding kiln and other binaries (failing with the
+//! Debian package to install when one is missing), running a process with a deadline
+//! while capturing its output, and turning skopeo results into values the tests can
+//! assert on. Also the process-wide `DOCKER_CONFIG` every test's kiln sees.
 //!
-//! Owns finding binaries (and failing with the Debian package to install when one is
-//! missing), running a process with a deadline while capturing its output, and turning
-//! skopeo/umoci results into values the tests can assert on. Registry processes live in
-//! `registry.rs`; image assembly in `layout.rs` and `images.rs`.
+//! The kiln command line is `build.rs`'s, umoci unpacking `unpacked.rs`'s; registry
+//! processes live in `registry.rs`; image assembly in `layout.rs` and `images.rs`.
 
 use std::env;
-use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
-use tempfile::TempDir;
 
-/// How long one kiln build may take before the test gives up on it.
-const KILN_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 /// How long a skopeo or umoci call may take.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
@@ -32,8 +30,29 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Points `DOCKER_CONFIG` of this whole test process (and so of every kiln, skopeo, buildah
+/// and in-process registry client it starts afterwards) at a directory of its own holding a
+/// `config.json` without credentials, once, so no test sees the machine's Docker
+/// credentials. Tests that give kiln credentials set `DOCKER_CONFIG` on that kiln's command
+/// ([`crate::Build::env`]). Done by [`kiln_bin`], which every test running kiln calls
+/// first, so what a test sees does not depend on which test of the process started first.
+/// The file must exist: buildah (in the conformance runs) refuses a `DOCKER_CONFIG`
+/// without one.
+pub fn isolate_docker_credentials() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let dir = env::temp_dir().join(format!("kiln-docker-config-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let config = dir.join("config.json");
+        fs::write(&config, "{\"auths\":{}}\n")
+            .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        env::set_var("DOCKER_CONFIG", &dir);
+    });
+}
+
 /// The kiln binary under test: `$KILN_BIN`, else `<workspace>/target/release/kiln`.
 pub fn kiln_bin() -> PathBuf {
+    isolate_docker_credentials();
     let path = match env::var_os("KILN_BIN") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => workspace_root().join("target/release/kiln"),
@@ -97,7 +116,8 @@ pub fn unique_token() -> String {
     hex::encode(Sha256::digest(seed.as_bytes()))[..10].to_string()
 }
 
-fn describe(cmd: &Command) -> String {
+/// `program arg…` as one line, for logs and panics.
+pub(crate) fn describe(cmd: &Command) -> String {
     let mut text = cmd.get_program().to_string_lossy().into_owned();
     for arg in cmd.get_args() {
         text.push(' ');
@@ -162,111 +182,8 @@ pub fn run_checked(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs the kiln binary with `args`; echoes the command and its output to the test log
-/// (shown when a test fails).
-pub fn run_kiln<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    run_kiln_in(args, None, &[])
-}
-
-fn run_kiln_in<I, S>(args: I, cwd: Option<&Path>, envs: &[(OsString, OsString)]) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new(kiln_bin());
-    cmd.args(args);
-    cmd.envs(envs.iter().map(|(k, v)| (k, v)));
-    if let Some(cwd) = cwd {
-        cmd.current_dir(cwd);
-    }
-    let what = describe(&cmd);
-    eprintln!("$ {what}");
-    let out = run_with_timeout(&mut cmd, KILN_TIMEOUT);
-    eprintln!(
-        "--- kiln {} ---\n{}{}--- end kiln ---",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// One `kiln build` invocation, assembled flag by flag.
-#[derive(Debug, Clone)]
-pub struct Build {
-    args: Vec<OsString>,
-    cwd: Option<PathBuf>,
-    envs: Vec<(OsString, OsString)>,
-}
-
-impl Build {
-    /// `kiln build -f DOCKERFILE -c CONTEXT --kiln-dir KILN_DIR`.
-    pub fn new(dockerfile: &Path, context: &Path, kiln_dir: &Path) -> Build {
-        let mut args: Vec<OsString> = vec!["build".into()];
-        for (flag, value) in [
-            ("--dockerfile", dockerfile),
-            ("--context", context),
-            ("--kiln-dir", kiln_dir),
-        ] {
-            args.push(flag.into());
-            args.push(value.into());
-        }
-        Build {
-            args,
-            cwd: None,
-            envs: Vec::new(),
-        }
-    }
-
-    /// Appends one raw argument.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Build {
-        self.args.push(arg.as_ref().to_os_string());
-        self
-    }
-
-    /// Appends `--destination REF`.
-    pub fn destination(self, reference: &str) -> Build {
-        self.arg("--destination").arg(reference)
-    }
-
-    /// Sets an environment variable for kiln.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Build {
-        self.envs
-            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
-        self
-    }
-
-    /// Runs kiln from `dir` instead of the test's working directory.
-    pub fn current_dir(mut self, dir: &Path) -> Build {
-        self.cwd = Some(dir.to_path_buf());
-        self
-    }
-
-    /// Runs kiln and returns whatever happened.
-    pub fn run(&self) -> Output {
-        run_kiln_in(&self.args, self.cwd.as_deref(), &self.envs)
-    }
-
-    /// Runs kiln and panics (with its stderr) unless it exits 0.
-    pub fn run_ok(&self) -> Output {
-        let out = self.run();
-        if !out.status.success() {
-            panic!(
-                "kiln build failed ({}):\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        out
-    }
-}
-
 /// Adds the docker transport to a bare registry reference; leaves explicit transports alone.
-fn with_transport(reference: &str) -> String {
+pub(crate) fn with_transport(reference: &str) -> String {
     let transports = [
         "docker://",
         "docker-archive:",
@@ -281,7 +198,7 @@ fn with_transport(reference: &str) -> String {
     }
 }
 
-fn skopeo() -> PathBuf {
+pub(crate) fn skopeo() -> PathBuf {
     require("skopeo", "skopeo")
 }
 
@@ -323,65 +240,6 @@ pub fn assert_not_in_registry(reference: &str) {
             "{reference} exists in the registry but must not (digest {})",
             found["Digest"]
         );
-    }
-}
-
-/// A `umoci unpack`ed image: the bundle lives as long as this value.
-#[derive(Debug)]
-pub struct Unpacked {
-    _dir: TempDir,
-    /// The unpacked root filesystem.
-    pub rootfs: PathBuf,
-}
-
-impl Unpacked {
-    /// `rootfs` joined with a path given relative to the image root.
-    pub fn path(&self, inside: &str) -> PathBuf {
-        self.rootfs.join(inside.trim_start_matches('/'))
-    }
-
-    /// The content of a regular file inside the image, as text; panics when absent.
-    pub fn read(&self, inside: &str) -> String {
-        let path = self.path(inside);
-        fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("image file {inside} unreadable ({}): {e}", path.display()))
-    }
-}
-
-/// Unpacks an image with umoci. `source` is `oci:DIR:TAG` (unpacked directly) or anything
-/// skopeo reads (`docker://…`, a bare registry ref, `docker-archive:FILE`), which is first
-/// copied into a scratch OCI layout by skopeo.
-pub fn umoci_unpack(source: &str) -> Unpacked {
-    let umoci = require("umoci", "umoci");
-    let dir = tempfile::Builder::new()
-        .prefix("kiln-unpack-")
-        .tempdir()
-        .expect("scratch dir");
-    let image = match source.strip_prefix("oci:") {
-        Some(layout_and_tag) => layout_and_tag.to_string(),
-        None => {
-            let layout = dir.path().join("layout");
-            let dest = format!("oci:{}:image", layout.display());
-            run_checked(
-                Command::new(skopeo())
-                    .args(["copy", "--quiet", "--src-tls-verify=false"])
-                    .arg(with_transport(source))
-                    .arg(dest),
-            );
-            format!("{}:image", layout.display())
-        }
-    };
-    let bundle = dir.path().join("bundle");
-    let mut cmd = Command::new(umoci);
-    cmd.arg("unpack");
-    if !is_root() {
-        cmd.arg("--rootless");
-    }
-    cmd.arg("--image").arg(&image).arg(&bundle);
-    run_checked(&mut cmd);
-    Unpacked {
-        rootfs: bundle.join("rootfs"),
-        _dir: dir,
     }
 }
 

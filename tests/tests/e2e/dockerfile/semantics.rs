@@ -36,13 +36,11 @@ fn onbuild_triggers_run_in_the_child_and_are_not_inherited() {
     );
 
     let child = registry.reference("e2e/onbuild-child:1");
-    scratch
+    let child_root = scratch
         .build(&format!(
             "FROM {parent}\nRUN cat /triggered/run.txt > /child.txt\n"
         ))
-        .destination(&child)
-        .run_ok();
-    let child_root = umoci_unpack(&child);
+        .push_and_unpack(&child);
     assert_eq!(
         child_root.read("triggered/payload.txt"),
         "from the child's context\n"

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -17,7 +16,8 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use kiln_tests::{
-    busybox_image, kiln_bin, require, require_root, umoci_unpack, LayerTar, Registry, Scratch,
+    busybox_image, kiln_bin, loopback_listener, require, require_root, umoci_unpack, LayerTar,
+    Registry, Scratch,
 };
 
 /// `Last-Modified` of the served files, and the same instant in seconds.
@@ -27,7 +27,7 @@ const LAST_MODIFIED_SECS: i64 = 784_111_777;
 /// Serves `files` (path → body) over plain HTTP on a free loopback port until the test
 /// process ends; anything else is a 404. Returns `http://127.0.0.1:PORT`.
 fn serve(files: HashMap<String, Vec<u8>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let listener = loopback_listener();
     let addr = listener.local_addr().expect("local addr");
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -59,21 +59,6 @@ fn serve(files: HashMap<String, Vec<u8>>) -> String {
         }
     });
     format!("http://{addr}")
-}
-
-/// `"0600 0:0"` for a path in the unpacked image.
-fn mode_owner(root: &Path, p: &str) -> String {
-    let meta = fs::symlink_metadata(root.join(p.trim_start_matches('/'))).expect(p);
-    format!(
-        "{:04o} {}:{}",
-        meta.permissions().mode() & 0o7777,
-        meta.uid(),
-        meta.gid()
-    )
-}
-
-fn read(root: &Path, p: &str) -> Vec<u8> {
-    fs::read(root.join(p.trim_start_matches('/'))).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
 fn small_tar() -> Vec<u8> {
@@ -108,25 +93,21 @@ ADD --chown=5:6 --chmod=644 {url}/files/pkg.tar /url/dir/
 ADD {url}/ /url/noname/
 "
     );
-    let destination = registry.reference("e2e/add-url:v1");
-    scratch
+    let image = scratch
         .build(&dockerfile)
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
-    let root = &image.rootfs;
-    assert_eq!(read(root, "/url/hello.txt"), hello);
-    assert_eq!(mode_owner(root, "/url/hello.txt"), "0600 0:0");
-    let mtime = fs::metadata(root.join("url/hello.txt"))
+        .push_and_unpack(&registry.reference("e2e/add-url:v1"));
+    assert_eq!(image.read_bytes("/url/hello.txt"), hello);
+    assert_eq!(image.mode_owner("/url/hello.txt"), "0600 0:0");
+    let mtime = fs::metadata(image.path("url/hello.txt"))
         .expect("stat")
         .mtime();
     assert_eq!(mtime, LAST_MODIFIED_SECS, "mtime from Last-Modified");
-    assert_eq!(read(root, "/url/renamed.txt"), hello);
+    assert_eq!(image.read_bytes("/url/renamed.txt"), hello);
     // a URL's archive is not unpacked
-    assert_eq!(read(root, "/url/dir/pkg.tar"), tar);
-    assert_eq!(mode_owner(root, "/url/dir/pkg.tar"), "0644 5:6");
-    assert!(!root.join("url/dir/pkg").exists());
-    assert_eq!(read(root, "/url/noname/__unnamed__"), b"index\n");
+    assert_eq!(image.read_bytes("/url/dir/pkg.tar"), tar);
+    assert_eq!(image.mode_owner("/url/dir/pkg.tar"), "0644 5:6");
+    assert!(!image.path("url/dir/pkg").exists());
+    assert_eq!(image.read_bytes("/url/noname/__unnamed__"), b"index\n");
 }
 
 #[test]
@@ -201,23 +182,19 @@ COPY zst.bin /x/copied/
 ADD --chown=7:9 xz.bin /x/owned/
 "
     );
-    let destination = registry.reference("e2e/add-archives:v1");
-    scratch
+    let image = scratch
         .build(&dockerfile)
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
-    let root = &image.rootfs;
+        .push_and_unpack(&registry.reference("e2e/add-archives:v1"));
     for kind in ["plain", "gz", "bz2", "xz", "zst"] {
         let p = format!("/x/{kind}/pkg/data.txt");
-        assert_eq!(read(root, &p), b"packed\n", "{p}");
-        assert_eq!(mode_owner(root, &p), "0640 0:0", "{p}");
+        assert_eq!(image.read_bytes(&p), b"packed\n", "{p}");
+        assert_eq!(image.mode_owner(&p), "0640 0:0", "{p}");
     }
     // --chown re-owns every unpacked entry
-    assert_eq!(mode_owner(root, "/x/owned/pkg"), "0755 7:9");
-    assert_eq!(mode_owner(root, "/x/owned/pkg/data.txt"), "0640 7:9");
+    assert_eq!(image.mode_owner("/x/owned/pkg"), "0755 7:9");
+    assert_eq!(image.mode_owner("/x/owned/pkg/data.txt"), "0640 7:9");
     // COPY never unpacks
-    assert!(root.join("x/copied/zst.bin").is_file());
+    assert!(image.path("x/copied/zst.bin").is_file());
 }
 
 fn run_checked_bytes(cmd: &mut Command) -> Vec<u8> {
@@ -315,37 +292,36 @@ ADD --keep-git-dir=true {repo} /kept
     };
     build(&destination);
     let image = umoci_unpack(&destination);
-    let root = &image.rootfs;
     // the tree at main, without .git; modes as git checks them out, owner 0:0
-    assert_eq!(read(root, "/plain/a.txt"), b"two\n");
-    assert_eq!(read(root, "/plain/sub/b.txt"), b"bee\n");
-    assert_eq!(mode_owner(root, "/plain/run.sh"), "0755 0:0");
-    assert_eq!(mode_owner(root, "/plain/a.txt"), "0644 0:0");
+    assert_eq!(image.read_bytes("/plain/a.txt"), b"two\n");
+    assert_eq!(image.read_bytes("/plain/sub/b.txt"), b"bee\n");
+    assert_eq!(image.mode_owner("/plain/run.sh"), "0755 0:0");
+    assert_eq!(image.mode_owner("/plain/a.txt"), "0644 0:0");
     assert!(
-        !root.join("plain/.git").exists(),
+        !image.path("plain/.git").exists(),
         ".git copied without --keep-git-dir"
     );
-    assert!(!root.join("plain/docs").exists(), "main has no docs/");
+    assert!(!image.path("plain/docs").exists(), "main has no docs/");
     // --keep-git-dir keeps the repository
-    assert_eq!(read(root, "/kept/a.txt"), b"two\n");
+    assert_eq!(image.read_bytes("/kept/a.txt"), b"two\n");
     assert!(
-        root.join("kept/.git/HEAD").is_file(),
+        image.path("kept/.git/HEAD").is_file(),
         "--keep-git-dir lost .git/HEAD"
     );
     // a tag, with --chown and --chmod on every entry
-    assert_eq!(read(root, "/tagged/a.txt"), b"one\n");
-    assert_eq!(mode_owner(root, "/tagged/a.txt"), "0640 5:6");
-    assert_eq!(mode_owner(root, "/tagged/sub/b.txt"), "0640 5:6");
+    assert_eq!(image.read_bytes("/tagged/a.txt"), b"one\n");
+    assert_eq!(image.mode_owner("/tagged/a.txt"), "0640 5:6");
+    assert_eq!(image.mode_owner("/tagged/sub/b.txt"), "0640 5:6");
     // a branch and a subdirectory: only the subdirectory's contents
-    assert_eq!(read(root, "/docs/guide.md"), b"# guide\n");
-    assert_eq!(read(root, "/docs/deep/x.txt"), b"x\n");
+    assert_eq!(image.read_bytes("/docs/guide.md"), b"# guide\n");
+    assert_eq!(image.read_bytes("/docs/deep/x.txt"), b"x\n");
     assert!(
-        !root.join("docs/a.txt").exists(),
+        !image.path("docs/a.txt").exists(),
         "more than the subdirectory copied"
     );
     // beside a context file
-    assert_eq!(read(root, "/mixed/local.txt"), b"local\n");
-    assert_eq!(read(root, "/mixed/x.txt"), b"x\n");
+    assert_eq!(image.read_bytes("/mixed/local.txt"), b"local\n");
+    assert_eq!(image.read_bytes("/mixed/x.txt"), b"x\n");
 
     // the layer cache keys a git source on its commit: a rebuild hits every ADD, and a new
     // commit on main misses exactly the ADDs of main (the last two lines)
@@ -370,8 +346,8 @@ ADD --keep-git-dir=true {repo} /kept
         "after a commit on main:\n{log}"
     );
     let image = umoci_unpack(&dest3);
-    assert_eq!(read(&image.rootfs, "/plain/a.txt"), b"three\n");
-    assert_eq!(read(&image.rootfs, "/kept/a.txt"), b"three\n");
+    assert_eq!(image.read_bytes("/plain/a.txt"), b"three\n");
+    assert_eq!(image.read_bytes("/kept/a.txt"), b"three\n");
 }
 
 #[test]

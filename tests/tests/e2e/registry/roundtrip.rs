@@ -10,25 +10,15 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use kiln::oci::media_type::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use kiln::registry::{BlobFile, Platform, PushImage, Registry, RegistryOptions};
 use kiln_tests::{
-    assert_not_in_registry, free_port, require, run_checked, skopeo_inspect, LayerTar, Scratch,
+    assert_not_in_registry, free_port, isolate_docker_credentials, require, run_checked,
+    skopeo_inspect, LayerTar, Scratch,
 };
 use sha2::{Digest as _, Sha256};
-
-/// Keeps tests away from the machine's real Docker credentials.
-fn isolate_credentials() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let dir = std::env::temp_dir().join(format!("kiln-docker-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::env::set_var("DOCKER_CONFIG", &dir);
-    });
-}
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -44,7 +34,7 @@ fn init_tracing() {
 /// and the process's Docker credentials isolated first.
 fn start_registry() -> kiln_tests::Registry {
     require("skopeo", "skopeo");
-    isolate_credentials();
+    isolate_docker_credentials();
     init_tracing();
     kiln_tests::Registry::start()
 }
@@ -379,7 +369,7 @@ async fn docker_schema2_manifest_is_pulled() {
 
 #[tokio::test]
 async fn unreachable_registry_fails_naming_the_reference() {
-    isolate_credentials();
+    isolate_docker_credentials();
     // A port nobody listens on: connection refused, retried, then reported.
     let port = free_port();
     let registry = Registry::new(RegistryOptions::default());

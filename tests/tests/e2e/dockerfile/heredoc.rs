@@ -7,26 +7,7 @@
 // Test helpers outside `#[test]` functions: a panic is the failure report.
 #![allow(clippy::expect_used)]
 
-use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
-
-use kiln_tests::{busybox_image, kiln_bin, require_root, umoci_unpack, Registry, Scratch};
-
-fn read(root: &Path, p: &str) -> String {
-    fs::read_to_string(root.join(p.trim_start_matches('/'))).unwrap_or_else(|e| panic!("{p}: {e}"))
-}
-
-/// `"0644 0:0"` for a path in the unpacked image.
-fn mode_owner(root: &Path, p: &str) -> String {
-    let meta = fs::symlink_metadata(root.join(p.trim_start_matches('/'))).expect(p);
-    format!(
-        "{:04o} {}:{}",
-        meta.permissions().mode() & 0o7777,
-        meta.uid(),
-        meta.gid()
-    )
-}
+use kiln_tests::{busybox_image, kiln_bin, require_root, Registry, Scratch};
 
 #[test]
 fn heredocs_on_copy_add_and_run() {
@@ -78,37 +59,33 @@ on fd three
 EOF
 "
     );
-    let destination = registry.reference("e2e/heredoc:v1");
-    scratch
+    let image = scratch
         .build(&dockerfile)
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
-    let root = &image.rootfs;
+        .push_and_unpack(&registry.reference("e2e/heredoc:v1"));
 
     // unquoted delimiter: variables expanded, quotes kept, `\\$` escapes
-    assert_eq!(read(root, "/hd/plain.txt"), "hello \"world\" 'x' $NAME\n");
-    assert_eq!(mode_owner(root, "/hd/plain.txt"), "0644 0:0");
+    assert_eq!(image.read("/hd/plain.txt"), "hello \"world\" 'x' $NAME\n");
+    assert_eq!(image.mode_owner("/hd/plain.txt"), "0644 0:0");
     // quoted delimiter: literal
-    assert_eq!(read(root, "/hd/quoted.txt"), "$GREETING ${NAME}\n");
+    assert_eq!(image.read("/hd/quoted.txt"), "$GREETING ${NAME}\n");
     // `<<-` strips leading tabs; several heredocs and a context file into one directory
-    assert_eq!(read(root, "/hd/dir/EOT"), "tabbed world\n");
-    assert_eq!(read(root, "/hd/dir/two"), "second\n");
-    assert_eq!(read(root, "/hd/dir/ctx.txt"), "from the context\n");
-    assert_eq!(mode_owner(root, "/hd/dir"), "0755 0:0");
-    assert_eq!(read(root, "/hd/script.sh"), "#!/bin/sh\necho hi\n");
-    assert_eq!(mode_owner(root, "/hd/script.sh"), "0755 12:34");
-    assert_eq!(read(root, "/hd/add.txt"), "added\n");
+    assert_eq!(image.read("/hd/dir/EOT"), "tabbed world\n");
+    assert_eq!(image.read("/hd/dir/two"), "second\n");
+    assert_eq!(image.read("/hd/dir/ctx.txt"), "from the context\n");
+    assert_eq!(image.mode_owner("/hd/dir"), "0755 0:0");
+    assert_eq!(image.read("/hd/script.sh"), "#!/bin/sh\necho hi\n");
+    assert_eq!(image.mode_owner("/hd/script.sh"), "0755 12:34");
+    assert_eq!(image.read("/hd/add.txt"), "added\n");
     // RUN: the body as the shell's script
-    assert_eq!(read(root, "/hd/run1.txt"), "simple hello\n");
+    assert_eq!(image.read("/hd/run1.txt"), "simple hello\n");
     // a `#!` body runs under its interpreter (sh would fail on awk syntax); its scratch
     // file is gone
-    assert_eq!(read(root, "/hd/run2.txt"), "awk ran\n");
-    assert!(!root.join(".kiln-heredoc").exists());
+    assert_eq!(image.read("/hd/run2.txt"), "awk ran\n");
+    assert!(!image.path(".kiln-heredoc").exists());
     // heredocs read by the shell: it expands unquoted ones itself
-    assert_eq!(read(root, "/hd/run3.txt"), "shell sees hello\n");
-    assert_eq!(read(root, "/hd/run4.txt"), "first world\nsecond $NAME\n");
-    assert_eq!(read(root, "/hd/run5.txt"), "on fd three\n");
+    assert_eq!(image.read("/hd/run3.txt"), "shell sees hello\n");
+    assert_eq!(image.read("/hd/run4.txt"), "first world\nsecond $NAME\n");
+    assert_eq!(image.read("/hd/run5.txt"), "on fd three\n");
 }
 
 #[test]

@@ -7,57 +7,8 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
 
-use kiln_tests::{busybox_image, kiln_bin, require_root, umoci_unpack, Registry, Scratch};
-
-/// Every entry under `dir` of the unpacked image, sorted, as `"d 0755 0:0 a/b"`: kind
-/// (`d`, `f`, `l`), permission bits, owner, and the path relative to `dir`.
-fn entries(rootfs: &Path, dir: &str) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("dir entry").path())
-            .collect();
-        names.sort();
-        for path in names {
-            let meta = fs::symlink_metadata(&path).expect("lstat");
-            let kind = if meta.is_dir() {
-                'd'
-            } else if meta.file_type().is_symlink() {
-                'l'
-            } else {
-                'f'
-            };
-            let rel = path.strip_prefix(base).expect("under base");
-            out.push(format!(
-                "{kind} {:04o} {}:{} {}",
-                meta.permissions().mode() & 0o7777,
-                meta.uid(),
-                meta.gid(),
-                rel.display()
-            ));
-            if meta.is_dir() {
-                walk(base, &path, out);
-            }
-        }
-    }
-    let base = rootfs.join(dir.trim_start_matches('/'));
-    let mut out = Vec::new();
-    walk(&base, &base, &mut out);
-    out
-}
-
-/// The mode and owner line of one path itself, in the format of [`entries`] without a path.
-fn top(rootfs: &Path, dir: &str) -> String {
-    let meta = fs::symlink_metadata(rootfs.join(dir.trim_start_matches('/'))).expect(dir);
-    format!(
-        "{:04o} {}:{}",
-        meta.permissions().mode() & 0o7777,
-        meta.uid(),
-        meta.gid()
-    )
-}
+use kiln_tests::{busybox_image, kiln_bin, require_root, Registry, Scratch};
 
 /// Writes a context file with an exact mode.
 fn file(scratch: &Scratch, rel: &str, mode: u32) {
@@ -114,16 +65,12 @@ ADD --exclude=*/*.png --exclude=*.md proj/docs /ex/add/
 COPY --from=builder --exclude=skip --exclude=*.tmp /out /ex/from/
 "
     );
-    let destination = registry.reference("e2e/copy-exclude:v1");
-    scratch
+    let image = scratch
         .build(&dockerfile)
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
-    let root = &image.rootfs;
+        .push_and_unpack(&registry.reference("e2e/copy-exclude:v1"));
 
     assert_eq!(
-        entries(root, "/ex/all"),
+        image.entries("/ex/all"),
         want(&[
             "d 0755 0:0 docs",
             "d 0755 0:0 docs/img",
@@ -136,7 +83,7 @@ COPY --from=builder --exclude=skip --exclude=*.tmp /out /ex/from/
     );
     // `docs/**` empties docs but keeps it; `*/gen` takes src/gen with everything in it
     assert_eq!(
-        entries(root, "/ex/dirs"),
+        image.entries("/ex/dirs"),
         want(&[
             "f 0644 0:0 README.md",
             "d 0755 0:0 build",
@@ -147,10 +94,10 @@ COPY --from=builder --exclude=skip --exclude=*.tmp /out /ex/from/
         ])
     );
     // patterns are relative to the source being copied (here proj/docs)
-    assert_eq!(entries(root, "/ex/add"), want(&["d 0755 0:0 img"]));
+    assert_eq!(image.entries("/ex/add"), want(&["d 0755 0:0 img"]));
     // --from keeps the source owners of what it copies
     assert_eq!(
-        entries(root, "/ex/from"),
+        image.entries("/ex/from"),
         want(&["d 0750 7:8 keep", "f 0640 7:8 keep/k.txt"])
     );
 }
@@ -193,16 +140,12 @@ COPY --parents=true --chown=1234:5678 x/y.txt /par/owned/
 COPY --parents=false a/b/c.txt /par/flat/
 "
     );
-    let destination = registry.reference("e2e/copy-parents:v1");
-    scratch
+    let image = scratch
         .build(&dockerfile)
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
-    let root = &image.rootfs;
+        .push_and_unpack(&registry.reference("e2e/copy-parents:v1"));
 
     assert_eq!(
-        entries(root, "/par/plain"),
+        image.entries("/par/plain"),
         want(&[
             "d 0700 0:0 a",
             "d 0750 0:0 a/b",
@@ -212,11 +155,11 @@ COPY --parents=false a/b/c.txt /par/flat/
         ])
     );
     assert_eq!(
-        entries(root, "/par/pivot"),
+        image.entries("/par/pivot"),
         want(&["d 0750 0:0 b", "f 0644 0:0 b/c.txt"])
     );
     assert_eq!(
-        entries(root, "/par/glob"),
+        image.entries("/par/glob"),
         want(&[
             "d 0755 0:0 src",
             "d 0755 0:0 src/app1",
@@ -225,12 +168,12 @@ COPY --parents=false a/b/c.txt /par/flat/
             "f 0644 0:0 src/app2/main.go",
         ])
     );
-    assert_eq!(top(root, "/par/owned"), "0755 1234:5678");
+    assert_eq!(image.mode_owner("/par/owned"), "0755 1234:5678");
     assert_eq!(
-        entries(root, "/par/owned"),
+        image.entries("/par/owned"),
         want(&["d 0711 1234:5678 x", "f 0644 1234:5678 x/y.txt"])
     );
-    assert_eq!(entries(root, "/par/flat"), want(&["f 0644 0:0 c.txt"]));
+    assert_eq!(image.entries("/par/flat"), want(&["f 0644 0:0 c.txt"]));
 }
 
 #[test]
@@ -259,13 +202,9 @@ COPY --chmod=+x m/tool /c/plusx
 COPY --chmod=0640 m/script.sh /c/octal
 "
     );
-    let destination = registry.reference("e2e/copy-chmod:v1");
-    scratch
+    let image = scratch
         .build(&dockerfile)
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
-    let root = &image.rootfs;
+        .push_and_unpack(&registry.reference("e2e/copy-chmod:v1"));
 
     for (dir, dest_mode, lines) in [
         (
@@ -302,11 +241,11 @@ COPY --chmod=0640 m/script.sh /c/octal
             ],
         ),
     ] {
-        assert_eq!(entries(root, dir), want(&lines), "{dir}");
-        assert_eq!(top(root, dir), dest_mode, "{dir}");
+        assert_eq!(image.entries(dir), want(&lines), "{dir}");
+        assert_eq!(image.mode_owner(dir), dest_mode, "{dir}");
     }
-    assert_eq!(top(root, "/c/plusx"), "0755 0:0");
-    assert_eq!(top(root, "/c/octal"), "0640 0:0");
+    assert_eq!(image.mode_owner("/c/plusx"), "0755 0:0");
+    assert_eq!(image.mode_owner("/c/octal"), "0640 0:0");
 }
 
 #[test]
@@ -326,12 +265,9 @@ FROM {base}
 COPY --from=src /t /copied/
 "
     );
-    let destination = registry.reference("e2e/copy-special:v1");
-    scratch
+    let image = scratch
         .build(&dockerfile)
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
+        .push_and_unpack(&registry.reference("e2e/copy-special:v1"));
     let root = image.rootfs.join("copied");
     let pipe = fs::symlink_metadata(root.join("pipe")).expect("pipe");
     assert!(pipe.file_type().is_fifo(), "{pipe:?}");

@@ -5,34 +5,7 @@
 // Test helpers outside `#[test]` functions: a panic is the failure report.
 #![allow(clippy::expect_used)]
 
-use std::fs;
-use std::path::Path;
-
-use kiln_tests::{busybox_image, kiln_bin, umoci_unpack, Registry, Scratch};
-
-/// Every path under `dir` of the unpacked image, sorted, directories with a trailing `/`.
-fn listing(rootfs: &Path, dir: &str) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let mut paths: Vec<_> = fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("dir entry").path())
-            .collect();
-        paths.sort();
-        for path in paths {
-            let rel = path.strip_prefix(base).expect("under base").display();
-            if path.is_dir() {
-                out.push(format!("{rel}/"));
-                walk(base, &path, out);
-            } else {
-                out.push(rel.to_string());
-            }
-        }
-    }
-    let base = rootfs.join(dir.trim_start_matches('/'));
-    let mut out = Vec::new();
-    walk(&base, &base, &mut out);
-    out
-}
+use kiln_tests::{busybox_image, kiln_bin, Registry, Scratch};
 
 fn context(scratch: &Scratch) {
     for rel in [
@@ -60,17 +33,14 @@ fn dockerignore_patterns() {
     let base = busybox_image(&registry);
     let scratch = Scratch::new();
     context(&scratch);
-    let destination = registry.reference("e2e/dockerignore:v1");
-    scratch
+    let image = scratch
         .build(&format!(
             "FROM {base}\nCOPY . /ctx/\nCOPY --exclude=docs --exclude=!docs/keep/*.md --exclude=*.txt . /ex/\n"
         ))
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
+        .push_and_unpack(&registry.reference("e2e/dockerignore:v1"));
     // --exclude with a `!` exception: docs comes back only for what is taken back in it
     assert_eq!(
-        listing(&image.rootfs, "/ex"),
+        image.listing("/ex"),
         [
             ".dockerignore",
             "docs/",
@@ -82,7 +52,7 @@ fn dockerignore_patterns() {
         ]
     );
     assert_eq!(
-        listing(&image.rootfs, "/ctx"),
+        image.listing("/ctx"),
         [
             ".dockerignore",
             "a.txt",
@@ -105,14 +75,11 @@ fn dockerfile_specific_ignore_file_wins() {
     context(&scratch);
     // beside the Dockerfile (scratch/Dockerfile), named after it
     scratch.write("Dockerfile.dockerignore", "a.txt\n**/.git\n");
-    let destination = registry.reference("e2e/dockerignore-own:v1");
-    scratch
+    let image = scratch
         .build(&format!("FROM {base}\nCOPY . /ctx/\n"))
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
+        .push_and_unpack(&registry.reference("e2e/dockerignore-own:v1"));
     assert_eq!(
-        listing(&image.rootfs, "/ctx"),
+        image.listing("/ctx"),
         [
             ".dockerignore",
             "b.log",

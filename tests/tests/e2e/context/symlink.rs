@@ -121,13 +121,11 @@ fn relative_link_out_of_the_context_is_not_followed_out() {
 #[test]
 fn copying_the_context_keeps_links_as_links() {
     let s = setup();
-    let destination = s.registry.reference("e2e/ctx-all:latest");
     let dockerfile = format!("FROM {}\nCOPY . /ctx/\n", s.base);
-    s.scratch
+    let image = s
+        .scratch
         .build(&dockerfile)
-        .destination(&destination)
-        .run_ok();
-    let image = umoci_unpack(&destination);
+        .push_and_unpack(&s.registry.reference("e2e/ctx-all:latest"));
     assert_eq!(image.read("ctx/plain.txt"), "plain\n");
     assert_eq!(
         fs::read_link(image.path("ctx/secret-link")).expect("secret-link kept as a symlink"),

@@ -1,0 +1,10 @@
+//! RUN: the environment it gets (`env`), its exit code (`exit_code`), `--mount` of every
+//! type (`mounts`), secrets (`secrets`), snapshots from an overlay (`overlay`) and the
+//! isolation modes other than the default chroot (`isolation`).
+
+mod env;
+mod exit_code;
+mod isolation;
+mod mounts;
+mod overlay;
+mod secrets;
