@@ -1,6 +1,7 @@
-//! The layout rules of `docs/architecture.md`, checked on the sources themselves: no file
-//! over 800 lines and no function over 100 lines outside tests, no import circle between the
-//! files of a crate, a Dockerfile crate without I/O, and process control only in `run/`.
+//! The layout rules of `docs/architecture.md`, checked on the sources themselves: every file
+//! opens with a `//!`, no file over 800 lines and no function over 100 lines outside tests,
+//! no import circle between the files of a crate, a Dockerfile crate without I/O, and
+//! process control only in `run/`.
 //! Test code (`#[cfg(test)]` items and the files only tests declare) is left out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -45,6 +46,28 @@ fn files_and_functions_stay_small() {
         over.is_empty(),
         "over the limits ({MAX_FILE_LINES} lines a file, {MAX_FN_LINES} a function):\n{}",
         over.join("\n")
+    );
+}
+
+#[test]
+fn every_file_says_what_it_owns() {
+    let root = checked_root();
+    let mut files = Vec::new();
+    for dir in CRATES.iter().chain(&["tests/src", "tests/tests"]) {
+        walk(&root.join(dir), &mut files);
+    }
+    let silent: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        silent.is_empty(),
+        "files that do not open with a `//!` saying what they own:\n{}",
+        silent.join("\n")
     );
 }
 
