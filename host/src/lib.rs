@@ -20,6 +20,7 @@ pub mod rootfs;
 pub mod run;
 pub mod sandbox;
 pub mod snapshot;
+mod task;
 pub mod warm;
 
 /// The Dockerfile front end: a crate of its own, so the compiler holds it to doing no I/O and

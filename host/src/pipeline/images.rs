@@ -7,10 +7,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
-use super::{blocking, Build};
+use super::plan::BuildPlan;
+use super::results::Finished;
+use super::Build;
 use crate::image::{self, Family};
 use crate::layer::{extract, DiffId, Digest, LayerBlob};
 use crate::rootfs::Root;
+use crate::task::blocking;
 
 /// Pulls an image into the blob store: its config, its layers in `family`'s media types and
 /// its manifest digest.
@@ -73,9 +76,24 @@ pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Re
     .await?
 }
 
+/// The root a `--from` names (`COPY --from`, `RUN --mount from=`): an earlier stage, once it
+/// is built, else an image.
+pub(super) async fn from_root(
+    build: &Build,
+    plan: &BuildPlan,
+    index: usize,
+    done: &Finished,
+    from: &str,
+) -> Result<Arc<Root>> {
+    Ok(match plan.stage_named(from, index) {
+        Some(dep) => done.wait(dep).await?.root.clone(),
+        None => from_image(build, from).await?,
+    })
+}
+
 /// `COPY --from=<image>`: the image pulled and extracted once per build, however many
 /// stages ask for it at once.
-pub(super) async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
+async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
     let cell = {
         let mut images = build.from_images.lock().await;
         let next = images.len();

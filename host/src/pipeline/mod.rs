@@ -368,13 +368,3 @@ fn warn_unused_build_args(plan: &BuildPlan, build_args: &[(String, String)]) {
         );
     }
 }
-
-/// `spawn_blocking` inside the caller's span: the stage's log lines name it from any thread.
-pub(crate) fn blocking<F, R>(f: F) -> tokio::task::JoinHandle<R>
-where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
-{
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-}

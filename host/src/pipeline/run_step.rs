@@ -5,7 +5,7 @@
 
 use anyhow::{anyhow, Result};
 
-use super::images::from_image;
+use super::images::from_root;
 use super::layering::Touched;
 use super::plan::BuildPlan;
 use super::results::Finished;
@@ -17,6 +17,7 @@ use super::{Build, RunFailed};
 use crate::dockerfile::{expand_word, Args, Instruction};
 use crate::image;
 use crate::run::{self, RunSpec};
+use crate::task::blocking;
 
 /// Runs (or takes from the cache) one RUN instruction.
 pub(super) async fn run_step(
@@ -92,7 +93,7 @@ pub(super) async fn run_step(
             .then(|| format!("[{}] ", st.stage_name)),
     };
     let (root, runner) = (st.root.clone(), build.runner.clone());
-    let result = super::blocking(move || runner.run(&root, &spec)).await?;
+    let result = blocking(move || runner.run(&root, &spec)).await?;
     if let Some(file) = script_file {
         file.remove()?;
     }
@@ -140,8 +141,7 @@ async fn user_ids(build: &Build, st: &StageState) -> Result<(u32, u32, Vec<u32>)
     let sandbox = build.sandbox.clone();
     let root = st.root.clone();
     let id =
-        super::blocking(move || -> Result<_> { Ok(sandbox.get()?.resolve_user(&user, &root)?) })
-            .await??;
+        blocking(move || -> Result<_> { Ok(sandbox.get()?.resolve_user(&user, &root)?) }).await??;
     Ok((id.uid, id.gid, id.groups))
 }
 
@@ -199,7 +199,7 @@ async fn mount_inputs(
             (None, Some(context)) => {
                 let context = context.clone();
                 let dir = source.clone();
-                let digest = super::blocking(move || -> Result<String> {
+                let digest = blocking(move || -> Result<String> {
                     let mut reads = Vec::new();
                     let mut todo = vec![crate::rootfs::clean(&dir)];
                     while let Some(path) = todo.pop() {
@@ -289,10 +289,7 @@ async fn run_flags(
                 let spec = run::MountSpec::parse(&value)?;
                 let from = match (&spec.from, spec.kind) {
                     (Some(from), run::MountKind::Bind | run::MountKind::Cache) => {
-                        Some(match plan.stage_named(from, index) {
-                            Some(dep) => done.wait(dep).await?.root.clone(),
-                            None => from_image(build, from).await?,
-                        })
+                        Some(from_root(build, plan, index, done, from).await?)
                     }
                     (None, run::MountKind::Bind) => Some(build.context.clone()),
                     _ => None,

@@ -16,6 +16,7 @@ use crate::image::{self, Family};
 use crate::layer::LayerBlob;
 use crate::rootfs::Root;
 use crate::sandbox::GuestStageState;
+use crate::task::blocking;
 
 /// The mutable state of a stage between steps.
 pub(super) struct StageState {
@@ -145,7 +146,7 @@ pub(super) async fn materialize(st: &mut StageState) -> Result<()> {
     super::images::extract_layers(&st.root, &layers).await?;
     let root = st.root.clone();
     let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
-    let (snapshots, resynced) = super::blocking(move || {
+    let (snapshots, resynced) = blocking(move || {
         let r = snapshots.resync(&root);
         (snapshots, r)
     })
@@ -177,7 +178,7 @@ pub(super) async fn snapshot_step(
         build.mtime_clamp,
     );
     let end = matches!(touched, Touched::StageEnd);
-    let (snapshots, blob) = super::blocking(move || {
+    let (snapshots, blob) = blocking(move || {
         let blob = snapshots.after_step(&root, &touched, &store, &format);
         (snapshots, blob)
     })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::Value;
 
-use super::images::from_image;
+use super::images::from_root;
 use super::layering::{Snapshots, Touched};
 use super::plan::{shell_text, BuildPlan};
 use super::results::Finished;
@@ -21,6 +21,7 @@ use crate::image::{self, Family};
 use crate::layer::LayerBlob;
 use crate::rootfs::Root;
 use crate::sandbox::{GuestInstruction, GuestRoots, GuestStageState};
+use crate::task::blocking;
 
 /// What a stage starts from.
 pub(crate) struct StageBase {
@@ -48,7 +49,7 @@ pub(crate) async fn run_stage(
     } = base;
     let stage = &plan.stages[index];
     let (scan_root, opts) = (root.clone(), build.opts.layers.clone());
-    let snapshots = super::blocking(move || Snapshots::start(&scan_root, &opts)).await??;
+    let snapshots = blocking(move || Snapshots::start(&scan_root, &opts)).await??;
     let mut st = StageState {
         root,
         config,
@@ -110,8 +111,8 @@ async fn base_triggers(
     }
     let sandbox = build.sandbox.clone();
     let config = st.config.clone();
-    let start = super::blocking(move || -> Result<_> { Ok(sandbox.get()?.start_stage(&config)?) })
-        .await??;
+    let start =
+        blocking(move || -> Result<_> { Ok(sandbox.get()?.start_stage(&config)?) }).await??;
     st.config = start.config;
     let mut instructions = Vec::new();
     for trigger in &start.triggers {
@@ -270,7 +271,7 @@ async fn guest_step(
     for (guest_ins, roots) in calls {
         let sandbox = build.sandbox.clone();
         let (config, state) = (st.config.clone(), st.guest_state);
-        let outcome = super::blocking(move || -> Result<_> {
+        let outcome = blocking(move || -> Result<_> {
             Ok(sandbox.get()?.execute(&guest_ins, &config, &roots, state)?)
         })
         .await??;
@@ -331,13 +332,10 @@ async fn guest_calls(
     let mut calls = Vec::new();
     let mut pins = Vec::new();
     for part in parts {
-        let mut from_root = part.root;
-        if is_file_op && from_root.is_none() {
+        let mut source_root = part.root;
+        if is_file_op && source_root.is_none() {
             if let Some((_, Some(from))) = part.flags.iter().find(|(n, _)| n == "from") {
-                from_root = Some(match plan.stage_named(from, index) {
-                    Some(dep) => done.wait(dep).await?.root.clone(),
-                    None => from_image(build, from).await?,
-                });
+                source_root = Some(from_root(build, plan, index, done, from).await?);
             }
         }
         let guest_ins = GuestInstruction {
@@ -351,7 +349,7 @@ async fn guest_calls(
             stage: st.root.clone(),
             context: build.context.clone(),
             context_ignore: build.ignore.clone(),
-            from: from_root,
+            from: source_root,
         };
         calls.push((guest_ins, roots));
         pins.push(part.pin);
@@ -422,7 +420,7 @@ async fn file_key(
         let config = st.config.clone();
         let (ins, roots) = (guest_ins.clone(), roots.clone());
         sources.push(
-            super::blocking(move || -> Result<String> {
+            blocking(move || -> Result<String> {
                 let reads = sandbox.get()?.dry_run(&ins, &config, &roots)?;
                 crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
             })

@@ -83,6 +83,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+/// The error of a `--mount type=<kind>` naming what was asked (`what`) and why it failed.
+fn mount_error(kind: &'static str) -> impl Fn(String, String) -> Error {
+    move |what, why| Error::Mount { kind, what, why }
+}
+
 fn kind_name(kind: MountKind) -> &'static str {
     match kind {
         MountKind::Bind => "bind",
@@ -189,11 +194,7 @@ fn cache_source(
     out: &mut Prepared,
 ) -> Result<Source> {
     let spec = &req.spec;
-    let bad = |what: String, why: String| Error::Mount {
-        kind: "cache",
-        what,
-        why,
-    };
+    let bad = mount_error("cache");
     let id = spec.id.clone().unwrap_or_default();
     std::fs::create_dir_all(&env.cache_mounts).map_err(io(&env.cache_mounts))?;
     let mut dir = env.cache_mounts.join(cache_dir_name(&id));
@@ -253,11 +254,7 @@ fn bind_source(
     out: &mut Prepared,
 ) -> Result<Source> {
     let spec = &req.spec;
-    let bad = |what: String, why: String| Error::Mount {
-        kind: "bind",
-        what,
-        why,
-    };
+    let bad = mount_error("bind");
     let from = req
         .from
         .as_ref()
@@ -302,8 +299,7 @@ fn attach(
     out: &mut Prepared,
     source: Option<(PathBuf, bool)>,
 ) -> Result<()> {
-    let kind = kind_name(spec.kind);
-    let bad = |what: String, why: String| Error::Mount { kind, what, why };
+    let bad = mount_error(kind_name(spec.kind));
     let Some(target) = spec.target_in(cwd) else {
         return Ok(());
     };

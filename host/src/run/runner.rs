@@ -235,14 +235,13 @@ async fn scan_slash(skip: Arc<BTreeSet<Vec<u8>>>) -> Result<Index> {
     .await
 }
 
-/// `spawn_blocking` inside the caller's span.
+/// Blocking work on tokio's pool, inside the caller's span.
 async fn blocking<F, R>(f: F) -> Result<R>
 where
     F: FnOnce() -> Result<R> + Send + 'static,
     R: Send + 'static,
 {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
+    crate::task::blocking(f)
         .await
         .map_err(|e| Error::Task { why: e.to_string() })?
 }

@@ -280,12 +280,19 @@ fn without_cap_sys_admin_a_detached_daemon_neither_blocks_the_build_nor_survives
         let left = kiln_tests::processes_with(marker);
         assert!(left.is_empty(), "the RUN's daemon survived: {left:?}");
     }
-    assert_eq!(
-        stderr
-            .matches("killed 1 process(es) the command left running")
-            .count(),
-        2,
-        "each daemon is killed after its RUN:\n{stderr}"
+    // how many processes each RUN left depends on how far the shell's fork and exec had got
+    // when the RUN ended (under load a daemon's RUN may still hold an intermediate process):
+    // each of the two daemon RUNs kills at least one, the last RUN none
+    let killed: Vec<u32> = stderr
+        .lines()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" process(es) the command left running")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .collect();
+    assert!(
+        killed.len() == 2 && killed.iter().all(|&n| n >= 1),
+        "each daemon is killed after its RUN (killed per RUN: {killed:?}):\n{stderr}"
     );
     assert_eq!(umoci_unpack(&destination).read("next"), "next\n");
 }
