@@ -49,6 +49,13 @@ RUN --mount=type=secret,id=ca-certificates \
  && printf '{}\n' > /out/kiln/.docker/config.json \
  && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /out/kiln/ssl/certs/ca-certificates.crt
 
+# The debug image's manual pages and bash completion, made from kiln's own flag definitions.
+RUN install -d /debug/usr/share/man/man1 /debug/usr/share/bash-completion/completions \
+ && /out/kiln/executor manpage > /debug/usr/share/man/man1/kiln.1 \
+ && /out/kiln/executor manpage build > /debug/usr/share/man/man1/kiln-build.1 \
+ && /out/kiln/executor manpage warm > /debug/usr/share/man/man1/kiln-warm.1 \
+ && /out/kiln/executor completion bash > /debug/usr/share/bash-completion/completions/kiln
+
 FROM scratch AS executor
 COPY --from=builder /out/ /
 ENV HOME=/root \
@@ -62,5 +69,6 @@ ENTRYPOINT ["/kiln/executor"]
 
 FROM executor AS debug
 COPY --from=builder /bin/busybox /busybox/busybox
+COPY --from=builder /debug/ /
 RUN ["/busybox/busybox", "--install", "-s", "/busybox"]
 ENV PATH=/kiln:/busybox

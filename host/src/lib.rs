@@ -13,6 +13,7 @@ pub mod context;
 pub mod error;
 pub mod image;
 pub mod layer;
+pub mod logging;
 pub mod oci;
 pub mod pipeline;
 pub mod registry;

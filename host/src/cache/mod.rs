@@ -32,6 +32,8 @@ use crate::registry::{Platform, Registry, RegistryOptions};
 pub struct CacheOptions {
     /// `--cache`
     pub enabled: bool,
+    /// not `--no-cache`: entries are looked up (else only stored)
+    pub read: bool,
     /// `--cache-repo`: a repository, or `oci:/path` for a local OCI layout
     pub repo: Option<String>,
     /// `--cache-ttl`
@@ -48,6 +50,7 @@ impl Default for CacheOptions {
     fn default() -> CacheOptions {
         CacheOptions {
             enabled: false,
+            read: true,
             repo: None,
             ttl: Duration::from_secs(336 * 3600),
             copy_layers: false,
@@ -107,6 +110,8 @@ pub struct Cache {
     pub copy_layers: bool,
     pub run_layers: bool,
     push: bool,
+    /// not `--no-cache`
+    read: bool,
     pending: Mutex<JoinSet<Result<()>>>,
 }
 
@@ -157,6 +162,7 @@ impl Cache {
             copy_layers: opts.copy_layers,
             run_layers: opts.run_layers,
             push: opts.push,
+            read: opts.read,
             pending: Mutex::new(JoinSet::new()),
         }))
     }
@@ -164,6 +170,10 @@ impl Cache {
     /// Looks `key` up; logs the hit, or the miss and why: the first input that differs from
     /// the last entry stored for the same step (`identity`).
     pub async fn lookup(&self, key: &Key, identity: &str, what: &str) -> Result<Option<Entry>> {
+        if !self.read {
+            tracing::info!(key = %short(&key.hex), "cache not read (--no-cache): {what}");
+            return Ok(None);
+        }
         if let Some(entry) = self.store.get(&key.hex, &self.blobs).await? {
             let age = now().saturating_sub(entry.stored);
             if entry.stored > 0 && age as u64 > self.ttl.as_secs() {

@@ -20,6 +20,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Layer(#[from] crate::layer::Error),
+    #[error("--image-format=docker: the image has zstd layers, which Docker's manifest cannot name; use --image-format=oci or --compression=gzip")]
+    ZstdInDocker,
     #[error("{path}: {op}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -85,6 +87,14 @@ pub struct BuiltImage {
     pub manifest_digest: Digest,
     pub family: Family,
     pub layers: Vec<LayerBlob>,
+}
+
+/// What the user asked of the manifest: `--annotation`s and `--image-format`.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestOptions {
+    pub annotations: Vec<(String, String)>,
+    /// the media-type family to write (default: the base image's)
+    pub family: Option<Family>,
 }
 
 /// The PATH a `FROM scratch` image starts with, as BuildKit's empty image.
@@ -164,13 +174,18 @@ pub fn assemble(
     mut family: Family,
     created: &str,
     store: &BlobStore,
+    asked: &ManifestOptions,
 ) -> Result<BuiltImage> {
-    // Docker's manifest has no zstd layer type: an image with one is written as OCI
-    if family == Family::Docker && layers.iter().any(|l| l.media_type == OCI_LAYER_ZSTD) {
-        family = Family::Oci;
-        for l in &mut layers {
-            l.media_type = family.convert_layer(&l.media_type);
-        }
+    let zstd = layers.iter().any(|l| l.media_type == OCI_LAYER_ZSTD);
+    match asked.family {
+        Some(Family::Docker) if zstd => return Err(Error::ZstdInDocker),
+        Some(f) => family = f,
+        // Docker's manifest has no zstd layer type: an image with one is written as OCI
+        None if zstd => family = Family::Oci,
+        None => {}
+    }
+    for l in &mut layers {
+        l.media_type = family.convert_layer(&l.media_type);
     }
     let obj = object(&mut config);
     obj.insert("created".into(), Value::String(created.to_string()));
@@ -187,7 +202,7 @@ pub fn assemble(
         source,
     })?;
     let config_digest = store.put_bytes(&config_bytes)?;
-    let manifest = json!({
+    let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": family.manifest(),
         "config": {
@@ -201,6 +216,14 @@ pub fn assemble(
             "size": l.size,
         })).collect::<Vec<_>>(),
     });
+    if !asked.annotations.is_empty() {
+        let annotations: Map<String, Value> = asked
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        object(&mut manifest).insert("annotations".into(), Value::Object(annotations));
+    }
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(|source| Error::BadConfig {
         what: "the built manifest".into(),
         source,

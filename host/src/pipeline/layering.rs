@@ -145,7 +145,7 @@ impl Snapshots {
         tracing::info!(
             changed = changes.items.len(),
             entries = self.index.entries.len(),
-            ms = found.as_secs_f64() * 1000.0,
+            ms = found.as_millis() as u64,
             "snapshot ({how})"
         );
         if changes.is_empty() {

@@ -130,6 +130,44 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     Ok(image)
 }
 
+/// `--dryrun`: fetches the context and plans the build, then logs the stages in the order
+/// they would run and each one's steps. Nothing is pulled, extracted, run or pushed.
+pub async fn dry_run(opts: &BuildOptions) -> Result<()> {
+    let loaded = load(opts).await?;
+    let plan = &loaded.plan;
+    let dockerfile = loaded.fetched.dockerfile.display().to_string();
+    for &index in &plan.order {
+        let stage = &plan.stages[index];
+        let base = match &stage.base {
+            Base::Scratch => "scratch".to_string(),
+            Base::Stage(i) => format!("stage {}", plan.stages[*i].display_name()),
+            Base::Image(reference) => reference.clone(),
+        };
+        let role = if index == plan.target {
+            " (target)"
+        } else {
+            ""
+        };
+        tracing::info!(
+            "stage {}{role}: FROM {base} ({dockerfile}:{})",
+            stage.display_name(),
+            stage.line
+        );
+        let steps = stage.instructions.len() + 1;
+        for (pos, ins) in stage.instructions.iter().enumerate() {
+            tracing::info!(
+                "  [{} {}/{steps}] {} ({dockerfile}:{})",
+                stage.display_name(),
+                pos + 2,
+                ins.original,
+                ins.line
+            );
+        }
+    }
+    tracing::info!("dry run: nothing built, nothing pushed");
+    Ok(())
+}
+
 /// Fetches the context, reads and parses the Dockerfile and plans the build.
 async fn load(opts: &BuildOptions) -> Result<Loaded> {
     // a remote context is fetched under the kiln dir and removed when `fetched` drops
@@ -284,6 +322,7 @@ async fn assemble(build: &Build, mut last: StageResult) -> Result<BuiltImage> {
         last.family,
         &build.created,
         &build.store,
+        &build.opts.manifest,
     )?)
 }
 

@@ -15,7 +15,13 @@ pub struct BuildOptions {
     pub no_push: bool,
     pub tar_path: Option<PathBuf>,
     pub oci_layout_path: Option<PathBuf>,
+    /// an OCI layout written as one tar archive (docker's `--output type=oci,dest=FILE`)
+    pub oci_archive_path: Option<PathBuf>,
     pub digest_file: Option<PathBuf>,
+    /// docker's `--iidfile`: the image ID (config digest)
+    pub iidfile: Option<PathBuf>,
+    /// docker buildx's `--metadata-file`
+    pub metadata_file: Option<PathBuf>,
     pub build_args: Vec<(String, String)>,
     pub target: Option<String>,
     pub registry: RegistryOptions,
@@ -23,6 +29,12 @@ pub struct BuildOptions {
     pub reproducible: bool,
     /// `--label k=v`: labels added to the final image
     pub labels: Vec<(String, String)>,
+    /// `--annotation`s and `--image-format`
+    pub manifest: crate::image::ManifestOptions,
+    /// `--dryrun`: print the plan, build nothing
+    pub dry_run: bool,
+    /// `--push-ignore-immutable-tag-errors`
+    pub push_ignore_immutable_tag_errors: bool,
     /// kaniko's `--image-name-with-digest-file`: `name@digest` per destination
     pub image_name_with_digest_file: Option<PathBuf>,
     /// kaniko's `--image-name-tag-with-digest-file`: `name:tag@digest` per destination

@@ -1,5 +1,6 @@
 //! The built image written where the build was asked to put it: a docker archive, an OCI
-//! layout, every `--destination` (pushed), and the digest files kaniko writes.
+//! layout (a directory or a tar of one), every `--destination` (pushed), the digest files
+//! kaniko writes and docker's `--iidfile` and `--metadata-file`.
 
 use anyhow::{Context as _, Result};
 
@@ -29,8 +30,21 @@ pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
             .with_context(|| format!("writing OCI layout {}", dir.display()))?;
         tracing::info!(path = %dir.display(), "wrote OCI layout");
     }
+    if let Some(path) = &opts.oci_archive_path {
+        write_oci_archive(build, image, path)
+            .with_context(|| format!("writing OCI archive {}", path.display()))?;
+        tracing::info!(path = %path.display(), "wrote OCI archive");
+    }
     if !opts.no_push {
         push(build, image).await?;
+    }
+    if let Some(path) = &opts.iidfile {
+        output::write_digest_file(&image.config_digest.0, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &opts.metadata_file {
+        output::write_digest_file(&metadata(image, &opts.destinations), path)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &opts.digest_file {
         output::write_digest_file(&image.manifest_digest.0, path)
@@ -70,13 +84,61 @@ async fn push(build: &Build, image: &BuiltImage) -> Result<()> {
         blobs,
     };
     for dest in &build.opts.destinations {
-        let digest = build
-            .registry
-            .push(dest, &push)
-            .await
-            .with_context(|| format!("pushing {dest}"))?;
-        tracing::info!(destination = %dest, %digest, "pushed");
+        match build.registry.push(dest, &push).await {
+            Ok(digest) => tracing::info!(destination = %dest, %digest, "pushed"),
+            Err(e)
+                if build.opts.push_ignore_immutable_tag_errors
+                    && is_immutable_tag_error(&crate::error::chain(&e)) =>
+            {
+                tracing::info!(destination = %dest, "the tag is immutable; push refused and ignored (--push-ignore-immutable-tag-errors)")
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("pushing {dest}"))),
+        }
     }
+    Ok(())
+}
+
+/// The refusals registries give for a tag that cannot be moved (Artifact Registry, ECR).
+const IMMUTABLE_TAG_ERRORS: &[&str] = &[
+    "The repository has enabled tag immutability",
+    "cannot be overwritten because the tag is immutable",
+];
+
+fn is_immutable_tag_error(text: &str) -> bool {
+    IMMUTABLE_TAG_ERRORS.iter().any(|e| text.contains(e))
+}
+
+/// The keys `docker buildx build --metadata-file` writes for an image.
+fn metadata(image: &BuiltImage, destinations: &[String]) -> String {
+    let value = serde_json::json!({
+        "containerimage.digest": image.manifest_digest.0,
+        "containerimage.config.digest": image.config_digest.0,
+        "containerimage.descriptor": {
+            "mediaType": image.family.manifest(),
+            "digest": image.manifest_digest.0,
+            "size": image.manifest.len(),
+        },
+        "image.name": destinations.join(","),
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
+}
+
+/// An OCI layout as one tar archive, as `--output type=oci,dest=FILE` gives it.
+fn write_oci_archive(build: &Build, image: &BuiltImage, path: &std::path::Path) -> Result<()> {
+    let dir = tempfile::tempdir_in(&build.opts.kiln_dir)?;
+    let name = build
+        .opts
+        .destinations
+        .first()
+        .map_or_else(|| "latest".to_string(), |d| tag_of(d));
+    output::write_oci_layout(image, &name, dir.path())?;
+    let partial = path.with_extension("partial");
+    let mut archive = tar::Builder::new(std::fs::File::create(&partial)?);
+    archive.follow_symlinks(false);
+    archive.mode(tar::HeaderMode::Deterministic);
+    archive.append_dir_all(".", dir.path())?;
+    archive.into_inner()?.sync_all()?;
+    std::fs::rename(&partial, path)?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::images::from_root;
 use super::layering::{Snapshots, Touched};
@@ -67,16 +68,13 @@ pub(crate) async fn run_stage(
     instructions.extend(stage.instructions.iter().cloned());
     for (pos, ins) in instructions.iter().enumerate() {
         st.pos = pos;
-        // BuildKit's `[name step/steps]`, FROM being step 1
-        tracing::info!(
-            line = ins.line,
-            "[{} {}/{}] {}",
-            st.stage_name,
-            pos + 2,
-            instructions.len() + 1,
-            ins.original
-        );
+        // BuildKit's `[name step/steps]`, FROM being step 1; what the step logs carries
+        // its number and line (fields of the JSON log)
+        let number = format!("{}/{}", pos + 2, instructions.len() + 1);
+        let span = tracing::info_span!("step", step = %number, line = ins.line);
+        span.in_scope(|| tracing::info!("[{} {number}] {}", st.stage_name, ins.original));
         step(build, plan, index, &mut st, ins, done)
+            .instrument(span)
             .await
             .map_err(|e| match e.downcast::<RunFailed>() {
                 Ok(rf) => anyhow!(rf),

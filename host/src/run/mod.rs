@@ -103,7 +103,7 @@ pub struct RunSpec {
     pub mounts: Vec<MountRequest>,
     pub network: Network,
     /// put before each line the command prints (stages running side by side), or None to
-    /// let it write to kiln's stdout and stderr directly
+    /// let it write to kiln's stderr directly (both its streams)
     pub output_prefix: Option<String>,
 }
 
@@ -353,28 +353,34 @@ const RELAY_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// signals `done` at the end of the stream.
 fn relay_lines(
     from: impl std::io::Read + Send + 'static,
-    to: impl std::io::Write + Send + 'static,
+    stream: &'static str,
     prefix: &str,
+    span: Option<tracing::Span>,
     done: std::sync::mpsc::Sender<()>,
 ) {
     let prefix = prefix.as_bytes().to_vec();
     std::thread::spawn(move || {
-        use std::io::BufRead as _;
+        use std::io::{BufRead as _, Write as _};
         let mut from = std::io::BufReader::new(from);
-        let mut to = to;
         let mut line = Vec::new();
         loop {
             line.clear();
             match from.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    if let Some(span) = &span {
+                        let text = String::from_utf8_lossy(&line);
+                        let text = text.trim_end_matches(['\n', '\r']);
+                        tracing::info!(parent: span, stream, "{text}");
+                        continue;
+                    }
                     if !line.ends_with(b"\n") {
                         line.push(b'\n');
                     }
                     // one write per line, so lines of different stages never mix
                     let mut out = prefix.clone();
                     out.extend_from_slice(&line);
-                    let _ = to.write_all(&out);
+                    let _ = std::io::stderr().lock().write_all(&out);
                 }
             }
         }
@@ -402,8 +408,12 @@ fn spawn_and_wait(
         .env_clear()
         .envs(env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))))
         .stdin(Stdio::null());
-    if output_prefix.is_some() {
+    // RUN's output is part of the log: kiln's stdout carries only the image digest
+    let events = crate::logging::output_as_events();
+    if output_prefix.is_some() || events {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else if let Ok(stderr) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
+        cmd.stdout(Stdio::from(stderr));
     }
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec. It makes raw syscalls on
@@ -422,13 +432,15 @@ fn spawn_and_wait(
     if let Ok(mut g) = RUNNING.lock() {
         g.push(pgid);
     }
-    let relays = output_prefix.map(|prefix| {
+    let relays = (output_prefix.is_some() || events).then(|| {
+        let prefix = output_prefix.unwrap_or_default();
+        let span = events.then(tracing::Span::current);
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         if let Some(out) = child.stdout.take() {
-            relay_lines(out, std::io::stdout(), prefix, done_tx.clone());
+            relay_lines(out, "stdout", prefix, span.clone(), done_tx.clone());
         }
         if let Some(err) = child.stderr.take() {
-            relay_lines(err, std::io::stderr(), prefix, done_tx);
+            relay_lines(err, "stderr", prefix, span, done_tx);
         }
         done_rx
     });

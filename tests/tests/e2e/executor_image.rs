@@ -153,21 +153,40 @@ fn kiln_builds_and_runs_its_own_executor_image() {
     let hello = umoci_unpack(&format!("oci:{}:1", layout.display()));
     assert_eq!(hello.read("hello.txt"), "from the executor image\n");
 
-    // debug: the executor plus busybox under /busybox, on PATH
+    // debug: the executor plus busybox under /busybox, on PATH, and kiln's manual pages
+    // and bash completion
     let debug = build_target(&registry, &base, kiln_dir.path(), "debug");
     let unpacked = umoci_unpack(&debug);
     let files = tree(&unpacked.rootfs);
+    const DOCS: &[&str] = &[
+        "usr/share/man/man1/kiln.1",
+        "usr/share/man/man1/kiln-build.1",
+        "usr/share/man/man1/kiln-warm.1",
+        "usr/share/bash-completion/completions/kiln",
+    ];
     for path in EXECUTOR_FILES
         .iter()
         .chain(&["busybox/busybox", "busybox/sh"])
+        .chain(DOCS)
     {
         assert!(files.contains(*path), "debug image lacks {path}");
     }
+    assert!(unpacked
+        .read("usr/share/man/man1/kiln-build.1")
+        .contains("destination"));
     let outside: Vec<&String> = files
         .iter()
         .filter(|p| !expected.contains(*p) && *p != "busybox" && !p.starts_with("busybox/"))
+        .filter(|p| {
+            !DOCS
+                .iter()
+                .any(|d| d.starts_with(p.as_str()) || *d == p.as_str())
+        })
         .collect();
-    assert!(outside.is_empty(), "debug adds only /busybox: {outside:?}");
+    assert!(
+        outside.is_empty(),
+        "debug adds only /busybox and the docs: {outside:?}"
+    );
     let config = skopeo_config(&debug);
     let env = config["config"]["Env"].to_string();
     assert!(env.contains("PATH=/kiln:/busybox"), "PATH in {env}");

@@ -17,6 +17,7 @@ mod dockerfile;
 mod executor_image;
 mod fixtures;
 mod layers;
+mod logs;
 mod outputs;
 mod parallel_stages;
 mod registry;

@@ -56,10 +56,10 @@ fn independent_stages_run_at_the_same_time() {
         .arg("--build-arg")
         .arg("ROUND=1")
         .run_ok();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // RUN output of stages running side by side carries the stage's name
-    assert!(stdout.contains("[a] a met b"), "stdout:\n{stdout}");
-    assert!(stdout.contains("[b] b met a"), "stdout:\n{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // RUN output of stages running side by side carries the stage's name, on stderr
+    assert!(stderr.contains("[a] a met b"), "stderr:\n{stderr}");
+    assert!(stderr.contains("[b] b met a"), "stderr:\n{stderr}");
     let image = umoci_unpack(&destination);
     assert_eq!(fs::read_to_string(image.path("/a.txt")).unwrap(), "a\n");
     assert_eq!(fs::read_to_string(image.path("/b.txt")).unwrap(), "b\n");

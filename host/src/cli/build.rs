@@ -1,123 +1,44 @@
-//! The command line: what the user typed (`CliArgs`, kaniko's flag names and defaults) and
-//! its validated form (`BuildOptions`). Nothing here touches the network or the build.
+//! `kiln build`'s flags, named as kaniko's executor names them (`CliArgs`), and their
+//! validated form (`BuildOptions`). The registry flags are in `registry`, the kaniko and
+//! docker extras in `compat`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
+use super::compat::{self, CompatArgs, ProgressMode};
+use super::registry::RegistryArgs;
+use super::{LogFormat, LogSettings, Verbosity};
 use crate::context;
 use crate::pipeline::{BuildOptions, LayerOptions};
-use crate::registry::{parse_registry_map, Platform, RegistryOptions};
-use crate::warm::WarmOptions;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "kiln",
-    version,
-    about = "Build OCI images from Dockerfiles, no daemon needed"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-// Parsed once per process: the size difference between the two argument sets is harmless.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Build an image from a Dockerfile and push it or write it locally
-    Build(CliArgs),
-    /// Fill a --cache-dir with base images, for builds without network access to them
-    Warm(WarmArgs),
-    /// Check a command line without running it: the arguments are parsed exactly as
-    /// `kiln ARGS…` would parse them (deploy/ manifests are checked this way)
-    #[command(hide = true)]
-    CheckArgs {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<std::ffi::OsString>,
-    },
-}
-
-/// kaniko's executor takes its flags with no subcommand (`executor --context=… --destination=…`),
-/// and pod specs written for it pass them that way: an argument list that starts with a flag
-/// other than help or version is a `build`.
-pub fn with_default_subcommand<I>(argv: I) -> Vec<std::ffi::OsString>
-where
-    I: IntoIterator,
-    I::Item: Into<std::ffi::OsString>,
-{
-    let mut argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
-    let implicit_build = argv.get(1).and_then(|a| a.to_str()).is_some_and(|first| {
-        first.starts_with('-') && !matches!(first, "-h" | "--help" | "-V" | "--version")
-    });
-    if implicit_build {
-        argv.insert(1, "build".into());
-    }
-    argv
-}
-
-/// Parses `args` (without the program name) as kiln's command line, for `kiln check-args`.
-pub fn check_args(args: &[std::ffi::OsString]) -> Result<()> {
-    let argv = with_default_subcommand(std::iter::once("kiln".into()).chain(args.iter().cloned()));
-    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
-    if let Command::CheckArgs { .. } = cli.command {
-        bail!("error: check-args cannot check itself");
-    }
-    Ok(())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Color,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Verbosity {
-    Panic,
-    Fatal,
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-impl Verbosity {
-    pub fn filter(self) -> &'static str {
-        match self {
-            Verbosity::Panic | Verbosity::Fatal | Verbosity::Error => "error",
-            Verbosity::Warn => "warn",
-            Verbosity::Info => "info",
-            Verbosity::Debug => "debug",
-            Verbosity::Trace => "trace",
-        }
-    }
-}
+use crate::registry::RegistryOptions;
 
 /// `kiln build` flags, named as kaniko's executor names them.
 #[derive(Debug, Clone, Args)]
 pub struct CliArgs {
     /// Path to the Dockerfile (default: <context>/Dockerfile; a relative path not found
     /// from the working directory is looked up in the context), or an https:// URL
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, visible_alias = "file")]
     pub dockerfile: Option<PathBuf>,
     /// Build context (default .): DIR, dir://DIR, tar://FILE, tar://stdin, gs://BUCKET/OBJECT,
     /// s3://BUCKET/KEY, git://HOST/REPO#REF#COMMIT, https://HOST/REPO.git#REF,
     /// https://HOST/CONTEXT.tar.gz
     #[arg(short = 'c', long)]
     pub context: Option<String>,
+    /// The context as `docker build` takes it: PATH, URL, or - for a tar on stdin
+    #[arg(value_name = "CONTEXT")]
+    pub context_dir: Option<String>,
     /// Image reference to push to (repeatable)
     #[arg(short = 'd', long = "destination")]
     pub destinations: Vec<String>,
     /// Build without pushing (the destination, if any, only names the image)
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL",
+        env = "KANIKO_NO_PUSH")]
     pub no_push: bool,
     /// Write the image as a docker-archive (docker load) to this file
-    #[arg(long)]
+    #[arg(long, alias = "tarPath")]
     pub tar_path: Option<PathBuf>,
     /// Write the image into an OCI image layout at this directory
     #[arg(long)]
@@ -180,7 +101,8 @@ pub struct CliArgs {
     pub run_overlay: bool,
     /// Remove what the build wrote (in-place isolation); kiln always removes its stage roots
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL",
+        env = "KANIKO_CLEANUP")]
     pub cleanup: bool,
     // --- build contexts (context module) ---
     /// A directory inside the context to use as the context
@@ -195,7 +117,8 @@ pub struct CliArgs {
     // --- end build contexts ---
     // --- layer cache (kaniko's flags) ---
     /// Use the layer cache: steps whose inputs are unchanged take their layer from the store
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_name = "BOOL")]
     pub cache: Option<bool>,
     /// Where cache entries live: a repository (default <first destination>/cache) or
     /// oci:/path for a local OCI layout
@@ -205,21 +128,28 @@ pub struct CliArgs {
     #[arg(long, default_value = "336h")]
     pub cache_ttl: String,
     /// Cache COPY/ADD layers too
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_name = "BOOL")]
     pub cache_copy_layers: Option<bool>,
     /// Cache RUN layers
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_name = "BOOL")]
     pub cache_run_layers: Option<bool>,
     /// Look entries up but store none
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_name = "BOOL")]
     pub no_push_cache: Option<bool>,
 
     /// Log level: panic, fatal, error, warn, info, debug, trace
     #[arg(short = 'v', long, value_enum, default_value = "info")]
     pub verbosity: Verbosity,
-    /// Log format
-    #[arg(long, value_enum, default_value = "color")]
-    pub log_format: LogFormat,
+    /// Log format (default: color on a terminal unless NO_COLOR is set, else text)
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Put the time on every text log line
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
+    pub log_timestamp: bool,
     // --- RUN: isolation, secrets (host/src/run/) ---
     /// How RUN is isolated: chroot (default as root), rootless (default otherwise: a user
     /// namespace mapping the caller to root), in-place (the stage root is / of this container)
@@ -235,13 +165,13 @@ pub struct CliArgs {
     // --- end RUN ---
     /// kiln's work dir: blob cache, stage roots, compiled guest (default /kiln as root,
     /// ~/.cache/kiln otherwise)
-    #[arg(long, env = "KILN_DIR")]
+    #[arg(long, env = "KILN_DIR", alias = "kaniko-dir")]
     pub kiln_dir: Option<PathBuf>,
 
     // --- snapshots and layers ---
     /// What makes a path changed: full (type, mode, owner, size, mtime, ctime, inode),
     /// redo (ctime and inode ignored) or time (type and mtime only)
-    #[arg(long, value_enum, default_value = "full")]
+    #[arg(long, value_enum, default_value = "full", alias = "snapshotMode")]
     pub snapshot_mode: SnapshotModeArg,
     /// One layer per stage, taken after its last instruction
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
@@ -253,7 +183,8 @@ pub struct CliArgs {
     pub ignore_paths: Vec<String>,
     /// Leave /var/run out of every layer
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
-        default_missing_value = "true")]
+        require_equals = true, default_missing_value = "true", value_name = "BOOL",
+        alias = "whitelist-var-run")]
     pub ignore_var_run: bool,
     /// Compression of new layers: gzip or zstd (zstd layers make the image OCI)
     #[arg(long, value_enum, default_value = "gzip")]
@@ -262,6 +193,9 @@ pub struct CliArgs {
     /// default
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub compression_level: i32,
+    /// kaniko's flags that change nothing in kiln, and `docker build`'s flags
+    #[command(flatten)]
+    pub compat: CompatArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -341,7 +275,12 @@ impl CliArgs {
     /// request. As kaniko: `--bucket` replaces a remote (`://`) or absent context, never a
     /// plain path.
     fn context_request(&self) -> Result<context::Request> {
-        let spec = match (&self.context, &self.bucket) {
+        let positional = self.context_dir.as_deref().map(|c| match c {
+            "-" => "tar://stdin".to_string(),
+            c => c.to_string(),
+        });
+        let given = self.context.clone().or(positional);
+        let spec = match (&given, &self.bucket) {
             (Some(c), Some(b)) if c.contains("://") => bucket_context(b),
             (Some(c), _) => c.clone(),
             (None, Some(b)) => bucket_context(b),
@@ -371,22 +310,44 @@ impl CliArgs {
         })
     }
 
-    /// Validates the flags into the options of one build.
-    pub fn into_options(self) -> Result<BuildOptions> {
-        let layers = self.layer_options()?;
-        let context = self.context_request()?;
-        let mut build_args = Vec::new();
-        for a in &self.build_args {
-            match a.split_once('=') {
-                Some((k, v)) => build_args.push((k.to_string(), v.to_string())),
-                None => match std::env::var(a) {
-                    Ok(v) => build_args.push((a.clone(), v)),
-                    Err(_) => {
-                        tracing::warn!("--build-arg {a}: not set in the environment, ignored")
-                    }
-                },
+    /// What `build` refuses before doing anything: checked by `kiln check-args` too.
+    pub fn check(&self) -> Result<()> {
+        self.compat.check()?;
+        self.layer_options()?;
+        super::parse_build_args(&self.build_args)?;
+        if self.context.is_some() && self.context_dir.is_some() {
+            bail!("the context is given twice: --context and a CONTEXT argument");
+        }
+        if let Some(t) = &self.target {
+            if t.contains(',') {
+                bail!("--target {t}: kiln builds one target stage (and the stages it needs)");
             }
         }
+        let outputs = self.compat.outputs(self.kaniko_outputs())?;
+        if outputs.destinations.is_empty() && !outputs.no_push {
+            bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
+        }
+        Ok(())
+    }
+
+    fn kaniko_outputs(&self) -> compat::Outputs {
+        compat::Outputs {
+            destinations: self.destinations.clone(),
+            no_push: self.no_push,
+            tar_path: self.tar_path.clone(),
+            oci_layout_path: self.oci_layout_path.clone(),
+            oci_archive_path: None,
+        }
+    }
+
+    /// Validates the flags into the options of one build.
+    pub fn into_options(self) -> Result<BuildOptions> {
+        self.check()?;
+        self.compat.log_ignored();
+        let layers = self.layer_options()?;
+        let context = self.context_request()?;
+        let build_args = super::parse_build_args(&self.build_args)?;
+        let outputs = self.compat.outputs(self.kaniko_outputs())?;
         let mut labels = Vec::new();
         for l in &self.labels {
             match l.split_once('=') {
@@ -402,17 +363,17 @@ impl CliArgs {
             ..RegistryOptions::default()
         };
         let platform = self.registry.apply(&mut registry)?;
-        if self.destinations.is_empty() && !self.no_push {
-            bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
-        }
         Ok(BuildOptions {
             layers,
             context,
-            destinations: self.destinations,
-            no_push: self.no_push,
-            tar_path: self.tar_path,
-            oci_layout_path: self.oci_layout_path,
+            destinations: outputs.destinations,
+            no_push: outputs.no_push,
+            tar_path: outputs.tar_path,
+            oci_layout_path: outputs.oci_layout_path,
+            oci_archive_path: outputs.oci_archive_path,
             digest_file: self.digest_file,
+            iidfile: self.compat.iidfile.clone(),
+            metadata_file: self.compat.metadata_file.clone(),
             build_args,
             target: self.target,
             registry,
@@ -421,6 +382,7 @@ impl CliArgs {
             reproducible: self.reproducible,
             cache: crate::cache::CacheOptions {
                 enabled: self.cache.unwrap_or(false),
+                read: !self.compat.no_cache,
                 repo: self.cache_repo,
                 ttl: crate::cache::parse_go_duration(&self.cache_ttl)
                     .with_context(|| format!("--cache-ttl {}", self.cache_ttl))?,
@@ -429,11 +391,25 @@ impl CliArgs {
                 push: !self.no_push_cache.unwrap_or(false),
             },
             labels,
+            manifest: crate::image::ManifestOptions {
+                annotations: self.compat.annotations()?,
+                family: self.compat.image_format.map(|f| match f {
+                    compat::ImageFormatArg::Docker => crate::image::Family::Docker,
+                    compat::ImageFormatArg::Oci => crate::image::Family::Oci,
+                }),
+            },
+            dry_run: self.compat.dryrun,
+            push_ignore_immutable_tag_errors: self.compat.push_ignore_immutable_tag_errors,
             image_name_with_digest_file: self.image_name_with_digest_file,
             image_name_tag_with_digest_file: self.image_name_tag_with_digest_file,
             // absolute: RUN chroots into stage roots below it from another directory
             kiln_dir: self
                 .kiln_dir
+                .or_else(|| {
+                    std::env::var_os("KANIKO_DIR")
+                        .filter(|d| !d.is_empty())
+                        .map(PathBuf::from)
+                })
                 .map(|d| std::path::absolute(&d).unwrap_or(d))
                 .unwrap_or_else(default_kiln_dir),
             isolation: crate::run::isolation::choose(
@@ -450,181 +426,17 @@ impl CliArgs {
             run_overlay: self.run_overlay,
         })
     }
-}
 
-// --- Registries: TLS trust, mirrors, retries, permission check, platform, base-image cache ---
-
-/// Registry flags beyond the plain-HTTP ones, named as kaniko names them.
-#[derive(Debug, Clone, Args)]
-pub struct RegistryArgs {
-    /// Pull from registries with invalid TLS certificates
-    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
-    pub skip_tls_verify_pull: bool,
-    /// A registry whose TLS certificate is not checked (repeatable)
-    #[arg(long = "skip-tls-verify-registry")]
-    pub skip_tls_verify_registries: Vec<String>,
-    /// REGISTRY=CA.crt: trust this PEM CA certificate for the registry (repeatable)
-    #[arg(long = "registry-certificate")]
-    pub registry_certificates: Vec<String>,
-    /// REGISTRY=client.crt,client.key: present this PEM client certificate and key to the
-    /// registry (repeatable)
-    #[arg(long = "registry-client-cert")]
-    pub registry_client_certs: Vec<String>,
-    /// A mirror of Docker Hub, host[/prefix], tried before it when pulling (repeatable)
-    #[arg(long = "registry-mirror")]
-    pub registry_mirrors: Vec<String>,
-    /// FROM=TO[;FROM=TO…]: registries to pull from instead of FROM, tried in order
-    /// (repeatable)
-    #[arg(long = "registry-map")]
-    pub registry_maps: Vec<String>,
-    /// Fail when every mirror failed instead of pulling from the original registry
-    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
-    pub skip_default_registry_fallback: bool,
-    /// Retries of a failed push, with exponential backoff
-    #[arg(long, default_value_t = 0)]
-    pub push_retry: u32,
-    /// Retries of a failed base-image pull, with exponential backoff
-    #[arg(long, default_value_t = 0)]
-    pub image_download_retry: u32,
-    /// Do not check that every destination accepts pushes before building
-    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
-    pub skip_push_permission_check: bool,
-    /// Build for this platform, os/arch[/variant]: picks it from base-image indexes and
-    /// writes it into the image config
-    #[arg(long)]
-    pub custom_platform: Option<String>,
-    /// Base-image cache (filled by `kiln warm`), looked at before the network
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-}
-
-impl RegistryArgs {
-    /// Validates these flags into `opts`; returns the `--custom-platform`, if any.
-    pub fn apply(&self, opts: &mut RegistryOptions) -> Result<Option<Platform>> {
-        for c in &self.registry_certificates {
-            match c.split_once('=') {
-                Some((reg, path)) if !reg.is_empty() && !path.is_empty() => opts
-                    .registry_certificates
-                    .push((reg.to_string(), PathBuf::from(path))),
-                _ => bail!("--registry-certificate {c}: expected REGISTRY=CA.crt"),
-            }
-        }
-        for c in &self.registry_client_certs {
-            match c
-                .split_once('=')
-                .map(|(reg, files)| (reg, files.split_once(',')))
-            {
-                Some((reg, Some((cert, key))))
-                    if !reg.is_empty() && !cert.is_empty() && !key.is_empty() =>
-                {
-                    opts.registry_client_certs.push((
-                        reg.to_string(),
-                        PathBuf::from(cert),
-                        PathBuf::from(key),
-                    ))
-                }
-                _ => bail!("--registry-client-cert {c}: expected REGISTRY=client.crt,client.key"),
-            }
-        }
-        for mirror in &self.registry_mirrors {
-            if mirror.trim().is_empty() {
-                bail!("--registry-mirror: empty value");
-            }
-            opts.registry_maps
-                .push(("index.docker.io".to_string(), mirror.trim().to_string()));
-        }
-        for map in &self.registry_maps {
-            opts.registry_maps.extend(parse_registry_map(map)?);
-        }
-        opts.skip_tls_verify_pull = self.skip_tls_verify_pull;
-        opts.skip_tls_verify_registries = self.skip_tls_verify_registries.clone();
-        opts.skip_default_registry_fallback = self.skip_default_registry_fallback;
-        opts.push_retry = self.push_retry;
-        opts.image_download_retry = self.image_download_retry;
-        opts.cache_dir = self.cache_dir.clone();
-        if let Some(value) = std::env::var("KILN_PUSH_CHUNKED_ABOVE")
-            .ok()
-            .filter(|v| !v.is_empty())
-        {
-            let bytes = value.parse().with_context(|| {
-                format!("KILN_PUSH_CHUNKED_ABOVE={value}: expected a number of bytes")
-            })?;
-            opts.push_chunked_above = Some(bytes);
-        }
-        Ok(match &self.custom_platform {
-            Some(p) => Some(p.parse::<Platform>()?),
-            None => None,
-        })
-    }
-}
-
-/// `kiln warm` flags, as kaniko's warmer names them.
-#[derive(Debug, Clone, Args)]
-pub struct WarmArgs {
-    /// An image to cache (repeatable)
-    #[arg(short = 'i', long = "image")]
-    pub images: Vec<String>,
-    /// Cache every base image this Dockerfile names in FROM
-    #[arg(short = 'f', long)]
-    pub dockerfile: Option<PathBuf>,
-    /// Build argument K=V for the Dockerfile's FROM lines (repeatable)
-    #[arg(long = "build-arg")]
-    pub build_args: Vec<String>,
-    /// Pull from plain-HTTP registries
-    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
-    pub insecure_pull: bool,
-    /// A registry to reach over plain HTTP (repeatable)
-    #[arg(long = "insecure-registry")]
-    pub insecure_registries: Vec<String>,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
-    /// Log level: panic, fatal, error, warn, info, debug, trace
-    #[arg(short = 'v', long, value_enum, default_value = "info")]
-    pub verbosity: Verbosity,
-    /// Log format
-    #[arg(long, value_enum, default_value = "color")]
-    pub log_format: LogFormat,
-}
-
-impl WarmArgs {
-    pub fn into_options(self) -> Result<WarmOptions> {
-        let mut registry = RegistryOptions {
-            insecure_pull: self.insecure_pull,
-            insecure_registries: self.insecure_registries,
-            ..RegistryOptions::default()
+    /// How logs are written.
+    pub fn log_settings(&self) -> LogSettings {
+        let format = match self.compat.progress {
+            Some(ProgressMode::Json | ProgressMode::Rawjson) => Some(LogFormat::Json),
+            _ => self.log_format,
         };
-        let platform = self
-            .registry
-            .apply(&mut registry)?
-            .unwrap_or_else(Platform::host);
-        let Some(cache_dir) = registry.cache_dir.take() else {
-            bail!("kiln warm needs --cache-dir DIR");
-        };
-        if self.images.is_empty() && self.dockerfile.is_none() {
-            bail!("kiln warm needs --image REF or --dockerfile PATH");
+        LogSettings {
+            verbosity: self.verbosity,
+            format,
+            timestamp: self.log_timestamp,
         }
-        let mut build_args = Vec::new();
-        for a in &self.build_args {
-            match a.split_once('=') {
-                Some((k, v)) => build_args.push((k.to_string(), v.to_string())),
-                None => {
-                    if let Ok(v) = std::env::var(a) {
-                        build_args.push((a.clone(), v));
-                    }
-                }
-            }
-        }
-        Ok(WarmOptions {
-            images: self.images,
-            dockerfile: self.dockerfile,
-            build_args,
-            registry,
-            cache_dir,
-            platform,
-        })
     }
 }
