@@ -165,7 +165,7 @@ pub struct CliArgs {
     // --- end RUN ---
     /// kiln's work dir: blob cache, stage roots, compiled guest (default /kiln as root,
     /// ~/.cache/kiln otherwise)
-    #[arg(long, env = "KILN_DIR", alias = "kaniko-dir")]
+    #[arg(long, env = "KILN_DIR", visible_alias = "kaniko-dir")]
     pub kiln_dir: Option<PathBuf>,
 
     // --- snapshots and layers ---

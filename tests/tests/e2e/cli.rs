@@ -174,7 +174,7 @@ fn every_example_in_the_flag_table_is_accepted() {
                 // a variable alone must make the command line valid: KANIKO_NO_PUSH=true
                 // stands in for --no-push
                 let (k, v) = assignment.split_once('=').unwrap();
-                check_args(&[], &[(k, v)])
+                check_args(&["build"], &[(k, v)])
             }
             args => {
                 let mut all = vec!["--destination=127.0.0.1:1/e2e/flags:1"];
@@ -202,8 +202,9 @@ fn every_example_in_the_flag_table_is_accepted() {
         let (code, stderr) = check_args(&bad, &[]);
         assert_eq!(code, Some(2), "{bad:?} must be refused:\n{stderr}");
     }
-    let (code, _) = check_args(&[], &[]);
+    let (code, stderr) = check_args(&["build"], &[]);
     assert_eq!(code, Some(2), "no destination and no --no-push is refused");
+    assert!(stderr.contains("no destination given"), "{stderr}");
 }
 
 #[test]

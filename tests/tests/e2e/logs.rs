@@ -125,7 +125,46 @@ fn stdout_carries_only_the_digest() {
         stderr.contains("--snapshotMode is deprecated: use --snapshot-mode"),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty(), "no image written, nothing on stdout");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.trim().starts_with("sha256:") && stdout.lines().count() == 1,
+        "the digest alone: {stdout:?}"
+    );
+}
+
+#[test]
+fn dryrun_logs_the_plan_and_builds_nothing() {
+    kiln_bin();
+    let scratch = Scratch::new();
+    let out = scratch
+        .build(
+            "FROM 127.0.0.1:1/never/pulled:1 AS base\nRUN echo never-run\n\
+             FROM scratch\nCOPY --from=base /etc/hostname /x\n",
+        )
+        .destination("127.0.0.1:1/never/pushed:1")
+        .arg("--dryrun")
+        .run_ok();
+    assert!(out.stdout.is_empty(), "no image, nothing on stdout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "stage base: FROM 127.0.0.1:1/never/pulled:1",
+        "[base 2/2] RUN echo never-run",
+        "stage 1 (target): FROM scratch",
+        "[1 2/2] COPY --from=base /etc/hostname /x",
+        "dry run: nothing built, nothing pushed",
+    ] {
+        assert!(stderr.contains(want), "{want:?} not in:\n{stderr}");
+    }
+    assert!(!stderr.contains("never-run\n"), "a RUN ran");
+    let left: Vec<_> = std::fs::read_dir(scratch.kiln_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("build-")),
+        "a dry run made a stage root: {left:?}"
+    );
 }
 
 #[test]
