@@ -286,7 +286,19 @@ impl CliArgs {
             (None, Some(b)) => bucket_context(b),
             (None, None) => ".".to_string(),
         };
-        let source = context::Source::parse(&spec)?;
+        let mut source = context::Source::parse(&spec)?;
+        if let context::Source::Dir(dir) = &mut source {
+            // kaniko's documented pods write `dir://workspace` for the volume at /workspace
+            let rooted = Path::new("/").join(&*dir);
+            if spec.starts_with("dir://") && dir.is_relative() && !dir.is_dir() && rooted.is_dir() {
+                tracing::info!(
+                    "context {spec}: no {} here; using {}",
+                    dir.display(),
+                    rooted.display()
+                );
+                *dir = rooted;
+            }
+        }
         let git = match &self.git {
             Some(text) => {
                 context::GitOptions::parse(text).map_err(|e| anyhow!("--git {text}: {e}"))?

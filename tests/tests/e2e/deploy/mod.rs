@@ -2,9 +2,11 @@
 //! (kubernetes-validate, strict), every kiln container's arguments parse as kiln's command
 //! line (`kiln check-args`), and a broken copy of each kind fails the check that should catch it.
 //! The kaniko-compat examples differ from kaniko's documented pods only in the image and
-//! the registry config path.
+//! the registry config path; `kaniko_pods` runs them.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod kaniko_pods;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -193,13 +195,19 @@ fn a_flag_typo_is_rejected_by_check_args() {
 #[test]
 fn kaniko_compat_examples_differ_from_kaniko_only_in_image_and_config_path() {
     let dir = workspace_root().join("deploy/kaniko-compat");
-    for name in ["gcs-bucket.yaml", "ecr.yaml"] {
+    for name in [
+        "gcs-bucket.yaml",
+        "ecr.yaml",
+        "volume.yaml",
+        "cache.yaml",
+        "git-job.yaml",
+    ] {
         let file = dir.join(name);
         let docs = documents(&file);
         let pod = docs
             .iter()
-            .find(|d| d["kind"] == "Pod")
-            .unwrap_or_else(|| panic!("{name} has a Pod"));
+            .find(|d| d["kind"] == "Pod" || d["kind"] == "Job")
+            .unwrap_or_else(|| panic!("{name} has a Pod or a Job"));
         let containers = kiln_containers(pod);
         assert_eq!(containers.len(), 1, "{name}: one kiln container");
         // Put kaniko's image and config path back: nothing kiln-specific may remain.
