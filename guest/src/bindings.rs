@@ -189,6 +189,10 @@ impl Files for HostFiles {
         wit_fs::copy_node(from.0, from_path, to.0, to_path).map_err(fs_error)
     }
 
+    fn is_archive(&self, from: RootId, from_path: &str) -> Result<bool, FsError> {
+        wit_fs::is_archive(from.0, from_path).map_err(fs_error)
+    }
+
     fn extract_archive(
         &self,
         from: RootId,

@@ -138,13 +138,10 @@ pub fn apply(
         &ins.keyword,
         &root_name,
     )?;
-    // with --parents the destination is always a directory the kept paths go under
+    // with --parents the destination is always a directory the kept paths go under; several
+    // sources to a path without `/` are copied onto it in turn, as BuildKit does (the host
+    // warns): files replace each other, directories merge, a file lands in a directory
     let dest_is_dir = names_directory(dest_raw) || flags.parents;
-    if srcs.len() > 1 && !dest_is_dir {
-        return Err(Error::MultipleSources {
-            keyword: ins.keyword.clone(),
-        });
-    }
     let dest = resolve(
         files,
         roots.stage,
@@ -223,16 +220,15 @@ impl Copier<'_> {
         }
     }
 
+    /// Creates the missing directories on the way to the destination: 0755, or an octal
+    /// `--chmod`'s mode (BuildKit ≥ 0.21; a symbolic one leaves them 0755).
     fn ensure_dirs(&mut self, dir: &str) -> Result<()> {
         let owner = self.implicit_owner();
-        create_dirs(
-            self.files,
-            self.stage,
-            dir,
-            IMPLICIT_DIR_MODE,
-            owner,
-            self.touched,
-        )
+        let mode = match self.chmod {
+            Some(Chmod::Octal(mode)) => mode,
+            _ => IMPLICIT_DIR_MODE,
+        };
+        create_dirs(self.files, self.stage, dir, mode, owner, self.touched)
     }
 
     /// Copies one selected source to `dest` (already resolved in the stage).
@@ -255,7 +251,16 @@ impl Copier<'_> {
         match st.kind {
             Kind::Dir => self.copy_dir_to(&src.path, &st, dest),
             Kind::File if unpack && sources::is_archive(self.files, self.src_root, &src.path)? => {
-                self.ensure_dirs(dest)?;
+                // BuildKit unpacks into plain 0755 directories, --chmod or not
+                let owner = self.implicit_owner();
+                create_dirs(
+                    self.files,
+                    self.stage,
+                    dest,
+                    IMPLICIT_DIR_MODE,
+                    owner,
+                    self.touched,
+                )?;
                 let written = self
                     .files
                     .extract_archive(self.src_root, &src.path, self.stage, dest)
@@ -510,7 +515,10 @@ impl Copier<'_> {
     fn copy_entry(&mut self, s: &str, st: &Stat, d: &str, rel: &str) -> Result<()> {
         match st.kind {
             Kind::Dir => match self.files.lstat(self.stage, d) {
-                Ok(existing) if existing.is_dir() => self.copy_children(s, d, rel),
+                Ok(existing) if existing.is_dir() => {
+                    self.chmod_existing_dir(st, d)?;
+                    self.copy_children(s, d, rel)
+                }
                 Ok(_) => Err(Error::NotDirectory {
                     path: d.to_string(),
                 }),
@@ -523,6 +531,23 @@ impl Copier<'_> {
             // sockets are never copied (BuildKit's walk skips them)
             Kind::Socket => Ok(()),
         }
+    }
+
+    /// With `--chmod`, a directory the copy merges into (below the destination itself) gets
+    /// the mode as a new one would, as BuildKit's copy rewrites existing directories' metadata.
+    fn chmod_existing_dir(&mut self, st: &Stat, d: &str) -> Result<()> {
+        if self.chmod.is_none() {
+            return Ok(());
+        }
+        let meta = Meta {
+            mode: Some(self.mode_of(st)),
+            ..Meta::default()
+        };
+        self.files
+            .set_meta(self.stage, d, meta)
+            .map_err(fs_err("setting the mode of", d))?;
+        self.touched.add(d);
+        Ok(())
     }
 
     /// Errors if a directory sits where a file or symlink is to be written.

@@ -80,11 +80,6 @@ pub enum Error {
     #[error("syntax error in pattern {pattern:?}")]
     BadPattern { pattern: String },
 
-    #[error(
-        "when using {keyword} with more than one source file, the destination must be a directory and end with a /"
-    )]
-    MultipleSources { keyword: String },
-
     #[error("cannot copy to non-directory: {path}")]
     NotDirectory { path: String },
 

@@ -13,6 +13,8 @@ const CONTEXT: u32 = 2;
 const FROM: u32 = 3;
 /// mtime every fixture entry gets unless a test changes it
 pub const FIXTURE_MTIME: (i64, u32) = (1_000, 5);
+/// Bytes that mark a fake file as compressed but not a tar (see `FakeFs::is_archive`).
+pub const NOT_A_TAR: &[u8] = b"(not a tar)";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Body {
@@ -469,6 +471,13 @@ impl Files for FakeFs {
     }
 
     /// Writes `<to_dir>/unpacked` holding the archive's bytes.
+    /// The fake cannot decompress: a file is an archive unless its bytes contain
+    /// [`NOT_A_TAR`] (a test's stand-in for a compressed text file).
+    fn is_archive(&self, from: RootId, from_path: &str) -> Result<bool, FsError> {
+        let bytes = self.read_file(from, from_path, u64::MAX)?;
+        Ok(!bytes.windows(NOT_A_TAR.len()).any(|w| w == NOT_A_TAR))
+    }
+
     fn extract_archive(
         &self,
         from: RootId,

@@ -93,6 +93,8 @@ pub trait Files {
         to: RootId,
         to_path: &str,
     ) -> Result<(), FsError>;
+    /// Whether the file is a tar archive, maybe compressed (its first entry reads as one).
+    fn is_archive(&self, from: RootId, from_path: &str) -> Result<bool, FsError>;
     /// Unpacks a tar archive into the directory `to_dir`; returns the relative paths written.
     fn extract_archive(
         &self,

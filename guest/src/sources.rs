@@ -143,13 +143,17 @@ fn glob(files: &dyn Files, root: RootId, comps: &[&str], pattern: &str) -> Resul
 /// Bytes read to recognise an archive: the tar header's `ustar` sits at offset 257.
 const MAGIC_BYTES: u64 = 512;
 
-/// Whether the file at `p` starts like an archive ADD unpacks: gzip, bzip2, xz, zstd, or a
-/// plain tar (`ustar` at offset 257).
+/// Whether the file at `p` is an archive ADD unpacks: it starts like one (gzip, bzip2, xz,
+/// zstd, or a plain tar with `ustar` at offset 257) and, decompressed, its first entry reads
+/// as a tar header (the host checks). A `.gz` of a text file is copied as it is, as Docker does.
 pub fn is_archive(files: &dyn Files, root: RootId, p: &str) -> Result<bool> {
     let head = files
         .read_file(root, p, MAGIC_BYTES)
         .map_err(fs_err("reading", p))?;
-    Ok(looks_like_archive(&head))
+    if !looks_like_archive(&head) {
+        return Ok(false);
+    }
+    files.is_archive(root, p).map_err(fs_err("reading", p))
 }
 
 fn looks_like_archive(head: &[u8]) -> bool {

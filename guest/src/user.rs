@@ -162,6 +162,40 @@ pub fn resolve_user(files: &dyn Files, stage: RootId, spec: &str) -> Result<Iden
     })
 }
 
+/// The owner WORKDIR gives the directories it creates for a USER value, as BuildKit's file
+/// operation reads it: a uid alone gives gid = uid; a name gives its passwd entry's uid and
+/// gid, or 0:0 when the passwd file is missing or lacks it; a group name missing from the
+/// group file (or a missing group file) leaves the gid the user part gave.
+pub fn resolve_dir_owner(files: &dyn Files, stage: RootId, spec: &str) -> Result<Owner> {
+    let (user, group) = split_spec(spec)?;
+    let mut owner = match user.parse::<u32>() {
+        Ok(uid) => Owner { uid, gid: uid },
+        Err(_) => read_db(files, stage, PASSWD)?
+            .as_deref()
+            .map(parse_passwd)
+            .unwrap_or_default()
+            .iter()
+            .find(|e| e.name == user)
+            .map(|e| Owner {
+                uid: e.uid,
+                gid: e.gid,
+            })
+            .unwrap_or_default(),
+    };
+    match group.map(|g| (g, g.parse::<u32>())) {
+        Some((_, Ok(gid))) => owner.gid = gid,
+        Some((g, Err(_))) => {
+            let groups = read_db(files, stage, GROUP)?;
+            let entries = groups.as_deref().map(parse_group).unwrap_or_default();
+            if let Some(e) = entries.iter().find(|e| e.name == g) {
+                owner.gid = e.gid;
+            }
+        }
+        None => {}
+    }
+    Ok(owner)
+}
+
 /// Resolves a `--chown` value: a user alone gives gid = uid (Docker's documented rule).
 pub fn resolve_chown(files: &dyn Files, stage: RootId, spec: &str) -> Result<Owner> {
     let (user, group) = split_spec(spec)?;

@@ -1,6 +1,7 @@
 //! WORKDIR: sets `config.WorkingDir` (relative paths join the current one) and creates the
 //! directory with its missing parents in the stage root, mode 0755, owned by root — or, as
-//! BuildKit does, by the configured USER when one is set.
+//! BuildKit does, by the configured USER when one is set (a name it cannot resolve, even
+//! without a passwd file, stands for root).
 
 use serde_json::Value;
 
@@ -33,13 +34,7 @@ pub fn apply(
     };
     let wd = path::join(&cfg.working_dir(), dir);
     let owner = match cfg.user() {
-        Some(u) => {
-            let id = user::resolve_user(files, roots.stage, &u)?;
-            Owner {
-                uid: id.uid,
-                gid: id.gid,
-            }
-        }
+        Some(u) => user::resolve_dir_owner(files, roots.stage, &u)?,
         None => Owner::default(),
     };
     // created through symlinks as the host resolves them; `touched` names the real paths
@@ -150,11 +145,33 @@ mod tests {
     }
 
     #[test]
-    fn unknown_user_and_file_in_the_way_fail() {
+    fn unresolvable_user_owns_as_root() {
+        for (passwd, user, want) in [
+            (None, "root", (0, 0)),
+            (None, "ghost:staff", (0, 0)),
+            (None, "ghost:7", (0, 7)),
+            (Some("app:x:1000:1001::/:/bin/sh\n"), "ghost", (0, 0)),
+            (
+                Some("app:x:1000:1001::/:/bin/sh\n"),
+                "app:nogroup",
+                (1000, 1001),
+            ),
+        ] {
+            let fs = FakeFs::new();
+            let stage = fs.stage();
+            if let Some(text) = passwd {
+                fs.add_file(stage, "/etc/passwd", text.as_bytes(), 0o644);
+            }
+            workdir(&fs, stage, json!({"config": {"User": user}}), "/w").unwrap();
+            let st = fs.stat(stage, "/w").unwrap();
+            assert_eq!((st.uid, st.gid), want, "{user} {passwd:?}");
+        }
+    }
+
+    #[test]
+    fn file_in_the_way_fails() {
         let fs = FakeFs::new();
         let stage = fs.stage();
-        let err = workdir(&fs, stage, json!({"config": {"User": "ghost"}}), "/x").unwrap_err();
-        assert!(err.to_string().contains("/etc/passwd"), "{err}");
         fs.add_file(stage, "/etc/passwd", b"", 0o644);
         fs.add_file(stage, "/file", b"x", 0o644);
         let err = workdir(&fs, stage, json!({}), "/file/sub").unwrap_err();

@@ -26,6 +26,8 @@ fn fixture() -> FakeFs {
     fs.set_fixture_meta(ctx, "/app.py", 501, 20, (88, 8));
     fs.add_file(ctx, "/site.tar.gz", &[0x1f, 0x8b, 8, 0, 0], 0o644);
     fs.add_file(ctx, "/notes.txt", b"just text", 0o644);
+    let gz_text = [&[0x1f, 0x8b, 8, 0][..], crate::fake::NOT_A_TAR].concat();
+    fs.add_file(ctx, "/notes.txt.gz", &gz_text, 0o644);
     let mut tar = vec![0u8; 600];
     tar[257..262].copy_from_slice(b"ustar");
     fs.add_file(ctx, "/data.tar", &tar, 0o644);
@@ -256,21 +258,68 @@ fn whole_context_and_globs() {
 #[test]
 fn source_errors() {
     for (args, flags, want) in [
-        (vec!["a.txt", "b.txt", "/dst"], vec![], "when using COPY with more than one source file, the destination must be a directory and end with a /"),
-        (vec!["*.txt", "/dst"], vec![], "when using COPY with more than one source file"),
-        (vec!["*.go", "/x/"], vec![], "COPY failed: no source files were specified: *.go matches nothing in build context"),
-        (vec!["nope.txt", "/x"], vec![], "nope.txt: not found in build context"),
-        (vec!["nope", "/x"], vec![("from", Some("builder"))], "nope: not found in stage or image \"builder\""),
-        (vec!["/x"], vec![], "COPY requires at least one source and a destination"),
-        (vec!["https://example.com/a", "/x"], vec![], "COPY does not accept a URL as source: https://example.com/a"),
-        (vec!["src", "/existing.txt"], vec![], "cannot copy to non-directory: /existing.txt"),
-        (vec!["app.py", "/existing.txt/"], vec![], "/existing.txt exists and is not a directory"),
+        (
+            vec!["*.go", "/x/"],
+            vec![],
+            "COPY failed: no source files were specified: *.go matches nothing in build context",
+        ),
+        (
+            vec!["nope.txt", "/x"],
+            vec![],
+            "nope.txt: not found in build context",
+        ),
+        (
+            vec!["nope", "/x"],
+            vec![("from", Some("builder"))],
+            "nope: not found in stage or image \"builder\"",
+        ),
+        (
+            vec!["/x"],
+            vec![],
+            "COPY requires at least one source and a destination",
+        ),
+        (
+            vec!["https://example.com/a", "/x"],
+            vec![],
+            "COPY does not accept a URL as source: https://example.com/a",
+        ),
+        (
+            vec!["src", "/existing.txt"],
+            vec![],
+            "cannot copy to non-directory: /existing.txt",
+        ),
+        (
+            vec!["app.py", "/existing.txt/"],
+            vec![],
+            "/existing.txt exists and is not a directory",
+        ),
     ] {
         let fs = fixture();
         let flags: Vec<(&str, Option<&str>)> = flags;
         let err = run(&fs, &args, &flags).unwrap_err().to_string();
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn several_sources_onto_a_path_in_turn() {
+    // files: the last wins
+    let fs = fixture();
+    run(&fs, &["a.txt", "b.txt", "/dst"], &[]).unwrap();
+    assert_eq!(fs.read_file(fs.stage(), "/dst", 10).unwrap(), b"b");
+    // directories merge; a file after a directory lands in it
+    let fs = fixture();
+    run(&fs, &["src", "a.txt", "/d"], &[]).unwrap();
+    for p in ["/d/main.rs", "/d/lib/mod.rs", "/d/a.txt"] {
+        assert_eq!(meta(&fs, p).0, Kind::File, "{p}");
+    }
+    // a directory after a file cannot copy onto it
+    let fs = fixture();
+    let err = run(&fs, &["a.txt", "src", "/f"], &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot copy to non-directory: /f"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -449,6 +498,13 @@ fn add_unpacks_local_archives_only() {
             vec!["opt/unpacked"],
         ),
         ("ADD", vec!["notes.txt", "/n"], vec![], vec!["n"]),
+        // compressed but not a tar: copied as it is
+        (
+            "ADD",
+            vec!["notes.txt.gz", "/g/"],
+            vec![],
+            vec!["g", "g/notes.txt.gz"],
+        ),
         ("COPY", vec!["site.tar.gz", "/web"], vec![], vec!["web"]),
         (
             "ADD",
@@ -947,4 +1003,44 @@ fn symbolic_chmod_is_relative_to_each_mode() {
     run(&fs, &["run.sh", "/p/q/"], &[("chmod", Some("a-x"))]).unwrap();
     assert_eq!(meta(&fs, "/p/q"), (Kind::Dir, 0o755, 0, 0));
     assert_eq!(meta(&fs, "/p/q/run.sh"), (Kind::File, 0o644, 0, 0));
+}
+
+#[test]
+fn chmod_reaches_directories_copied_onto() {
+    let fs = fixture();
+    fs.add_dir(fs.stage(), "/c", 0o711);
+    run(&fs, &["src/", "/c"], &[("chmod", Some("400"))]).unwrap();
+    assert_eq!(meta(&fs, "/c/lib").1, 0o400);
+    let touched = run(&fs, &["src/", "/c"], &[("chmod", Some("755"))]).unwrap();
+    assert_eq!(meta(&fs, "/c/lib").1, 0o755);
+    assert!(touched.contains(&"c/lib".to_string()), "{touched:?}");
+    // the destination itself keeps its mode, as in BuildKit
+    assert_eq!(meta(&fs, "/c").1, 0o711);
+    // without --chmod an existing directory keeps its mode
+    let fs = fixture();
+    fs.add_dir(fs.stage(), "/c/lib", 0o700);
+    run(&fs, &["src/", "/c"], &[]).unwrap();
+    assert_eq!(meta(&fs, "/c/lib").1, 0o700);
+}
+
+#[test]
+fn octal_chmod_gives_new_parents_its_mode() {
+    let fs = fixture();
+    run(
+        &fs,
+        &["a.txt", "/nested/a/b/foo"],
+        &[("chmod", Some("705"))],
+    )
+    .unwrap();
+    for p in ["/nested", "/nested/a", "/nested/a/b", "/nested/a/b/foo"] {
+        assert_eq!(meta(&fs, p).1, 0o705, "{p}");
+    }
+    // an existing parent keeps its mode
+    run(&fs, &["a.txt", "/opt/new/f"], &[("chmod", Some("705"))]).unwrap();
+    assert_eq!(meta(&fs, "/opt").1, 0o700);
+    assert_eq!(meta(&fs, "/opt/new").1, 0o705);
+    // a symbolic --chmod leaves new parents 0755
+    run(&fs, &["a.txt", "/sym/d/f"], &[("chmod", Some("u+x"))]).unwrap();
+    assert_eq!(meta(&fs, "/sym/d").1, 0o755);
+    assert_eq!(meta(&fs, "/sym/d/f").1, 0o744);
 }

@@ -16,6 +16,20 @@ use super::compress::decompress;
 use super::{xattr, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::rootfs::{clean_bytes, join, Error, Kind, Meta, Result, Root};
 
+/// Whether a stream is a tar archive, maybe compressed: its (decompressed) first entry reads
+/// as a tar header, as Docker's ADD decides. A compressed file that is not a tar (a `.gz` of
+/// a text file) is not an archive; an empty tar is not one either.
+pub fn is_archive<R: Read>(reader: R) -> bool {
+    let Ok(stream) = decompress(reader) else {
+        return false;
+    };
+    let mut archive = tar::Archive::new(stream);
+    let Ok(mut entries) = archive.entries() else {
+        return false;
+    };
+    matches!(entries.next(), Some(Ok(_)))
+}
+
 /// How to treat whiteout entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whiteouts {

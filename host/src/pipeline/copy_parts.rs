@@ -160,6 +160,35 @@ async fn fetch(
     })
 }
 
+/// Warnings for sources BuildKit accepts but that rarely mean what they say: a source that
+/// expands to nothing (it stands for the whole context or `--from` root, as in BuildKit), and
+/// several sources to a destination without `/` (each copied onto it in turn).
+fn warn_about_sources(
+    ins: &Instruction,
+    raw: &[String],
+    srcs: &[String],
+    dest: &str,
+    parents: bool,
+) {
+    let keyword = ins.keyword.as_str();
+    for (written, src) in raw.iter().zip(srcs) {
+        if src.is_empty() {
+            tracing::warn!(
+                "Dockerfile:{}: {keyword} source {written:?} expands to nothing: the whole \
+                 source (build context or --from root) is copied to {dest:?}, as BuildKit does",
+                ins.line
+            );
+        }
+    }
+    if srcs.len() > 1 && !names_directory(dest) && !parents {
+        tracing::warn!(
+            "Dockerfile:{}: {keyword} has several sources and the destination {dest:?} does \
+             not end with /: each source is copied onto it in turn (files replace each other)",
+            ins.line
+        );
+    }
+}
+
 /// Splits a COPY/ADD (`args`: its expanded words, sources then destination) into guest
 /// calls. Without heredocs or URLs it is one call, exactly as written.
 pub(crate) async fn split(
@@ -204,6 +233,7 @@ pub(crate) async fn split(
         Some(value) => add_git::parse_keep_git_dir(value.as_deref())?,
         None => false,
     };
+    warn_about_sources(ins, &raw, srcs, dest, flag("parents").is_some());
     if remotes.is_empty() && heredocs.is_empty() && flag("keep-git-dir").is_none() {
         return Ok(vec![Part {
             args,
@@ -211,9 +241,6 @@ pub(crate) async fn split(
             root: None,
             pin: Pin::Content,
         }]);
-    }
-    if srcs.len() > 1 && !names_directory(dest) {
-        bail!("with more than one source the destination must be a directory ending in /, got {dest:?}");
     }
     let mut parts = Vec::new();
     if !local.is_empty() {

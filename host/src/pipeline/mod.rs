@@ -21,6 +21,7 @@ mod run_step;
 mod stages;
 mod state;
 mod step;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

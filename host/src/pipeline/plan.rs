@@ -206,6 +206,9 @@ fn global_arg(
     escape: char,
 ) -> Result<()> {
     for (name, default) in ins.arg_decls()? {
+        // BuildKit expands the name as well as the default
+        let name = expand_word(&name, &global_lookup(global_args), escape)
+            .with_context(|| format!("Dockerfile:{}: expanding ARG {name}", ins.line))?;
         let value = match build_args.get(&name) {
             Some(v) => Some(v.clone()),
             None => match default {

@@ -16,6 +16,7 @@ use super::results::Finished;
 use super::state::{
     after_layer, apply_cached, created_by, materialize, snapshot_step, step_identity, StageState,
 };
+use super::volumes::Volumes;
 use super::{Build, RunFailed, StageResult};
 use crate::dockerfile::{expand_word, Args, Instruction, Keyword};
 use crate::image::{self, Family};
@@ -66,6 +67,7 @@ pub(crate) async fn run_stage(
     };
     let mut instructions = base_triggers(build, stage, &mut st).await?;
     instructions.extend(stage.instructions.iter().cloned());
+    let mut volumes = Volumes::default();
     for (pos, ins) in instructions.iter().enumerate() {
         st.pos = pos;
         // BuildKit's `[name step/steps]`, FROM being step 1; what the step logs carries
@@ -73,6 +75,12 @@ pub(crate) async fn run_stage(
         let number = format!("{}/{}", pos + 2, instructions.len() + 1);
         let span = tracing::info_span!("step", step = %number, line = ins.line);
         span.in_scope(|| tracing::info!("[{} {number}] {}", st.stage_name, ins.original));
+        if volumes.named_by(ins) {
+            // the root must show the earlier steps (a RUN or COPY would materialize it anyway)
+            materialize(&mut st).await?;
+            span.in_scope(|| volumes.warn_missing(&st.root, ins));
+        }
+        let before = (ins.keyword == Keyword::Volume).then(|| st.config.clone());
         step(build, plan, index, &mut st, ins, done)
             .instrument(span)
             .await
@@ -80,6 +88,9 @@ pub(crate) async fn run_stage(
                 Ok(rf) => anyhow!(rf),
                 Err(e) => e.context(format!("Dockerfile:{}: {}", ins.line, ins.original)),
             })?;
+        if let Some(before) = before {
+            volumes.note(&before, &st.config, ins.line);
+        }
     }
     snapshot_step(build, &mut st, "single snapshot", Touched::StageEnd).await?;
     if index != plan.target {
@@ -162,6 +173,8 @@ async fn step(
     match ins.keyword {
         Keyword::Arg => {
             for (name, default) in ins.arg_decls()? {
+                // BuildKit expands the name as well as the default
+                let name = expand_word(&name, &st.lookup(), escape)?;
                 let value = match plan.build_args.get(&name) {
                     Some(v) => Some(v.clone()),
                     None => match default {

@@ -310,6 +310,15 @@ impl FsHost for State {
             .map_err(to_fs_error)
     }
 
+    fn is_archive(&mut self, from: u32, from_path: String) -> FsResult<bool> {
+        self.note(from, &from_path, true);
+        let src = self
+            .root(from, &from_path)?
+            .open_read(&from_path)
+            .map_err(to_fs_error)?;
+        Ok(extract::is_archive(src))
+    }
+
     fn extract_archive(
         &mut self,
         from: u32,

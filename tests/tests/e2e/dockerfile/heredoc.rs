@@ -89,18 +89,22 @@ EOF
 }
 
 #[test]
-fn heredoc_errors_name_the_line() {
+fn several_heredocs_onto_one_path_last_wins_with_a_warning() {
     kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
     let scratch = Scratch::new();
     scratch.write("ctx/x", "x");
     let out = scratch
-        .build("FROM scratch\nCOPY <<EOF <<TWO /not-a-dir\na\nEOF\nb\nTWO\n")
+        .build(&format!(
+            "FROM {base}\nCOPY <<EOF <<TWO /not-a-dir\na\nEOF\nb\nTWO\nRUN test \"$(cat /not-a-dir)\" = b\n"
+        ))
         .arg("--no-push")
-        .run();
-    assert!(!out.status.success());
+        .run_ok();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("Dockerfile:2: COPY") && stderr.contains("must be a directory"),
+        stderr.contains("Dockerfile:2: COPY has several sources")
+            && stderr.contains("copied onto it in turn"),
         "{stderr}"
     );
 }

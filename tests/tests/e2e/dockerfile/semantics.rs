@@ -1,7 +1,8 @@
 //! Dockerfile semantics that the public conformance cases don't show, checked on the pushed
 //! image with skopeo and umoci: the base image's ONBUILD triggers run in the child (and are
 //! not inherited), BuildKit's automatic platform ARGs reach FROM and declared stages, and
-//! predefined proxy ARGs reach RUN without a declaration.
+//! predefined proxy ARGs reach RUN without a declaration; the warnings for an empty COPY source
+//! and a VOLUME path used before it exists.
 
 use kiln_tests::{busybox_image, kiln_bin, skopeo_config, umoci_unpack, Registry, Scratch};
 use serde_json::json;
@@ -93,4 +94,30 @@ fn platform_and_proxy_args() {
     );
     let env = serde_json::to_string(&config["config"]["Env"]).expect("env");
     assert!(!env.contains("proxy.invalid"), "nor in Env: {env}");
+}
+
+#[test]
+fn empty_sources_and_missing_volume_paths_are_warned_about() {
+    kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    scratch.write("ctx/a.txt", "a\n");
+    // as in BuildKit, an empty source stands for the whole context, and VOLUME creates
+    // nothing; both are built, with a warning naming the line
+    let dockerfile = format!(
+        "FROM {base}\nARG NOPE\nCOPY ${{NOPE}} /whole/\nRUN test -f /whole/a.txt && mkdir /kept\nVOLUME /data /kept\nCOPY a.txt /kept/\nRUN mkdir -p /data && echo x > /data/f\n"
+    );
+    let out = scratch.build(&dockerfile).arg("--no-push").run_ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Dockerfile:3: COPY source \"${NOPE}\" expands to nothing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Dockerfile:7: RUN uses /data, declared a VOLUME on line 5"),
+        "{stderr}"
+    );
+    // /kept exists when COPY names it: no warning
+    assert_eq!(stderr.matches("declared a VOLUME").count(), 1, "{stderr}");
 }
