@@ -5,6 +5,7 @@
 //! them required, so a missing directory fails them, and `KILN_SHARED=0` turns them off.
 //! `KILN_BUILDKIT_GOLDENS=DIR` names another copy (and makes it required too).
 
+#[cfg(test)]
 mod fixtures;
 
 use std::collections::HashMap;
