@@ -114,7 +114,11 @@ fn an_ordinary_user_builds_into_an_oci_layout_as_the_readme_says() {
         "the build was not rootless:\n{stderr}"
     );
     let layout = checkout.join("out");
-    assert_eq!(fs::metadata(&layout).unwrap().uid(), uid, "out/ is the user's");
+    assert_eq!(
+        fs::metadata(&layout).unwrap().uid(),
+        uid,
+        "out/ is the user's"
+    );
     assert!(
         home.path().join(".cache/kiln").is_dir(),
         "the kiln dir defaults to ~/.cache/kiln"
@@ -123,7 +127,11 @@ fn an_ordinary_user_builds_into_an_oci_layout_as_the_readme_says() {
     let image = umoci_unpack(&reference);
     assert_eq!(image.read("srv/hello.txt"), "hello from a workstation\n");
     assert_eq!(image.mode_owner("srv/hello.txt"), "0644 1234:5678");
-    assert_eq!(image.read("srv/uid"), "0\n", "RUN runs as the namespace's root");
+    assert_eq!(
+        image.read("srv/uid"),
+        "0\n",
+        "RUN runs as the namespace's root"
+    );
     let config = skopeo_config(&reference);
     assert_eq!(config["config"]["User"], "1234");
     assert_eq!(
