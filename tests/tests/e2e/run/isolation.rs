@@ -96,12 +96,13 @@ fn a_non_root_user_builds_in_rootless_mode() {
     image.assert_absent(&["proc", "cache", "mnt"]);
 }
 
-/// The user `.ci/run` creates for the subordinate-id test, with its uid and gid; panics
+/// The user `scripts/test.sh setup` creates for the subordinate-id test, with its uid and gid; panics
 /// with the commands that create it when it or its /etc/subuid and /etc/subgid ranges are
 /// missing.
 fn subid_user() -> (&'static str, u32, u32) {
     const USER: &str = "kiln-test";
-    let how = "run .ci/run, or: useradd --create-home kiln-test && usermod --add-subuids \
+    let how =
+        "run scripts/test.sh setup, or: useradd --create-home kiln-test && usermod --add-subuids \
                100000-165535 --add-subgids 100000-165535 kiln-test";
     let passwd = fs::read_to_string("/etc/passwd").unwrap();
     let Some((uid, gid)): Option<(u32, u32)> = passwd.lines().find_map(|l| {
