@@ -357,6 +357,11 @@ fn reference(
         "{}\n{:?}\n{:?}\n{staged}",
         case.name, case.build_args, case.target
     );
+    // one reference build at a time: a test running the same case meanwhile waits for it
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _building = BUILDING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(built) = references().lock().expect("references").get(&key) {
         return Ok(built.clone());
     }
