@@ -22,3 +22,4 @@ mod parallel_stages;
 mod registry;
 mod run;
 mod warm;
+mod workstation;
