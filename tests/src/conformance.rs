@@ -1,8 +1,11 @@
-//! The conformance harness of `../shared/conformance/` (or `$KILN_CONFORMANCE_DIR`): its
-//! `setup.sh` prepares the machine-wide registry on 127.0.0.1:5000 and `diffsuite.py`
-//! builds every case with buildah and with a given kiln command line, then compares the
-//! images. Owns running it ([`run_conformance`]) under the lock on that registry (kept by
-//! `images.rs`, whose Debian fixture may read from it) and reading its closing tally.
+//! The shared conformance harness of `../shared/conformance/` beside the checkout (or
+//! `$KILN_CONFORMANCE_DIR`), an extra check beside the project's own harness
+//! (`differential.rs`): its `setup.sh` prepares the machine-wide registry on 127.0.0.1:5000
+//! and `diffsuite.py` builds every public case with buildah and with a given kiln command
+//! line, then compares the images. Owns whether it runs ([`shared_conformance_dir`]: when
+//! present; required with `KILN_SHARED=1`, as CI sets it; off with `KILN_SHARED=0`), running
+//! it ([`run_conformance`]) under the lock on that registry (kept by `images.rs`, whose
+//! Debian fixture may read from it) and reading its closing tally.
 //!
 //! What counts as a pass (how many cases, which kiln command line) is the calling test's.
 
@@ -18,12 +21,35 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long one run of `diffsuite.py` may take.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 
-/// The harness directory: `$KILN_CONFORMANCE_DIR`, else `../shared/conformance`.
-pub fn conformance_dir() -> PathBuf {
-    match std::env::var_os("KILN_CONFORMANCE_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("../shared/conformance"),
+/// The shared harness directory, or `None` (said on stderr) when it is not to be run here:
+/// `$KILN_CONFORMANCE_DIR` (required), else `../shared/conformance` when it exists or when
+/// `KILN_SHARED` is set to anything but `0` (then required: a missing one panics).
+pub fn shared_conformance_dir() -> Option<PathBuf> {
+    let shared = std::env::var("KILN_SHARED").unwrap_or_default();
+    let (dir, required) = match std::env::var_os("KILN_CONFORMANCE_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => (PathBuf::from(dir), true),
+        None if shared == "0" => {
+            eprintln!("shared conformance harness not run: KILN_SHARED=0");
+            return None;
+        }
+        None => (
+            workspace_root().join("../shared/conformance"),
+            !shared.is_empty(),
+        ),
+    };
+    if !dir.is_dir() && !required {
+        eprintln!(
+            "shared conformance harness not run: {} is absent (KILN_SHARED=1 requires it)",
+            dir.display()
+        );
+        return None;
     }
+    assert!(
+        dir.join("diffsuite.py").is_file(),
+        "shared conformance harness missing: {}/diffsuite.py (KILN_SHARED or KILN_CONFORMANCE_DIR requires it)",
+        dir.display()
+    );
+    Some(dir)
 }
 
 /// Parses the harness's closing `N passed, N failed`.
@@ -48,14 +74,13 @@ pub struct ConformanceRun {
 /// Runs the harness on `cases` with `kiln` as the command line that starts kiln (the binary,
 /// or a launcher ending in it), holding the 127.0.0.1:5000 lock throughout; panics when a
 /// tool or harness file is missing, when setup fails, or when the harness exits non-zero.
-pub fn run_conformance(cases: &Path, kiln: &str) -> ConformanceRun {
-    let dir = conformance_dir();
+pub fn run_conformance(dir: &Path, cases: &Path, kiln: &str) -> ConformanceRun {
     let setup = dir.join("setup.sh");
     let suite = dir.join("diffsuite.py");
     for needed in [&setup, &suite, &cases.to_path_buf()] {
         assert!(
             needed.is_file(),
-            "conformance harness missing: {} (set KILN_CONFORMANCE_DIR)",
+            "conformance harness file missing: {}",
             needed.display()
         );
     }

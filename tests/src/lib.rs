@@ -19,6 +19,8 @@
 mod build;
 mod cloud;
 mod conformance;
+mod differential;
+mod image_view;
 mod images;
 mod layout;
 mod proxy;
@@ -32,7 +34,11 @@ mod unpacked;
 
 pub use build::{run_kiln, Build};
 pub use cloud::{CloudRequest, EcrApi, GoogleAuth};
-pub use conformance::{conformance_dir, conformance_tally, run_conformance, ConformanceRun};
+pub use conformance::{conformance_tally, run_conformance, shared_conformance_dir, ConformanceRun};
+pub use differential::{
+    read_cases, rewrite_bases, run_differential, Case, CaseMode, DifferentialRun,
+};
+pub use image_view::{Entry, ImageView};
 pub use images::{
     busybox_image, busybox_layer, debian_image, fixture_cache_dir, lock_conformance_registry,
     push_layout,

@@ -6,8 +6,9 @@
 //! the host reads the Dockerfile and the `.dockerignore` and hands their text in.
 //! It depends on nothing of the host (kiln re-exports it as `kiln::dockerfile`).
 //!
-//! Semantics follow BuildKit's frontend (the goldens under
-//! `shared/conformance/buildkit` are the judge). This crate knows nothing of
+//! Semantics follow BuildKit's frontend: the crate's own fixtures
+//! (`tests/fixtures/`) are the judge, and BuildKit's goldens under
+//! `../shared/conformance/buildkit` an extra one where that directory exists. This crate knows nothing of
 //! stages, images or the build context on disk: turning instructions into a
 //! `BuildPlan` and deciding which words to expand with which environment is the
 //! orchestrator's job.

@@ -23,3 +23,4 @@ mod parallel_stages;
 mod registry;
 mod run;
 mod warm;
+mod workstation;

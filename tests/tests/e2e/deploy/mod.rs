@@ -42,7 +42,7 @@ fn manifests() -> Vec<PathBuf> {
 fn validate(file: &Path) -> Result<(), String> {
     let tool = require(
         "kubernetes-validate",
-        "kubernetes-validate (PyPI; .ci/run installs it)",
+        "kubernetes-validate (PyPI; scripts/test.sh setup installs it)",
     );
     let out = run_with_timeout(
         Command::new(tool).arg("--strict").arg(file),
