@@ -20,15 +20,15 @@ fn odd(dir: &Path, name: &[u8]) -> std::path::PathBuf {
 
 /// Every name below `dir` that holds U+FFFD: what a lossy conversion leaves behind.
 fn replaced_names(dir: &Path, found: &mut Vec<String>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries.flatten() {
         let name = entry.file_name();
         if String::from_utf8_lossy(name.as_bytes()).contains('\u{fffd}')
             && std::str::from_utf8(name.as_bytes()).is_ok()
         {
             found.push(entry.path().display().to_string());
         }
-        if entry.file_type().unwrap().is_dir() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
             replaced_names(&entry.path(), found);
         }
     }
