@@ -49,13 +49,21 @@ impl SecureRegistry {
     /// Starts a registry at `<hostname>:PORT` serving TLS with a fresh CA and accepting
     /// `user`/`password` (bcrypt htpasswd).
     pub fn start(user: &str, password: &str) -> SecureRegistry {
-        SecureRegistry::start_with(user, password, false)
+        let (name, ip) = tls_host_name();
+        SecureRegistry::start_with(user, password, false, &name, &ip)
+    }
+
+    /// As [`SecureRegistry::start`], at `127.0.0.1:PORT` (its certificate for the IP
+    /// address): a loopback registry that speaks only TLS.
+    pub fn start_loopback(user: &str, password: &str) -> SecureRegistry {
+        SecureRegistry::start_with(user, password, false, "127.0.0.1", "127.0.0.1")
     }
 
     /// As [`SecureRegistry::start`], and the registry also demands a TLS client certificate
     /// issued by the same CA: [`SecureRegistry::client_cert`] is one.
     pub fn start_mutual_tls(user: &str, password: &str) -> SecureRegistry {
-        SecureRegistry::start_with(user, password, true)
+        let (name, ip) = tls_host_name();
+        SecureRegistry::start_with(user, password, true, &name, &ip)
     }
 
     /// The client certificate and key (PEM) made by [`SecureRegistry::start_mutual_tls`].
@@ -66,14 +74,19 @@ impl SecureRegistry {
         )
     }
 
-    fn start_with(user: &str, password: &str, client_certs: bool) -> SecureRegistry {
+    fn start_with(
+        user: &str,
+        password: &str,
+        client_certs: bool,
+        name: &str,
+        ip: &str,
+    ) -> SecureRegistry {
         let openssl = require("openssl", "openssl");
         let htpasswd = require("htpasswd", "apache2-utils");
         let dir = tempfile::Builder::new()
             .prefix("kiln-secure-")
             .tempdir()
             .expect("secure registry dir");
-        let (name, ip) = tls_host_name();
         let d = dir.path();
         run_checked(
             Command::new(&openssl)
@@ -92,7 +105,7 @@ impl SecureRegistry {
             &openssl,
             d,
             "server",
-            &name,
+            name,
             &format!("subjectAltName=DNS:{name},IP:{ip}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"),
         );
         if client_certs {
@@ -116,7 +129,7 @@ impl SecureRegistry {
             d.join("server.key"),
             d.join("htpasswd"),
         );
-        let registry = Registry::start_with(&ip, &name, &|_| {
+        let registry = Registry::start_with(ip, name, &|_| {
             format!(
                 "  tls:\n    certificate: {}\n    key: {}\n{client_cas}auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
                 crt.display(),

@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::compress::decompress;
 use super::{xattr, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
-use crate::rootfs::{clean_bytes, join, Error, Kind, Meta, Result, Root};
+use crate::rootfs::{clean_bytes, join_bytes, Error, Kind, Meta, Result, Root};
 
 /// Whether a stream is a tar archive, maybe compressed: its (decompressed) first entry reads
 /// as a tar header, as Docker's ADD decides. A compressed file that is not a tar (a `.gz` of
@@ -39,24 +39,24 @@ pub enum Whiteouts {
     Keep,
 }
 
-fn io_err<'a>(path: &'a str, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
+fn io_err<'a>(path: &'a [u8], op: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
-        path: format!("/{path}"),
+        path: format!("/{}", path.escape_ascii()),
         op,
         source,
     }
 }
 
 /// Unpacks a (possibly compressed) tar stream into `dir` inside `root`. Returns the paths
-/// written, relative to the root.
+/// written, relative to the root, with their names' bytes as the archive has them.
 pub fn extract<R: Read>(
     root: &Root,
     dir: &str,
     reader: R,
     whiteouts: Whiteouts,
     what: &str,
-) -> Result<Vec<String>> {
-    let reader = decompress(reader).map_err(io_err(what, "decompress"))?;
+) -> Result<Vec<Vec<u8>>> {
+    let reader = decompress(reader).map_err(io_err(what.as_bytes(), "decompress"))?;
     let mut archive = tar::Archive::new(reader);
     let mut run = Extraction {
         root,
@@ -67,9 +67,11 @@ pub fn extract<R: Read>(
         this_layer: HashSet::new(),
         dir_times: Vec::new(),
     };
-    let entries = archive.entries().map_err(io_err(what, "read tar"))?;
+    let entries = archive
+        .entries()
+        .map_err(io_err(what.as_bytes(), "read tar"))?;
     for entry in entries {
-        let mut entry = entry.map_err(io_err(what, "read tar entry"))?;
+        let mut entry = entry.map_err(io_err(what.as_bytes(), "read tar entry"))?;
         run.entry(&mut entry)?;
     }
     run.finish()
@@ -83,11 +85,11 @@ struct Extraction<'a> {
     whiteouts: Whiteouts,
     /// the archive, in errors
     what: &'a str,
-    written: Vec<String>,
+    written: Vec<Vec<u8>>,
     /// paths this archive wrote: an opaque marker after them must leave them alone
-    this_layer: HashSet<String>,
+    this_layer: HashSet<Vec<u8>>,
     /// directories' archive mtimes, restored once their children are in
-    dir_times: Vec<(String, (i64, u32))>,
+    dir_times: Vec<(Vec<u8>, (i64, u32))>,
 }
 
 /// What became of an entry's node.
@@ -116,13 +118,13 @@ impl Extraction<'_> {
             // the root directory itself: only its metadata
             if kind.is_dir() {
                 let mtime = header.mtime().ok().map(|m| (m as i64, 0));
-                apply_meta(self.root, "", &header, mtime)?;
+                apply_meta(self.root, b"", &header, mtime)?;
             }
             return Ok(());
         }
         self.root.mkdir_all(parent, 0o755)?;
         let mode = header.mode().map_err(io_err(&rel, "read mode"))? & 0o7777;
-        tracing::trace!(path = %rel, kind = ?kind, "extract");
+        tracing::trace!(path = %rel.escape_ascii(), kind = ?kind, "extract");
         match self.place(entry, &rel, mode)? {
             Placed::Skipped => return Ok(()),
             Placed::Link => {}
@@ -140,35 +142,30 @@ impl Extraction<'_> {
     }
 
     /// Cleaned name components as a root-relative path under `dir`.
-    fn within_dir(&self, comps: &[Vec<u8>]) -> String {
-        let rel = join_comps(comps);
-        match (self.dir.is_empty(), rel.is_empty()) {
-            (true, _) => rel,
-            (false, true) => self.dir.to_string(),
-            (false, false) => join(self.dir, &rel),
-        }
+    fn within_dir(&self, comps: &[Vec<u8>]) -> Vec<u8> {
+        join_bytes(self.dir.as_bytes(), &comps.join(&b'/'))
     }
 
     /// Applies a whiteout entry named `name` in `parent`: the opaque marker hides what lower
     /// layers put in the directory, any other `.wh.<name>` deletes its namesake.
-    fn whiteout(&self, parent: &str, name: &[u8]) -> Result<()> {
+    fn whiteout(&self, parent: &[u8], name: &[u8]) -> Result<()> {
         if name == OPAQUE_WHITEOUT.as_bytes() {
             for child in self.root.read_dir(parent).unwrap_or_default() {
-                let child = join(parent, &child.to_string_lossy());
+                let child = join_bytes(parent, child.as_bytes());
                 if !self.this_layer.contains(&child) {
                     self.root.remove(&child, true)?;
                 }
             }
         } else {
-            let victim = String::from_utf8_lossy(&name[WHITEOUT_PREFIX.len()..]).into_owned();
-            self.root.remove(&join(parent, &victim), true)?;
+            let victim = &name[WHITEOUT_PREFIX.len()..];
+            self.root.remove(join_bytes(parent, victim), true)?;
         }
         Ok(())
     }
 
     /// Makes the entry's node at `rel`, replacing what is there (a directory stays when the
     /// entry is one too).
-    fn place<R: Read>(&self, entry: &mut tar::Entry<R>, rel: &str, mode: u32) -> Result<Placed> {
+    fn place<R: Read>(&self, entry: &mut tar::Entry<R>, rel: &[u8], mode: u32) -> Result<Placed> {
         let root = self.root;
         let kind = entry.header().entry_type();
         let existing = root.lstat(rel).ok();
@@ -197,21 +194,23 @@ impl Extraction<'_> {
             let mut file = root.create_file(rel, mode)?;
             std::io::copy(entry, &mut file).map_err(io_err(rel, "write"))?;
         } else {
-            tracing::debug!(path = %rel, kind = ?kind, "skipping unsupported tar entry");
+            tracing::debug!(path = %rel.escape_ascii(), kind = ?kind, "skipping unsupported tar entry");
             return Ok(Placed::Skipped);
         }
         Ok(Placed::Node)
     }
 
     /// A hardlink at `rel` to `target`, an archive name (so under `dir`, inside the root).
-    fn hardlink(&self, target: &[u8], rel: &str) -> Result<()> {
-        let mut target = join_comps(&clean_bytes(target));
-        if !self.dir.is_empty() {
-            target = join(self.dir, &target);
-        }
+    fn hardlink(&self, target: &[u8], rel: &[u8]) -> Result<()> {
+        let target = join_bytes(self.dir.as_bytes(), &clean_bytes(target).join(&b'/'));
         self.root.link(&target, rel).map_err(|e| match e {
             Error::NotFound { .. } => Error::NotFound {
-                path: format!("/{target} (hardlink target of /{rel} in {})", self.what),
+                path: format!(
+                    "/{} (hardlink target of /{} in {})",
+                    target.escape_ascii(),
+                    rel.escape_ascii(),
+                    self.what
+                ),
             },
             e => e,
         })
@@ -219,7 +218,7 @@ impl Extraction<'_> {
 
     /// Restores directory mtimes (children bumped their parents'), deepest first, and
     /// returns the paths written.
-    fn finish(self) -> Result<Vec<String>> {
+    fn finish(self) -> Result<Vec<Vec<u8>>> {
         for (rel, mtime) in self.dir_times.into_iter().rev() {
             self.root.set_meta(
                 &rel,
@@ -234,7 +233,7 @@ impl Extraction<'_> {
 }
 
 /// A device node or FIFO; skipped with a warning where it cannot be made.
-fn special(root: &Root, header: &tar::Header, rel: &str, mode: u32) -> Placed {
+fn special(root: &Root, header: &tar::Header, rel: &[u8], mode: u32) -> Placed {
     let kind = header.entry_type();
     let k = if kind.is_character_special() {
         Kind::CharDevice
@@ -250,13 +249,13 @@ fn special(root: &Root, header: &tar::Header, rel: &str, mode: u32) -> Placed {
         Ok(()) => Placed::Node,
         Err(e) => {
             // unprivileged: device nodes cannot be made; the base keeps them in its layer
-            tracing::warn!(path = %rel, error = %e, "skipping device node");
+            tracing::warn!(path = %rel.escape_ascii(), error = %e, "skipping device node");
             Placed::Skipped
         }
     }
 }
 
-fn link_name<R: Read>(entry: &tar::Entry<R>, rel: &str) -> Result<Vec<u8>> {
+fn link_name<R: Read>(entry: &tar::Entry<R>, rel: &[u8]) -> Result<Vec<u8>> {
     entry
         .link_name_bytes()
         .map(|target| target.into_owned())
@@ -268,7 +267,7 @@ fn link_name<R: Read>(entry: &tar::Entry<R>, rel: &str) -> Result<Vec<u8>> {
 fn pax_meta<R: Read>(
     root: &Root,
     entry: &mut tar::Entry<R>,
-    rel: &str,
+    rel: &[u8],
     header: &tar::Header,
 ) -> Option<(i64, u32)> {
     let mut mtime = header.mtime().ok().map(|m| (m as i64, 0u32));
@@ -279,7 +278,8 @@ fn pax_meta<R: Read>(
                     mtime = ext.value().ok().and_then(parse_pax_time).or(mtime);
                 } else if let Some(x) = xattr::name_of(key) {
                     if let Err(e) = root.set_xattr(rel, x, ext.value_bytes()) {
-                        tracing::warn!(path = %rel, xattr = x, error = %e, "could not keep xattr");
+                        let path = rel.escape_ascii();
+                        tracing::warn!(path = %path, xattr = x, error = %e, "could not keep xattr");
                     }
                 }
             }
@@ -302,7 +302,7 @@ fn parse_pax_time(v: &str) -> Option<(i64, u32)> {
 
 fn apply_meta(
     root: &Root,
-    rel: &str,
+    rel: &[u8],
     header: &tar::Header,
     mtime: Option<(i64, u32)>,
 ) -> Result<()> {
@@ -334,17 +334,10 @@ fn apply_meta(
     }
 }
 
-/// Name components joined with `/` (lossily for names that are not UTF-8).
-fn join_comps(comps: &[Vec<u8>]) -> String {
-    comps
-        .iter()
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-fn parent_of(rel: &str) -> &str {
-    rel.rsplit_once('/').map_or("", |(p, _)| p)
+fn parent_of(rel: &[u8]) -> &[u8] {
+    rel.iter()
+        .rposition(|b| *b == b'/')
+        .map_or(&[], |i| &rel[..i])
 }
 
 #[cfg(test)]
@@ -420,5 +413,51 @@ mod tests {
         assert!(r.join("etc/kiln-canary").exists());
         assert_eq!(std::fs::read(r.join("hl")).unwrap(), b"h");
         assert_eq!(std::fs::read(r.join("hl2")).unwrap(), b"h");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_keep_their_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::create(&tmp.path().join("r")).unwrap();
+        let tar_of = |entries: &[&[u8]]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for name in entries {
+                let mut h = tar::Header::new_gnu();
+                let dir = name.ends_with(b"/");
+                h.set_entry_type(if dir {
+                    tar::EntryType::Directory
+                } else {
+                    tar::EntryType::Regular
+                });
+                h.set_mode(0o755);
+                h.set_size(if dir { 0 } else { 1 });
+                h.as_old_mut().name[..name.len()].copy_from_slice(name);
+                h.set_cksum();
+                let data: &[u8] = if dir { b"" } else { b"x" };
+                b.append(&h, data).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let l1 = tar_of(&[
+            b"d\xff/",
+            b"d\xff/keep\xfe",
+            b"d\xff/gone\xfd",
+            b"o/",
+            b"o/old\xfc",
+        ]);
+        let written = extract(&root, "", &l1[..], Whiteouts::Apply, "l1").unwrap();
+        assert!(written.contains(&b"d\xff/keep\xfe".to_vec()), "{written:?}");
+        let l2 = tar_of(&[b"d\xff/.wh.gone\xfd", b"o/", b"o/.wh..wh..opq"]);
+        extract(&root, "", &l2[..], Whiteouts::Apply, "l2").unwrap();
+        let r = tmp.path().join("r");
+        let at = |b: &[u8]| r.join(OsStr::from_bytes(b));
+        assert!(at(b"d\xff/keep\xfe").exists());
+        assert!(!at(b"d\xff/gone\xfd").exists());
+        assert!(!at(b"o/old\xfc").exists());
+        assert_eq!(
+            std::fs::read_dir(&r).unwrap().count(),
+            2,
+            "no renamed copies"
+        );
     }
 }

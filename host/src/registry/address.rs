@@ -9,7 +9,7 @@ use super::error::{Error, Result};
 use crate::oci::digest;
 
 /// Whether `host` (with or without a port) is this machine: `localhost`, `127.0.0.0/8` or
-/// `::1`. Docker talks plain HTTP to these without being told to.
+/// `::1`. Docker falls back to plain HTTP for these without being told to.
 pub fn is_local_registry(host: &str) -> bool {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {

@@ -1,11 +1,14 @@
 //! How a [`Registry`] reaches a registry: one oci-client client per registry host and
-//! direction, plain HTTP or TLS (`--insecure*`, `--skip-tls-verify*`, `--registry-certificate`),
+//! direction, TLS or (for loopback and `--insecure*` registries, when HTTPS gets no answer)
+//! plain HTTP, TLS trust (`--skip-tls-verify*`, `--registry-certificate`),
 //! the route through a client-certificate forwarder (`client_cert.rs`), credentials looked up
 //! once per host (`auth.rs`) and exchanged for tokens where they need it (Google, ECR, identity
 //! tokens), and the login that reports a refusal as such. Moving manifests and blobs is
 //! `pull.rs`'s and `push.rs`'s.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::{Client, Reference};
@@ -17,6 +20,9 @@ use super::error::{is_tls_failure, Error, Result};
 use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
 use super::retry::with_retries;
 use super::{client_cert, ecr, google, Direction, Registry};
+
+/// Longest wait for the HTTPS answer that decides a loopback or insecure registry's scheme.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Registry {
     /// `reference` routed through its registry's client-certificate forwarder when
@@ -70,6 +76,7 @@ impl Registry {
                 let local = client_cert::start(&upstream, http)
                     .await
                     .map_err(|e| failed(format!("starting the loopback forwarder: {e}")))?;
+                self.note_plain_http(&local, direction);
                 forwarders.insert((registry.clone(), direction), local.clone());
                 local
             }
@@ -79,8 +86,19 @@ impl Registry {
         Ok(routed)
     }
 
-    /// Whether requests to `registry` in `direction` go over plain HTTP.
-    pub(super) fn plain_http(&self, registry: &str, direction: Direction) -> bool {
+    /// Whether `registry` may be spoken to over plain HTTP in `direction` at all: a loopback
+    /// registry or one the `--insecure*` flags name, unless the user gave TLS settings for it
+    /// (`--registry-certificate`, `--skip-tls-verify-registry`, `--registry-client-cert`),
+    /// which make it TLS only, as Docker and go-containerregistry do.
+    pub(super) fn may_use_plain_http(&self, registry: &str, direction: Direction) -> bool {
+        let opts = &self.opts;
+        let tls_named = (opts.registry_certificates.iter().map(|(n, _)| n))
+            .chain(&opts.skip_tls_verify_registries)
+            .chain(opts.registry_client_certs.iter().map(|(n, ..)| n))
+            .any(|name| same_registry(name, registry));
+        if tls_named {
+            return false;
+        }
         let all = match direction {
             Direction::Pull => self.opts.insecure_pull,
             Direction::Push => self.opts.insecure,
@@ -91,6 +109,66 @@ impl Registry {
                 .insecure_registries
                 .iter()
                 .any(|r| same_registry(r, registry))
+    }
+
+    /// Whether requests to `registry` in `direction` go over plain HTTP: for a registry that
+    /// may use it, HTTPS is tried first (one request to `/v2/`) and plain HTTP taken when that
+    /// fails; the answer is remembered for the rest of the build.
+    pub(super) async fn plain_http(&self, registry: &str, direction: Direction) -> bool {
+        if !self.may_use_plain_http(registry, direction) {
+            return false;
+        }
+        let key = (registry.to_string(), direction);
+        if let Some(plain) = self.lock_schemes().get(&key) {
+            return *plain;
+        }
+        let plain = !self.answers_tls(registry, direction).await;
+        debug!(registry, plain_http = plain, "registry scheme");
+        self.lock_schemes().insert(key, plain);
+        plain
+    }
+
+    /// Remembers that `registry` (a client-certificate forwarder) speaks plain HTTP.
+    pub(super) fn note_plain_http(&self, registry: &str, direction: Direction) {
+        self.lock_schemes()
+            .insert((registry.to_string(), direction), true);
+    }
+
+    fn lock_schemes(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Direction), bool>> {
+        self.schemes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `registry` answers HTTPS on `/v2/` (any status). A certificate it presents
+    /// that is not trusted counts as an answer: the registry speaks TLS, and the error that
+    /// follows names the flags that trust it.
+    async fn answers_tls(&self, registry: &str, direction: Direction) -> bool {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(PROBE_TIMEOUT)
+            .timeout(PROBE_TIMEOUT)
+            .danger_accept_invalid_certs(self.skip_tls_verify(registry, direction));
+        for (name, path) in &self.opts.registry_certificates {
+            if same_registry(name, registry) {
+                // an unreadable file is reported by the client that follows
+                if let Some(cert) = std::fs::read(path)
+                    .ok()
+                    .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
+                {
+                    builder = builder.tls_certs_merge([cert]);
+                }
+            }
+        }
+        let Ok(http) = builder.build() else {
+            return false;
+        };
+        match http.get(format!("https://{registry}/v2/")).send().await {
+            Ok(_) => true,
+            Err(e) => {
+                debug!(registry, error = %crate::error::chain(&e), "no HTTPS answer");
+                untrusted_certificate(&e)
+            }
+        }
     }
 
     /// Whether TLS certificates of `registry` are accepted unchecked in `direction`.
@@ -125,14 +203,20 @@ impl Registry {
     }
 
     /// The client for `reference`'s registry, created on first use.
-    fn client(&self, reference: &Reference, direction: Direction) -> Result<Client> {
+    async fn client(&self, reference: &Reference, direction: Direction) -> Result<Client> {
         let registry = reference.resolve_registry().to_string();
         let key = (registry.clone(), direction);
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(&key) {
+        if let Some(client) = self
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(client.clone());
         }
-        let protocol = if self.plain_http(&registry, direction) {
+        let plain = self.plain_http(&registry, direction).await;
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let protocol = if plain {
             ClientProtocol::HttpsExcept(vec![registry.clone()])
         } else {
             ClientProtocol::Https
@@ -191,7 +275,7 @@ impl Registry {
         reference: &Reference,
         direction: Direction,
     ) -> Result<(Client, Credentials)> {
-        let client = self.client(reference, direction)?;
+        let client = self.client(reference, direction).await?;
         let creds = self
             .mint(reference, direction, self.credentials(reference)?)
             .await?;
@@ -307,6 +391,18 @@ impl Registry {
     }
 }
 
+/// Whether a failed HTTPS request met a TLS server whose certificate is not trusted.
+fn untrusted_certificate(err: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(c) = cause {
+        if c.to_string().to_ascii_lowercase().contains("certificate") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Reads a PEM CA certificate file for `registry`.
 fn read_certificate(registry: &str, path: &Path) -> Result<Certificate> {
     let data = std::fs::read(path).map_err(|source| Error::ReadCertificate {
@@ -326,9 +422,12 @@ mod tests {
     use crate::registry::RegistryOptions;
 
     #[test]
-    fn chooses_plain_http() {
+    fn chooses_where_plain_http_may_be_tried() {
         let opts = RegistryOptions {
             insecure_registries: vec!["http://reg.lan:5000/".to_string(), "docker.io".to_string()],
+            registry_certificates: vec![("127.0.0.1:5443".to_string(), "ca.crt".into())],
+            skip_tls_verify_registries: vec!["localhost:5444".to_string()],
+            registry_client_certs: vec![("[::1]:5445".to_string(), "c.crt".into(), "c.key".into())],
             ..RegistryOptions::default()
         };
         let registry = Registry::new(opts);
@@ -338,14 +437,18 @@ mod tests {
             ("reg.lan", Direction::Pull, false),
             ("index.docker.io", Direction::Pull, true),
             ("quay.io", Direction::Push, false),
+            ("127.0.0.1:5443", Direction::Push, false),
+            ("127.0.0.1:5443", Direction::Pull, false),
+            ("localhost:5444", Direction::Push, false),
+            ("[::1]:5445", Direction::Pull, false),
         ] {
-            assert_eq!(registry.plain_http(host, direction), want, "{host}");
+            assert_eq!(registry.may_use_plain_http(host, direction), want, "{host}");
         }
         let registry = Registry::new(RegistryOptions {
             insecure_pull: true,
             ..RegistryOptions::default()
         });
-        assert!(registry.plain_http("quay.io", Direction::Pull));
-        assert!(!registry.plain_http("quay.io", Direction::Push));
+        assert!(registry.may_use_plain_http("quay.io", Direction::Pull));
+        assert!(!registry.may_use_plain_http("quay.io", Direction::Push));
     }
 }

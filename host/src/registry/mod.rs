@@ -2,9 +2,9 @@
 //!
 //! This file is the front door: [`Registry`], the values it takes and returns, and a map of the
 //! rooms behind it. Registry addressing (Docker Hub normalisation, loopback hosts, digests as
-//! file names) is `address.rs`; reaching a registry (plain HTTP for loopback registries and the
-//! `--insecure*` flags, TLS trust from `--skip-tls-verify*` and `--registry-certificate`,
-//! logging in) is `client.rs`, with the flags themselves in `options.rs`; credentials are
+//! file names) is `address.rs`; reaching a registry (HTTPS first, plain HTTP as the fallback
+//! for loopback registries and the `--insecure*` flags, TLS trust from `--skip-tls-verify*`
+//! and `--registry-certificate`, logging in) is `client.rs`, with the flags themselves in `options.rs`; credentials are
 //! `auth.rs` (with `google.rs` and `ecr.rs` for the clouds that mint them), bearer tokens for
 //! mounts `token.rs`, TLS client certificates `client_cert.rs`, mirrors `mirror.rs`, platform
 //! choice in an index `platform.rs`, blob download with digest checks `pull.rs`, streaming
@@ -109,6 +109,8 @@ impl Direction {
 pub struct Registry {
     opts: RegistryOptions,
     clients: Mutex<HashMap<(String, Direction), Client>>,
+    /// Whether each registry that may use plain HTTP does (`client.rs`), found once.
+    schemes: Mutex<HashMap<(String, Direction), bool>>,
     /// Credentials looked up so far, by registry host (helpers run once per host).
     credentials: Mutex<HashMap<String, Credentials>>,
     /// A repository known to hold each blob (`sha256:…` → reference), from pulls and pushes,
@@ -124,6 +126,7 @@ impl Registry {
         Registry {
             opts,
             clients: Mutex::new(HashMap::new()),
+            schemes: Mutex::new(HashMap::new()),
             credentials: Mutex::new(HashMap::new()),
             known_blobs: Mutex::new(HashMap::new()),
             forwarders: tokio::sync::Mutex::new(HashMap::new()),

@@ -97,7 +97,7 @@ impl Registry {
             }
         }
         let http = builder.build()?;
-        let scheme = if self.plain_http(registry, direction) {
+        let scheme = if self.plain_http(registry, direction).await {
             "http"
         } else {
             "https"

@@ -305,19 +305,19 @@ impl Root {
 
     /// The directory holding the path's last component (resolved inside the root) and that
     /// component. The root itself has no parent: `None`.
-    fn parent(&self, rel: &str) -> Result<Option<(OwnedFd, OsString)>> {
-        let mut comps = clean_bytes(rel.as_bytes());
+    fn parent(&self, rel: &[u8]) -> Result<Option<(OwnedFd, OsString)>> {
+        let mut comps = clean_bytes(rel);
         let Some(name) = comps.pop() else {
             return Ok(None);
         };
         let parent = comps.join(&b'/');
         let fd = self
             .open_resolved(&parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
-            .map_err(|e| Error::from_errno(&String::from_utf8_lossy(&parent), "resolve", e))?;
+            .map_err(|e| Error::from_errno(&shown(&parent), "resolve", e))?;
         Ok(Some((fd, OsString::from_vec_compat(name))))
     }
 
-    fn parent_required(&self, rel: &str, op: &'static str) -> Result<(OwnedFd, OsString)> {
+    fn parent_required(&self, rel: &[u8], op: &'static str) -> Result<(OwnedFd, OsString)> {
         self.parent(rel)?.ok_or_else(|| Error::Io {
             path: "/".into(),
             op,
@@ -330,59 +330,62 @@ impl Root {
 
     /// An `O_PATH` handle on the path, resolved inside the root (symlinks followed there):
     /// what RUN mounts from or onto.
-    pub fn open_path(&self, rel: &str) -> Result<OwnedFd> {
-        let crel = clean(rel);
-        self.open_resolved(crel.as_bytes(), OFlags::PATH, Mode::empty())
-            .map_err(|e| Error::from_errno(&crel, "open", e))
+    pub fn open_path(&self, rel: impl AsRef<[u8]>) -> Result<OwnedFd> {
+        let rel = rel.as_ref();
+        let crel = clean_rel(rel);
+        self.open_resolved(&crel, OFlags::PATH, Mode::empty())
+            .map_err(|e| Error::from_errno(&shown(&crel), "open", e))
     }
 
     /// Metadata of the path itself (a final symlink is not followed).
-    pub fn lstat(&self, rel: &str) -> Result<Stat> {
+    pub fn lstat(&self, rel: impl AsRef<[u8]>) -> Result<Stat> {
+        let rel = rel.as_ref();
         match self.parent(rel)? {
             None => rfs::fstat(&self.fd).map(|s| Stat::from_raw(&s)),
             Some((dir, name)) => {
                 rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW).map(|s| Stat::from_raw(&s))
             }
         }
-        .map_err(|e| Error::from_errno(&clean(rel), "lstat", e))
+        .map_err(|e| Error::from_errno(&shown(&clean_rel(rel)), "lstat", e))
     }
 
     /// Metadata of the path's target (a final symlink is followed, inside the root).
-    pub fn stat(&self, rel: &str) -> Result<Stat> {
+    pub fn stat(&self, rel: impl AsRef<[u8]>) -> Result<Stat> {
+        let rel = rel.as_ref();
         let fd = self
-            .open_resolved(clean(rel).as_bytes(), OFlags::PATH, Mode::empty())
-            .map_err(|e| Error::from_errno(&clean(rel), "stat", e))?;
+            .open_resolved(&clean_rel(rel), OFlags::PATH, Mode::empty())
+            .map_err(|e| Error::from_errno(&shown(&clean_rel(rel)), "stat", e))?;
         rfs::fstat(&fd)
             .map(|s| Stat::from_raw(&s))
-            .map_err(|e| Error::from_errno(&clean(rel), "stat", e))
+            .map_err(|e| Error::from_errno(&shown(&clean_rel(rel)), "stat", e))
     }
 
     /// Whether anything (a dangling symlink included) is at the path.
-    pub fn exists(&self, rel: &str) -> bool {
+    pub fn exists(&self, rel: impl AsRef<[u8]>) -> bool {
+        let rel = rel.as_ref();
         self.lstat(rel).is_ok()
     }
 
-    pub fn readlink(&self, rel: &str) -> Result<OsString> {
+    pub fn readlink(&self, rel: impl AsRef<[u8]>) -> Result<OsString> {
+        let rel = rel.as_ref();
         let (dir, name) = self.parent_required(rel, "readlink")?;
         rfs::readlinkat(&dir, &name, Vec::new())
             .map(|c| OsString::from_vec_compat(c.into_bytes()))
-            .map_err(|e| Error::from_errno(&clean(rel), "readlink", e))
+            .map_err(|e| Error::from_errno(&shown(&clean_rel(rel)), "readlink", e))
     }
 
     /// Entry names of a directory (final symlink followed), sorted bytewise.
-    pub fn read_dir(&self, rel: &str) -> Result<Vec<OsString>> {
-        let crel = clean(rel);
+    pub fn read_dir(&self, rel: impl AsRef<[u8]>) -> Result<Vec<OsString>> {
+        let rel = rel.as_ref();
+        let crel = clean_rel(rel);
         let fd = self
-            .open_resolved(
-                crel.as_bytes(),
-                OFlags::RDONLY | OFlags::DIRECTORY,
-                Mode::empty(),
-            )
-            .map_err(|e| Error::from_errno(&crel, "read dir", e))?;
-        let mut dir = rfs::Dir::new(fd).map_err(|e| Error::from_errno(&crel, "read dir", e))?;
+            .open_resolved(&crel, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .map_err(|e| Error::from_errno(&shown(&crel), "read dir", e))?;
+        let mut dir =
+            rfs::Dir::new(fd).map_err(|e| Error::from_errno(&shown(&crel), "read dir", e))?;
         let mut names = Vec::new();
         while let Some(entry) = dir.read() {
-            let entry = entry.map_err(|e| Error::from_errno(&crel, "read dir", e))?;
+            let entry = entry.map_err(|e| Error::from_errno(&shown(&crel), "read dir", e))?;
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {
                 names.push(OsString::from_vec_compat(name.to_vec()));
@@ -393,11 +396,12 @@ impl Root {
     }
 
     /// Opens a file for reading (final symlink followed, inside the root).
-    pub fn open_read(&self, rel: &str) -> Result<File> {
-        let crel = clean(rel);
+    pub fn open_read(&self, rel: impl AsRef<[u8]>) -> Result<File> {
+        let rel = rel.as_ref();
+        let crel = clean_rel(rel);
         let fd = self
-            .open_resolved(crel.as_bytes(), OFlags::RDONLY, Mode::empty())
-            .map_err(|e| Error::from_errno(&crel, "open", e))?;
+            .open_resolved(&crel, OFlags::RDONLY, Mode::empty())
+            .map_err(|e| Error::from_errno(&shown(&crel), "open", e))?;
         Ok(File::from(fd))
     }
 
@@ -406,24 +410,25 @@ impl Root {
     pub fn open_read_bytes(&self, rel: &[u8]) -> Result<File> {
         let fd = self
             .open_resolved(rel, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())
-            .map_err(|e| Error::from_errno(&String::from_utf8_lossy(rel), "open", e))?;
+            .map_err(|e| Error::from_errno(&shown(rel), "open", e))?;
         Ok(File::from(fd))
     }
 
     /// Creates (or truncates) a regular file; a symlink or non-directory already at the path
     /// is replaced, never followed.
-    pub fn create_file(&self, rel: &str, mode: u32) -> Result<File> {
+    pub fn create_file(&self, rel: impl AsRef<[u8]>, mode: u32) -> Result<File> {
+        let rel = rel.as_ref();
         let (dir, name) = self.parent_required(rel, "create")?;
-        let crel = clean(rel);
+        let crel = clean_rel(rel);
         if let Ok(st) = rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::Directory => {
                     return Err(Error::IsDirectory {
-                        path: format!("/{crel}"),
+                        path: format!("/{}", shown(&crel)),
                     })
                 }
                 _ => rfs::unlinkat(&dir, &name, AtFlags::empty())
-                    .map_err(|e| Error::from_errno(&crel, "replace", e))?,
+                    .map_err(|e| Error::from_errno(&shown(&crel), "replace", e))?,
             }
         }
         let fd = rfs::openat(
@@ -432,15 +437,16 @@ impl Root {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode & 0o7777),
         )
-        .map_err(|e| Error::from_errno(&crel, "create", e))?;
+        .map_err(|e| Error::from_errno(&shown(&crel), "create", e))?;
         // the umask may have trimmed the mode
         rfs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))
-            .map_err(|e| Error::from_errno(&crel, "chmod", e))?;
+            .map_err(|e| Error::from_errno(&shown(&crel), "chmod", e))?;
         Ok(File::from(fd))
     }
 
     /// Creates one directory; the parent must exist.
-    pub fn mkdir(&self, rel: &str, mode: u32) -> Result<()> {
+    pub fn mkdir(&self, rel: impl AsRef<[u8]>, mode: u32) -> Result<()> {
+        let rel = rel.as_ref();
         let (dir, name) = self.parent_required(rel, "mkdir")?;
         rfs::mkdirat(&dir, &name, Mode::from_raw_mode(mode & 0o7777))
             .and_then(|_| {
@@ -451,36 +457,37 @@ impl Root {
                     AtFlags::empty(),
                 )
             })
-            .map_err(|e| Error::from_errno(&clean(rel), "mkdir", e))
+            .map_err(|e| Error::from_errno(&shown(&clean_rel(rel)), "mkdir", e))
     }
 
     /// Creates the directory and its missing parents (`mode` for each new one); returns the
     /// paths created, parents first. An existing directory (or a symlink to one) is fine.
-    pub fn mkdir_all(&self, rel: &str, mode: u32) -> Result<Vec<String>> {
-        let comps = clean_bytes(rel.as_bytes());
+    pub fn mkdir_all(&self, rel: impl AsRef<[u8]>, mode: u32) -> Result<Vec<String>> {
+        let rel = rel.as_ref();
+        let comps = clean_bytes(rel);
         let mut created = Vec::new();
-        let mut cur = String::new();
+        let mut cur: Vec<u8> = Vec::new();
         for comp in comps {
             if !cur.is_empty() {
-                cur.push('/');
+                cur.push(b'/');
             }
-            cur.push_str(&String::from_utf8_lossy(&comp));
+            cur.extend_from_slice(&comp);
             match self.stat(&cur) {
                 Ok(st) if st.kind == Kind::Dir => continue,
                 Ok(_) => {
                     return Err(Error::NotDirectory {
-                        path: format!("/{cur}"),
+                        path: format!("/{}", shown(&cur)),
                     })
                 }
                 Err(Error::NotFound { .. }) => {
                     // a dangling symlink here would make mkdir fail with EEXIST
                     if self.lstat(&cur).is_ok() {
                         return Err(Error::NotDirectory {
-                            path: format!("/{cur}"),
+                            path: format!("/{}", shown(&cur)),
                         });
                     }
                     self.mkdir(&cur, mode)?;
-                    created.push(cur.clone());
+                    created.push(shown(&cur));
                 }
                 Err(e) => return Err(e),
             }
@@ -489,22 +496,25 @@ impl Root {
     }
 
     /// Creates a symlink holding `target` verbatim.
-    pub fn symlink(&self, target: &OsStr, rel: &str) -> Result<()> {
+    pub fn symlink(&self, target: &OsStr, rel: impl AsRef<[u8]>) -> Result<()> {
+        let rel = rel.as_ref();
         let (dir, name) = self.parent_required(rel, "symlink")?;
         rfs::symlinkat(target, &dir, &name)
-            .map_err(|e| Error::from_errno(&clean(rel), "symlink", e))
+            .map_err(|e| Error::from_errno(&shown(&clean_rel(rel)), "symlink", e))
     }
 
     /// Creates a hard link at `rel` to `existing` (whose final component is not followed).
-    pub fn link(&self, existing: &str, rel: &str) -> Result<()> {
+    pub fn link(&self, existing: impl AsRef<[u8]>, rel: impl AsRef<[u8]>) -> Result<()> {
+        let (existing, rel) = (existing.as_ref(), rel.as_ref());
         let (odir, oname) = self.parent_required(existing, "link")?;
         let (ndir, nname) = self.parent_required(rel, "link")?;
         rfs::linkat(&odir, &oname, &ndir, &nname, AtFlags::empty())
-            .map_err(|e| Error::from_errno(&clean(rel), "link", e))
+            .map_err(|e| Error::from_errno(&shown(&clean_rel(rel)), "link", e))
     }
 
     /// Creates a device node or FIFO.
-    pub fn mknod(&self, rel: &str, kind: Kind, mode: u32, dev: u64) -> Result<()> {
+    pub fn mknod(&self, rel: impl AsRef<[u8]>, kind: Kind, mode: u32, dev: u64) -> Result<()> {
+        let rel = rel.as_ref();
         let (dir, name) = self.parent_required(rel, "mknod")?;
         let ft = match kind {
             Kind::CharDevice => FileType::CharacterDevice,
@@ -512,12 +522,13 @@ impl Root {
             _ => FileType::Fifo,
         };
         rfs::mknodat(&dir, &name, ft, Mode::from_raw_mode(mode & 0o7777), dev)
-            .map_err(|e| Error::from_errno(&clean(rel), "mknod", e))
+            .map_err(|e| Error::from_errno(&shown(&clean_rel(rel)), "mknod", e))
     }
 
     /// Applies metadata without following a final symlink (mode is skipped on symlinks).
-    pub fn set_meta(&self, rel: &str, meta: &Meta) -> Result<()> {
-        let crel = clean(rel);
+    pub fn set_meta(&self, rel: impl AsRef<[u8]>, meta: &Meta) -> Result<()> {
+        let rel = rel.as_ref();
+        let crel = shown(&clean_rel(rel));
         let crel = crel.as_str();
         let err = |op| move |e| Error::from_errno(crel, op, e);
         let target: (OwnedFd, OsString) = match self.parent(rel)? {
@@ -576,26 +587,28 @@ impl Root {
     }
 
     /// Sets an extended attribute on the path itself (not on a symlink's target).
-    pub fn set_xattr(&self, rel: &str, key: &str, value: &[u8]) -> Result<()> {
-        let crel = clean(rel);
+    pub fn set_xattr(&self, rel: impl AsRef<[u8]>, key: &str, value: &[u8]) -> Result<()> {
+        let rel = rel.as_ref();
+        let crel = clean_rel(rel);
         let st = self.lstat(rel)?;
         if st.kind == Kind::Symlink {
             return Ok(());
         }
         let fd = self
             .open_resolved(
-                crel.as_bytes(),
+                &crel,
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
                 Mode::empty(),
             )
-            .map_err(|e| Error::from_errno(&crel, "open", e))?;
+            .map_err(|e| Error::from_errno(&shown(&crel), "open", e))?;
         rfs::fsetxattr(&fd, key, value, rfs::XattrFlags::empty())
-            .map_err(|e| Error::from_errno(&crel, "setxattr", e))
+            .map_err(|e| Error::from_errno(&shown(&crel), "setxattr", e))
     }
 
     /// Removes the path itself (a final symlink is removed, not followed); a directory only
     /// when `recursive`. A missing path is not an error.
-    pub fn remove(&self, rel: &str, recursive: bool) -> Result<()> {
+    pub fn remove(&self, rel: impl AsRef<[u8]>, recursive: bool) -> Result<()> {
+        let rel = rel.as_ref();
         let Some((dir, name)) = self.parent(rel)? else {
             return Err(Error::Io {
                 path: "/".into(),
@@ -606,33 +619,54 @@ impl Root {
                 ),
             });
         };
-        let crel = clean(rel);
+        let crel = clean_rel(rel);
         let st = match rfs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(Error::from_errno(&crel, "remove", e)),
+            Err(e) => return Err(Error::from_errno(&shown(&crel), "remove", e)),
         };
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             if recursive {
                 self.remove_children(&crel)?;
             }
             rfs::unlinkat(&dir, &name, AtFlags::REMOVEDIR)
-                .map_err(|e| Error::from_errno(&crel, "remove", e))
+                .map_err(|e| Error::from_errno(&shown(&crel), "remove", e))
         } else {
             rfs::unlinkat(&dir, &name, AtFlags::empty())
-                .map_err(|e| Error::from_errno(&crel, "remove", e))
+                .map_err(|e| Error::from_errno(&shown(&crel), "remove", e))
         }
     }
 
     /// Removes everything inside a directory, keeping the directory.
-    pub fn remove_children(&self, rel: &str) -> Result<()> {
-        let crel = clean(rel);
+    pub fn remove_children(&self, rel: impl AsRef<[u8]>) -> Result<()> {
+        let rel = rel.as_ref();
+        let crel = clean_rel(rel);
         for name in self.read_dir(&crel)? {
-            let child = join(&crel, &name.to_string_lossy());
-            self.remove(&child, true)?;
+            self.remove(join_bytes(&crel, name.as_bytes()), true)?;
         }
         Ok(())
     }
+}
+
+/// A cleaned root-relative path of any bytes (as [`clean_bytes`], joined with `/`).
+pub fn clean_rel(path: &[u8]) -> Vec<u8> {
+    clean_bytes(path).join(&b'/')
+}
+
+/// A root-relative path of any bytes as text, for messages (bytes that are not UTF-8 shown
+/// as U+FFFD).
+fn shown(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+/// Joins a root-relative directory and a name, both of any bytes.
+pub fn join_bytes(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = dir.to_vec();
+    if !out.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
 }
 
 /// Joins a root-relative directory and a name.

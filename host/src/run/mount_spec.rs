@@ -255,7 +255,7 @@ impl MountSpec {
                     return Err(SpecError::NoTarget { spec: spec.into() });
                 }
                 if self.kind == MountKind::Cache && self.id.as_deref().is_none_or(str::is_empty) {
-                    self.id = self.target.clone();
+                    self.id = self.target.as_deref().map(clean_lexically);
                 }
             }
         }
@@ -271,6 +271,29 @@ impl MountSpec {
             format!("{}/{t}", workdir.trim_end_matches('/'))
         };
         Some(crate::rootfs::clean(&abs))
+    }
+}
+
+/// Go's `path.Clean`, which BuildKit applies to a cache mount's target to make its default
+/// id: repeated and trailing slashes and `.` go, `..` eats the component before it (at the
+/// root it stays the root; a relative path keeps the `..`s it cannot eat).
+fn clean_lexically(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for comp in path.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." if out.last().is_some_and(|c| *c != "..") => {
+                out.pop();
+            }
+            ".." if rooted => {}
+            c => out.push(c),
+        }
+    }
+    match (rooted, out.is_empty()) {
+        (true, _) => format!("/{}", out.join("/")),
+        (false, true) => ".".into(),
+        (false, false) => out.join("/"),
     }
 }
 
@@ -318,6 +341,31 @@ mod tests {
                 .unwrap()
                 .target_in("/w"),
             Some("w/c".into())
+        );
+    }
+
+    #[test]
+    fn cache_ids_default_to_the_cleaned_target() {
+        for (target, want) in [
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b"),
+            ("/a/./b//", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/../a", "/a"),
+            ("/", "/"),
+            ("c/", "c"),
+            ("./c/./d/..", "c"),
+            ("../c", "../c"),
+            (".", "."),
+        ] {
+            let m = MountSpec::parse(&format!("type=cache,target={target}")).unwrap();
+            assert_eq!(m.id.as_deref(), Some(want), "{target}");
+        }
+        let m = MountSpec::parse("type=cache,target=/a/b/,id=/x/").unwrap();
+        assert_eq!(
+            m.id.as_deref(),
+            Some("/x/"),
+            "an explicit id is kept as written"
         );
     }
 

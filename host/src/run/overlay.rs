@@ -5,24 +5,33 @@
 //! changed: `merge` moves it into the root (renames, no copies) and reports each path, and
 //! the snapshot looks at those paths only, instead of walking the whole root.
 //!
-//! The mount is made with `redirect_dir=off,index=off,metacopy=off,xino=off`: a renamed
-//! directory from the root is copied (EXDEV to the command, which `mv` and friends handle),
-//! and every changed file is copied up whole, so the upper directory holds real files only.
-//! What the overlay itself adds (`trusted.overlay.*` xattrs, whiteout devices, opaque
-//! markers) is translated and removed by `merge`; none of it reaches the root or a layer.
+//! The mount is made with `redirect_dir=off,metacopy=off,xino=off`: a renamed directory
+//! from the root is copied (EXDEV to the command, which `mv` and friends handle), and every
+//! changed file is copied up whole, so the upper directory holds real files only. Where the
+//! kernel allows it (probed), `index=on` keeps a copied-up file's hardlinks one inode while
+//! the command runs; either way `merge` gives the copy every name the root's inode had, so a
+//! hardlink pair stays a pair. What the overlay itself adds (`trusted.overlay.*` xattrs,
+//! whiteout devices, opaque markers) is translated and removed by `merge`; none of it
+//! reaches the root or a layer.
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::layer::xattr::xattr_read;
 use crate::snapshot::Touch;
 
 /// The prefix of the xattrs the overlay keeps for itself on its upper directory.
 const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
+/// The xattr a copy-up leaves on the upper copy, naming the root's inode it came from.
+const ORIGIN_XATTR: &std::ffi::CStr = c"trusted.overlay.origin";
+
+/// Whether mounts use `index=on` (the probe found the kernel accepts it here).
+static INDEX: AtomicBool = AtomicBool::new(false);
 
 /// One RUN's upper and work directories, removed when dropped.
 #[derive(Debug)]
@@ -52,7 +61,7 @@ fn plain(p: &Path) -> bool {
         .any(|b| matches!(b, b',' | b':' | b'\\'))
 }
 
-fn data(lower: &Path, upper: &Path, work: &Path) -> Option<CString> {
+fn data(lower: &Path, upper: &Path, work: &Path, index: bool) -> Option<CString> {
     if ![lower, upper, work].iter().all(|p| plain(p)) {
         return None;
     }
@@ -62,7 +71,10 @@ fn data(lower: &Path, upper: &Path, work: &Path) -> Option<CString> {
     s.extend_from_slice(upper.as_os_str().as_bytes());
     s.extend_from_slice(b",workdir=");
     s.extend_from_slice(work.as_os_str().as_bytes());
-    s.extend_from_slice(b",redirect_dir=off,index=off,metacopy=off,xino=off");
+    s.extend_from_slice(match index {
+        true => b",redirect_dir=off,index=on,metacopy=off,xino=off".as_slice(),
+        false => b",redirect_dir=off,index=off,metacopy=off,xino=off".as_slice(),
+    });
     CString::new(s).ok()
 }
 
@@ -70,6 +82,10 @@ fn data(lower: &Path, upper: &Path, work: &Path) -> Option<CString> {
 /// filesystem, so `merge` can rename) for a RUN on `root`; None when the paths cannot be
 /// written into mount data.
 pub fn prepare(scratch: &Path, root: &Path) -> io::Result<Option<Overlay>> {
+    prepare_with(scratch, root, INDEX.load(Ordering::Relaxed))
+}
+
+fn prepare_with(scratch: &Path, root: &Path, index: bool) -> io::Result<Option<Overlay>> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     std::fs::create_dir_all(scratch)?;
     let device = |p: &Path| std::fs::metadata(p).map(|m| m.dev());
@@ -81,7 +97,7 @@ pub fn prepare(scratch: &Path, root: &Path) -> io::Result<Option<Overlay>> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("upper"))?;
     std::fs::create_dir_all(dir.join("work"))?;
-    let Some(data) = data(root, &dir.join("upper"), &dir.join("work")) else {
+    let Some(data) = data(root, &dir.join("upper"), &dir.join("work"), index) else {
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(None);
     };
@@ -90,18 +106,25 @@ pub fn prepare(scratch: &Path, root: &Path) -> io::Result<Option<Overlay>> {
 
 /// Whether RUN can go on an overlay here: tried once per build in a throwaway mount
 /// namespace on `scratch`'s filesystem, including the two things `merge` relies on (a
-/// deleted file leaves a whiteout device, a directory made again is marked opaque).
+/// deleted file leaves a whiteout device, a directory made again is marked opaque); with
+/// `index=on` first, then without.
 pub fn probe(scratch: &Path) -> bool {
     let dir = scratch.join("overlay-probe");
-    let ok = probe_in(&dir).unwrap_or_else(|e| {
-        tracing::debug!(error = %e, "overlay probe");
-        false
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    ok
+    let try_with = |index: bool| {
+        let ok = probe_in(&dir, index).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, index, "overlay probe");
+            false
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        ok
+    };
+    let index = try_with(true);
+    INDEX.store(index, Ordering::Relaxed);
+    tracing::debug!(index, "overlay inode index");
+    index || try_with(false)
 }
 
-fn probe_in(dir: &Path) -> io::Result<bool> {
+fn probe_in(dir: &Path, index: bool) -> io::Result<bool> {
     use std::os::unix::process::CommandExt;
     let _ = std::fs::remove_dir_all(dir);
     let (lower, merged) = (dir.join("lower"), dir.join("merged"));
@@ -109,7 +132,7 @@ fn probe_in(dir: &Path) -> io::Result<bool> {
     std::fs::write(lower.join("d/f"), b"")?;
     std::fs::write(lower.join("x"), b"")?;
     std::fs::create_dir_all(&merged)?;
-    let Some(ov) = prepare(dir, &lower)? else {
+    let Some(ov) = prepare_with(dir, &lower, index)? else {
         return Ok(false);
     };
     let c = |p: PathBuf| CString::new(p.into_os_string().into_vec()).map_err(io::Error::other);
@@ -176,15 +199,106 @@ fn is_opaque(path: &Path) -> bool {
 /// xattrs and times; an opaque directory replaces the old one whole.
 pub fn merge(ov: &Overlay, root: &Path) -> io::Result<Vec<Touch>> {
     let mut out = Vec::new();
-    merge_dir(&ov.upper(), root, &mut Vec::new(), &mut out)?;
+    let mut links = Links::default();
+    merge_dir(
+        &ov.upper(),
+        root,
+        &mut Vec::new(),
+        &mut (&mut out, &mut links),
+    )?;
     Ok(out)
+}
+
+/// What a merge reports, and the root's hardlinked names it may need.
+type Merged<'a> = (&'a mut Vec<Touch>, &'a mut Links);
+
+/// The root's names of every non-directory inode with more than one link, found by one walk
+/// of the root the first time a copied-up file turns out to have other names.
+#[derive(Default)]
+struct Links {
+    by_inode: Option<HashMap<u64, Vec<Vec<u8>>>>,
+}
+
+impl Links {
+    fn names_of(&mut self, root: &Path, ino: u64) -> io::Result<Vec<Vec<u8>>> {
+        if self.by_inode.is_none() {
+            let mut found = HashMap::new();
+            collect_links(root, &mut Vec::new(), &mut found)?;
+            self.by_inode = Some(found);
+        }
+        Ok(self
+            .by_inode
+            .as_ref()
+            .and_then(|m| m.get(&ino))
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+fn collect_links(
+    root: &Path,
+    rel: &mut Vec<u8>,
+    found: &mut HashMap<u64, Vec<Vec<u8>>>,
+) -> io::Result<()> {
+    let dir = root.join(OsStr::from_bytes(rel));
+    for item in std::fs::read_dir(&dir).map_err(|e| at(e, &dir))? {
+        let item = item.map_err(|e| at(e, &dir))?;
+        let len = rel.len();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(item.file_name().as_bytes());
+        let r = if item.file_type()?.is_dir() {
+            collect_links(root, rel, found)
+        } else {
+            let md = item.metadata()?;
+            if md.nlink() > 1 {
+                found.entry(md.ino()).or_default().push(rel.clone());
+            }
+            Ok(())
+        };
+        rel.truncate(len);
+        r?;
+    }
+    Ok(())
+}
+
+/// After a copy-up of the root's inode `old` (whose names were `names`) was moved to `rel`,
+/// gives the inode's other names in the root (those the upper directory does not hold itself) the copy too, as a
+/// hardlink: the change the command made through one name shows through all of them, as it
+/// would have without the overlay. Each parent keeps its times.
+fn relink(
+    upper: &Path,
+    root: &Path,
+    rel: &[u8],
+    (old, names): (u64, Vec<Vec<u8>>),
+    out: &mut Vec<Touch>,
+) -> io::Result<()> {
+    let new = root.join(OsStr::from_bytes(rel));
+    for name in names {
+        let other = root.join(OsStr::from_bytes(&name));
+        let upper_has = std::fs::symlink_metadata(upper.join(OsStr::from_bytes(&name))).is_ok();
+        let still_old = std::fs::symlink_metadata(&other).is_ok_and(|m| m.ino() == old);
+        if name == rel || upper_has || !still_old {
+            continue;
+        }
+        let parent = other.parent().unwrap_or(root);
+        let times = std::fs::symlink_metadata(parent).map_err(|e| at(e, parent))?;
+        let temp = parent.join(format!(".kiln-relink.{}", std::process::id()));
+        let _ = std::fs::remove_file(&temp);
+        std::fs::hard_link(&new, &temp).map_err(|e| at(e, &temp))?;
+        std::fs::rename(&temp, &other).map_err(|e| at(e, &other))?;
+        set_times(parent, &times)?;
+        out.push(Touch::Replaced(name));
+    }
+    Ok(())
 }
 
 fn at(io_err: io::Error, path: &Path) -> io::Error {
     io::Error::new(io_err.kind(), format!("{}: {io_err}", path.display()))
 }
 
-fn merge_dir(upper: &Path, root: &Path, rel: &mut Vec<u8>, out: &mut Vec<Touch>) -> io::Result<()> {
+fn merge_dir(upper: &Path, root: &Path, rel: &mut Vec<u8>, out: &mut Merged) -> io::Result<()> {
     let dir = upper.join(OsStr::from_bytes(rel));
     for item in std::fs::read_dir(&dir).map_err(|e| at(e, &dir))? {
         let item = item.map_err(|e| at(e, &dir))?;
@@ -200,7 +314,7 @@ fn merge_dir(upper: &Path, root: &Path, rel: &mut Vec<u8>, out: &mut Vec<Touch>)
     Ok(())
 }
 
-fn merge_one(upper: &Path, root: &Path, rel: &mut Vec<u8>, out: &mut Vec<Touch>) -> io::Result<()> {
+fn merge_one(upper: &Path, root: &Path, rel: &mut Vec<u8>, out: &mut Merged) -> io::Result<()> {
     let u = upper.join(OsStr::from_bytes(rel));
     let r = root.join(OsStr::from_bytes(rel));
     let umd = std::fs::symlink_metadata(&u).map_err(|e| at(e, &u))?;
@@ -212,22 +326,36 @@ fn merge_one(upper: &Path, root: &Path, rel: &mut Vec<u8>, out: &mut Vec<Touch>)
     if is_whiteout(&umd) {
         if let Some(rmd) = rmd {
             remove(&r, &rmd)?;
-            out.push(Touch::Removed(rel.clone()));
+            out.0.push(Touch::Removed(rel.clone()));
         }
         return Ok(());
     }
     if umd.is_dir() && rmd.as_ref().is_some_and(|m| m.is_dir()) && !is_opaque(&u) {
         merge_dir(upper, root, rel, out)?;
         sync_dir(&u, &umd, &r)?;
-        out.push(Touch::Updated(rel.clone()));
+        out.0.push(Touch::Updated(rel.clone()));
         return Ok(());
     }
+    // a copy-up of a root inode with other names: they must follow it
+    let linked = rmd
+        .as_ref()
+        .filter(|m| !m.is_dir() && !umd.is_dir() && m.nlink() > 1)
+        .filter(|_| matches!(xattr_value(&u, &ORIGIN_XATTR.into()), Ok(Some(_))))
+        .map(|m| m.ino());
+    // its names, looked up before the rename takes one of them away
+    let linked = match linked {
+        Some(ino) => Some((ino, out.1.names_of(root, ino)?)),
+        None => None,
+    };
     if let Some(rmd) = rmd {
         remove(&r, &rmd)?;
     }
     strip(&u, umd.is_dir())?;
     std::fs::rename(&u, &r).map_err(|e| at(e, &r))?;
-    out.push(Touch::Replaced(rel.clone()));
+    out.0.push(Touch::Replaced(rel.clone()));
+    if let Some(old) = linked {
+        relink(upper, root, rel, old, out.0)?;
+    }
     Ok(())
 }
 
@@ -304,20 +432,25 @@ fn sync_dir(u: &Path, umd: &std::fs::Metadata, r: &Path) -> io::Result<()> {
             }
         }
     }
+    set_times(r, umd)
+}
+
+/// Gives `path` the access and modification times of `md`.
+fn set_times(path: &Path, md: &std::fs::Metadata) -> io::Result<()> {
     let ts = |s: i64, ns: i64| rustix::fs::Timespec {
         tv_sec: s,
         tv_nsec: ns as _,
     };
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        r,
+        path,
         &rustix::fs::Timestamps {
-            last_access: ts(umd.atime(), umd.atime_nsec()),
-            last_modification: ts(umd.mtime(), umd.mtime_nsec()),
+            last_access: ts(md.atime(), md.atime_nsec()),
+            last_modification: ts(md.mtime(), md.mtime_nsec()),
         },
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| at(e.into(), r))
+    .map_err(|e| at(e.into(), path))
 }
 
 #[cfg(test)]
@@ -327,8 +460,8 @@ mod tests {
     #[test]
     fn mount_data_refuses_separators() {
         let p = Path::new;
-        assert!(data(p("/k/root"), p("/k/u"), p("/k/w")).is_some());
-        assert!(data(p("/k/ro,ot"), p("/k/u"), p("/k/w")).is_none());
-        assert!(data(p("/k/root"), p("/k/u:x"), p("/k/w")).is_none());
+        assert!(data(p("/k/root"), p("/k/u"), p("/k/w"), false).is_some());
+        assert!(data(p("/k/ro,ot"), p("/k/u"), p("/k/w"), true).is_none());
+        assert!(data(p("/k/root"), p("/k/u:x"), p("/k/w"), false).is_none());
     }
 }

@@ -95,6 +95,13 @@ impl State {
                 rootfs::clean(path)
             )));
         }
+        if path.contains(char::REPLACEMENT_CHARACTER) && e.root.lstat(path).is_err() {
+            return Err(FsError::Invalid(format!(
+                "/{}: the file name is not UTF-8, which COPY and ADD from a directory cannot \
+                 carry (rename it, or ADD a tar archive holding it)",
+                real_name(&e.root, path)
+            )));
+        }
         Ok(e)
     }
 
@@ -345,6 +352,33 @@ impl FsHost for State {
             extract::Whiteouts::Keep,
             &what,
         )
+        .map(|written| {
+            // a name that is not UTF-8 reaches the snapshot as U+FFFD, which makes it walk
+            written
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        })
         .map_err(to_fs_error)
     }
+}
+
+/// `path` as the root spells it: each component that read-dir showed with U+FFFD for bytes
+/// that are not UTF-8 replaced by the real name, its odd bytes escaped (`\xff`).
+fn real_name(root: &Root, path: &str) -> String {
+    let mut real: Vec<u8> = Vec::new();
+    for comp in rootfs::clean(path).split('/') {
+        let name = match comp.contains(char::REPLACEMENT_CHARACTER) {
+            false => comp.as_bytes().to_vec(),
+            true => root
+                .read_dir(&real)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| n.into_encoded_bytes())
+                .find(|n| String::from_utf8_lossy(n) == comp)
+                .unwrap_or_else(|| comp.as_bytes().to_vec()),
+        };
+        real = rootfs::join_bytes(&real, &name);
+    }
+    real.escape_ascii().to_string()
 }

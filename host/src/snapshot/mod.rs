@@ -249,7 +249,8 @@ impl Index {
     /// Brings the index up to date for the paths a COPY/ADD/WORKDIR reported (and their
     /// parents, and everything below a directory it created) without walking the rest of
     /// the root. `None` when the report cannot be trusted to be complete (a directory was
-    /// removed or replaced, a parent is not a directory): the caller then walks the root.
+    /// removed or replaced, a parent is not a directory, a name is not UTF-8): the caller
+    /// then walks the root.
     pub fn apply_touched(
         &mut self,
         root: &Path,
@@ -259,6 +260,10 @@ impl Index {
     ) -> Result<Option<Changes>> {
         let mut paths: BTreeSet<Vec<u8>> = BTreeSet::new();
         for t in touched {
+            if t.contains(char::REPLACEMENT_CHARACTER) {
+                // a name that is not UTF-8 (an ADD archive's) cannot be looked up from here
+                return Ok(None);
+            }
             let rel = crate::rootfs::clean(t).into_bytes();
             if rel.is_empty() || ignore.covers(&rel) {
                 continue;

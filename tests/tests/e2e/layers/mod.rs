@@ -1,6 +1,8 @@
-//! Layers: the snapshot and compression flags (`flags`), the layer cache (`cache`), and a
-//! hostile base layer that must stay inside the stage root (`escape`).
+//! Layers: the snapshot and compression flags (`flags`), the layer cache (`cache`), a
+//! hostile base layer that must stay inside the stage root (`escape`), and names that are not
+//! UTF-8 (`names`).
 
 mod cache;
 mod escape;
 mod flags;
+mod names;

@@ -1,8 +1,10 @@
 //! Talking to registries: push and pull with the library (`roundtrip`), retries, mounts and
 //! mirrors through a fault-injecting proxy (`push`), credentials and TLS (`auth`), bearer
-//! tokens (`token`) and credentials exchanged for tokens first (`minted`).
+//! tokens (`token`), credentials exchanged for tokens first (`minted`) and TLS registries on
+//! loopback (`loopback_tls`).
 
 mod auth;
+mod loopback_tls;
 mod minted;
 mod push;
 mod roundtrip;

@@ -118,6 +118,33 @@ fn tmpfs_mount_and_network_none() {
 }
 
 #[test]
+fn cache_mounts_are_keyed_by_the_cleaned_target() {
+    require_root("mounts in chroot isolation");
+    kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    // BuildKit's default id is the target after path.Clean: all three spellings share one
+    // cache, a fourth path is another.
+    let image = scratch
+        .build(&format!(
+            "FROM {base}\n\
+             RUN --mount=type=cache,target=/a/b/ echo one > /a/b/mark\n\
+             RUN --mount=type=cache,target=/a/b cat /a/b/mark > /seen-plain\n\
+             RUN --mount=type=cache,target=/a/./b// cat /a/b/mark > /seen-dotted\n\
+             RUN --mount=type=cache,target=/a/c ls -A /a/c > /other\n"
+        ))
+        .push_and_unpack(&registry.reference("e2e/mount-cache-clean:1"));
+    assert_eq!(
+        image.read("seen-plain"),
+        "one\n",
+        "/a/b/ and /a/b are one cache"
+    );
+    assert_eq!(image.read("seen-dotted"), "one\n", "/a/./b// is /a/b");
+    assert_eq!(image.read("other"), "", "another target is another cache");
+}
+
+#[test]
 fn bad_mount_values_name_the_line() {
     kiln_bin();
     let registry = Registry::shared();

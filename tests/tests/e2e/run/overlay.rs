@@ -9,6 +9,9 @@
 //! The known difference: the walk also puts `/etc` in each RUN layer. kiln makes the
 //! `resolv.conf` and `hosts` mountpoints there for the RUN and restores the directory's
 //! mtime afterwards, but the directory's ctime still changed. The overlay never sees it.
+//!
+//! A hardlinked file changed through one name in a later RUN (the overlay copies it up as a
+//! new inode) keeps every name, in the image and in the layer.
 
 // Test fixtures outside `#[test]` functions: a panic is the failure report.
 #![allow(clippy::expect_used)]
@@ -166,6 +169,59 @@ fn overlay_and_walk_give_the_same_image() {
     assert!(fifo.file_type().is_fifo());
     let null = fs::symlink_metadata(p("t/new/null")).expect("null");
     assert!(null.file_type().is_char_device() && null.rdev() == libc_makedev(1, 3));
+}
+
+#[test]
+fn hardlinks_survive_a_copy_up() {
+    require_root("RUN on an overlay needs CAP_SYS_ADMIN");
+    kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    let layout = scratch.join("layout");
+    let destination = registry.reference("e2e/run-overlay-hardlinks:1");
+    // default isolation as root: the overlay
+    let out = scratch
+        .build(&format!(
+            "FROM {base}\n\
+             RUN mkdir -p /etc && echo welcome > /etc/issue\n\
+             RUN ln /etc/issue /etc/issue.hard\n\
+             RUN chown 12:34 /etc/issue\n\
+             RUN echo more >> /etc/issue.hard\n"
+        ))
+        .destination(&destination)
+        .arg("--oci-layout-path")
+        .arg(&layout)
+        .run_ok();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("snapshot (overlay)").count(), 4, "{log}");
+
+    let root = umoci_unpack(&destination);
+    let (a, b) = (
+        fs::metadata(root.path("etc/issue")).expect("issue"),
+        fs::metadata(root.path("etc/issue.hard")).expect("issue.hard"),
+    );
+    assert_eq!((a.uid(), a.gid()), (12, 34), "/etc/issue");
+    assert_eq!((b.uid(), b.gid()), (12, 34), "/etc/issue.hard");
+    assert_eq!(a.ino(), b.ino(), "still one file");
+    assert_eq!(root.read("etc/issue"), "welcome\nmore\n");
+
+    // each layer after the link holds the pair as a file and a tar hardlink to it
+    let entries = layer_entries(&layout);
+    for layer in ["2", "3"] {
+        let pair: Vec<Vec<&str>> = entries
+            .iter()
+            .map(|e| e.split(' ').collect::<Vec<_>>())
+            .filter(|f| f[0] == layer && f[1].starts_with("etc/issue"))
+            .collect();
+        assert_eq!(pair.len(), 2, "layer {layer}: {entries:#?}");
+        let file = pair.iter().find(|f| f[2] == "0").expect("a regular file");
+        let link = pair.iter().find(|f| f[2] == "1").expect("a hardlink");
+        assert_eq!(link[6], file[1], "layer {layer}: {pair:?}");
+        for f in &pair {
+            assert_eq!((f[4], f[5]), ("12", "34"), "layer {layer}: {f:?}");
+        }
+    }
 }
 
 fn libc_makedev(major: u64, minor: u64) -> u64 {
