@@ -72,7 +72,10 @@ mod tests {
         // a connection from another process (bash's /dev/tcp)
         let mut other = std::process::Command::new("bash")
             .arg("-c")
-            .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{} && sleep 5", local.port()))
+            .arg(format!(
+                "exec 3<>/dev/tcp/127.0.0.1/{} && sleep 5",
+                local.port()
+            ))
             .spawn()
             .unwrap();
         let (_foreign, foreign_peer) = listener.accept().unwrap();
