@@ -4,7 +4,8 @@
 //! of kiln, and checks what it was given (only the basic devices in /dev, Docker's default
 //! capabilities, a seccomp filter, /sys and /proc/sys read-only, runc's masked paths). Every
 //! attempt must fail in every mode that claims to isolate: chroot as root (on an overlay and
-//! on the stage root itself) and rootless as an unprivileged user.
+//! on the stage root itself) and rootless as an unprivileged user. Nor can a RUN on the host
+//! network use kiln's client-certificate forwarder (`escape/forwarder.pl`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -196,4 +197,63 @@ fn run_cannot_escape_in_chroot_mode_on_the_stage_root() {
 fn run_cannot_escape_in_rootless_mode() {
     let results = attempt_escapes(Mode::Rootless);
     assert_all_failed("rootless as kiln-test", &results);
+}
+
+/// A RUN on the host network (`escape/forwarder.pl`) asks every listening loopback port, with
+/// the registry's password but no client certificate, for an image of a registry that wants
+/// one: kiln's forwarder to that registry must not hand it over.
+#[test]
+fn run_cannot_borrow_kilns_client_certificate() {
+    use kiln_tests::SecureRegistry;
+    require_root("chroot isolation");
+    kiln_bin();
+    let reg = SecureRegistry::start_mutual_tls("mtls-user", &format!("pw-{}", unique_token()));
+    let host = reg.host().to_string();
+    let (cert, key) = reg.client_cert();
+    let client_flag = format!("{host}={},{}", cert.display(), key.display());
+    let scratch = Scratch::new();
+    let config =
+        serde_json::json!({"auths": {&host: {"username": reg.user, "password": reg.password}}});
+    let config_dir = kiln_tests::docker_config(&scratch.join("docker"), &config);
+    let probe = reg.reference("mtls/probe:1");
+    scratch.write("ctx/probe.txt", "probe\n");
+    scratch.write("ctx/forwarder.pl", include_str!("escape/forwarder.pl"));
+    let with_cert = |build: kiln_tests::Build| {
+        build
+            .arg("--registry-certificate")
+            .arg(reg.certificate_flag())
+            .arg("--registry-client-cert")
+            .arg(&client_flag)
+            .env("DOCKER_CONFIG", &config_dir)
+    };
+    with_cert(scratch.build("FROM scratch\nCOPY probe.txt /probe.txt\n"))
+        .destination(&probe)
+        .run_ok();
+    // the RUN comes after the client-certificate registry was read from (COPY --from)
+    let registry = Registry::shared();
+    let base = debian_image(&registry);
+    let layout = scratch.join("out");
+    let image = with_cert(scratch.build(&format!(
+        "FROM {probe} AS probe\n\
+         FROM {base}\n\
+         ARG REG CREDS\n\
+         COPY --from=probe /probe.txt /probe.txt\n\
+         COPY forwarder.pl /forwarder.pl\n\
+         RUN --network=host AUTH=$(printf %s \"$CREDS\" | base64 -w0) perl /forwarder.pl > /forwarder\n"
+    )))
+    .arg("--no-push")
+    .arg("--oci-layout-path")
+    .arg(&layout)
+    .arg("--build-arg")
+    .arg(format!("REG={host}"))
+    .arg("--build-arg")
+    .arg(format!("CREDS={}:{}", reg.user, reg.password));
+    image.run_ok();
+    let image = umoci_unpack(&format!("oci:{}:latest", layout.display()));
+    assert_eq!(image.read("probe.txt"), "probe\n");
+    let answered = image.read("forwarder");
+    assert!(
+        answered.is_empty(),
+        "a RUN fetched from the client-certificate registry through kiln's forwarder:\n{answered}"
+    );
 }
