@@ -9,6 +9,9 @@
 //! Absolute URLs that point back at the registry (`Location` of an upload session, a bearer
 //! `realm` on the same host) are rewritten to the forwarder, so they go through it too.
 //!
+//! Only connections kiln itself made are served (`peer`): the port is open to every local
+//! process, kiln's identity is not.
+//!
 //! One request per connection (`Connection: close`); request bodies are streamed through with
 //! their `Content-Length` (every request kiln makes has one), responses as they arrive.
 
@@ -71,9 +74,15 @@ pub(crate) async fn start(upstream: &str, http: reqwest::Client) -> std::io::Res
     debug!(registry = %upstream, forwarder = %local, "TLS client-certificate forwarder");
     tokio::spawn(async move {
         loop {
-            let Ok((conn, _)) = listener.accept().await else {
+            let Ok((conn, peer)) = listener.accept().await else {
                 continue;
             };
+            // kiln's identity is lent to kiln alone, not to a RUN or another local process
+            let local = listener.local_addr();
+            if !local.is_ok_and(|local| super::peer::is_own(peer, local)) {
+                debug!(registry = %up.host, %peer, "refused a connection not made by kiln");
+                continue;
+            }
             let up = up.clone();
             tokio::spawn(async move {
                 if let Err(e) = serve(conn, &up).await {

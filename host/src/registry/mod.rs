@@ -6,7 +6,7 @@
 //! for loopback registries and the `--insecure*` flags, TLS trust from `--skip-tls-verify*`
 //! and `--registry-certificate`, logging in) is `client.rs`, with the flags themselves in `options.rs`; credentials are
 //! `auth.rs` (with `google.rs` and `ecr.rs` for the clouds that mint them), bearer tokens for
-//! mounts `token.rs`, TLS client certificates `client_cert.rs`, mirrors `mirror.rs`, platform
+//! mounts `token.rs`, TLS client certificates `client_cert.rs` (serving kiln alone: `peer.rs`), mirrors `mirror.rs`, platform
 //! choice in an index `platform.rs`, blob download with digest checks `pull.rs`, streaming
 //! upload with cross-repository mounts `push.rs`, the base-image cache of `--cache-dir`
 //! `blobs.rs`, errors and their classification `error.rs`, and retries of transient failures
@@ -27,6 +27,7 @@ mod error;
 pub(crate) mod google;
 mod mirror;
 mod options;
+mod peer;
 mod platform;
 mod pull;
 mod push;

@@ -1,19 +1,21 @@
-//! The forked side of a RUN, between fork and exec: namespaces, mounts, chroot, identity.
+//! The forked side of a RUN, between fork and exec: namespaces, mounts, the root, identity.
 //!
 //! With CAP_SYS_ADMIN (root, or root of a rootless user namespace) the child unshares mount,
-//! UTS and PID namespaces (and the network with `--network=none`) and forks once more: the
-//! grandchild is pid 1 of the new PID namespace and becomes the command, so when it exits the
-//! kernel kills every process it left behind. Without CAP_SYS_ADMIN the same shape runs
-//! without namespaces. Either way the middle process is a subreaper that waits, kills what
+//! UTS, IPC and PID namespaces (and the network with `--network=none`) and forks once more:
+//! the grandchild is pid 1 of the new PID namespace and becomes the command, so when it exits
+//! the kernel kills every process it left behind. It enters the stage root as a container
+//! runtime would (`confine`: its own /dev, /proc, read-only /sys, `pivot_root`); in place it
+//! gets a fresh /proc and kiln's files covered. Without CAP_SYS_ADMIN the same shape runs
+//! without namespaces, in a plain chroot. Last come the process's rights (`confine`:
+//! capabilities, seccomp, identity). Either way the middle process is a subreaper that waits, kills what
 //! the command left and passes the exit status or signal on (`reaper`). Everything here is prepared before the fork
 //! (`ChildConfig` holds only C strings and integers): no allocation after it.
 
 use std::ffi::{CStr, CString};
 
-use super::reaper;
+use super::{confine, reaper};
 use rustix::mount::{
-    mount, mount_bind, mount_bind_recursive, mount_change, mount_remount, MountFlags,
-    MountPropagationFlags,
+    mount, mount_bind, mount_change, mount_remount, MountFlags, MountPropagationFlags,
 };
 
 /// Hostname RUN sees, as BuildKit's.
@@ -42,6 +44,8 @@ pub struct ChildConfig {
     pub root: CString,
     pub cwd: CString,
     pub namespaces: bool,
+    /// with namespaces, a root of its own (`pivot_root`, minimal /dev); false in place
+    pub confined: bool,
     /// overlay mount data: the command sees an overlay laid over `root` (`overlay`)
     pub overlay: Option<CString>,
     pub new_net: bool,
@@ -56,6 +60,8 @@ pub struct ChildConfig {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// seccomp filters installed right before exec (`seccomp`)
+    pub seccomp: Option<std::sync::Arc<Vec<seccompiler::BpfProgram>>>,
     /// write end of the pipe the middle process reports how many processes it killed on
     pub report: i32,
 }
@@ -74,7 +80,10 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
     }
     if c.namespaces {
         use rustix::thread::{unshare_unsafe, UnshareFlags};
-        let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWPID;
+        let mut flags = UnshareFlags::NEWNS
+            | UnshareFlags::NEWUTS
+            | UnshareFlags::NEWIPC
+            | UnshareFlags::NEWPID;
         if c.new_net {
             flags |= UnshareFlags::NEWNET;
         }
@@ -116,54 +125,59 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
         rustix::process::chroot(c.root.as_c_str())?;
     }
     rustix::process::chdir(c.cwd.as_c_str())?;
-    set_identity(c)
+    let keep = match c.confined {
+        true => confine::DEFAULT_CAPS,
+        false => confine::UNCONFINED_CAPS,
+    };
+    confine::drop_rights(keep, c.seccomp.as_ref().map(|p| p.as_slice()), || {
+        set_identity(c)
+    })
 }
 
-/// pid 1 of the new PID namespace: hostname, the root's mounts, user mounts, chroot.
+/// pid 1 of the new PID namespace: hostname, the root's mounts, user mounts, the root.
 fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
     #[allow(unsafe_code)]
     // SAFETY: sethostname with a static C string
     unsafe {
         libc::sethostname(HOSTNAME.as_ptr(), HOSTNAME.to_bytes().len());
     }
-    if let Some(data) = &c.overlay {
+    if c.confined {
         // over the root's own path, so the mount targets the parent resolved stay valid
-        mount(
-            c"overlay",
-            c.root.as_c_str(),
-            c"overlay",
-            MountFlags::empty(),
-            data.as_c_str(),
-        )?;
+        confine::root_mount(c.root.as_c_str(), c.overlay.as_deref())?;
+        if c.proc_ {
+            confine::proc_()?;
+        }
+        if c.dev {
+            confine::dev()?;
+        }
+        if c.sys {
+            confine::sys()?;
+        }
+        confine::mask()?;
+        network_and_user_mounts(c)?;
+        return confine::pivot();
     }
     rustix::process::chdir(c.root.as_c_str())?;
     if c.proc_ {
-        let fresh = mount(
-            c"proc",
-            c"proc",
-            c"proc",
-            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-            None::<&CStr>,
-        );
-        if fresh.is_err() {
-            // a user namespace in a container may not mount a fresh proc over masked paths
-            mount_bind_recursive(c"/proc", c"proc")?;
-        }
+        confine::proc_()?;
     }
-    if c.dev {
-        mount_bind_recursive(c"/dev", c"dev")?;
-        // a private /dev/shm, where the bound /dev has one
-        let _ = mount(
-            c"shm",
-            c"dev/shm",
+    network_and_user_mounts(c)?;
+    for path in &c.hide {
+        // kiln's files (in-place mode): covered once the mounts from them are made
+        mount(
             c"tmpfs",
-            MountFlags::NOSUID | MountFlags::NODEV,
-            c"mode=1777",
-        );
+            path.as_c_str(),
+            c"tmpfs",
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+            c"size=4k,mode=700",
+        )?;
     }
-    if c.sys {
-        mount_bind_recursive(c"/sys", c"sys")?;
-    }
+    rustix::process::chroot(c".")?;
+    Ok(())
+}
+
+/// resolv.conf, hosts and every `RUN --mount`, on targets the parent resolved.
+fn network_and_user_mounts(c: &ChildConfig) -> std::io::Result<()> {
     if let Some(src) = &c.resolv {
         mount_bind(src.as_c_str(), c"etc/resolv.conf")?;
     }
@@ -191,17 +205,6 @@ fn enter_namespaces(c: &ChildConfig) -> std::io::Result<()> {
             )?,
         }
     }
-    for path in &c.hide {
-        // kiln's files (in-place mode): covered once the mounts from them are made
-        mount(
-            c"tmpfs",
-            path.as_c_str(),
-            c"tmpfs",
-            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-            c"size=4k,mode=700",
-        )?;
-    }
-    rustix::process::chroot(c".")?;
     Ok(())
 }
 

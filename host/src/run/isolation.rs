@@ -98,6 +98,10 @@ pub fn can_mount() -> bool {
     has_cap(21)
 }
 
+/// The one warning of a mode that cannot give RUN a root of its own (in place, or no
+/// CAP_SYS_ADMIN): RUN then loses only chroot(2), mknod(2) and what Docker withholds.
+pub const NOT_ISOLATED: &str = "RUN is not isolated from kiln: it can read what kiln can read";
+
 /// The mode for `requested` (None: chosen from who kiln runs as), checked against the
 /// process; the choice is logged.
 pub fn choose(requested: Option<Isolation>, force: bool) -> Result<Isolation, IsolationError> {
@@ -126,6 +130,9 @@ pub fn choose(requested: Option<Isolation>, force: bool) -> Result<Isolation, Is
         "RUN isolation: {} ({how})",
         mode.name()
     );
+    if mode == Isolation::InPlace || (mode == Isolation::Chroot && !can_mount()) {
+        tracing::warn!("{NOT_ISOLATED}");
+    }
     if mode != Isolation::Rootless && root && !can_mount() {
         tracing::warn!(
             "no CAP_SYS_ADMIN: RUN runs in a plain chroot without /proc, /sys, /dev/shm, its \

@@ -11,6 +11,7 @@
 //! is the orchestrator's business.
 
 mod child;
+mod confine;
 mod in_place;
 pub mod isolation;
 pub mod mount_spec;
@@ -19,6 +20,7 @@ mod overlay;
 mod reaper;
 mod runner;
 mod scaffold;
+mod seccomp;
 pub mod secrets;
 
 use std::ffi::{CString, OsStr};
@@ -76,6 +78,8 @@ pub enum Error {
         what: &'static str,
         source: Box<crate::snapshot::Error>,
     },
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error("a blocking task of the runner failed: {why}")]
     Task { why: String },
 }
@@ -124,6 +128,8 @@ pub(crate) struct RunEnv {
     pub hide: Vec<PathBuf>,
     /// RUN goes on an overlay (`overlay::probe` succeeded on `scratch`'s filesystem)
     pub overlay: bool,
+    /// the seccomp filters every RUN gets (`seccomp::compile`)
+    pub seccomp: Option<Arc<Vec<seccompiler::BpfProgram>>>,
 }
 
 /// The middle processes of running commands (each its process group's leader), stopped on
@@ -240,6 +246,7 @@ pub(crate) fn run(
             root: cstring(root.path())?,
             cwd: cstring(&Path::new("/").join(crate::rootfs::clean(&spec.cwd)))?,
             namespaces: env.namespaces,
+            confined: env.namespaces && !in_place,
             overlay: overlay.as_ref().map(|o| o.data.clone()),
             new_net: spec.network == Network::None,
             proc_: points.proc_,
@@ -260,6 +267,7 @@ pub(crate) fn run(
             uid: spec.uid,
             gid: spec.gid,
             groups: spec.groups.clone(),
+            seccomp: env.seccomp.clone(),
             report: -1,
         };
         let status = spawn_and_wait(

@@ -108,6 +108,7 @@ impl Runner {
             scratch,
             cache_mounts: opts.cache_mounts.clone(),
             secrets: opts.secrets.clone(),
+            seccomp: super::seccomp::compile()?.map(Arc::new),
             hide: match in_place {
                 Some(_) => in_place::hidden(&opts.kiln_dir),
                 None => Vec::new(),

@@ -20,7 +20,7 @@ use kiln_tests::{
 };
 
 /// `chown -R uid:gid path`.
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
+pub(super) fn chown_tree(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
     if path.is_dir() && !path.is_symlink() {
         for e in fs::read_dir(path).unwrap().flatten() {
@@ -99,7 +99,7 @@ fn a_non_root_user_builds_in_rootless_mode() {
 /// The user `scripts/test.sh setup` creates for the subordinate-id test, with its uid and gid; panics
 /// with the commands that create it when it or its /etc/subuid and /etc/subgid ranges are
 /// missing.
-fn subid_user() -> (&'static str, u32, u32) {
+pub(super) fn subid_user() -> (&'static str, u32, u32) {
     const USER: &str = "kiln-test";
     let how =
         "run scripts/test.sh setup, or: useradd --create-home kiln-test && usermod --add-subuids \
