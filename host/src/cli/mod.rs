@@ -60,7 +60,8 @@ pub enum Command {
 /// The argument vector as clap should see it:
 /// - kaniko's executor takes its flags with no subcommand (`executor --context=…`), and pod
 ///   specs written for it pass them that way: a vector that starts with a flag other than
-///   help or version is a `build`;
+///   help or version is a `build`, or a `warm` when it names `--image` as kaniko's warmer
+///   image takes it;
 /// - a boolean flag followed by a separate `true` or `false` takes it as its value
 ///   (`--no-push false`), the same for every boolean flag; `--flag` alone means true and
 ///   `--flag=BOOL` always works.
@@ -70,11 +71,15 @@ where
     I::Item: Into<OsString>,
 {
     let mut argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
-    let implicit_build = argv.get(1).and_then(|a| a.to_str()).is_some_and(|first| {
+    let implicit = argv.get(1).and_then(|a| a.to_str()).is_some_and(|first| {
         first.starts_with('-') && !matches!(first, "-h" | "--help" | "-V" | "--version")
     });
-    if implicit_build {
-        argv.insert(1, "build".into());
+    if implicit {
+        // kaniko's warmer is its own image, taking `--image` (which `build` does not have)
+        let warmer = argv.iter().filter_map(|a| a.to_str()).any(|a| {
+            a == "-i" || a.starts_with("--image=") || a == "--image" || a.starts_with("-i=")
+        });
+        argv.insert(1, if warmer { "warm" } else { "build" }.into());
     }
     join_bool_values(argv)
 }
@@ -213,6 +218,14 @@ mod tests {
         let a = build(&["--no-push", "."]);
         assert!(a.no_push);
         assert_eq!(a.context_dir.as_deref(), Some("."));
+    }
+
+    #[test]
+    fn kaniko_warmer_arguments_are_a_warm() {
+        let cli = parse(&["--cache-dir=/cache", "--image=busybox:1"]).expect("parses");
+        assert!(matches!(cli.command, Command::Warm(_)), "{:?}", cli.command);
+        let cli = parse(&["--context=.", "--no-push"]).expect("parses");
+        assert!(matches!(cli.command, Command::Build(_)));
     }
 
     #[test]

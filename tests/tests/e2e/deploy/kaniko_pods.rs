@@ -156,7 +156,26 @@ fn kaniko_documented_pods_run_unchanged_but_for_endpoints() {
     };
     assert_pushed(&run(&c, &scratch), &dest, "marker.txt", "from the volume\n");
 
-    // the cache pod: --cache with the repository beside the destination, twice
+    // the warmer pod: kaniko's warmer arguments fill the cache volume the next pod reads
+    let (args, env) = container("warmer.yaml");
+    let c = Container {
+        args: swap(&args, "gcr.io/google-appengine/debian9", &base),
+        env,
+        volumes: vec![
+            ("/secret".into(), scratch.join("secret")),
+            ("/cache".into(), scratch.join("cache")),
+        ],
+    };
+    let warmed = run(&c, &scratch);
+    assert!(warmed.status.success(), "the warmer pod failed");
+    let printed = String::from_utf8_lossy(&warmed.stdout);
+    assert!(
+        printed.contains(&format!("{base}@sha256:")),
+        "warmed: {printed}"
+    );
+
+    // the cache pod: --cache with the repository beside the destination, twice; the base
+    // image from the warmed /cache
     let (args, env) = container("cache.yaml");
     let dest = registry.reference("team/app:latest");
     let workspace = context_dir(&scratch, &base, "cache-ws", "cached\n");
@@ -169,7 +188,12 @@ fn kaniko_documented_pods_run_unchanged_but_for_endpoints() {
             ("/workspace".into(), workspace),
         ],
     };
-    assert_pushed(&run(&c, &scratch), &dest, "marker.txt", "cached\n");
+    let first = run(&c, &scratch);
+    assert_pushed(&first, &dest, "marker.txt", "cached\n");
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("base image from the cache"),
+        "the base image came from the warmed cache"
+    );
     let again = run(&c, &scratch);
     assert_pushed(&again, &dest, "marker.txt", "cached\n");
     assert!(
