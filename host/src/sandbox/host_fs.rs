@@ -1,13 +1,15 @@
 //! The host side of the guest's `fs` interface: every call is a `Root` operation on a root
 //! from the call's table, with chroot semantics, write access only on writable roots and
 //! .dockerignore'd context paths invisible. Bytes are copied here, never through the guest.
+//! Paths cross the boundary through `names`, so names that are not UTF-8 keep their bytes.
 
-use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::io::Read;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 
 use super::bindings::kiln::builder::fs::Host as FsHost;
 use super::bindings::kiln::builder::types::{self, FileStat as Stat, FsError, Kind, Meta};
-use super::{RootEntry, State};
+use super::{names, RootEntry, State};
 use crate::dockerfile::IgnoreRules;
 use crate::layer::extract;
 use crate::rootfs::{self, Root};
@@ -95,13 +97,6 @@ impl State {
                 rootfs::clean(path)
             )));
         }
-        if path.contains(char::REPLACEMENT_CHARACTER) && e.root.lstat(path).is_err() {
-            return Err(FsError::Invalid(format!(
-                "/{}: the file name is not UTF-8, which COPY and ADD from a directory cannot \
-                 carry (rename it, or ADD a tar archive holding it)",
-                real_name(&e.root, path)
-            )));
-        }
         Ok(e)
     }
 
@@ -143,7 +138,7 @@ impl FsHost for State {
     fn lstat(&mut self, r: u32, path: String) -> FsResult<Stat> {
         self.note(r, &path, false);
         self.root(r, &path)?
-            .lstat(&path)
+            .lstat(names::from_guest(&path))
             .map(to_stat)
             .map_err(to_fs_error)
     }
@@ -151,7 +146,7 @@ impl FsHost for State {
     fn stat(&mut self, r: u32, path: String) -> FsResult<Stat> {
         self.note(r, &path, false);
         self.root(r, &path)?
-            .stat(&path)
+            .stat(names::from_guest(&path))
             .map(to_stat)
             .map_err(to_fs_error)
     }
@@ -159,25 +154,31 @@ impl FsHost for State {
     fn readlink(&mut self, r: u32, path: String) -> FsResult<String> {
         self.note(r, &path, false);
         self.root(r, &path)?
-            .readlink(&path)
-            .map(|t| t.to_string_lossy().into_owned())
+            .readlink(names::from_guest(&path))
+            .map(|t| names::to_guest(t.as_bytes()))
             .map_err(to_fs_error)
     }
 
     fn read_dir(&mut self, r: u32, path: String) -> FsResult<Vec<String>> {
         let entry = self.entry(r, &path)?;
-        let names = entry.root.read_dir(&path).map_err(to_fs_error)?;
+        let names = entry
+            .root
+            .read_dir(names::from_guest(&path))
+            .map_err(to_fs_error)?;
         let dir = rootfs::clean(&path);
         Ok(names
             .into_iter()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| names::to_guest(n.as_bytes()))
             .filter(|n| !entry.hidden(&rootfs::join(&dir, n)))
             .collect())
     }
 
     fn read_file(&mut self, r: u32, path: String, max: u64) -> FsResult<Vec<u8>> {
         self.note(r, &path, true);
-        let file = self.root(r, &path)?.open_read(&path).map_err(to_fs_error)?;
+        let file = self
+            .root(r, &path)?
+            .open_read(names::from_guest(&path))
+            .map_err(to_fs_error)?;
         let mut buf = Vec::new();
         file.take(max)
             .read_to_end(&mut buf)
@@ -191,7 +192,7 @@ impl FsHost for State {
             return Ok(());
         }
         self.writable(r, &path)?
-            .mkdir(&path, mode)
+            .mkdir(names::from_guest(&path), mode)
             .map_err(to_fs_error)
     }
 
@@ -201,7 +202,10 @@ impl FsHost for State {
             return Ok(());
         }
         self.writable(r, &path)?
-            .symlink(OsStr::new(&target), &path)
+            .symlink(
+                &OsString::from_vec(names::from_guest(&target)),
+                names::from_guest(&path),
+            )
             .map_err(to_fs_error)
     }
 
@@ -211,7 +215,7 @@ impl FsHost for State {
             return Ok(());
         }
         self.writable(r, &path)?
-            .link(&existing, &path)
+            .link(names::from_guest(&existing), names::from_guest(&path))
             .map_err(to_fs_error)
     }
 
@@ -227,7 +231,7 @@ impl FsHost for State {
             mtime: m.mtime,
         };
         self.writable(r, &path)?
-            .set_meta(&path, &meta)
+            .set_meta(names::from_guest(&path), &meta)
             .map_err(to_fs_error)
     }
 
@@ -237,7 +241,7 @@ impl FsHost for State {
             return Ok(());
         }
         self.writable(r, &path)?
-            .remove(&path, recursive)
+            .remove(names::from_guest(&path), recursive)
             .map_err(to_fs_error)
     }
 
@@ -250,7 +254,9 @@ impl FsHost for State {
     ) -> FsResult<u64> {
         self.note(from, &from_path, true);
         let src_root = self.root(from, &from_path)?;
-        let st = src_root.stat(&from_path).map_err(to_fs_error)?;
+        let st = src_root
+            .stat(names::from_guest(&from_path))
+            .map_err(to_fs_error)?;
         if st.kind != rootfs::Kind::File {
             return Err(FsError::Invalid(format!(
                 "/{}: not a regular file",
@@ -261,10 +267,12 @@ impl FsHost for State {
             self.writable(to, &to_path)?;
             return Ok(st.size);
         }
-        let mut src = src_root.open_read(&from_path).map_err(to_fs_error)?;
+        let mut src = src_root
+            .open_read(names::from_guest(&from_path))
+            .map_err(to_fs_error)?;
         let dst_root = self.writable(to, &to_path)?;
         let mut dst = dst_root
-            .create_file(&to_path, st.mode)
+            .create_file(names::from_guest(&to_path), st.mode)
             .map_err(to_fs_error)?;
         // std uses copy_file_range between two files
         let n = std::io::copy(&mut src, &mut dst)
@@ -291,7 +299,7 @@ impl FsHost for State {
     ) -> FsResult<()> {
         let st = self
             .root(from, &from_path)?
-            .lstat(&from_path)
+            .lstat(names::from_guest(&from_path))
             .map_err(to_fs_error)?;
         if !matches!(
             st.kind,
@@ -303,17 +311,19 @@ impl FsHost for State {
             )));
         }
         let dst_root = self.writable(to, &to_path)?;
-        if let Ok(existing) = dst_root.lstat(&to_path) {
+        if let Ok(existing) = dst_root.lstat(names::from_guest(&to_path)) {
             if existing.kind == rootfs::Kind::Dir {
                 return Err(FsError::IsDirectory(format!(
                     "/{}",
                     rootfs::clean(&to_path)
                 )));
             }
-            dst_root.remove(&to_path, false).map_err(to_fs_error)?;
+            dst_root
+                .remove(names::from_guest(&to_path), false)
+                .map_err(to_fs_error)?;
         }
         dst_root
-            .mknod(&to_path, st.kind, st.mode, st.rdev)
+            .mknod(names::from_guest(&to_path), st.kind, st.mode, st.rdev)
             .map_err(to_fs_error)
     }
 
@@ -321,7 +331,7 @@ impl FsHost for State {
         self.note(from, &from_path, true);
         let src = self
             .root(from, &from_path)?
-            .open_read(&from_path)
+            .open_read(names::from_guest(&from_path))
             .map_err(to_fs_error)?;
         Ok(extract::is_archive(src))
     }
@@ -341,7 +351,7 @@ impl FsHost for State {
         }
         let src = self
             .root(from, &from_path)?
-            .open_read(&from_path)
+            .open_read(names::from_guest(&from_path))
             .map_err(to_fs_error)?;
         let dst = self.writable(to, &to_dir)?;
         let what = format!("/{}", rootfs::clean(&from_path));
@@ -352,33 +362,7 @@ impl FsHost for State {
             extract::Whiteouts::Keep,
             &what,
         )
-        .map(|written| {
-            // a name that is not UTF-8 reaches the snapshot as U+FFFD, which makes it walk
-            written
-                .iter()
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect()
-        })
+        .map(|written| written.iter().map(|p| names::to_guest(p)).collect())
         .map_err(to_fs_error)
     }
-}
-
-/// `path` as the root spells it: each component that read-dir showed with U+FFFD for bytes
-/// that are not UTF-8 replaced by the real name, its odd bytes escaped (`\xff`).
-fn real_name(root: &Root, path: &str) -> String {
-    let mut real: Vec<u8> = Vec::new();
-    for comp in rootfs::clean(path).split('/') {
-        let name = match comp.contains(char::REPLACEMENT_CHARACTER) {
-            false => comp.as_bytes().to_vec(),
-            true => root
-                .read_dir(&real)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|n| n.into_encoded_bytes())
-                .find(|n| String::from_utf8_lossy(n) == comp)
-                .unwrap_or_else(|| comp.as_bytes().to_vec()),
-        };
-        real = rootfs::join_bytes(&real, &name);
-    }
-    real.escape_ascii().to_string()
 }

@@ -10,6 +10,7 @@
 
 mod bindings;
 mod host_fs;
+mod names;
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -322,7 +323,7 @@ impl Sandbox {
         Ok((
             Outcome {
                 config,
-                touched: out.touched,
+                touched: out.touched.iter().map(|p| names::for_snapshot(p)).collect(),
                 state: GuestStageState::from_wit(out.state),
             },
             reads,
