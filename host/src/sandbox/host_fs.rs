@@ -280,7 +280,7 @@ impl FsHost for State {
         drop(dst);
         dst_root
             .set_meta(
-                &to_path,
+                names::from_guest(&to_path),
                 &rootfs::Meta {
                     mtime: Some(st.mtime),
                     ..rootfs::Meta::default()
