@@ -35,6 +35,9 @@ RUN --mount=type=secret,id=ca-certificates \
  && rm /tmp/rustup-init
 WORKDIR /src
 COPY . .
+# The cargo profile of the executor binary: `release`, or `quick` (Cargo.toml: the same code
+# without optimisation, for kiln's own self-hosting test, which must compile, link and run it).
+ARG CARGO_PROFILE=release
 # Cargo's registry and the target dir live in cache mounts: rebuilding the second target
 # (or the next release) is incremental, and neither ends up in a layer.
 RUN --mount=type=secret,id=ca-certificates \
@@ -43,8 +46,8 @@ RUN --mount=type=secret,id=ca-certificates \
     . /usr/local/bin/use-build-ca \
  && rustup toolchain install \
  && rustup target add x86_64-unknown-linux-musl \
- && CARGO_TARGET_DIR=/build/target cargo build --release --locked -p kiln --target x86_64-unknown-linux-musl \
- && install -D -m 0755 /build/target/x86_64-unknown-linux-musl/release/kiln /out/kiln/executor \
+ && CARGO_TARGET_DIR=/build/target cargo build --profile "$CARGO_PROFILE" --locked -p kiln --target x86_64-unknown-linux-musl \
+ && install -D -m 0755 "/build/target/x86_64-unknown-linux-musl/$CARGO_PROFILE/kiln" /out/kiln/executor \
  && install -d -m 0755 /out/kiln/.docker /out/workspace \
  && printf '{}\n' > /out/kiln/.docker/config.json \
  && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /out/kiln/ssl/certs/ca-certificates.crt

@@ -208,7 +208,7 @@ async fn prepare(mut opts: BuildOptions, loaded: &Loaded, work: PathBuf) -> Resu
     let runner = Runner::prepare(runner_options(&opts, loaded, &work, &cache_dir)).await?;
     // what RUN's isolation keeps out of snapshots never reaches a layer either
     opts.layers.ignore_paths.extend(runner.unsnapshotted());
-    let sandbox = LazySandbox::start(cache_dir);
+    let sandbox = LazySandbox::start();
     let epoch = source_date_epoch(&loaded.plan.build_args)?;
     let mtime_clamp = opts.reproducible.then(|| epoch.unwrap_or(0));
     let created = mtime_clamp.or(epoch).unwrap_or_else(|| {

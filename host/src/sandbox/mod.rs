@@ -2,30 +2,34 @@
 //! against `wit/`) in wasmtime, with no WASI preopens and no ambient authority.
 //!
 //! The guest's only file access is the `fs` interface, implemented in `host_fs` on root
-//! handles. The component is compiled once per machine and wasmtime version: the precompiled
-//! artifact is cached under the kiln dir and deserialized on later runs, so no build pays a
-//! Cranelift compile after the first. Generated bindings stay in `bindings`; the rest of kiln
-//! sees `GuestInstruction`, `GuestRoots`, `GuestStageState`, `Outcome`, `StageStart` and
-//! `Identity`.
+//! handles. The component is compiled to native code when kiln is built (build.rs, with the
+//! settings in `engine`) and embedded; loading it costs no compile and writes nothing. Generated
+//! bindings stay in `bindings`; the rest of kiln sees `GuestInstruction`, `GuestRoots`,
+//! `GuestStageState`, `Outcome`, `StageStart` and `Identity`.
 
 mod bindings;
+mod engine;
 mod host_fs;
+mod limits;
 mod names;
+mod wasi;
 
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::dockerfile::IgnoreRules;
 use crate::rootfs::Root;
 use bindings::exports::kiln::builder::interpreter as wit;
 
-/// The guest component, built by build.rs.
+/// The guest compiled for this target by build.rs.
+#[cfg(not(feature = "jit"))]
+const GUEST_NATIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kiln_guest.cwasm"));
+/// The guest component, built by build.rs, compiled when loaded (feature `jit`).
+#[cfg(feature = "jit")]
 const GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kiln_guest.wasm"));
 
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +40,6 @@ pub enum Error {
     Trap(wasmtime::Error),
     #[error("{0}")]
     Instruction(String),
-    #[error("{path}: {op}: {source}")]
-    Cache {
-        path: PathBuf,
-        op: &'static str,
-        source: std::io::Error,
-    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -136,6 +134,7 @@ pub(crate) struct RootEntry {
 /// Per-call store data.
 pub(crate) struct State {
     wasi: WasiCtx,
+    limits: limits::GuestLimits,
     table: ResourceTable,
     pub roots: Vec<RootEntry>,
     /// a dry run's reads of source roots: (root index, clean path, content read)
@@ -158,20 +157,18 @@ pub struct Sandbox {
     linker: Linker<State>,
 }
 
-/// The guest, compiled (or read from the kiln dir's cache) on a thread of its own from the
-/// start of a build; the first instruction that needs it waits for it. A build of only FROM
-/// and RUN never waits, and for the others the work overlaps pulling the base.
+/// The guest, loaded on a thread of its own from the start of a build; the first instruction
+/// that needs it waits for it (a few milliseconds; longer with the `jit` feature, which
+/// compiles it here).
 pub struct LazySandbox {
     loader: std::sync::Mutex<Option<std::thread::JoinHandle<Result<Sandbox>>>>,
     ready: std::sync::OnceLock<std::result::Result<Sandbox, String>>,
 }
 
 impl LazySandbox {
-    pub fn start(cache_dir: PathBuf) -> LazySandbox {
+    pub fn start() -> LazySandbox {
         LazySandbox {
-            loader: std::sync::Mutex::new(Some(std::thread::spawn(move || {
-                Sandbox::load(&cache_dir)
-            }))),
+            loader: std::sync::Mutex::new(Some(std::thread::spawn(Sandbox::load))),
             ready: std::sync::OnceLock::new(),
         }
     }
@@ -190,7 +187,7 @@ impl LazySandbox {
 }
 
 impl Drop for LazySandbox {
-    /// Lets an unfinished load end, so it never leaves a half-written cache file.
+    /// Lets an unfinished load end before the build's resources go.
     fn drop(&mut self) {
         if let Some(loader) = self.loader.lock().ok().and_then(|mut l| l.take()) {
             let _ = loader.join();
@@ -199,12 +196,12 @@ impl Drop for LazySandbox {
 }
 
 impl Sandbox {
-    /// Loads the guest, from the precompiled cache in `cache_dir` when it is there.
-    pub fn load(cache_dir: &Path) -> Result<Sandbox> {
-        let engine = Engine::new(&Config::new()).map_err(Error::Load)?;
-        let component = load_component(&engine, cache_dir)?;
+    /// Loads the guest compiled into kiln.
+    pub fn load() -> Result<Sandbox> {
+        let engine = Engine::new(&engine::config()).map_err(Error::Load)?;
+        let component = load_component(&engine)?;
         let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::Load)?;
+        wasi::link(&mut linker).map_err(Error::Load)?;
         bindings::Builder::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(Error::Load)?;
         Ok(Sandbox {
@@ -221,11 +218,15 @@ impl Sandbox {
             &self.engine,
             State {
                 wasi,
+                limits: limits::GuestLimits::from_env(),
                 table: ResourceTable::new(),
                 reads: roots.iter().any(|r| r.dry_run).then(Default::default),
                 roots,
             },
         );
+        store.limiter(|s| &mut s.limits);
+        let fuel = store.data().limits.fuel;
+        store.set_fuel(fuel).map_err(Error::Load)?;
         let instance = bindings::Builder::instantiate(&mut store, &self.component, &self.linker)
             .map_err(Error::Load)?;
         Ok((store, instance))
@@ -305,7 +306,7 @@ impl Sandbox {
         let out = instance
             .kiln_builder_interpreter()
             .call_execute(&mut store, &wins, &config, wroots, state.to_wit())
-            .map_err(Error::Trap)?
+            .map_err(|e| Error::Trap(store.data().limits.explain(e)))?
             .map_err(Error::Instruction)?;
         let config = parse_config(&out.config)?;
         let reads = store
@@ -338,7 +339,7 @@ impl Sandbox {
         let start = instance
             .kiln_builder_interpreter()
             .call_start_stage(&mut store, &config)
-            .map_err(Error::Trap)?
+            .map_err(|e| Error::Trap(store.data().limits.explain(e)))?
             .map_err(Error::Instruction)?;
         Ok(StageStart {
             config: parse_config(&start.config)?,
@@ -357,7 +358,7 @@ impl Sandbox {
         let id = instance
             .kiln_builder_interpreter()
             .call_resolve_user(&mut store, user, 0)
-            .map_err(Error::Trap)?
+            .map_err(|e| Error::Trap(store.data().limits.explain(e)))?
             .map_err(Error::Instruction)?;
         Ok(Identity {
             uid: id.uid,
@@ -374,45 +375,22 @@ fn parse_config(json: &str) -> Result<Value> {
         .map_err(|e| Error::Instruction(format!("interpreter returned a bad config: {e}")))
 }
 
-/// Compiles the component, or deserializes the artifact a previous run cached.
-fn load_component(engine: &Engine, cache_dir: &Path) -> Result<Component> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    GUEST_WASM.hash(&mut h);
-    let key = format!(
-        "guest-{}-{:016x}.cwasm",
-        env!("CARGO_PKG_VERSION"),
-        h.finish()
-    );
-    let path = cache_dir.join(key);
-    if path.exists() {
-        match deserialize(engine, &path) {
-            Ok(c) => return Ok(c),
-            Err(e) => tracing::debug!(error = %e, "precompiled guest unusable, recompiling"),
-        }
-    }
-    let bytes = engine
-        .precompile_component(GUEST_WASM)
-        .map_err(Error::Load)?;
-    let cache_err = |op| {
-        let path = path.clone();
-        move |source| Error::Cache {
-            path: path.clone(),
-            op,
-            source,
-        }
-    };
-    std::fs::create_dir_all(cache_dir).map_err(cache_err("create cache dir"))?;
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(cache_err("write"))?;
-    std::fs::rename(&tmp, &path).map_err(cache_err("rename"))?;
-    deserialize(engine, &path).map_err(Error::Load)
+/// Loads the artifact build.rs embedded.
+#[cfg(not(feature = "jit"))]
+#[allow(unsafe_code)]
+fn load_component(engine: &Engine) -> Result<Component> {
+    // SAFETY: the bytes are part of this binary: build.rs compiled them from kiln's own guest
+    // with the same wasmtime and the settings of `engine::config`, and nothing at run time can
+    // replace them. wasmtime still checks the header against this engine before use.
+    unsafe { Component::deserialize(engine, GUEST_NATIVE) }.map_err(|e| {
+        Error::Load(e.context(
+            "the embedded guest does not match this engine; rebuild kiln (or build it with --features jit)",
+        ))
+    })
 }
 
-#[allow(unsafe_code)]
-fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the file is an artifact this function's caller wrote with
-    // `Engine::precompile_component` into kiln's own cache dir, keyed by the engine's
-    // compatibility hash and the guest's bytes; wasmtime checks its header before use.
-    unsafe { Component::deserialize_file(engine, path) }
+/// Compiles the embedded component in memory.
+#[cfg(feature = "jit")]
+fn load_component(engine: &Engine) -> Result<Component> {
+    Component::new(engine, GUEST_WASM).map_err(Error::Load)
 }
