@@ -126,8 +126,8 @@ pub(crate) struct RunEnv {
     pub secrets: Secrets,
     /// host paths RUN must not see (in-place mode: kiln's dir, the credentials)
     pub hide: Vec<PathBuf>,
-    /// RUN goes on an overlay (`overlay::probe` succeeded on `scratch`'s filesystem)
-    pub overlay: bool,
+    /// whether RUN goes on an overlay (`overlay::probe` on `scratch`'s filesystem)
+    pub overlay: overlay::Probe,
     /// the seccomp filters every RUN gets (`seccomp::compile`)
     pub seccomp: Option<Arc<Vec<seccompiler::BpfProgram>>>,
 }
@@ -235,7 +235,7 @@ pub(crate) fn run(
             cmd_env.retain(|(ek, _)| ek != &k);
             cmd_env.push((k, v));
         }
-        let overlay = match env.overlay && env.namespaces && !in_place {
+        let overlay = match env.namespaces && !in_place && env.overlay.usable() {
             true => overlay::prepare(&env.scratch, root.path()).map_err(|source| Error::Io {
                 path: env.scratch.clone(),
                 source,

@@ -104,6 +104,71 @@ fn prepare_with(scratch: &Path, root: &Path, index: bool) -> io::Result<Option<O
     Ok(Some(Overlay { dir, data }))
 }
 
+/// The answer of [`probe`], worked out on a thread of its own from the start of the build, so
+/// a build waits for it only at its first RUN (and a build without RUN not at all).
+pub struct Probe {
+    running: std::sync::Mutex<Option<std::thread::JoinHandle<bool>>>,
+    answer: std::sync::OnceLock<bool>,
+}
+
+impl Probe {
+    /// Starts probing `scratch`'s filesystem.
+    pub fn start(scratch: PathBuf) -> Probe {
+        Probe {
+            running: std::sync::Mutex::new(Some(std::thread::spawn(move || probe(&scratch)))),
+            answer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// An answer known without probing (the mode or the options rule the overlay out).
+    pub fn known(answer: bool) -> Probe {
+        log(answer);
+        Probe {
+            running: std::sync::Mutex::new(None),
+            answer: std::sync::OnceLock::from(answer),
+        }
+    }
+
+    /// Whether RUN goes on an overlay (waits for the probe the first time).
+    pub fn usable(&self) -> bool {
+        *self.answer.get_or_init(|| {
+            let answer = self.finish().unwrap_or(false);
+            log(answer);
+            answer
+        })
+    }
+
+    fn finish(&self) -> Option<bool> {
+        let handle = self.running.lock().ok()?.take()?;
+        handle.join().ok()
+    }
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("answer", &self.answer.get())
+            .finish()
+    }
+}
+
+impl Drop for Probe {
+    /// A probe still running when the build ends is waited for: it cleans up its own dir.
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+fn log(overlay: bool) {
+    tracing::info!(
+        "snapshots after RUN: {}",
+        match overlay {
+            true => "from an overlay's upper directory",
+            false => "by walking the stage root",
+        }
+    );
+}
+
 /// Whether RUN can go on an overlay here: tried once per build in a throwaway mount
 /// namespace on `scratch`'s filesystem, including the two things `merge` relies on (a
 /// deleted file leaves a whiteout device, a directory made again is marked opaque); with

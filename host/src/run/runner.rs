@@ -84,17 +84,10 @@ impl Runner {
         let namespaces = isolation::can_mount();
         // RUN on an overlay needs mounts, the real root (trusted.* xattrs) and an upper
         // directory on the stage roots' filesystem; otherwise each RUN is followed by a walk
-        let overlay = namespaces
-            && opts.isolation == Isolation::Chroot
-            && opts.run_overlay
-            && overlay::probe(&scratch);
-        tracing::info!(
-            "snapshots after RUN: {}",
-            match overlay {
-                true => "from an overlay's upper directory",
-                false => "by walking the stage root",
-            }
-        );
+        let overlay = match namespaces && opts.isolation == Isolation::Chroot && opts.run_overlay {
+            true => overlay::Probe::start(scratch.clone()),
+            false => overlay::Probe::known(false),
+        };
         let in_place = match opts.isolation {
             Isolation::InPlace => Some(InPlace::prepare(&opts).await?),
             Isolation::Chroot | Isolation::Rootless => None,
