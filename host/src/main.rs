@@ -51,6 +51,10 @@ fn main() -> ExitCode {
         }
         Command::Manpage { subcommand } => return manpage(subcommand.as_deref()),
     };
+    if let Command::Build(args) = &cli.command {
+        let (mode, quiet) = args.progress(&settings);
+        kiln::progress::init(mode, quiet);
+    }
     kiln::logging::init(&settings);
     for (old, new) in deprecated {
         tracing::warn!("--{old} is deprecated: use --{new}");
@@ -64,6 +68,8 @@ fn main() -> ExitCode {
         }),
         _ => Ok(None),
     };
+    // the live view ends before the digest or the error is printed
+    kiln::progress::close();
     match result {
         Ok(output) => {
             if let Some(output) = output {
