@@ -1,0 +1,230 @@
+//! What a person watching a build sees (`--progress`). In a real terminal (tmux) the live
+//! view shows a running step with its elapsed time and its RUN output under it, then the
+//! finished steps collapsed to one line with their durations and the summary; the same build
+//! with stderr in a pipe writes plain lines with no escape code at all. With
+//! `KILN_WRITE_DOCS=1` the captured screens are written to `docs/progress-tty.txt` and
+//! `docs/progress-plain.txt`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kiln_tests::{
+    busybox_image, kiln_bin, require, unique_token, workspace_root, Registry, Scratch,
+};
+
+/// A tmux server of its own (its own socket), killed on drop.
+struct Tmux {
+    bin: std::path::PathBuf,
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        let bin = require("tmux", "tmux");
+        let tmux = Tmux {
+            bin,
+            socket: format!("kiln-e2e-{}", unique_token()),
+        };
+        let out = tmux
+            .cmd()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "kiln",
+                "-x",
+                "110",
+                "-y",
+                "40",
+                command,
+            ])
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm-256color")
+            .output()
+            .expect("tmux");
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["-L", &self.socket]);
+        cmd
+    }
+
+    /// The visible screen, or all of it with its history (`-S -`).
+    fn capture(&self, history: bool) -> String {
+        let mut cmd = self.cmd();
+        cmd.args(["capture-pane", "-p", "-t", "kiln"]);
+        if history {
+            cmd.args(["-S", "-"]);
+        }
+        String::from_utf8_lossy(&cmd.output().expect("tmux capture-pane").stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+/// Whether `text` has a duration as the view writes it (`0.1s`, `3.2s`) after `after`.
+fn has_duration_after(line: &str, after: &str) -> bool {
+    let Some(rest) = line.split(after).nth(1) else {
+        return false;
+    };
+    rest.split_whitespace().any(|w| {
+        w.strip_suffix('s')
+            .and_then(|n| n.split_once('.'))
+            .is_some_and(|(a, b)| {
+                !a.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.len() == 1
+            })
+    })
+}
+
+fn trimmed(screen: &str) -> String {
+    let lines: Vec<&str> = screen.lines().map(str::trim_end).collect();
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |i| i + 1);
+    lines[..end].join("\n") + "\n"
+}
+
+#[test]
+fn live_view_in_a_terminal_plain_lines_in_a_pipe() {
+    kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    scratch.write("ctx/app.txt", "app\n");
+    let dockerfile = format!(
+        "FROM {base}\nCOPY app.txt /app.txt\n\
+         RUN echo warming-up && sleep 4 && echo done-sleeping | tee /slept\n"
+    );
+    let dockerfile_path = scratch.write("Dockerfile", &dockerfile);
+    let destination = registry.reference("e2e/progress:tty");
+    let exit_file = scratch.join("exit-code");
+    let script = scratch.write(
+        "run-kiln.sh",
+        &format!(
+            "'{kiln}' build --dockerfile '{df}' --context '{ctx}' --kiln-dir '{kd}' \
+             --destination '{destination}' > '{digest}'\necho $? > '{exit}.tmp' && mv \
+             '{exit}.tmp' '{exit}'\nsleep 600\n",
+            kiln = kiln_bin().display(),
+            df = dockerfile_path.display(),
+            ctx = scratch.context().display(),
+            kd = scratch.kiln_dir().display(),
+            digest = scratch.join("digest").display(),
+            exit = exit_file.display(),
+        ),
+    );
+    let tmux = Tmux::start(&format!("sh '{}'", script.display()));
+
+    // the live view: the RUN still going, its elapsed time, its output under it
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let running = loop {
+        let screen = tmux.capture(false);
+        let live = screen.lines().any(|l| {
+            l.contains("[stage-0 3/3] RUN echo warming-up")
+                && !l.trim_start().starts_with("=>")
+                && has_duration_after(l, "/slept")
+        }) && screen.contains("│ warming-up");
+        if live {
+            break screen;
+        }
+        assert!(
+            Instant::now() < deadline && !exit_file.exists(),
+            "no running step seen; the screen:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    while !exit_file.exists() {
+        assert!(Instant::now() < deadline, "kiln did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let finished = tmux.capture(true);
+    let code = std::fs::read_to_string(&exit_file).unwrap();
+    assert_eq!(code.trim(), "0", "kiln failed:\n{finished}");
+    for (step, after) in [
+        ("=> [stage-0 1/3] FROM", "FROM"),
+        ("=> [stage-0 2/3] COPY app.txt /app.txt", "/app.txt"),
+        ("=> [stage-0 3/3] RUN echo warming-up", "/slept"),
+    ] {
+        assert!(
+            finished
+                .lines()
+                .any(|l| l.contains(step) && has_duration_after(l, after)),
+            "{step:?} with a duration not in:\n{finished}"
+        );
+    }
+    let digest = std::fs::read_to_string(scratch.join("digest")).unwrap();
+    for want in [
+        format!("image {}", digest.trim()),
+        format!("-> {destination}"),
+        "layers: 2 new, 0 cached, ".to_string(),
+        "time: context".to_string(),
+    ] {
+        assert!(finished.contains(&want), "{want:?} not in:\n{finished}");
+    }
+    assert!(!finished.contains("0 from the base"), "{finished}");
+    // the running lines are gone once the build is over
+    assert!(
+        !finished.lines().any(|l| l.contains("│ warming-up")),
+        "the live lines stayed:\n{finished}"
+    );
+
+    // the same build in a pipe: one line per step start and end, no escape codes
+    let out = scratch
+        .build(&dockerfile)
+        .destination(&registry.reference("e2e/progress:plain"))
+        .run_ok();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in a pipe:\n{stderr}"
+    );
+    for want in [
+        "[stage-0 3/3] RUN echo warming-up && sleep 4 && echo done-sleeping | tee /slept\n",
+        "[stage-0 3/3] warming-up\n",
+        "[stage-0 3/3] done-sleeping\n",
+        "[stage-0 2/3] DONE ",
+        "image sha256:",
+        "time: context",
+    ] {
+        assert!(stderr.contains(want), "{want:?} not in:\n{stderr}");
+    }
+    let run_done = stderr
+        .lines()
+        .find(|l| l.starts_with("[stage-0 3/3] DONE "))
+        .unwrap_or_else(|| panic!("no end line of the RUN:\n{stderr}"));
+    let secs: f64 = run_done["[stage-0 3/3] DONE ".len()..]
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(secs >= 4.0, "the RUN slept 4 s: {run_done}");
+
+    if std::env::var_os("KILN_WRITE_DOCS").is_some_and(|v| v == "1") {
+        let docs = workspace_root().join("docs");
+        let tty = format!(
+            "{}\n--- when it is over ---\n\n{}",
+            trimmed(&running),
+            trimmed(&finished)
+        );
+        write_doc(&docs.join("progress-tty.txt"), &tty);
+        write_doc(&docs.join("progress-plain.txt"), &stderr);
+    }
+}
+
+fn write_doc(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
