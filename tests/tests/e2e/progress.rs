@@ -1,7 +1,8 @@
 //! What a person watching a build sees (`--progress`). In a real terminal (tmux) the live
 //! view shows a running step with its elapsed time and its RUN output under it, then the
 //! finished steps collapsed to one line with their durations and the summary; the same build
-//! with stderr in a pipe writes plain lines with no escape code at all. With
+//! with stderr in a pipe writes plain lines with no escape code at all, and with
+//! `--progress=json` JSON events with one summary. With
 //! `KILN_WRITE_DOCS=1` the captured screens are written to `docs/progress-tty.txt` and
 //! `docs/progress-plain.txt`.
 
@@ -212,6 +213,29 @@ fn live_view_in_a_terminal_plain_lines_in_a_pipe() {
         .parse()
         .unwrap();
     assert!(secs >= 4.0, "the RUN slept 4 s: {run_done}");
+
+    // --progress=json: the steps and the summary as events among the JSON logs
+    let out = scratch
+        .build(&dockerfile)
+        .destination(&registry.reference("e2e/progress:json"))
+        .arg("--progress=json")
+        .run_ok();
+    let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let summary: Vec<_> = events.iter().filter(|e| e["event"] == "summary").collect();
+    assert_eq!(summary.len(), 1, "one summary event: {events:#?}");
+    assert_eq!(summary[0]["digest"], digest.as_str());
+    assert_eq!(summary[0]["layers"]["new"], 2);
+    assert!(summary[0]["seconds"]["total"].as_f64().unwrap() >= 4.0);
+    let run_done = events
+        .iter()
+        .find(|e| e["event"] == "step" && e["step"] == "3/3" && e["status"] == "done")
+        .unwrap_or_else(|| panic!("no end of the RUN: {events:#?}"));
+    assert_eq!(run_done["stage"], "stage-0");
+    assert!(run_done["seconds"].as_f64().unwrap() >= 4.0, "{run_done}");
 
     if std::env::var_os("KILN_WRITE_DOCS").is_some_and(|v| v == "1") {
         let docs = workspace_root().join("docs");
