@@ -100,6 +100,80 @@ fn trimmed(screen: &str) -> String {
     lines[..end].join("\n") + "\n"
 }
 
+/// Starts `kiln build` of `dockerfile` in a tmux terminal; returns the terminal and the
+/// file kiln's exit code will be in. The digest goes to `<name>.digest`.
+fn kiln_in_tmux(
+    scratch: &Scratch,
+    name: &str,
+    dockerfile: &str,
+    destination: &str,
+) -> (Tmux, std::path::PathBuf) {
+    let dockerfile_path = scratch.write(&format!("{name}.Dockerfile"), dockerfile);
+    let exit_file = scratch.join(&format!("{name}.exit"));
+    let script = scratch.write(
+        &format!("{name}.sh"),
+        &format!(
+            "'{kiln}' build --dockerfile '{df}' --context '{ctx}' --kiln-dir '{kd}' \
+             --destination '{destination}' > '{digest}'\necho $? > '{exit}.tmp' && mv \
+             '{exit}.tmp' '{exit}'\nsleep 600\n",
+            kiln = kiln_bin().display(),
+            df = dockerfile_path.display(),
+            ctx = scratch.context().display(),
+            kd = scratch.kiln_dir().display(),
+            digest = scratch.join(&format!("{name}.digest")).display(),
+            exit = exit_file.display(),
+        ),
+    );
+    (
+        Tmux::start(&format!("sh '{}'", script.display())),
+        exit_file,
+    )
+}
+
+/// Waits for kiln to exit in `tmux`; returns its exit code and the whole terminal.
+fn finish(tmux: &Tmux, exit_file: &Path) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !exit_file.exists() {
+        assert!(Instant::now() < deadline, "kiln did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let code = std::fs::read_to_string(exit_file).unwrap();
+    (code.trim().to_string(), tmux.capture(true))
+}
+
+#[test]
+fn a_failed_step_shows_all_its_output_in_the_terminal() {
+    kiln_bin();
+    let registry = Registry::shared();
+    let base = busybox_image(&registry);
+    let scratch = Scratch::new();
+    // more lines than the running view keeps under a step
+    let dockerfile = format!(
+        "FROM {base}
+RUN for i in 1 2 3 4 5 6 7 8; do echo out-$i; done; exit 7
+"
+    );
+    let destination = registry.reference("e2e/progress:failed");
+    let (tmux, exit_file) = kiln_in_tmux(&scratch, "failed", &dockerfile, &destination);
+    let (code, screen) = finish(&tmux, &exit_file);
+    assert_eq!(code, "7", "a failed RUN's code:\n{screen}");
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("=> ERROR [stage-0 2/2] RUN for i in"))
+        .unwrap_or_else(|| panic!("no failed step:\n{screen}"));
+    let shown: Vec<&str> = lines[at + 1..at + 9].iter().map(|l| l.trim_end()).collect();
+    let want: Vec<String> = (1..=8).map(|i| format!("  │ out-{i}")).collect();
+    assert_eq!(shown, want, "all of the output under the step:\n{screen}");
+    assert!(
+        lines[at + 9..]
+            .iter()
+            .any(|l| l.starts_with("error: ")),
+        "the error after the view:\n{screen}"
+    );
+}
+
 #[test]
 fn live_view_in_a_terminal_plain_lines_in_a_pipe() {
     kiln_bin();
@@ -111,24 +185,8 @@ fn live_view_in_a_terminal_plain_lines_in_a_pipe() {
         "FROM {base}\nCOPY app.txt /app.txt\n\
          RUN echo warming-up && sleep 4 && echo done-sleeping | tee /slept\n"
     );
-    let dockerfile_path = scratch.write("Dockerfile", &dockerfile);
     let destination = registry.reference("e2e/progress:tty");
-    let exit_file = scratch.join("exit-code");
-    let script = scratch.write(
-        "run-kiln.sh",
-        &format!(
-            "'{kiln}' build --dockerfile '{df}' --context '{ctx}' --kiln-dir '{kd}' \
-             --destination '{destination}' > '{digest}'\necho $? > '{exit}.tmp' && mv \
-             '{exit}.tmp' '{exit}'\nsleep 600\n",
-            kiln = kiln_bin().display(),
-            df = dockerfile_path.display(),
-            ctx = scratch.context().display(),
-            kd = scratch.kiln_dir().display(),
-            digest = scratch.join("digest").display(),
-            exit = exit_file.display(),
-        ),
-    );
-    let tmux = Tmux::start(&format!("sh '{}'", script.display()));
+    let (tmux, exit_file) = kiln_in_tmux(&scratch, "tty", &dockerfile, &destination);
 
     // the live view: the RUN still going, its elapsed time, its output under it
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -148,14 +206,8 @@ fn live_view_in_a_terminal_plain_lines_in_a_pipe() {
         );
         std::thread::sleep(Duration::from_millis(150));
     };
-    while !exit_file.exists() {
-        assert!(Instant::now() < deadline, "kiln did not finish");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let finished = tmux.capture(true);
-    let code = std::fs::read_to_string(&exit_file).unwrap();
-    assert_eq!(code.trim(), "0", "kiln failed:\n{finished}");
+    let (code, finished) = finish(&tmux, &exit_file);
+    assert_eq!(code, "0", "kiln failed:\n{finished}");
     for (step, after) in [
         ("=> [stage-0 1/3] FROM", "FROM"),
         ("=> [stage-0 2/3] COPY app.txt /app.txt", "/app.txt"),
@@ -168,7 +220,7 @@ fn live_view_in_a_terminal_plain_lines_in_a_pipe() {
             "{step:?} with a duration not in:\n{finished}"
         );
     }
-    let digest = std::fs::read_to_string(scratch.join("digest")).unwrap();
+    let digest = std::fs::read_to_string(scratch.join("tty.digest")).unwrap();
     for want in [
         format!("image {}", digest.trim()),
         format!("-> {destination}"),
