@@ -140,9 +140,10 @@ fn shown() -> Option<&'static dyn Render> {
     SINK.get().filter(|s| !s.quiet).map(|s| &*s.render)
 }
 
-/// Whether steps are reported anywhere (a sink is installed).
+/// Whether steps are shown (a sink is installed, the verbosity not below info): RUN output
+/// then goes to its step; otherwise it takes the way it took before there was a view.
 pub fn active() -> bool {
-    SINK.get().is_some()
+    shown().is_some()
 }
 
 /// Writes a formatted log line to stderr around the live view, if there is one.
@@ -238,7 +239,6 @@ impl std::fmt::Debug for StepOutput {
 
 impl StepOutput {
     /// One line the command printed on `stream` (`stdout`, `stderr`), without its newline.
-    /// With a sink below the default verbosity the line is dropped, as RUN's events are.
     pub fn line(&self, stream: &str, text: &str) {
         if let Some(r) = shown() {
             r.step_output(&self.0, stream, text);

@@ -167,9 +167,7 @@ RUN for i in 1 2 3 4 5 6 7 8; do echo out-$i; done; exit 7
     let want: Vec<String> = (1..=8).map(|i| format!("  │ out-{i}")).collect();
     assert_eq!(shown, want, "all of the output under the step:\n{screen}");
     assert!(
-        lines[at + 9..]
-            .iter()
-            .any(|l| l.starts_with("error: ")),
+        lines[at + 9..].iter().any(|l| l.starts_with("error: ")),
         "the error after the view:\n{screen}"
     );
 }
