@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     let argv = cli::with_default_subcommand(std::env::args_os());
     let deprecated = cli::deprecated_in(&argv);
     let cli = Cli::parse_from(argv);
-    let settings = match &cli.command {
+    let mut settings = match &cli.command {
         Command::Build(args) => args.log_settings(),
         Command::Warm(args) => args.log_settings(),
         Command::CheckArgs { args } => {
@@ -51,6 +51,14 @@ fn main() -> ExitCode {
         }
         Command::Manpage { subcommand } => return manpage(subcommand.as_deref()),
     };
+    if let Command::Build(args) = &cli.command {
+        let (mode, quiet) = args.progress(&settings);
+        kiln::progress::init(mode, quiet);
+        if mode == kiln::progress::Mode::Tty && settings.verbosity == cli::Verbosity::Info {
+            // the live view says what info logs would: only warnings and errors join it
+            settings.verbosity = cli::Verbosity::Warn;
+        }
+    }
     kiln::logging::init(&settings);
     for (old, new) in deprecated {
         tracing::warn!("--{old} is deprecated: use --{new}");
@@ -64,6 +72,8 @@ fn main() -> ExitCode {
         }),
         _ => Ok(None),
     };
+    // the live view ends before the digest or the error is printed
+    kiln::progress::close();
     match result {
         Ok(output) => {
             if let Some(output) = output {

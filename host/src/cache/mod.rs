@@ -25,6 +25,7 @@ pub use key::{digest_of, sources_digest, Key, KeyBuilder};
 pub use store::{Entry, Store};
 
 use crate::layer::BlobStore;
+use crate::progress::summary::note_cache_miss;
 use crate::registry::{Platform, Registry, RegistryOptions};
 
 /// kaniko's cache flags, validated.
@@ -172,15 +173,18 @@ impl Cache {
     pub async fn lookup(&self, key: &Key, identity: &str, what: &str) -> Result<Option<Entry>> {
         if !self.read {
             tracing::info!(key = %short(&key.hex), "cache not read (--no-cache): {what}");
+            note_cache_miss(&format!("{what}: --no-cache"));
             return Ok(None);
         }
         if let Some(entry) = self.store.get(&key.hex, &self.blobs).await? {
             let age = now().saturating_sub(entry.stored);
             if entry.stored > 0 && age as u64 > self.ttl.as_secs() {
                 tracing::info!(key = %short(&key.hex), "cache miss: {what}: the entry is older than --cache-ttl");
+                note_cache_miss(&format!("{what}: the entry is older than --cache-ttl"));
                 return Ok(None);
             }
             tracing::info!(key = %short(&key.hex), "cache hit: {what}");
+            crate::progress::summary::note_cache_hit();
             return Ok(Some(entry));
         }
         let reason = match self.store.get(&identity_tag(identity), &self.blobs).await {
@@ -192,6 +196,7 @@ impl Cache {
             Err(e) => format!("no earlier entry readable ({e:#})"),
         };
         tracing::info!(key = %short(&key.hex), "cache miss: {what}: {reason}");
+        note_cache_miss(&format!("{what}: {reason}"));
         Ok(None)
     }
 

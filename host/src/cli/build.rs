@@ -439,6 +439,18 @@ impl CliArgs {
         })
     }
 
+    /// How progress is shown, given the logs' settings; below the default verbosity only
+    /// logs show.
+    pub fn progress(&self, logs: &LogSettings) -> (crate::progress::Mode, bool) {
+        let json_logs = crate::logging::resolve(logs) == LogFormat::Json;
+        let requested = self.compat.progress.unwrap_or(ProgressMode::Auto);
+        let quiet = matches!(
+            self.verbosity,
+            Verbosity::Panic | Verbosity::Fatal | Verbosity::Error | Verbosity::Warn
+        );
+        (crate::progress::resolve(requested, json_logs), quiet)
+    }
+
     /// How logs are written.
     pub fn log_settings(&self) -> LogSettings {
         let format = match self.compat.progress {

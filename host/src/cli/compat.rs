@@ -88,8 +88,9 @@ pub struct CompatArgs {
     /// docker buildx: write the build result's metadata as JSON to this file
     #[arg(long)]
     pub metadata_file: Option<PathBuf>,
-    /// docker: how progress is shown: auto, plain and tty print log lines; rawjson and
-    /// json print JSON log lines (as --log-format json)
+    /// how progress is shown: tty (a live view), plain (a line per step start and end), json
+    /// (JSON lines, with JSON logs; rawjson is the same); auto: tty on a terminal unless
+    /// NO_COLOR or TERM=dumb, json with --log-format json, else plain
     #[arg(long, value_enum)]
     pub progress: Option<ProgressMode>,
     /// docker: do not read the layer cache (a build with --cache still stores its layers)
@@ -104,14 +105,7 @@ pub enum ImageFormatArg {
     Oci,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    Auto,
-    Plain,
-    Tty,
-    Json,
-    Rawjson,
-}
+pub use crate::progress::Requested as ProgressMode;
 
 /// One `--output`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,6 @@
 //! `name` becomes `"stage": "build"`); an event field wins over a span field of the same
 //! name; fields that would shadow `level`, `msg` or `time` get a `field.` prefix.
 
-use std::io::Write as _;
-
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -108,8 +106,9 @@ where
         line.extend(fields);
         let mut bytes = serde_json::to_vec(&Value::Object(line)).unwrap_or_default();
         bytes.push(b'\n');
-        // one write a line, so lines of stages running side by side never mix
-        let _ = std::io::stderr().lock().write_all(&bytes);
+        // one write a line, so lines of stages running side by side never mix; around a
+        // live view when one is drawn
+        crate::progress::write_log(&bytes);
     }
 }
 

@@ -2,6 +2,7 @@
 //! text (colour only on a terminal, unless asked for), or one JSON object a line
 //! (`json`). kiln's own crates log at the chosen level; dependencies only show warnings
 //! and errors, and everything at `trace`. `KILN_LOG` (a tracing filter) overrides both.
+//! Text logs go through `progress`, so they are drawn above a live view.
 
 mod json;
 
@@ -85,6 +86,20 @@ fn directives(level: &str) -> String {
     }
 }
 
+/// Writes text logs to stderr around the live progress view (`progress::write_log`); the
+/// formatter hands it one whole event a write.
+struct ViewWriter;
+
+impl std::io::Write for ViewWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::progress::write_log(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(settings: &LogSettings) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG").unwrap_or_else(|_| {
@@ -100,7 +115,7 @@ pub fn init(settings: &LogSettings) {
         return;
     }
     let text = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| ViewWriter)
         .with_target(false)
         .with_ansi(format == LogFormat::Color);
     let registry = tracing_subscriber::registry().with(filter);

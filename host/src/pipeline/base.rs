@@ -37,14 +37,14 @@ pub(crate) async fn build_stage(
         Base::Stage(dep) => plan.stages[*dep].display_name(),
         Base::Image(reference) => reference.clone(),
     };
-    tracing::info!(
-        "[{} 1/{}] FROM {base_name}",
-        stage.display_name(),
-        stage.instructions.len() + 1
-    );
+    let number = format!("1/{}", stage.instructions.len() + 1);
+    let from = format!("FROM {base_name}");
+    tracing::debug!("[{} {number}] {from}", stage.display_name());
+    let shown = crate::progress::Step::start(&stage.display_name(), &number, &from, stage.line);
     let dir = Arc::new(Root::create(&build.work.join(format!("stage-{index}")))?);
     let start = start(build, plan, index, &base_name, &dir, done).await?;
     let laid = build.runner.lay_out(dir).await?;
+    shown.done();
     let base_layers = start.layers.len();
     let base = step::StageBase {
         root: laid.root,

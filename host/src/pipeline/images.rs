@@ -21,11 +21,14 @@ pub(crate) async fn pull_image(
     build: &Build,
     reference: &str,
 ) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
+    let started = std::time::Instant::now();
     let pulled = build
         .registry
         .pull(reference, &build.platform, build.store.dir())
         .await
         .with_context(|| format!("pulling {reference}"))?;
+    crate::progress::summary::time(crate::progress::summary::Phase::Pull, started.elapsed());
+    crate::progress::summary::note_base_layers(pulled.layers.iter().map(|l| l.digest.as_str()));
     let family = Family::of_manifest(&pulled.manifest_media_type);
     let config = image::parse_config(&pulled.config, reference)?;
     let diff_ids: Vec<String> = config

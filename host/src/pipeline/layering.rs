@@ -53,7 +53,7 @@ impl Snapshots {
         let index = Index::scan(root.path(), &ignore, None)?;
         tracing::debug!(
             entries = index.entries.len(),
-            ms = t.elapsed().as_millis() as u64,
+            took = %crate::progress::human(t.elapsed()),
             "indexed the base"
         );
         Ok(Snapshots {
@@ -145,7 +145,7 @@ impl Snapshots {
         tracing::info!(
             changed = changes.items.len(),
             entries = self.index.entries.len(),
-            ms = found.as_millis() as u64,
+            took = %crate::progress::human(found),
             "snapshot ({how})"
         );
         if changes.is_empty() {
@@ -153,10 +153,10 @@ impl Snapshots {
         }
         let t = Instant::now();
         let blob = layer::write_layer(root, changes, store, format)?;
-        tracing::info!(
+        tracing::debug!(
             digest = %blob.digest,
             size = blob.size,
-            ms = t.elapsed().as_millis() as u64,
+            took = %crate::progress::human(t.elapsed()),
             "layer"
         );
         Ok(Some(blob))

@@ -26,6 +26,7 @@ mod volumes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
@@ -37,6 +38,7 @@ use crate::context;
 use crate::dockerfile::{self, Dockerfile, IgnoreRules};
 use crate::image::{self, BuiltImage, Family};
 use crate::layer::{BlobStore, LayerBlob};
+use crate::progress::{self, summary, Summary};
 use crate::registry::{self, Platform, Registry};
 use crate::rootfs::Root;
 use crate::run::{Runner, RunnerOptions};
@@ -113,22 +115,60 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     if opts.destinations.is_empty() && !opts.no_push {
         bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
     }
+    let started = Instant::now();
     let loaded = load(&opts).await?;
+    let context = started.elapsed();
     let work = opts.kiln_dir.join(format!("build-{}", std::process::id()));
     let _cleanup = WorkDir(work.clone());
     let build = Arc::new(prepare(opts, &loaded, work).await?);
     let target = loaded.plan.target;
+    let steps_started = Instant::now();
     let mut results = stages::build_all(build.clone(), Arc::new(loaded.plan)).await?;
+    let steps = steps_started.elapsed();
     let last = results
         .remove(&target)
         .context("the target stage produced no image")?;
     drop(results);
     let last = Arc::try_unwrap(last).unwrap_or_else(|shared| (*shared).clone());
     let image = assemble(&build, last).await?;
+    let push_started = Instant::now();
     let written = outputs::write(&build, &image).await;
+    let push = push_started.elapsed();
     build.runner.tear_down().await?;
     written?;
+    let walls = summary::Walls {
+        context,
+        steps,
+        push,
+        total: started.elapsed(),
+    };
+    progress::report_summary(&summarize(&build.opts, &image, &walls));
     Ok(image)
+}
+
+/// The summary of a finished build (see `progress::summary`).
+fn summarize(opts: &BuildOptions, image: &BuiltImage, walls: &summary::Walls) -> Summary {
+    let mut destinations: Vec<String> = Vec::new();
+    if !opts.no_push {
+        destinations.extend(opts.destinations.iter().cloned());
+    }
+    let files = [
+        &opts.tar_path,
+        &opts.oci_layout_path,
+        &opts.oci_archive_path,
+    ];
+    destinations.extend(files.into_iter().flatten().map(|p| p.display().to_string()));
+    let size = image.layers.iter().map(|l| l.size).sum::<u64>()
+        + image.config.len() as u64
+        + image.manifest.len() as u64;
+    let layers: Vec<&str> = image.layers.iter().map(|l| l.digest.0.as_str()).collect();
+    Summary::of(
+        image.manifest_digest.to_string(),
+        destinations,
+        size,
+        &layers,
+        walls,
+    )
 }
 
 /// `--dryrun`: fetches the context and plans the build, then logs the stages in the order

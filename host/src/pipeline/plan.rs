@@ -30,7 +30,9 @@ pub struct Stage {
 
 impl Stage {
     pub fn display_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| self.index.to_string())
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
     }
 }
 

@@ -91,6 +91,7 @@ pub(super) async fn run_step(
             .runner
             .stages_in_parallel()
             .then(|| format!("[{}] ", st.stage_name)),
+        output: st.output.clone().filter(|_| crate::progress::active()),
     };
     let (root, runner) = (st.root.clone(), build.runner.clone());
     let result = blocking(move || runner.run(&root, &spec)).await?;

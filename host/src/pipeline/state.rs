@@ -38,6 +38,10 @@ pub(super) struct StageState {
     /// builds, for the cache's miss reasons
     pub(super) pos: usize,
     pub(super) stage_name: String,
+    /// where the running step's command writes its output (`progress`)
+    pub(super) output: Option<crate::progress::StepOutput>,
+    /// the running step was taken from the layer cache
+    pub(super) cached: bool,
 }
 
 impl StageState {
@@ -120,9 +124,11 @@ pub(super) fn apply_cached(
     st: &mut StageState,
     entry: crate::cache::Entry,
 ) -> Option<LayerBlob> {
+    st.cached = true;
     match entry.layer {
         Some(mut layer) => {
             layer.media_type = st.family.convert_layer(&layer.media_type);
+            crate::progress::summary::note_cached_layer(&layer.digest.0);
             st.pending.push(layer.clone());
             st.layers.push(layer.clone());
             image::add_history(&mut st.config, &build.created, &entry.created_by, false);
@@ -155,7 +161,7 @@ pub(super) async fn materialize(st: &mut StageState) -> Result<()> {
     resynced?;
     tracing::debug!(
         layers = layers.len(),
-        ms = started.elapsed().as_millis() as u64,
+        took = %crate::progress::human(started.elapsed()),
         "cached layers extracted"
     );
     Ok(())
@@ -178,11 +184,13 @@ pub(super) async fn snapshot_step(
         build.mtime_clamp,
     );
     let end = matches!(touched, Touched::StageEnd);
+    let started = std::time::Instant::now();
     let (snapshots, blob) = blocking(move || {
         let blob = snapshots.after_step(&root, &touched, &store, &format);
         (snapshots, blob)
     })
     .await?;
+    crate::progress::summary::time(crate::progress::summary::Phase::Layer, started.elapsed());
     st.snapshots = Some(snapshots);
     let blob = blob?;
     match &blob {

@@ -64,6 +64,8 @@ pub(crate) async fn run_stage(
         pos: 0,
         stage_name: stage.display_name().to_string(),
         pending: Vec::new(),
+        output: None,
+        cached: false,
     };
     let mut instructions = base_triggers(build, stage, &mut st).await?;
     instructions.extend(stage.instructions.iter().cloned());
@@ -74,7 +76,10 @@ pub(crate) async fn run_stage(
         // its number and line (fields of the JSON log)
         let number = format!("{}/{}", pos + 2, instructions.len() + 1);
         let span = tracing::info_span!("step", step = %number, line = ins.line);
-        span.in_scope(|| tracing::info!("[{} {number}] {}", st.stage_name, ins.original));
+        span.in_scope(|| tracing::debug!("[{} {number}] {}", st.stage_name, ins.original));
+        let shown = crate::progress::Step::start(&st.stage_name, &number, &ins.original, ins.line);
+        st.output = Some(shown.output());
+        st.cached = false;
         if volumes.named_by(ins) {
             // the root must show the earlier steps (a RUN or COPY would materialize it anyway)
             materialize(&mut st).await?;
@@ -90,6 +95,11 @@ pub(crate) async fn run_stage(
             })?;
         if let Some(before) = before {
             volumes.note(&before, &st.config, ins.line);
+        }
+        if st.cached {
+            shown.cached();
+        } else {
+            shown.done();
         }
     }
     snapshot_step(build, &mut st, "single snapshot", Touched::StageEnd).await?;

@@ -321,8 +321,14 @@ impl BlobFetcher<'_> {
                 unique.push(layer);
             }
         }
+        let total = unique.iter().map(|d| d.size).sum();
+        let shown = crate::progress::Transfer::start(format!("pull {}", self.name), total);
         stream::iter(unique)
-            .map(|layer| self.fetch(layer))
+            .map(|layer| async {
+                let path = self.fetch(layer).await?;
+                shown.add(layer.size);
+                Ok(path)
+            })
             // Boxing keeps the future `Send` (rust-lang/rust#104382).
             .boxed()
             .buffer_unordered(PARALLEL_DOWNLOADS)

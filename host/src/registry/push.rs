@@ -166,8 +166,14 @@ impl Registry {
             }
         }
         self.authorize_mounts(client, creds, target, &sources).await;
+        let total = unique.iter().map(|b| b.size).sum();
+        let shown = crate::progress::Transfer::start(format!("push {name}"), total);
         let uploaded = stream::iter(unique)
-            .map(|blob| self.push_blob(client, target, name, blob))
+            .map(|blob| async {
+                let sent = self.push_blob(client, target, name, blob).await?;
+                shown.add(blob.size);
+                Ok(sent)
+            })
             // Boxing keeps the future `Send` (rust-lang/rust#104382).
             .boxed()
             .buffer_unordered(PARALLEL_UPLOADS)

@@ -109,6 +109,9 @@ pub struct RunSpec {
     /// put before each line the command prints (stages running side by side), or None to
     /// let it write to kiln's stderr directly (both its streams)
     pub output_prefix: Option<String>,
+    /// the step shown by `progress`: when set, each line goes there instead (before the
+    /// prefix and the JSON events)
+    pub output: Option<crate::progress::StepOutput>,
 }
 
 /// What every RUN of one build shares (made by [`Runner::prepare`]).
@@ -275,7 +278,10 @@ pub(crate) fn run(
             &spec.argv[1..],
             &cmd_env,
             config,
-            spec.output_prefix.as_deref(),
+            Relay {
+                prefix: spec.output_prefix.as_deref(),
+                step: spec.output.as_ref(),
+            },
         );
         let finished = prepared.finish(root);
         let status = status?;
@@ -348,7 +354,7 @@ fn merge_overlay(overlay: &overlay::Overlay, root: &Root) -> Result<Vec<crate::s
     })?;
     tracing::info!(
         paths = touched.len(),
-        ms = t.elapsed().as_secs_f64() * 1000.0,
+        took = %crate::progress::human(t.elapsed()),
         "merged the overlay's upper directory"
     );
     Ok(touched)
@@ -357,12 +363,20 @@ fn merge_overlay(overlay: &overlay::Overlay, root: &Root) -> Result<Vec<crate::s
 /// How long the output of a finished command may take to drain.
 const RELAY_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Copies `from` to `to` line by line, each line after `prefix`, on a thread of its own;
-/// signals `done` at the end of the stream.
+/// Where a command's output lines go when kiln reads them: to a progress step, as JSON
+/// events, or to stderr after a prefix.
+#[derive(Clone, Copy)]
+struct Relay<'a> {
+    prefix: Option<&'a str>,
+    step: Option<&'a crate::progress::StepOutput>,
+}
+
+/// Copies `from` to `to` line by line (to the progress step, as events of `span`, or each
+/// line after `prefix`) on a thread of its own; signals `done` at the end of the stream.
 fn relay_lines(
     from: impl std::io::Read + Send + 'static,
     stream: &'static str,
-    prefix: &str,
+    (prefix, step): (&str, Option<crate::progress::StepOutput>),
     span: Option<tracing::Span>,
     done: std::sync::mpsc::Sender<()>,
 ) {
@@ -376,6 +390,11 @@ fn relay_lines(
             match from.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    if let Some(step) = &step {
+                        let text = String::from_utf8_lossy(&line);
+                        step.line(stream, text.trim_end_matches(['\n', '\r']));
+                        continue;
+                    }
                     if let Some(span) = &span {
                         let text = String::from_utf8_lossy(&line);
                         let text = text.trim_end_matches(['\n', '\r']);
@@ -401,8 +420,9 @@ fn spawn_and_wait(
     args: &[String],
     env: &[(String, String)],
     mut config: child::ChildConfig,
-    output_prefix: Option<&str>,
+    relay: Relay<'_>,
 ) -> Result<Result<()>> {
+    let output_prefix = relay.prefix;
     use std::os::fd::AsRawFd as _;
     // the middle process writes how many leftover processes it killed; close-on-exec, so
     // only it keeps the write end past the command's exec
@@ -418,7 +438,8 @@ fn spawn_and_wait(
         .stdin(Stdio::null());
     // RUN's output is part of the log: kiln's stdout carries only the image digest
     let events = crate::logging::output_as_events();
-    if output_prefix.is_some() || events {
+    let read = output_prefix.is_some() || events || relay.step.is_some();
+    if read {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     } else if let Ok(stderr) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
         cmd.stdout(Stdio::from(stderr));
@@ -440,15 +461,17 @@ fn spawn_and_wait(
     if let Ok(mut g) = RUNNING.lock() {
         g.push(pgid);
     }
-    let relays = (output_prefix.is_some() || events).then(|| {
+    let relays = read.then(|| {
         let prefix = output_prefix.unwrap_or_default();
+        let step = relay.step.cloned();
         let span = events.then(tracing::Span::current);
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         if let Some(out) = child.stdout.take() {
-            relay_lines(out, "stdout", prefix, span.clone(), done_tx.clone());
+            let to = (prefix, step.clone());
+            relay_lines(out, "stdout", to, span.clone(), done_tx.clone());
         }
         if let Some(err) = child.stderr.take() {
-            relay_lines(err, "stderr", prefix, span, done_tx);
+            relay_lines(err, "stderr", (prefix, step), span, done_tx);
         }
         done_rx
     });

@@ -149,8 +149,8 @@ fn dryrun_logs_the_plan_and_builds_nothing() {
     for want in [
         "stage base: FROM 127.0.0.1:1/never/pulled:1",
         "[base 2/2] RUN echo never-run",
-        "stage 1 (target): FROM scratch",
-        "[1 2/2] COPY --from=base /etc/hostname /x",
+        "stage stage-1 (target): FROM scratch",
+        "[stage-1 2/2] COPY --from=base /etc/hostname /x",
         "dry run: nothing built, nothing pushed",
     ] {
         assert!(stderr.contains(want), "{want:?} not in:\n{stderr}");

@@ -21,6 +21,7 @@ mod layers;
 mod logs;
 mod outputs;
 mod parallel_stages;
+mod progress;
 mod registry;
 mod run;
 mod warm;

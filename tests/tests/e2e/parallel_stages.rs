@@ -57,9 +57,9 @@ fn independent_stages_run_at_the_same_time() {
         .arg("ROUND=1")
         .run_ok();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // RUN output of stages running side by side carries the stage's name, on stderr
-    assert!(stderr.contains("[a] a met b"), "stderr:\n{stderr}");
-    assert!(stderr.contains("[b] b met a"), "stderr:\n{stderr}");
+    // RUN output of stages running side by side carries its step (stage and number), on stderr
+    assert!(stderr.contains("[a 3/3] a met b"), "stderr:\n{stderr}");
+    assert!(stderr.contains("[b 3/3] b met a"), "stderr:\n{stderr}");
     let image = umoci_unpack(&destination);
     assert_eq!(fs::read_to_string(image.path("/a.txt")).unwrap(), "a\n");
     assert_eq!(fs::read_to_string(image.path("/b.txt")).unwrap(), "b\n");
