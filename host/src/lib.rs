@@ -16,6 +16,7 @@ pub mod layer;
 pub mod logging;
 pub mod oci;
 pub mod pipeline;
+pub mod redaction;
 pub mod registry;
 pub mod rootfs;
 pub mod run;

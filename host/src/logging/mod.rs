@@ -2,6 +2,7 @@
 //! text (colour only on a terminal, unless asked for), or one JSON object a line
 //! (`json`). kiln's own crates log at the chosen level; dependencies only show warnings
 //! and errors, and everything at `trace`. `KILN_LOG` (a tracing filter) overrides both.
+//! Every line, text or JSON, goes through `redaction`: no credentials from URLs in logs.
 
 mod json;
 
@@ -100,7 +101,7 @@ pub fn init(settings: &LogSettings) {
         return;
     }
     let text = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactedStderr)
         .with_target(false)
         .with_ansi(format == LogFormat::Color);
     let registry = tracing_subscriber::registry().with(filter);
@@ -108,6 +109,23 @@ pub fn init(settings: &LogSettings) {
         registry.with(text).init();
     } else {
         registry.with(text.without_time()).init();
+    }
+}
+
+/// stderr with credentials in URLs masked: the text layer writes each line in one call.
+struct RedactedStderr;
+
+impl std::io::Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr()
+            .lock()
+            .write_all(crate::redaction::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

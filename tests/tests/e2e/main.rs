@@ -16,6 +16,7 @@ mod deploy;
 mod dockerfile;
 mod executor_image;
 mod fixtures;
+mod hostile;
 mod layers;
 mod logs;
 mod outputs;
