@@ -283,24 +283,7 @@ fn clone_blocking(src: &GitSource, opts: &GitOptions, dir: &Path, depth: usize) 
         .fetch_then_checkout(gix::progress::Discard, &interrupt)
         .map_err(|e| fail("fetching", &e))?;
     if let Some(commit) = &src.commit {
-        let id = gix::ObjectId::from_hex(commit.as_bytes())
-            .map_err(|e| fail(&format!("commit {commit}"), &e))?;
-        let repo = checkout.repo();
-        if repo.find_object(id).is_err() {
-            return Err(Error::Fetch {
-                url: shown.clone(),
-                detail: format!(
-                    "commit {commit} is not in what was fetched (name the ref that contains it)"
-                ),
-            });
-        }
-        repo.reference(
-            "HEAD",
-            id,
-            gix::refs::transaction::PreviousValue::Any,
-            "kiln: check out the requested commit",
-        )
-        .map_err(|e| fail(&format!("checking out {commit}"), &e))?;
+        point_head_at(checkout.repo(), commit, &shown)?;
     }
     let (repo, _) = checkout
         .main_worktree(gix::progress::Discard, &interrupt)
@@ -309,6 +292,29 @@ fn clone_blocking(src: &GitSource, opts: &GitOptions, dir: &Path, depth: usize) 
     if opts.recurse_submodules {
         clone_submodules(&repo, src, opts, dir, depth)?;
     }
+    Ok(())
+}
+
+/// Detaches HEAD at `commit`, which the fetch must have brought.
+fn point_head_at(repo: &gix::Repository, commit: &str, shown: &str) -> Result<()> {
+    let fail = |what: &str, e: &dyn std::error::Error| classify(shown, what, e);
+    let id = gix::ObjectId::from_hex(commit.as_bytes())
+        .map_err(|e| fail(&format!("commit {commit}"), &e))?;
+    if repo.find_object(id).is_err() {
+        return Err(Error::Fetch {
+            url: shown.to_string(),
+            detail: format!(
+                "commit {commit} is not in what was fetched (name the ref that contains it)"
+            ),
+        });
+    }
+    repo.reference(
+        "HEAD",
+        id,
+        gix::refs::transaction::PreviousValue::Any,
+        "kiln: check out the requested commit",
+    )
+    .map_err(|e| fail(&format!("checking out {commit}"), &e))?;
     Ok(())
 }
 
