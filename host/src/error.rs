@@ -4,7 +4,7 @@
 
 /// `e` and its causes on one line, joined by `: `, each cause once: several of kiln's errors
 /// already name their cause in their own message, so a cause whose text is already there is
-/// left out (an empty one too).
+/// left out (an empty one too). Credentials in URLs are masked (`redaction`).
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
@@ -18,7 +18,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         }
         cause = c.source();
     }
-    text
+    crate::redaction::redact(&text).into_owned()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod oci;
 pub mod pipeline;
 pub mod progress;
+pub mod redaction;
 pub mod registry;
 pub mod rootfs;
 pub mod run;

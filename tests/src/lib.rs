@@ -47,9 +47,12 @@ pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
 pub use proxy::{Fault, FaultProxy};
 pub use registry::{free_port, free_port_on, loopback_listener, Registry};
 pub use scratch::Scratch;
-pub use secure::{credential_helper, docker_config, tls_host_name, SecureRegistry};
+pub use secure::{
+    credential_helper, docker_config, loopback_tls_files, tls_host_name, SecureRegistry,
+};
 pub use servers::{
-    gcs_server, git_http_server, http_server, require_py, s3_put, s3_server, Server, PY_VENV,
+    credential_trap, gcs_server, git_http_server, http_server, require_py, s3_put, s3_server,
+    Server, PY_VENV,
 };
 pub use token::TokenRegistry;
 pub use tools::{

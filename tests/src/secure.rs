@@ -167,6 +167,39 @@ impl SecureRegistry {
     }
 }
 
+/// A test CA in `dir` (`ca.crt`) and a server certificate it issued for the IP address `ip`
+/// (`server.crt`, `server.key`), for servers of any kind that speak TLS on loopback.
+/// Returns the three paths (CA, certificate, key).
+pub fn loopback_tls_files(dir: &Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = require("openssl", "openssl");
+    fs::create_dir_all(dir).expect("certificate dir");
+    run_checked(
+        Command::new(&openssl)
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=kiln test CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(dir.join("ca.crt")),
+    );
+    issue(
+        &openssl,
+        dir,
+        "server",
+        ip,
+        &format!("subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"),
+    );
+    (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
+
 /// Makes `<stem>.key` and `<stem>.crt` in `d`: a new key with the subject `CN=<common_name>`,
 /// certified by the CA in `d` (`ca.crt`, `ca.key`) with the X.509 extensions in `extensions`.
 fn issue(openssl: &Path, d: &Path, stem: &str, common_name: &str, extensions: &str) {

@@ -1,7 +1,8 @@
 //! Servers the build-context tests fetch from, each a real program on a free loopback port,
 //! killed on drop: a plain HTTP file server (`python3 -m http.server`), the GCS emulator
 //! `fake-gcs-server`, the S3 server `moto_server`, and `git http-backend` behind a small
-//! CGI server (optionally asking for basic credentials).
+//! CGI server (optionally asking for basic credentials), and a credential trap: an HTTPS
+//! server that asks every request for basic credentials and writes down what it is sent.
 //!
 //! The Python tools come from PyPI; `.ci/run` installs them into the venv at
 //! [`PY_VENV`]. A missing one fails the test naming the PyPI package.
@@ -243,5 +244,48 @@ pub fn git_http_server(root: &Path, auth: Option<&str>, log: &Path) -> Server {
     if let Some(a) = auth {
         cmd.arg(a);
     }
+    Server::spawn(cmd, port, log)
+}
+
+/// The credential trap: HTTPS on loopback with the certificate and key given; every request
+/// is answered 401 asking for basic credentials, and one line per request
+/// (`METHOD PATH authorization=<header or ->`) is appended to the record file.
+const TRAP: &str = r#"
+import http.server, ssl, sys
+cert, key, port, record = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def run(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        with open(record, "a") as f:
+            f.write("%s %s authorization=%s\n" % (self.command, self.path, self.headers.get("Authorization", "-")))
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="trap"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    do_GET = do_POST = do_HEAD = run
+    def log_message(self, *a):
+        sys.stderr.write((a[0] % a[1:]) + "\n")
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+/// A server that wants credentials it must never get: see [`TRAP`]. `record` is where it
+/// writes down each request; `https://127.0.0.1:PORT` is [`Server::addr`].
+pub fn credential_trap(cert: &Path, key: &Path, record: &Path, log: &Path) -> Server {
+    let python = require("python3", "python3");
+    let port = free_port();
+    let mut cmd = Command::new(python);
+    cmd.arg("-c")
+        .arg(TRAP)
+        .arg(cert)
+        .arg(key)
+        .arg(port.to_string())
+        .arg(record);
     Server::spawn(cmd, port, log)
 }

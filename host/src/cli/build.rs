@@ -305,6 +305,11 @@ impl CliArgs {
             }
             None => context::GitOptions::default(),
         };
+        let mut git = git;
+        git.credential_hosts = context::git::credential_hosts(match &source {
+            context::Source::Git(src) => Some(src),
+            _ => None,
+        });
         if let context::Source::Dir(dir) = &source {
             if !dir.is_dir() {
                 bail!("context {}: not a directory", dir.display());

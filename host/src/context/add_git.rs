@@ -114,10 +114,16 @@ pub(crate) struct Checkout {
 }
 
 /// Clones `src` into `dir` and prepares what the ADD copies: `.git` is removed unless
-/// `keep_git_dir`, and the fragment's subdirectory must be a directory of the checkout.
-pub(crate) async fn fetch(src: &str, keep_git_dir: bool, dir: &Path) -> Result<Checkout> {
+/// `keep_git_dir`, and the fragment's subdirectory must be a directory of the checkout. The
+/// git credentials go only to `credential_hosts` (never to a host the Dockerfile picks).
+pub(crate) async fn fetch(
+    src: &str,
+    keep_git_dir: bool,
+    dir: &Path,
+    credential_hosts: &[String],
+) -> Result<Checkout> {
     let add = GitAdd::parse(src)?;
-    let commit = git::fetch(&add.source, dir).await?;
+    let commit = git::fetch(&add.source, dir, credential_hosts).await?;
     tracing::info!(url = %add.source.url, %commit, subdir = %add.subdir, "git source checked out");
     if !keep_git_dir {
         let dot_git = dir.join(".git");

@@ -5,7 +5,8 @@
 //!
 //! `--git branch=…` picks the ref (a branch or tag name, or a full ref), `single-branch=true`
 //! fetches only it, `insecure-skip-tls=true` accepts any server certificate. `GIT_TOKEN`, or
-//! `GIT_USERNAME`/`GIT_PASSWORD`, are sent as basic credentials when the server asks. A
+//! `GIT_USERNAME`/`GIT_PASSWORD`, are sent as basic credentials when the server asks, and only
+//! to the host of the git `--context` or a host `GIT_CREDENTIAL_HOSTS` names. A
 //! commit after the ref (or in its place) is checked out detached. `.git` stays in the
 //! context, as with kaniko.
 //!
@@ -112,15 +113,20 @@ pub async fn clone_into(src: &GitSource, opts: &GitOptions, dir: &Path) -> Resul
     })?
 }
 
-/// Clones `src` into `dir` with the environment's credentials and default options (what an
-/// `ADD` of a git repository needs); returns the id of the commit checked out.
-pub async fn fetch(src: &GitSource, dir: &Path) -> Result<String> {
+/// Clones `src` into `dir` with default options (what an `ADD` of a git repository needs),
+/// the environment's credentials sent only to `credential_hosts`; returns the id of the
+/// commit checked out.
+pub async fn fetch(src: &GitSource, dir: &Path, credential_hosts: &[String]) -> Result<String> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         url: dir.display().to_string(),
         op: "creating",
         source,
     })?;
-    clone_into(src, &GitOptions::default(), dir).await?;
+    let opts = GitOptions {
+        credential_hosts: credential_hosts.to_vec(),
+        ..GitOptions::default()
+    };
+    clone_into(src, &opts, dir).await?;
     let (shown, dir) = (src.display(), dir.to_path_buf());
     let head = tokio::task::spawn_blocking(move || -> Result<String> {
         let repo = gix::open(&dir).map_err(|e| classify(&shown, "opening the clone", &e))?;
@@ -133,6 +139,54 @@ pub async fn fetch(src: &GitSource, dir: &Path) -> Result<String> {
         url: src.display(),
         detail: format!("reading the checked-out commit: {e}"),
     })?
+}
+
+/// The hosts (`host[:port]`) kiln may send the git credentials to: the host of a git
+/// `--context` and those `GIT_CREDENTIAL_HOSTS` names (comma-separated). A Dockerfile's
+/// `ADD <git URL>` or a `.gitmodules` URL elsewhere gets none.
+pub fn credential_hosts(context: Option<&GitSource>) -> Vec<String> {
+    let mut hosts: Vec<String> = context.and_then(|c| url_host(&c.url)).into_iter().collect();
+    if let Ok(list) = std::env::var(CREDENTIAL_HOSTS_ENV) {
+        hosts.extend(
+            list.split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .filter_map(|h| url_host(&format!("https://{h}"))),
+        );
+    }
+    hosts
+}
+
+/// The variable naming more hosts that may receive `GIT_TOKEN`/`GIT_USERNAME`/`GIT_PASSWORD`.
+pub const CREDENTIAL_HOSTS_ENV: &str = "GIT_CREDENTIAL_HOSTS";
+
+/// `host[:port]` of a URL, lower-case, without user info and without the scheme's default
+/// port; `None` when it names no host.
+pub fn url_host(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = authority.to_ascii_lowercase();
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "https" => Some(":443"),
+        "http" => Some(":80"),
+        "git" => Some(":9418"),
+        _ => None,
+    };
+    let host = match default_port {
+        Some(p) => host.strip_suffix(p).map(str::to_string).unwrap_or(host),
+        None => host,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The basic credentials for a request to `url`: only when its host is one of `hosts`.
+fn credentials_for(url: &str, hosts: &[String]) -> Option<(String, String)> {
+    let host = url_host(url)?;
+    if !hosts.contains(&host) {
+        return None;
+    }
+    credentials()
 }
 
 /// The basic credentials kaniko sends: `GIT_TOKEN` as the user name, else
@@ -169,11 +223,26 @@ fn clone_blocking(src: &GitSource, opts: &GitOptions, dir: &Path, depth: usize) 
         .map_err(|e| fail(&format!("ref {r}"), &e))?;
     }
     let insecure = opts.insecure_skip_tls;
-    let creds = credentials();
+    let creds = credentials_for(&src.url, &opts.credential_hosts);
+    if creds.is_none() && credentials().is_some() {
+        tracing::info!(url = %shown, "git credentials are not sent to this host (see {CREDENTIAL_HOSTS_ENV})");
+    }
+    let hosts = opts.credential_hosts.clone();
     let url_for_opts = src.url.clone();
     prepare = prepare.configure_connection(move |conn| {
         if let Some((user, pass)) = creds.clone() {
+            let hosts = hosts.clone();
             conn.set_credentials(move |action| match action {
+                // a request that went elsewhere (a redirect) gets nothing
+                gix::credentials::helper::Action::Get(ctx)
+                    if ctx
+                        .url
+                        .as_ref()
+                        .and_then(|u| url_host(&u.to_string()))
+                        .is_some_and(|h| !hosts.contains(&h)) =>
+                {
+                    Ok(None)
+                }
                 gix::credentials::helper::Action::Get(ctx) => {
                     Ok(Some(gix::credentials::protocol::Outcome {
                         identity: gix::sec::identity::Account {
@@ -214,24 +283,7 @@ fn clone_blocking(src: &GitSource, opts: &GitOptions, dir: &Path, depth: usize) 
         .fetch_then_checkout(gix::progress::Discard, &interrupt)
         .map_err(|e| fail("fetching", &e))?;
     if let Some(commit) = &src.commit {
-        let id = gix::ObjectId::from_hex(commit.as_bytes())
-            .map_err(|e| fail(&format!("commit {commit}"), &e))?;
-        let repo = checkout.repo();
-        if repo.find_object(id).is_err() {
-            return Err(Error::Fetch {
-                url: shown.clone(),
-                detail: format!(
-                    "commit {commit} is not in what was fetched (name the ref that contains it)"
-                ),
-            });
-        }
-        repo.reference(
-            "HEAD",
-            id,
-            gix::refs::transaction::PreviousValue::Any,
-            "kiln: check out the requested commit",
-        )
-        .map_err(|e| fail(&format!("checking out {commit}"), &e))?;
+        point_head_at(checkout.repo(), commit, &shown)?;
     }
     let (repo, _) = checkout
         .main_worktree(gix::progress::Discard, &interrupt)
@@ -240,6 +292,29 @@ fn clone_blocking(src: &GitSource, opts: &GitOptions, dir: &Path, depth: usize) 
     if opts.recurse_submodules {
         clone_submodules(&repo, src, opts, dir, depth)?;
     }
+    Ok(())
+}
+
+/// Detaches HEAD at `commit`, which the fetch must have brought.
+fn point_head_at(repo: &gix::Repository, commit: &str, shown: &str) -> Result<()> {
+    let fail = |what: &str, e: &dyn std::error::Error| classify(shown, what, e);
+    let id = gix::ObjectId::from_hex(commit.as_bytes())
+        .map_err(|e| fail(&format!("commit {commit}"), &e))?;
+    if repo.find_object(id).is_err() {
+        return Err(Error::Fetch {
+            url: shown.to_string(),
+            detail: format!(
+                "commit {commit} is not in what was fetched (name the ref that contains it)"
+            ),
+        });
+    }
+    repo.reference(
+        "HEAD",
+        id,
+        gix::refs::transaction::PreviousValue::Any,
+        "kiln: check out the requested commit",
+    )
+    .map_err(|e| fail(&format!("checking out {commit}"), &e))?;
     Ok(())
 }
 
@@ -409,6 +484,29 @@ mod tests {
         }
         assert!(GitSource::parse("https://h/r.git#main#nothex").is_err());
         assert!(GitSource::parse("https://h/r.git#a#b#c").is_err());
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_named_hosts() {
+        for (url, want) in [
+            (
+                "https://User:Tok@Git.Example.com:443/r.git",
+                Some("git.example.com"),
+            ),
+            ("http://127.0.0.1:8080/r.git", Some("127.0.0.1:8080")),
+            ("http://h:80/r.git?x#y", Some("h")),
+            ("git://h/r", Some("h")),
+            ("nohost", None),
+            ("https:///r", None),
+        ] {
+            assert_eq!(url_host(url).as_deref(), want, "{url}");
+        }
+        let hosts = vec!["git.example.com".to_string()];
+        assert_eq!(credentials_for("https://evil.example/x.git", &hosts), None);
+        assert_eq!(
+            credentials_for("https://git.example.com:8443/x.git", &hosts),
+            None
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub(crate) mod s3;
 mod tar;
 
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -148,6 +149,9 @@ pub struct GitOptions {
     pub single_branch: bool,
     pub recurse_submodules: bool,
     pub insecure_skip_tls: bool,
+    /// the hosts that may receive the git credentials (not a `--git` key: the git
+    /// context's host and `GIT_CREDENTIAL_HOSTS`, see [`git::credential_hosts`])
+    pub credential_hosts: Vec<String>,
 }
 
 impl GitOptions {
@@ -238,19 +242,10 @@ pub async fn prepare(req: &Request, kiln_dir: &Path) -> Result<Prepared> {
     };
     prepared.dir = match &req.sub_path {
         None => base,
-        Some(sub) => {
-            let dir = sub_dir(&base, sub).ok_or_else(|| Error::SubPath {
-                sub_path: sub.clone(),
-                url: req.spec.clone(),
-            })?;
-            if !dir.is_dir() {
-                return Err(Error::SubPath {
-                    sub_path: sub.clone(),
-                    url: req.spec.clone(),
-                });
-            }
-            dir
-        }
+        Some(sub) => sub_dir(&base, sub).ok_or_else(|| Error::SubPath {
+            sub_path: sub.clone(),
+            url: req.spec.clone(),
+        })?,
     };
     if !prepared.dir.is_dir() {
         return Err(Error::BadSpec {
@@ -291,27 +286,54 @@ async fn fetch(req: &Request, dir: &Path) -> Result<()> {
     }
 }
 
-/// `--context-sub-path` inside the context, lexically confined to it.
+/// `--context-sub-path`: a directory inside the context, its symlinks resolved inside the
+/// context (a link to `/etc` names the context's `etc`, never the host's); `None` when that
+/// is not a directory.
 fn sub_dir(base: &Path, sub: &str) -> Option<PathBuf> {
-    let comps = rootfs::clean(sub);
-    if comps.is_empty() {
-        return Some(base.to_path_buf());
+    let root = Root::open(base).ok()?;
+    let (_, resolved) = root.subroot(sub).ok()?;
+    Some(base.join(std::ffi::OsStr::from_bytes(&resolved)))
+}
+
+/// A path inside the context with its symlinks resolved inside the context.
+fn in_context(context: &Path, rel: &Path) -> PathBuf {
+    match Root::open(context).and_then(|root| root.resolve(rel.as_os_str().as_bytes())) {
+        Ok(resolved) => context.join(std::ffi::OsStr::from_bytes(&resolved)),
+        // the context cannot be opened: nothing there to find
+        Err(_) => context.join(rootfs::clean(&rel.to_string_lossy())),
     }
-    Some(base.join(comps))
+}
+
+/// The part of `path` (absolute, or relative to the working directory) below `context`,
+/// compared lexically; `None` when it lies outside.
+fn below_context(context: &Path, path: &Path) -> Option<PathBuf> {
+    let lexical = |p: &Path| -> Option<PathBuf> {
+        let abs = std::path::absolute(p).ok()?;
+        Some(PathBuf::from(format!(
+            "/{}",
+            rootfs::clean(&abs.to_string_lossy())
+        )))
+    };
+    let (context, path) = (lexical(context)?, lexical(path)?);
+    path.strip_prefix(&context).ok().map(Path::to_path_buf)
 }
 
 /// `--dockerfile`: absent means `<context>/Dockerfile`; an existing path (absolute, or
 /// relative to the working directory for a local context) is used as is; otherwise a
-/// relative path is looked up in the context.
+/// relative path is looked up in the context. A path in the context is resolved inside it:
+/// a `Dockerfile` that links to a host file names the context's copy of that path.
 fn find_dockerfile(given: Option<&str>, context: &Path, local: bool) -> Result<PathBuf> {
     let path = match given {
-        None => context.join("Dockerfile"),
+        None => in_context(context, Path::new("Dockerfile")),
         Some(p) => {
             let p = Path::new(p);
             if p.is_absolute() || (local && p.is_file()) {
-                p.to_path_buf()
+                match below_context(context, p) {
+                    Some(rel) => in_context(context, &rel),
+                    None => p.to_path_buf(),
+                }
             } else {
-                context.join(p)
+                in_context(context, p)
             }
         }
     };
@@ -502,10 +524,28 @@ mod tests {
     }
 
     #[test]
-    fn sub_path_stays_inside() {
-        let base = Path::new("/k/ctx");
-        assert_eq!(sub_dir(base, "../../etc").unwrap(), Path::new("/k/ctx/etc"));
-        assert_eq!(sub_dir(base, "/app/").unwrap(), Path::new("/k/ctx/app"));
-        assert_eq!(sub_dir(base, ".").unwrap(), Path::new("/k/ctx"));
+    fn sub_path_and_dockerfile_stay_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::create_dir_all(base.join("app")).unwrap();
+        std::os::unix::fs::symlink("/etc", base.join("hostetc")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", base.join("Dockerfile")).unwrap();
+        assert_eq!(sub_dir(base, "../../etc").unwrap(), base.join("etc"));
+        assert_eq!(sub_dir(base, "/app/").unwrap(), base.join("app"));
+        assert_eq!(sub_dir(base, ".").unwrap(), base);
+        assert_eq!(sub_dir(base, "hostetc").unwrap(), base.join("etc"));
+        assert!(sub_dir(base, "nope").is_none());
+        assert!(find_dockerfile(None, base, true).is_err());
+        let given = base.join("Dockerfile");
+        assert!(find_dockerfile(given.to_str(), base, true).is_err());
+        assert_eq!(
+            below_context(Path::new("/k/ctx"), Path::new("/k/ctx/./a/../Dockerfile")),
+            Some(PathBuf::from("Dockerfile"))
+        );
+        assert_eq!(
+            below_context(Path::new("/k/ctx"), Path::new("/k/other")),
+            None
+        );
     }
 }

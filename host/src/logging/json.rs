@@ -104,7 +104,8 @@ where
         line.insert("msg".into(), msg);
         line.insert("time".into(), Value::String(now()));
         line.extend(fields);
-        let mut bytes = serde_json::to_vec(&Value::Object(line)).unwrap_or_default();
+        let text = serde_json::to_string(&Value::Object(line)).unwrap_or_default();
+        let mut bytes = crate::redaction::redact(&text).into_owned().into_bytes();
         bytes.push(b'\n');
         // one write a line, so lines of stages running side by side never mix; around a
         // live view when one is drawn

@@ -3,6 +3,7 @@
 //! (`json`). kiln's own crates log at the chosen level; dependencies only show warnings
 //! and errors, and everything at `trace`. `KILN_LOG` (a tracing filter) overrides both.
 //! Text logs go through `progress`, so they are drawn above a live view.
+//! Every line, text or JSON, goes through `redaction`: no credentials from URLs in logs.
 
 mod json;
 
@@ -91,8 +92,10 @@ fn directives(level: &str) -> String {
 struct ViewWriter;
 
 impl std::io::Write for ViewWriter {
+    /// The text layer writes each line in one call, so a URL is never split between two.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        crate::progress::write_log(buf);
+        let text = String::from_utf8_lossy(buf);
+        crate::progress::write_log(crate::redaction::redact(&text).as_bytes());
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

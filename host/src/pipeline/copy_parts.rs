@@ -135,6 +135,7 @@ async fn fetch(
     keep_git_dir: bool,
     work: &Path,
     flags: &[(String, Option<String>)],
+    git_credential_hosts: &[String],
 ) -> Result<Part> {
     Ok(match remote {
         Remote::Url(url) => {
@@ -149,7 +150,7 @@ async fn fetch(
         }
         Remote::Git(src) => {
             let dir = scratch_dir(work, "add-git");
-            let checkout = add_git::fetch(&src, keep_git_dir, &dir).await?;
+            let checkout = add_git::fetch(&src, keep_git_dir, &dir, git_credential_hosts).await?;
             Part {
                 args: vec![checkout.path, dest.to_string()],
                 flags: own_flags(flags, &src),
@@ -197,6 +198,7 @@ pub(crate) async fn split(
     flags: Vec<(String, Option<String>)>,
     lookup: &HashMap<String, String>,
     work: &Path,
+    git_credential_hosts: &[String],
 ) -> Result<Vec<Part>> {
     let raw = ins.words()?;
     let flag = |name: &str| {
@@ -268,6 +270,7 @@ pub(crate) async fn split(
                 keep_git_dir,
                 work,
                 &flags,
+                git_credential_hosts,
             )
             .await?,
         );

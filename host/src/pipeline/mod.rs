@@ -40,7 +40,7 @@ use crate::image::{self, BuiltImage, Family};
 use crate::layer::{BlobStore, LayerBlob};
 use crate::progress::{self, summary, Summary};
 use crate::registry::{self, Platform, Registry};
-use crate::rootfs::Root;
+use crate::rootfs::{self, Root};
 use crate::run::{Runner, RunnerOptions};
 use crate::sandbox::LazySandbox;
 use plan::{Base, BuildPlan};
@@ -233,14 +233,9 @@ async fn load(opts: &BuildOptions) -> Result<Loaded> {
 /// push permission checked).
 async fn prepare(mut opts: BuildOptions, loaded: &Loaded, work: PathBuf) -> Result<Build> {
     let (dockerfile_path, context_dir) = (&loaded.fetched.dockerfile, &loaded.fetched.dir);
-    let ignore_path = ignore_file(dockerfile_path, context_dir);
-    let ignore = match std::fs::read_to_string(&ignore_path) {
-        Ok(t) => IgnoreRules::parse(&t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::parse(""),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", ignore_path.display())),
-    };
     let context = Root::open(context_dir)
         .with_context(|| format!("opening context {}", context_dir.display()))?;
+    let ignore = read_ignore_file(dockerfile_path, context_dir, &context)?;
     std::fs::create_dir_all(&opts.kiln_dir)
         .with_context(|| format!("creating kiln dir {}", opts.kiln_dir.display()))?;
     let store = BlobStore::open(&opts.kiln_dir.join("blobs"))?;
@@ -367,18 +362,34 @@ async fn assemble(build: &Build, mut last: StageResult) -> Result<BuiltImage> {
     )?)
 }
 
-/// The ignore file of a build: `<Dockerfile>.dockerignore` beside the Dockerfile when there
-/// is one (BuildKit's rule), else the context's `.dockerignore`.
-fn ignore_file(dockerfile: &Path, context: &Path) -> PathBuf {
+/// The ignore rules of a build: `<Dockerfile>.dockerignore` beside the Dockerfile when there
+/// is one (BuildKit's rule), else the context's `.dockerignore`. A file in the context is
+/// read through the context root, so a link to a host file reads the context's path instead.
+fn read_ignore_file(dockerfile: &Path, context_dir: &Path, context: &Root) -> Result<IgnoreRules> {
+    let mut candidates = Vec::new();
     if let Some(name) = dockerfile.file_name() {
         let mut own = name.to_os_string();
         own.push(".dockerignore");
-        let own = dockerfile.with_file_name(own);
-        if own.is_file() {
-            return own;
-        }
+        candidates.push(dockerfile.with_file_name(own));
     }
-    context.join(".dockerignore")
+    candidates.push(context_dir.join(".dockerignore"));
+    for path in candidates {
+        let read = match path.strip_prefix(context_dir) {
+            Ok(rel) => match context.open_read(rel.as_os_str().as_encoded_bytes()) {
+                Ok(file) => Ok(file),
+                Err(rootfs::Error::NotFound { .. } | rootfs::Error::IsDirectory { .. }) => continue,
+                Err(e) => Err(std::io::Error::other(e)),
+            },
+            // beside a Dockerfile the user named outside the context
+            Err(_) if !path.is_file() => continue,
+            Err(_) => std::fs::File::open(&path),
+        };
+        let mut text = String::new();
+        read.and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+            .with_context(|| format!("reading {}", path.display()))?;
+        return Ok(IgnoreRules::parse(&text));
+    }
+    Ok(IgnoreRules::parse(""))
 }
 
 /// The images a Dockerfile's `FROM` lines name (stages and `scratch` left out), for

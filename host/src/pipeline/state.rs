@@ -82,11 +82,13 @@ impl StageState {
 }
 
 pub(super) fn created_by(ins: &Instruction, shell: &[String]) -> String {
-    match (ins.keyword, &ins.args) {
+    let text = match (ins.keyword, &ins.args) {
         (Keyword::Run, Args::Shell(t)) => format!("RUN {} {t}", shell.join(" ")),
         (Keyword::Run, Args::Exec(v)) => format!("RUN {}", v.join(" ")),
         _ => ins.original.clone(),
-    }
+    };
+    // the history is public: no credentials from URLs in it
+    crate::redaction::redact(&text).into_owned()
 }
 
 pub(super) fn shell_of(st: &StageState) -> Vec<String> {

@@ -268,7 +268,15 @@ async fn guest_step(
         materialize(st).await?;
     }
     let parts = if is_file_op {
-        super::copy_parts::split(ins, args, flags, lookup, &build.work).await?
+        super::copy_parts::split(
+            ins,
+            args,
+            flags,
+            lookup,
+            &build.work,
+            &build.opts.context.git.credential_hosts,
+        )
+        .await?
     } else {
         vec![super::copy_parts::Part {
             args,

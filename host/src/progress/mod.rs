@@ -184,7 +184,8 @@ impl Step {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             stage: stage.to_string(),
             number: number.to_string(),
-            text: text.to_string(),
+            // an ADD URL may carry credentials
+            text: crate::redaction::redact(text).into_owned(),
             line,
         });
         if let Some(r) = shown() {

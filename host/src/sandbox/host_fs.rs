@@ -52,18 +52,42 @@ fn to_stat(st: rootfs::Stat) -> Stat {
 }
 
 impl RootEntry {
-    /// Whether .dockerignore hides this path (only the context has rules).
-    fn hidden(&self, path: &str) -> bool {
+    /// Whether .dockerignore hides this path (only the context has rules): the path as
+    /// written, and the path it really names (its parent's symlinks resolved; the last one
+    /// too where the operation follows it), so `link -> .env` or `d/.env` with `d -> .`
+    /// cannot reach an ignored `.env`.
+    fn hidden(&self, path: &str, follow: bool) -> bool {
         let Some(rules) = &self.ignore else {
             return false;
         };
-        let rel = rootfs::clean(path);
-        if rel.is_empty() || !rules.is_ignored(&rel) {
+        if self.hidden_as_written(rules, &rootfs::clean(path)) {
+            return true;
+        }
+        let guest = names::from_guest(path);
+        let resolved = if follow {
+            self.root.resolve(&guest)
+        } else {
+            let mut comps = rootfs::clean_bytes(&guest);
+            let Some(name) = comps.pop() else {
+                return false;
+            };
+            self.root
+                .resolve(comps.join(&b'/'))
+                .map(|dir| rootfs::join_bytes(&dir, &name))
+        };
+        resolved.is_ok_and(|r| {
+            let r = names::to_guest(&r);
+            r != rootfs::clean(path) && self.hidden_as_written(rules, &r)
+        })
+    }
+
+    fn hidden_as_written(&self, rules: &IgnoreRules, rel: &str) -> bool {
+        if rel.is_empty() || !rules.is_ignored(rel) {
             return false;
         }
         // an ignored directory stays, as BuildKit's context transfer keeps it, when an
         // exception re-includes something below it
-        !(rules.has_exceptions() && self.keeps_something_below(rules, &rel))
+        !(rules.has_exceptions() && self.keeps_something_below(rules, rel))
     }
 
     /// Whether `rel` is a directory with a path below it that the rules do not ignore.
@@ -86,12 +110,19 @@ impl RootEntry {
 }
 
 impl State {
+    /// The root entry for a call on `path`, following a final symlink.
     fn entry(&self, r: u32, path: &str) -> FsResult<&RootEntry> {
+        self.entry_at(r, path, true)
+    }
+
+    /// The root entry for a call on `path`; `follow`: the call follows a final symlink.
+    /// An ignored path (as written or as resolved) is not found.
+    fn entry_at(&self, r: u32, path: &str, follow: bool) -> FsResult<&RootEntry> {
         let e = self
             .roots
             .get(r as usize)
             .ok_or_else(|| FsError::Invalid(format!("no root {r}")))?;
-        if e.hidden(path) {
+        if e.hidden(path, follow) {
             return Err(FsError::NotFound(format!(
                 "/{}: not found",
                 rootfs::clean(path)
@@ -102,6 +133,11 @@ impl State {
 
     fn root(&self, r: u32, path: &str) -> FsResult<&Root> {
         Ok(&self.entry(r, path)?.root)
+    }
+
+    /// As [`State::root`] for a call that acts on a final symlink itself.
+    fn root_nofollow(&self, r: u32, path: &str) -> FsResult<&Root> {
+        Ok(&self.entry_at(r, path, false)?.root)
     }
 
     fn writable(&self, r: u32, path: &str) -> FsResult<&Root> {
@@ -137,7 +173,7 @@ impl State {
 impl FsHost for State {
     fn lstat(&mut self, r: u32, path: String) -> FsResult<Stat> {
         self.note(r, &path, false);
-        self.root(r, &path)?
+        self.root_nofollow(r, &path)?
             .lstat(names::from_guest(&path))
             .map(to_stat)
             .map_err(to_fs_error)
@@ -153,7 +189,7 @@ impl FsHost for State {
 
     fn readlink(&mut self, r: u32, path: String) -> FsResult<String> {
         self.note(r, &path, false);
-        self.root(r, &path)?
+        self.root_nofollow(r, &path)?
             .readlink(names::from_guest(&path))
             .map(|t| names::to_guest(t.as_bytes()))
             .map_err(to_fs_error)
@@ -169,7 +205,7 @@ impl FsHost for State {
         Ok(names
             .into_iter()
             .map(|n| names::to_guest(n.as_bytes()))
-            .filter(|n| !entry.hidden(&rootfs::join(&dir, n)))
+            .filter(|n| !entry.hidden(&rootfs::join(&dir, n), false))
             .collect())
     }
 
@@ -298,7 +334,7 @@ impl FsHost for State {
         to_path: String,
     ) -> FsResult<()> {
         let st = self
-            .root(from, &from_path)?
+            .root_nofollow(from, &from_path)?
             .lstat(names::from_guest(&from_path))
             .map_err(to_fs_error)?;
         if !matches!(
@@ -353,16 +389,33 @@ impl FsHost for State {
             .root(from, &from_path)?
             .open_read(names::from_guest(&from_path))
             .map_err(to_fs_error)?;
-        let dst = self.writable(to, &to_dir)?;
+        // the destination is the root the archive's links resolve in: `l -> /` then `l/etc/x`
+        // lands below the destination, where the layer looks for it
+        let (dst, at) = self
+            .writable(to, &to_dir)?
+            .subroot(names::from_guest(&to_dir))
+            .map_err(to_fs_error)?;
         let what = format!("/{}", rootfs::clean(&from_path));
-        extract::extract(
-            dst,
-            &rootfs::clean(&to_dir),
-            src,
-            extract::Whiteouts::Keep,
-            &what,
-        )
-        .map(|written| written.iter().map(|p| names::to_guest(p)).collect())
-        .map_err(to_fs_error)
+        extract::extract(&dst, "", src, extract::Whiteouts::Keep, &what)
+            .map(|written| {
+                written
+                    .iter()
+                    .map(|p| names::to_guest(&rootfs::join_bytes(&at, &real_name(&dst, p))))
+                    .collect()
+            })
+            .map_err(to_fs_error)
+    }
+}
+
+/// Where an archive entry's name really is in `root` (its parent's links resolved), so the
+/// layer records the path the entry was written at.
+fn real_name(root: &Root, rel: &[u8]) -> Vec<u8> {
+    let mut comps = rootfs::clean_bytes(rel);
+    let Some(name) = comps.pop() else {
+        return Vec::new();
+    };
+    match root.resolve(comps.join(&b'/')) {
+        Ok(dir) => rootfs::join_bytes(&dir, &name),
+        Err(_) => rootfs::clean_rel(rel),
     }
 }

@@ -277,7 +277,9 @@ impl Sandbox {
                 root: roots.context.clone(),
                 writable: false,
                 dry_run: false,
-                ignore: Some(roots.context_ignore.clone()),
+                // no rules, nothing to decide (nor paths to resolve for it)
+                ignore: Some(roots.context_ignore.clone())
+                    .filter(|rules| !rules.patterns().is_empty()),
             },
         ];
         if let Some(from) = &roots.from {

@@ -17,6 +17,7 @@ mod dockerfile;
 mod executor_image;
 mod fixtures;
 mod guest;
+mod hostile;
 mod layers;
 mod logs;
 mod outputs;

@@ -1,0 +1,35 @@
+//! Hostile inputs aimed at what kiln holds (issue 23, sections 2 and 3): servers on loopback
+//! that want credentials they must not get (`credentials`), and contexts, `.dockerignore`
+//! files and ADD archives whose symlinks point at host files or out of their destination
+//! (`links`). Each test is an attack that worked before kiln resisted it.
+
+mod credentials;
+mod links;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use kiln_tests::{kiln_bin, run_with_timeout};
+
+/// `kiln ARGS…` with extra environment variables; echoes the run to the test log.
+fn kiln(args: &[String], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(kiln_bin());
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    eprintln!("$ {env:?} kiln {args:?}");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(600));
+    eprintln!(
+        "--- kiln {} ---\n{}{}--- end kiln ---",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
