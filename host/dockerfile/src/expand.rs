@@ -382,9 +382,7 @@ impl<'a> Lexer<'a> {
         }
         self.pos += 1;
         if self.depth >= MAX_NESTING {
-            return Err(format!(
-                "substitutions nest more than {MAX_NESTING} deep"
-            ));
+            return Err(format!("substitutions nest more than {MAX_NESTING} deep"));
         }
         self.depth += 1;
         let value = self.braced();
@@ -649,7 +647,10 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error() {
         let nested = |depth: usize| format!("{}x{}", "${a:-".repeat(depth), "}".repeat(depth));
-        assert_eq!(expand_word(&nested(MAX_NESTING), &NoVars, '\\').unwrap(), "x");
+        assert_eq!(
+            expand_word(&nested(MAX_NESTING), &NoVars, '\\').unwrap(),
+            "x"
+        );
         // 10,000 deep on a thread's small stack: an error, not an overflow.
         let deep = nested(10_000);
         let err = std::thread::Builder::new()

@@ -211,11 +211,13 @@ mod tests {
             assert_eq!(got, want, "pattern {pattern} greedy {greedy}");
         }
         let backslash = Glob::compile("\\\\").unwrap();
-        assert_eq!(backslash.replace(&chars("a\\b\\c"), "/", true, 99).unwrap(),
+        assert_eq!(
+            backslash.replace(&chars("a\\b\\c"), "/", true, 99).unwrap(),
             "a/b/c"
         );
         let star = Glob::compile("\\*").unwrap();
-        assert_eq!(star.replace(&chars("a*b*c"), "/", false, 99).unwrap(),
+        assert_eq!(
+            star.replace(&chars("a*b*c"), "/", false, 99).unwrap(),
             "a/b*c"
         );
         assert_eq!(star.replace(&chars("a*b*c"), "long", true, 8), None);
@@ -234,7 +236,9 @@ mod tests {
 
     #[test]
     fn agrees_with_backtracking() {
-        let patterns = ["", "*", "a", "?", "a*", "*a", "*a*", "a?b", "**b", "*a*b*", "?*?"];
+        let patterns = [
+            "", "*", "a", "?", "a*", "*a", "*a*", "a?b", "**b", "*a*b*", "?*?",
+        ];
         let texts = ["", "a", "b", "ab", "ba", "aab", "abab", "bbba", "xaxbx"];
         for pattern in patterns {
             let glob = Glob::compile(pattern).unwrap();

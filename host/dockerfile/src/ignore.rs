@@ -456,7 +456,9 @@ mod tests {
         let patterns = [
             "a", "*", "a*", "*b", "a/**/b", "**/b", "a/**", "**", "?/*", "[ab]*/b", "*/**/*",
         ];
-        let texts = ["", "a", "b", "ab", "a/b", "a/x/b", "a/b/c", "aa/b", "/b", "a//b"];
+        let texts = [
+            "", "a", "b", "ab", "a/b", "a/x/b", "a/b/c", "aa/b", "/b", "a//b",
+        ];
         for pattern in patterns {
             let tokens = compile(pattern);
             for text in texts {

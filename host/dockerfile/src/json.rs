@@ -109,7 +109,11 @@ impl Reader<'_> {
             match self.peek()? {
                 b'"' => self.string().map(drop)?,
                 b'[' | b'{' => {
-                    let close = if self.peek() == Some(b'[') { b']' } else { b'}' };
+                    let close = if self.peek() == Some(b'[') {
+                        b']'
+                    } else {
+                        b'}'
+                    };
                     // The top-level array is one level already.
                     if open.len() + 1 >= MAX_DEPTH {
                         return None;
@@ -294,7 +298,10 @@ mod tests {
             (r#"["\x"]"#, JsonArray::NotJson),
             ("[\"a\tb\"]", JsonArray::NotJson),
             (r#"echo"#, JsonArray::NotJson),
-            (r#"[{"a": 1, "b": {}}, [], {"c": [[]]}]"#, JsonArray::NonString),
+            (
+                r#"[{"a": 1, "b": {}}, [], {"c": [[]]}]"#,
+                JsonArray::NonString,
+            ),
             (r#"[{"a" 1}]"#, JsonArray::NotJson),
             (r#"[{1: 1}]"#, JsonArray::NotJson),
             (r#"[[1,]]"#, JsonArray::NotJson),
