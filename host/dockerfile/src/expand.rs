@@ -127,6 +127,26 @@ pub(crate) fn split_words(
 
 type LexResult<T> = std::result::Result<T, String>;
 
+/// How deeply `${...}` may nest inside one word: far beyond any real
+/// Dockerfile, and shallow enough that a hostile one cannot overflow the stack.
+pub const MAX_NESTING: usize = 64;
+
+/// The most bytes one expansion may produce (16 MiB): enough for any real
+/// value, while `ARG A=${A}${A}` repeated cannot double its way to gigabytes.
+pub const MAX_EXPANSION_BYTES: usize = 16 << 20;
+
+/// Fails once an expansion's output has grown past `MAX_EXPANSION_BYTES`.
+fn check_size(text: &str) -> LexResult<()> {
+    if text.len() > MAX_EXPANSION_BYTES {
+        return Err(too_large());
+    }
+    Ok(())
+}
+
+fn too_large() -> String {
+    format!("the expansion grows past {MAX_EXPANSION_BYTES} bytes (the limit on one expanded word)")
+}
+
 /// Accumulates words while the lexer walks the input.
 #[derive(Default)]
 struct Words {
@@ -177,6 +197,8 @@ struct Lexer<'a> {
     env: &'a dyn Lookup,
     escape: char,
     mode: Mode,
+    /// How many `${` are open at the current position.
+    depth: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -187,6 +209,7 @@ impl<'a> Lexer<'a> {
             env,
             escape,
             mode,
+            depth: 0,
         }
     }
 
@@ -230,6 +253,7 @@ impl<'a> Lexer<'a> {
                 '$' => {
                     let value = self.dollar()?;
                     text.push_str(&value);
+                    check_size(&text)?;
                     words.push_str(&value);
                 }
                 '\'' | '"' if self.mode.skip_quotes => {
@@ -312,7 +336,10 @@ impl<'a> Lexer<'a> {
                     }
                     return Ok(out);
                 }
-                Some('$') => out.push_str(&self.dollar()?),
+                Some('$') => {
+                    out.push_str(&self.dollar()?);
+                    check_size(&out)?;
+                }
                 Some(ch) => {
                     self.pos += 1;
                     if ch != self.escape {
@@ -354,6 +381,17 @@ impl<'a> Lexer<'a> {
             });
         }
         self.pos += 1;
+        if self.depth >= MAX_NESTING {
+            return Err(format!("substitutions nest more than {MAX_NESTING} deep"));
+        }
+        self.depth += 1;
+        let value = self.braced();
+        self.depth -= 1;
+        value
+    }
+
+    /// `${...}` after its `${`.
+    fn braced(&mut self) -> LexResult<String> {
         match self.peek() {
             None => return Err("missing '}'".to_string()),
             Some('{' | '}' | ':') => return Err("bad substitution".to_string()),
@@ -454,7 +492,9 @@ impl<'a> Lexer<'a> {
             return Ok(String::new());
         };
         let glob = Glob::compile(&pattern)?;
-        Ok(glob.replace(&value.chars().collect::<Vec<_>>(), &replacement, all))
+        let value: Vec<char> = value.chars().collect();
+        glob.replace(&value, &replacement, all, MAX_EXPANSION_BYTES)
+            .ok_or_else(too_large)
     }
 
     /// A variable name: letters, digits and `_`; a run of digits (positional
@@ -603,5 +643,34 @@ mod tests {
         };
         let words = split_words(r#"cat <<"EOF" $X ${Y:-z} a\ b"#, &NoVars, '\\', mode).unwrap();
         assert_eq!(words, vec!["cat", "<<\"EOF\"", "$X", "${Y:-z}", "a\\ b"]);
+    }
+    #[test]
+    fn deep_nesting_is_an_error() {
+        let nested = |depth: usize| format!("{}x{}", "${a:-".repeat(depth), "}".repeat(depth));
+        assert_eq!(
+            expand_word(&nested(MAX_NESTING), &NoVars, '\\').unwrap(),
+            "x"
+        );
+        // 10,000 deep on a thread's small stack: an error, not an overflow.
+        let deep = nested(10_000);
+        let err = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || expand_word(&deep, &NoVars, '\\'))
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("nest more than 64 deep"), "{err}");
+    }
+
+    #[test]
+    fn expansion_size_is_capped() {
+        let half = MAX_EXPANSION_BYTES / 2 + 1;
+        let vars: HashMap<String, String> = [("A".to_string(), "a".repeat(half))].into();
+        for input in ["${A}${A}", "\"$A$A\"", "${A/a/$A}", "${A//a/aa}"] {
+            let err = expand_word(input, &vars, '\\').unwrap_err();
+            assert!(err.to_string().contains("grows past"), "{input}: {err}");
+        }
+        assert_eq!(expand_word("${A}", &vars, '\\').unwrap().len(), half);
     }
 }

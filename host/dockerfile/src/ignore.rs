@@ -133,27 +133,60 @@ impl Rule {
     }
 }
 
+/// Whether the whole of `text` matches `tokens`.
+///
+/// The pattern runs as a set of states over the text once, with no
+/// backtracking, so a rule like `*a*a*a…*b` costs the path's length times the
+/// pattern's. State `2 * i` stands before token `i`; state `2 * i + 1` is
+/// inside a `**/` at token `i`, having read some characters but not yet the
+/// `/` that ends it.
 fn match_tokens(tokens: &[Token], text: &[char]) -> bool {
-    let Some((token, rest)) = tokens.split_first() else {
-        return text.is_empty();
-    };
-    let one = |ok: bool| ok && match_tokens(rest, &text[1..]);
-    match token {
-        Token::Char(c) => one(text.first() == Some(c)),
-        Token::AnyChar => one(text.first().is_some_and(|&c| c != '/')),
-        Token::Class { negated, ranges } => one(text
-            .first()
-            .is_some_and(|&c| ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated)),
-        Token::AnyRun => {
-            let run = text.iter().take_while(|&&c| c != '/').count();
-            (0..=run).any(|n| match_tokens(rest, &text[n..]))
+    let accept = 2 * tokens.len();
+    let mut states = vec![false; accept + 1];
+    let mut next = states.clone();
+    states[0] = true;
+    close(tokens, &mut states);
+    for &ch in text {
+        next.fill(false);
+        for (i, token) in tokens.iter().enumerate() {
+            let (at, inside) = (states[2 * i], states[2 * i + 1]);
+            let advance = match token {
+                Token::Char(c) => at && *c == ch,
+                Token::AnyChar => at && ch != '/',
+                Token::Class { negated, ranges } => {
+                    at && ranges.iter().any(|&(lo, hi)| lo <= ch && ch <= hi) != *negated
+                }
+                Token::AnyRun => {
+                    next[2 * i] |= at && ch != '/';
+                    false
+                }
+                Token::AnyRest => {
+                    next[2 * i] |= at;
+                    false
+                }
+                Token::AnyDirs => {
+                    next[2 * i + 1] |= at || inside;
+                    (at || inside) && ch == '/'
+                }
+            };
+            next[2 * i + 2] |= advance;
         }
-        Token::AnyRest => true,
-        Token::AnyDirs => {
-            match_tokens(rest, text)
-                || (0..text.len())
-                    .filter(|&i| text[i] == '/')
-                    .any(|i| match_tokens(rest, &text[i + 1..]))
+        close(tokens, &mut next);
+        std::mem::swap(&mut states, &mut next);
+        if !states.contains(&true) {
+            return false;
+        }
+    }
+    states[accept]
+}
+
+/// Adds the states reachable without reading: `*`, `**` and `**/` may all
+/// match nothing.
+fn close(tokens: &[Token], states: &mut [bool]) {
+    for (i, token) in tokens.iter().enumerate() {
+        let empty = matches!(token, Token::AnyRun | Token::AnyRest | Token::AnyDirs);
+        if empty && states[2 * i] {
+            states[2 * i + 2] = true;
         }
     }
 }
@@ -391,5 +424,63 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(clean(input), want, "input {input}");
         }
+    }
+    /// The backtracking matcher this file used to have, kept as the reference.
+    fn reference(tokens: &[Token], text: &[char]) -> bool {
+        let Some((token, rest)) = tokens.split_first() else {
+            return text.is_empty();
+        };
+        let one = |ok: bool| ok && reference(rest, &text[1..]);
+        match token {
+            Token::Char(c) => one(text.first() == Some(c)),
+            Token::AnyChar => one(text.first().is_some_and(|&c| c != '/')),
+            Token::Class { negated, ranges } => one(text
+                .first()
+                .is_some_and(|&c| ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated)),
+            Token::AnyRun => {
+                let run = text.iter().take_while(|&&c| c != '/').count();
+                (0..=run).any(|n| reference(rest, &text[n..]))
+            }
+            Token::AnyRest => true,
+            Token::AnyDirs => {
+                reference(rest, text)
+                    || (0..text.len())
+                        .filter(|&i| text[i] == '/')
+                        .any(|i| reference(rest, &text[i + 1..]))
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_backtracking() {
+        let patterns = [
+            "a", "*", "a*", "*b", "a/**/b", "**/b", "a/**", "**", "?/*", "[ab]*/b", "*/**/*",
+        ];
+        let texts = [
+            "", "a", "b", "ab", "a/b", "a/x/b", "a/b/c", "aa/b", "/b", "a//b",
+        ];
+        for pattern in patterns {
+            let tokens = compile(pattern);
+            for text in texts {
+                let text: Vec<char> = text.chars().collect();
+                assert_eq!(
+                    match_tokens(&tokens, &text),
+                    reference(&tokens, &text),
+                    "{pattern} on {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn many_stars_take_polynomial_time() {
+        let rules = IgnoreRules::parse(&format!("{}b\n", "*a".repeat(16)));
+        let path = format!("{}/{}", "a".repeat(3000), "a".repeat(3000));
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(rules.is_ignored(&path));
+        });
+        let got = wait.recv_timeout(std::time::Duration::from_secs(30));
+        assert_eq!(got, Ok(false), "matching did not finish in 30 s");
     }
 }

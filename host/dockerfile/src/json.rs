@@ -5,6 +5,10 @@
 //! whole value is validated so that text which merely starts with `[` falls
 //! back to the shell form exactly when Go's `encoding/json` would reject it.
 
+/// How deeply arrays and objects may nest: Go's `encoding/json` gives up past
+/// this depth, so BuildKit reads such text as the shell form, and so does kiln.
+const MAX_DEPTH: usize = 10_000;
+
 /// What the argument text turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum JsonArray {
@@ -93,48 +97,72 @@ impl Reader<'_> {
         }
     }
 
-    /// Any JSON value, discarded.
+    /// Any JSON value, discarded. Nested arrays and objects are followed with
+    /// a stack of their closing brackets, not by recursion, so no depth can
+    /// overflow the stack; past Go's limit of `MAX_DEPTH` the text is not JSON,
+    /// as `encoding/json` says.
     fn value(&mut self) -> Option<()> {
-        self.skip_ws();
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'[' => self.sequence(b']', false),
-            b'{' => self.sequence(b'}', true),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => self.number(),
+        // The closing bracket of each array or object open around the position.
+        let mut open: Vec<u8> = Vec::new();
+        loop {
+            self.skip_ws();
+            match self.peek()? {
+                b'"' => self.string().map(drop)?,
+                b'[' | b'{' => {
+                    let close = if self.peek() == Some(b'[') {
+                        b']'
+                    } else {
+                        b'}'
+                    };
+                    // The top-level array is one level already.
+                    if open.len() + 1 >= MAX_DEPTH {
+                        return None;
+                    }
+                    self.pos += 1;
+                    self.skip_ws();
+                    if !self.eat(close) {
+                        open.push(close);
+                        if close == b'}' {
+                            self.member_key()?;
+                        }
+                        continue;
+                    }
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                _ => self.number()?,
+            }
+            // After a value: close what is open, or go on after a comma.
+            loop {
+                let Some(&close) = open.last() else {
+                    return Some(());
+                };
+                self.skip_ws();
+                if self.eat(close) {
+                    open.pop();
+                    continue;
+                }
+                if !self.eat(b',') {
+                    return None;
+                }
+                if close == b'}' {
+                    self.member_key()?;
+                }
+                break;
+            }
         }
     }
 
-    /// A nested array or object (with `keyed`, members are `"key": value`).
-    fn sequence(&mut self, close: u8, keyed: bool) -> Option<()> {
-        self.pos += 1;
+    /// An object member's `"key":`.
+    fn member_key(&mut self) -> Option<()> {
         self.skip_ws();
-        if self.eat(close) {
-            return Some(());
+        if self.peek() != Some(b'"') {
+            return None;
         }
-        loop {
-            if keyed {
-                self.skip_ws();
-                if self.peek() != Some(b'"') {
-                    return None;
-                }
-                self.string()?;
-                self.skip_ws();
-                if !self.eat(b':') {
-                    return None;
-                }
-            }
-            self.value()?;
-            self.skip_ws();
-            if self.eat(close) {
-                return Some(());
-            }
-            if !self.eat(b',') {
-                return None;
-            }
-        }
+        self.string()?;
+        self.skip_ws();
+        self.eat(b':').then_some(())
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -270,9 +298,33 @@ mod tests {
             (r#"["\x"]"#, JsonArray::NotJson),
             ("[\"a\tb\"]", JsonArray::NotJson),
             (r#"echo"#, JsonArray::NotJson),
+            (
+                r#"[{"a": 1, "b": {}}, [], {"c": [[]]}]"#,
+                JsonArray::NonString,
+            ),
+            (r#"[{"a" 1}]"#, JsonArray::NotJson),
+            (r#"[{1: 1}]"#, JsonArray::NotJson),
+            (r#"[[1,]]"#, JsonArray::NotJson),
+            (r#"[{"a": 1,}]"#, JsonArray::NotJson),
         ];
         for (input, want) in cases {
             assert_eq!(parse_array(input), want, "input {input}");
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_shell_form() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(parse_array(&nested(MAX_DEPTH)), JsonArray::NonString);
+        assert_eq!(parse_array(&nested(MAX_DEPTH + 1)), JsonArray::NotJson);
+        // Far past the limit, on a thread's small stack: no overflow.
+        let deep = nested(200_000);
+        let got = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || parse_array(&deep))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, JsonArray::NotJson);
     }
 }

@@ -12,6 +12,8 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 
+use sha2::{Digest as _, Sha256};
+
 use super::compress::decompress;
 use super::{xattr, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::rootfs::{clean_bytes, join_bytes, Error, Kind, Meta, Result, Root};
@@ -57,6 +59,17 @@ pub fn extract<R: Read>(
     what: &str,
 ) -> Result<Vec<Vec<u8>>> {
     let reader = decompress(reader).map_err(io_err(what.as_bytes(), "decompress"))?;
+    extract_stream(root, dir, reader, whiteouts, what)
+}
+
+/// Unpacks an uncompressed tar stream.
+fn extract_stream<R: Read>(
+    root: &Root,
+    dir: &str,
+    reader: R,
+    whiteouts: Whiteouts,
+    what: &str,
+) -> Result<Vec<Vec<u8>>> {
     let mut archive = tar::Archive::new(reader);
     let mut run = Extraction {
         root,
@@ -75,6 +88,52 @@ pub fn extract<R: Read>(
         run.entry(&mut entry)?;
     }
     run.finish()
+}
+
+/// Unpacks an image layer into `root`, checking that the uncompressed stream is the one the
+/// image's config names (`diff_id`, `sha256:<hex>`): a layer that does not match is refused
+/// with the two digests, after which the root must not be used.
+pub fn extract_layer<R: Read>(
+    root: &Root,
+    reader: R,
+    what: &str,
+    diff_id: &str,
+) -> Result<Vec<Vec<u8>>> {
+    let stream = decompress(reader).map_err(io_err(what.as_bytes(), "decompress"))?;
+    let mut hashing = HashingReader {
+        inner: stream,
+        hasher: Sha256::new(),
+    };
+    let written = extract_stream(root, "", &mut hashing, Whiteouts::Apply, what)?;
+    // the diff_id covers the whole stream, padding after the end-of-archive blocks included
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .map_err(io_err(what.as_bytes(), "read layer"))?;
+    let got = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
+    if got != diff_id {
+        return Err(Error::Io {
+            path: format!("/ (layer {what})"),
+            op: "verify diff_id",
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the image config says {diff_id}, the layer's content is {got}"),
+            ),
+        });
+    }
+    Ok(written)
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// One extraction under way: where it writes and what it has written so far.
@@ -458,6 +517,20 @@ mod tests {
             std::fs::read_dir(&r).unwrap().count(),
             2,
             "no renamed copies"
+        );
+    }
+    #[test]
+    fn layers_must_match_their_diff_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::create(&tmp.path().join("r")).unwrap();
+        let tar = layer(&[("f", tar::EntryType::Regular, b"1", "")]);
+        let right = crate::oci::digest::of_bytes(&tar);
+        extract_layer(&root, &tar[..], "sha256:aa", &right).unwrap();
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        let err = extract_layer(&root, &tar[..], "sha256:aa", &wrong).unwrap_err();
+        assert!(
+            err.to_string().contains("the image config says sha256:000"),
+            "{err}"
         );
     }
 }

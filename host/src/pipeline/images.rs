@@ -63,7 +63,7 @@ pub(crate) async fn pull_image(
     Ok((config, layers, family, manifest_digest))
 }
 
-/// Applies layers, in order, to a root.
+/// Applies layers, in order, to a root, each checked against its diff_id.
 pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Result<()> {
     let root = root.clone();
     let layers = layers.to_vec();
@@ -71,7 +71,7 @@ pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Re
         for layer in &layers {
             let file = std::fs::File::open(&layer.path)
                 .with_context(|| format!("opening layer {}", layer.digest))?;
-            extract::extract(&root, "", file, extract::Whiteouts::Apply, &layer.digest.0)
+            extract::extract_layer(&root, file, &layer.digest.0, &layer.diff_id.0)
                 .with_context(|| format!("extracting layer {}", layer.digest))?;
         }
         Ok(())

@@ -38,6 +38,8 @@ pub enum Error {
     NotDirectory { path: String },
     #[error("{path}: is a directory")]
     IsDirectory { path: String },
+    #[error("{path}: is a {kind}, not a regular file (never opened)")]
+    NotRegular { path: String, kind: &'static str },
     #[error("{path}: too many levels of symbolic links")]
     Loop { path: String },
     #[error("{path}: {op}: {source}")]
@@ -66,6 +68,32 @@ impl Error {
             },
         }
     }
+}
+
+/// Refuses anything but a regular file (a directory as `IsDirectory`).
+fn regular(fd: &OwnedFd, crel: &[u8]) -> Result<()> {
+    let st = rfs::fstat(fd).map_err(|e| Error::from_errno(&shown(crel), "stat", e))?;
+    let path = format!("/{}", shown(crel));
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => return Ok(()),
+        FileType::Directory => return Err(Error::IsDirectory { path }),
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        _ => "special file",
+    };
+    Err(Error::NotRegular { path, kind })
+}
+
+/// Maps an errno on `crel` to this module's error.
+fn errno_at<'a>(crel: &'a [u8], op: &'static str) -> impl FnOnce(Errno) -> Error + 'a {
+    move |e| Error::from_errno(&shown(crel), op, e)
+}
+
+fn fd_number(fd: &OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd as _;
+    fd.as_raw_fd()
 }
 
 /// What kind of object a path names.
@@ -397,11 +425,26 @@ impl Root {
 
     /// Opens a file for reading (final symlink followed, inside the root).
     pub fn open_read(&self, rel: impl AsRef<[u8]>) -> Result<File> {
-        let rel = rel.as_ref();
-        let crel = clean_rel(rel);
-        let fd = self
-            .open_resolved(&crel, OFlags::RDONLY, Mode::empty())
-            .map_err(|e| Error::from_errno(&shown(&crel), "open", e))?;
+        let crel = clean_rel(rel.as_ref());
+        // an O_PATH handle opens nothing: a device's driver never sees it
+        let handle = self
+            .open_resolved(&crel, OFlags::PATH, Mode::empty())
+            .map_err(errno_at(&crel, "open"))?;
+        regular(&handle, &crel)?;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        // reopen that very inode; without /proc, the path again (checked again below)
+        let fd = match rfs::open(
+            format!("/proc/self/fd/{}", fd_number(&handle)),
+            flags,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(_) => self
+                .open_resolved(&crel, flags, Mode::empty())
+                .map_err(errno_at(&crel, "open"))?,
+        };
+        regular(&fd, &crel)?;
+        rfs::fcntl_setfl(&fd, OFlags::empty()).map_err(errno_at(&crel, "open"))?;
         Ok(File::from(fd))
     }
 
@@ -586,23 +629,41 @@ impl Root {
         Ok(())
     }
 
-    /// Sets an extended attribute on the path itself (not on a symlink's target).
+    /// Sets an extended attribute on the path itself (not on a symlink's target). A regular
+    /// file or directory is opened for it (`O_NONBLOCK | O_NOCTTY`); a device node, FIFO or
+    /// socket never is: its attribute is set through its parent directory's handle.
     pub fn set_xattr(&self, rel: impl AsRef<[u8]>, key: &str, value: &[u8]) -> Result<()> {
         let rel = rel.as_ref();
         let crel = clean_rel(rel);
         let st = self.lstat(rel)?;
-        if st.kind == Kind::Symlink {
-            return Ok(());
+        match st.kind {
+            Kind::Symlink => return Ok(()),
+            Kind::File | Kind::Dir => {}
+            _ => {
+                let (dir, name) = self.parent_required(rel, "setxattr")?;
+                let mut path = format!("/proc/self/fd/{}/", fd_number(&dir)).into_bytes();
+                path.extend_from_slice(name.as_bytes());
+                return rfs::lsetxattr(
+                    OsStr::from_bytes(&path),
+                    key,
+                    value,
+                    rfs::XattrFlags::empty(),
+                )
+                .map_err(errno_at(&crel, "setxattr"));
+            }
         }
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
         let fd = self
-            .open_resolved(
-                &crel,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
-                Mode::empty(),
-            )
-            .map_err(|e| Error::from_errno(&shown(&crel), "open", e))?;
+            .open_resolved(&crel, flags, Mode::empty())
+            .map_err(errno_at(&crel, "open"))?;
+        if !matches!(
+            FileType::from_raw_mode(rfs::fstat(&fd).map_err(errno_at(&crel, "stat"))?.st_mode),
+            FileType::RegularFile | FileType::Directory
+        ) {
+            return Err(Error::from_errno(&shown(&crel), "setxattr", Errno::PERM));
+        }
         rfs::fsetxattr(&fd, key, value, rfs::XattrFlags::empty())
-            .map_err(|e| Error::from_errno(&shown(&crel), "setxattr", e))
+            .map_err(errno_at(&crel, "setxattr"))
     }
 
     /// Removes the path itself (a final symlink is removed, not followed); a directory only
@@ -823,5 +884,68 @@ mod tests {
             root.walk_open(b"up", OFlags::RDONLY, Mode::empty()).err(),
             Some(Errno::NOENT)
         );
+    }
+    /// Device nodes and FIFOs in a root (from an image or a context) are never opened as
+    /// files: `/etc/passwd` as `/dev/zero`'s node would be read without end, as a FIFO the
+    /// open would block forever. Needs root (mknod).
+    #[test]
+    fn special_files_are_never_read() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test needs root (mknod)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::create(&tmp.path().join("root")).unwrap();
+        root.mkdir("etc", 0o755).unwrap();
+        let zero = rustix::fs::makedev(1, 5);
+        root.mknod("etc/passwd", Kind::CharDevice, 0o644, zero)
+            .unwrap();
+        root.mknod("etc/group", Kind::Fifo, 0o644, 0).unwrap();
+        root.symlink(OsStr::new("/etc/group"), "link").unwrap();
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let kinds: Vec<String> = ["etc/passwd", "etc/group", "link", "etc"]
+                .iter()
+                .map(|p| match root.open_read(p) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!("{p}: opened"),
+                })
+                .collect();
+            let _ = done.send(kinds);
+        });
+        let got = wait
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("opening a FIFO blocked");
+        assert_eq!(
+            got,
+            [
+                "/etc/passwd: is a character device, not a regular file (never opened)",
+                "/etc/group: is a FIFO, not a regular file (never opened)",
+                "/link: is a FIFO, not a regular file (never opened)",
+                "/etc: is a directory",
+            ]
+        );
+    }
+
+    /// An xattr on a device node is set without opening the node (whose driver would see
+    /// the open): a node with no driver behind it cannot be opened at all. Needs root.
+    #[test]
+    fn xattrs_on_devices_never_open_them() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test needs root (mknod)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::create(&tmp.path().join("root")).unwrap();
+        // major 240: reserved for local use, no driver
+        let dev = rustix::fs::makedev(240, 7);
+        root.mknod("dev", Kind::CharDevice, 0o600, dev).unwrap();
+        root.set_xattr("dev", "trusted.kiln", b"v").unwrap();
+        let path = tmp.path().join("root/dev");
+        let mut buf = [0u8; 8];
+        let n = rustix::fs::lgetxattr(&path, "trusted.kiln", &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"v");
+        std::fs::write(tmp.path().join("root/f"), b"x").unwrap();
+        root.set_xattr("f", "trusted.kiln", b"w").unwrap();
     }
 }

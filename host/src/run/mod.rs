@@ -192,14 +192,18 @@ fn hosts_text() -> String {
     format!("127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 }
 
+/// The most of a stage's /etc/passwd read to find a HOME (as the guest reads users).
+const MAX_PASSWD_BYTES: u64 = 8 << 20;
+
 /// HOME for a user without one in the env, as Docker picks it: the user's entry in the
-/// root's /etc/passwd, else `/`.
+/// root's /etc/passwd (a regular file, its first `MAX_PASSWD_BYTES`), else `/`.
 pub fn default_home(root: &Root, uid: u32) -> String {
     use std::io::Read as _;
-    let mut text = String::new();
-    if let Ok(mut f) = root.open_read("etc/passwd") {
-        let _ = f.read_to_string(&mut text);
+    let mut bytes = Vec::new();
+    if let Ok(f) = root.open_read("etc/passwd") {
+        let _ = f.take(MAX_PASSWD_BYTES).read_to_end(&mut bytes);
     }
+    let text = String::from_utf8_lossy(&bytes);
     text.lines()
         .find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();

@@ -25,7 +25,9 @@ fn to_fs_error(e: rootfs::Error) -> FsError {
         rootfs::Error::Exists { .. } => FsError::Exists(msg),
         rootfs::Error::NotDirectory { .. } => FsError::NotDirectory(msg),
         rootfs::Error::IsDirectory { .. } => FsError::IsDirectory(msg),
-        rootfs::Error::Loop { .. } | rootfs::Error::Io { .. } => FsError::Io(msg),
+        rootfs::Error::Loop { .. }
+        | rootfs::Error::Io { .. }
+        | rootfs::Error::NotRegular { .. } => FsError::Io(msg),
     }
 }
 
