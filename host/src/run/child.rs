@@ -100,7 +100,7 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
     // reparented to it and killed when the command ends
     let wait_set = reaper::wait_set();
     let old_mask = reaper::block(&wait_set)?;
-    reaper::become_subreaper()?;
+    let subreaper = reaper::become_subreaper()?;
     let proc_ = reaper::open_proc();
     #[allow(unsafe_code)]
     // SAFETY: fork in the single-threaded child; each side only makes syscalls afterwards
@@ -110,9 +110,12 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
     }
     if pid > 0 {
         let proc_fd = proc_.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
-        reaper::wait_and_pass_on(pid, c.report, proc_fd);
+        reaper::wait_and_pass_on(pid, c.report, proc_fd, subreaper);
     }
     drop(proc_);
+    if !subreaper {
+        reaper::lead_group();
+    }
     reaper::restore(&old_mask);
     #[allow(unsafe_code)]
     // SAFETY: a plain prctl in the forked grandchild
@@ -121,9 +124,11 @@ pub fn setup(c: &ChildConfig) -> std::io::Result<()> {
     }
     if c.namespaces {
         enter_namespaces(c)?;
-    } else {
+    } else if c.root.as_bytes() != b"/" {
         rustix::process::chroot(c.root.as_c_str())?;
     }
+    // in place without namespaces the root is already `/`: chroot("/") changes nothing and
+    // would need CAP_SYS_CHROOT, which a container that drops it (gVisor's manifest) lacks
     rustix::process::chdir(c.cwd.as_c_str())?;
     let keep = match c.confined {
         true => confine::DEFAULT_CAPS,

@@ -4,7 +4,10 @@
 //! command, then kills and reaps every descendant still there before it passes the command's
 //! exit status on; a SIGTERM from kiln (an interrupted build) kills the command first. This
 //! is what stops daemons when no PID namespace is possible (no CAP_SYS_ADMIN); with one, the
-//! kernel has already killed them when the command, its pid 1, exits.
+//! kernel has already killed them when the command, its pid 1, exits. Where the kernel has
+//! no subreapers (gVisor releases before 2023 answer EINVAL), the command leads a process
+//! group of its own and what is left of that group is killed instead: daemons that leave the
+//! group (`setsid`) escape then.
 //!
 //! Everything here runs after a fork of a multi-threaded process: raw syscalls on stack
 //! buffers, no allocation. How the command is set up is `child`'s business; kiln learns how
@@ -57,15 +60,31 @@ pub fn restore(old: &libc::sigset_t) {
 }
 
 /// Orphaned descendants are reparented to this process instead of init. Not inherited by
-/// children, so the command itself is no subreaper.
-pub fn become_subreaper() -> std::io::Result<()> {
+/// children, so the command itself is no subreaper. False where the kernel has no
+/// subreapers (EINVAL: gVisor before 2023); then the command gets a process group of its own
+/// (`lead_group`) and `wait_and_pass_on` kills that group.
+pub fn become_subreaper() -> std::io::Result<bool> {
     #[allow(unsafe_code)]
     // SAFETY: a plain prctl on integers
     let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     if r != 0 {
-        return Err(std::io::Error::last_os_error());
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINVAL) {
+            return Ok(false);
+        }
+        return Err(err);
     }
-    Ok(())
+    Ok(true)
+}
+
+/// The command's side of the fallback without a subreaper: it leads a process group, so what
+/// it starts can be found and killed as that group.
+pub fn lead_group() {
+    #[allow(unsafe_code)]
+    // SAFETY: setpgid on integers in the forked command process
+    unsafe {
+        libc::setpgid(0, 0);
+    }
 }
 
 /// kiln's /proc, opened before the fork: the command may mount another one over `/proc` of
@@ -83,8 +102,9 @@ pub fn open_proc() -> Option<OwnedFd> {
 
 /// The middle process after the fork: waits for the command `pid`, kills and reaps what it
 /// left (found through `proc_`, an fd from `open_proc` or -1), writes the number killed to
-/// `report` (when >= 0) and exits the way the command did. Never returns.
-pub fn wait_and_pass_on(pid: i32, report: i32, proc_: i32) -> ! {
+/// `report` (when >= 0) and exits the way the command did. Never returns. Without a
+/// subreaper (`subreaper` false) the command's process group is what it left.
+pub fn wait_and_pass_on(pid: i32, report: i32, proc_: i32, subreaper: bool) -> ! {
     close_all_but([report, proc_]);
     let set = wait_set();
     let status = loop {
@@ -101,7 +121,10 @@ pub fn wait_and_pass_on(pid: i32, report: i32, proc_: i32) -> ! {
             let _ = rustix::process::kill_process(pid_of(pid), Signal::KILL);
         }
     };
-    let killed = kill_descendants(&set, proc_);
+    let killed = match subreaper {
+        true => kill_descendants(&set, proc_),
+        false => kill_group(pid, proc_),
+    };
     if report >= 0 {
         let _ = rustix::io::write(
             #[allow(unsafe_code)]
@@ -217,9 +240,34 @@ fn kill_descendants(set: &libc::sigset_t, proc_: i32) -> u32 {
     killed
 }
 
+/// Kills what is left of the command's process group `leader` (the fallback without a
+/// subreaper); returns how many processes were in it. The killed are reaped by whoever
+/// inherited them.
+fn kill_group(leader: i32, proc_: i32) -> u32 {
+    let mut left = 0u32;
+    for_each_process(proc_, |_, _, group| {
+        if group == leader {
+            left += 1;
+        }
+    });
+    if left > 0 {
+        let _ = rustix::process::kill_process_group(pid_of(leader), Signal::KILL);
+    }
+    left
+}
+
 /// Calls `f` with the pid of every live process (zombies left out: they are only waiting to
 /// be reaped) whose parent is `parent`, from /proc.
 fn for_each_child(proc_: i32, parent: i32, mut f: impl FnMut(i32)) {
+    for_each_process(proc_, |pid, ppid, _| {
+        if ppid == parent {
+            f(pid);
+        }
+    });
+}
+
+/// Calls `f` with the pid, parent and process group of every live process, from /proc.
+fn for_each_process(proc_: i32, mut f: impl FnMut(i32, i32, i32)) {
     if proc_ < 0 {
         return;
     }
@@ -237,8 +285,8 @@ fn for_each_child(proc_: i32, parent: i32, mut f: impl FnMut(i32)) {
         let Some(pid) = parse_pid(name.to_bytes()) else {
             continue;
         };
-        if live_parent_of(proc_, name) == Some(parent) {
-            f(pid);
+        if let Some((ppid, group)) = live_parent_of(proc_, name) {
+            f(pid, ppid, group);
         }
     }
 }
@@ -257,9 +305,10 @@ fn parse_pid(digits: &[u8]) -> Option<i32> {
     Some(n)
 }
 
-/// The parent pid of `/proc/<name>` unless it is a zombie, from its `stat`: the state and
-/// the parent follow the last `)`, since the command name before it may hold anything.
-fn live_parent_of(proc_: BorrowedFd<'_>, name: &CStr) -> Option<i32> {
+/// The parent pid and process group of `/proc/<name>` unless it is a zombie, from its
+/// `stat`: the state, the parent and the group follow the last `)`, since the command name
+/// before it may hold anything.
+fn live_parent_of(proc_: BorrowedFd<'_>, name: &CStr) -> Option<(i32, i32)> {
     let name = name.to_bytes();
     let mut path = [0u8; 32];
     let suffix = b"/stat\0";
@@ -280,7 +329,8 @@ fn live_parent_of(proc_: BorrowedFd<'_>, name: &CStr) -> Option<i32> {
     if fields.next()? == b"Z" {
         return None;
     }
-    parse_pid(fields.next()?)
+    let parent = parse_pid(fields.next()?)?;
+    Some((parent, parse_pid(fields.next()?)?))
 }
 
 /// Exits with the command's wait status: the same signal, or the same code.

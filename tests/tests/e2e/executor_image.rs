@@ -1,7 +1,8 @@
 //! kiln builds its own executor image: both targets of the top-level Dockerfile, from the
 //! Debian fixture as BASE_IMAGE, pushed to a loopback registry. The executor image must be
 //! scratch plus exactly the listed files; its binary, extracted with umoci, runs
-//! (`--version`, and a small build given kaniko-style flags without a subcommand).
+//! (`--version`, and a small build given kaniko-style flags without a subcommand), and its
+//! root builds under gVisor as `deploy/gvisor.yaml` runs it (`deploy::gvisor`).
 //!
 //! The builder stage installs Rust with rustup and compiles kiln for musl, so this test needs
 //! the network (a Debian mirror, static.rust-lang.org, crates.io) and several minutes.
@@ -155,6 +156,9 @@ fn kiln_builds_and_runs_its_own_executor_image() {
     );
     let hello = umoci_unpack(&format!("oci:{}:1", layout.display()));
     assert_eq!(hello.read("hello.txt"), "from the executor image\n");
+
+    // the same root under gVisor, as deploy/gvisor.yaml runs it
+    crate::deploy::gvisor::builds_like_outside(&unpacked.rootfs, "the executor image");
 
     // debug: the executor plus busybox under /busybox, on PATH, and kiln's manual pages
     // and bash completion

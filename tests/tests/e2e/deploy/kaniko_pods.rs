@@ -13,16 +13,45 @@ use std::process::Command;
 
 use kiln_tests::{
     busybox_image, gcs_server, git_http_server, kiln_bin, require, require_root, run_checked,
-    umoci_unpack, workspace_root, Registry, Scratch,
+    umoci_unpack, workspace_root, Registry, Scratch, Server,
 };
 
 use super::{documents, kiln_containers};
 
 /// One container to run: its arguments, environment and volumes (mount path → host dir).
-struct Container {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    volumes: Vec<(String, PathBuf)>,
+pub(super) struct Container {
+    pub(super) args: Vec<String>,
+    pub(super) env: Vec<(String, String)>,
+    pub(super) volumes: Vec<(String, PathBuf)>,
+}
+
+/// A container's `securityContext` as the runtime applies it: its user and the capabilities
+/// it adds back after dropping all (the bounding set; root's permitted and effective sets
+/// follow it).
+pub(super) struct Confinement {
+    pub(super) user: u64,
+    pub(super) caps: Vec<String>,
+    /// `allowPrivilegeEscalation: false`: `no_new_privs`
+    pub(super) no_new_privs: bool,
+}
+
+impl Confinement {
+    /// The `setpriv` command line that applies it.
+    fn setpriv(&self) -> String {
+        let mut bounding = String::from("-all");
+        for cap in &self.caps {
+            bounding.push_str(&format!(",+{}", cap.to_ascii_lowercase()));
+        }
+        let nnp = if self.no_new_privs {
+            " --no-new-privs"
+        } else {
+            ""
+        };
+        format!(
+            "setpriv --reuid={0} --regid=0 --clear-groups --inh-caps=-all --bounding-set={bounding}{nnp}",
+            self.user
+        )
+    }
 }
 
 /// The container of `manifest` (deploy/kaniko-compat/…), with its env; volumes are given.
@@ -55,6 +84,16 @@ fn container(manifest: &str) -> (Vec<String>, Vec<(String, String)>) {
 /// Runs `c` as the pod would: the volumes bind-mounted at their paths in a private mount
 /// namespace, the working directory /workspace, the executor image's `DOCKER_CONFIG`.
 fn run(c: &Container, scratch: &Scratch) -> std::process::Output {
+    run_confined(c, scratch, None)
+}
+
+/// [`run`], the container's user and capabilities applied with setpriv (when given) once
+/// the volumes are mounted.
+pub(super) fn run_confined(
+    c: &Container,
+    scratch: &Scratch,
+    confinement: Option<&Confinement>,
+) -> std::process::Output {
     let unshare = require("unshare", "util-linux");
     let kiln = kiln_bin();
     // kiln's own dir in the pod: a scratch directory, mounted first so that volumes below
@@ -73,7 +112,14 @@ fn run(c: &Container, scratch: &Scratch) -> std::process::Output {
             dir.display()
         ));
     }
-    script.push_str("mkdir -p /workspace\ncd /workspace\nexec \"$@\"\n");
+    script.push_str("mkdir -p /workspace\ncd /workspace\n");
+    match confinement {
+        Some(confinement) => {
+            require("setpriv", "util-linux");
+            script.push_str(&format!("exec {} \"$@\"\n", confinement.setpriv()));
+        }
+        None => script.push_str("exec \"$@\"\n"),
+    }
     let mut cmd = Command::new(unshare);
     cmd.args([
         "--mount",
@@ -108,7 +154,12 @@ fn run(c: &Container, scratch: &Scratch) -> std::process::Output {
     out
 }
 
-fn assert_pushed(out: &std::process::Output, reference: &str, file: &str, content: &str) {
+pub(super) fn assert_pushed(
+    out: &std::process::Output,
+    reference: &str,
+    file: &str,
+    content: &str,
+) {
     assert!(
         out.status.success(),
         "the pod's build failed:\n{}",
@@ -118,11 +169,11 @@ fn assert_pushed(out: &std::process::Output, reference: &str, file: &str, conten
 }
 
 /// Replaces `from` in every argument by `to` (an endpoint swapped for a stand-in).
-fn swap(args: &[String], from: &str, to: &str) -> Vec<String> {
+pub(super) fn swap(args: &[String], from: &str, to: &str) -> Vec<String> {
     args.iter().map(|a| a.replace(from, to)).collect()
 }
 
-fn context_dir(scratch: &Scratch, base: &str, name: &str, marker: &str) -> PathBuf {
+pub(super) fn context_dir(scratch: &Scratch, base: &str, name: &str, marker: &str) -> PathBuf {
     let dir = scratch.join(name);
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("marker.txt"), marker).unwrap();
@@ -130,6 +181,38 @@ fn context_dir(scratch: &Scratch, base: &str, name: &str, marker: &str) -> PathB
     fs::write(dir.join("Dockerfile"), &df).unwrap();
     fs::write(dir.join("dockerfile"), &df).unwrap();
     dir
+}
+
+/// A smart-HTTP git server holding `example/app.git`, whose `main` is [`context_dir`] with
+/// `marker`.
+pub(super) fn serve_git_context(scratch: &Scratch, base: &str, marker: &str) -> Server {
+    let repos = scratch.join("repos");
+    let work = context_dir(scratch, base, "git-work", marker);
+    let git = require("git", "git");
+    let g = |dir: &Path, a: &[&str]| {
+        run_checked(
+            Command::new(&git)
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(a),
+        )
+    };
+    g(&work, &["init", "-q", "-b", "main"]);
+    g(&work, &["add", "."]);
+    g(&work, &["commit", "-q", "-m", "ctx"]);
+    fs::create_dir_all(repos.join("example")).unwrap();
+    g(
+        scratch.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            repos.join("example/app.git").to_str().unwrap(),
+        ],
+    );
+    git_http_server(&repos, None, &scratch.join("git.log"))
 }
 
 #[test]
@@ -227,33 +310,7 @@ fn kaniko_documented_pods_run_unchanged_but_for_endpoints() {
 
     // the git job: a branch of a repository (a local smart-HTTP git server)
     let (args, env) = container("git-job.yaml");
-    let repos = scratch.join("repos");
-    let work = context_dir(&scratch, &base, "git-work", "from git\n");
-    let git = require("git", "git");
-    let g = |dir: &Path, a: &[&str]| {
-        run_checked(
-            Command::new(&git)
-                .arg("-C")
-                .arg(dir)
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args(a),
-        )
-    };
-    g(&work, &["init", "-q", "-b", "main"]);
-    g(&work, &["add", "."]);
-    g(&work, &["commit", "-q", "-m", "ctx"]);
-    fs::create_dir_all(repos.join("example")).unwrap();
-    g(
-        scratch.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            work.to_str().unwrap(),
-            repos.join("example/app.git").to_str().unwrap(),
-        ],
-    );
-    let server = git_http_server(&repos, None, &scratch.join("git.log"));
+    let server = serve_git_context(&scratch, &base, "from git\n");
     let dest = registry.reference("team/app:git");
     let mut env = env;
     env.push(("GIT_PULL_METHOD".into(), "http".into()));
