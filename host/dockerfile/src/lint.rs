@@ -201,18 +201,18 @@ fn lint_instruction(ins: &Instruction, stage: &mut StageFacts, out: &mut Vec<Lin
             lint_arg(ins, &mut defined, stage.on_image, out);
             stage.defined = defined;
         }
-        Keyword::Cmd | Keyword::Entrypoint => {
-            if matches!(ins.args, Args::Shell(_)) && !stage.shell_set {
-                out.push(lint_at(
-                    ins,
-                    "JSONArgsRecommended",
-                    format!(
-                        "JSON arguments recommended for {} to prevent unintended behavior \
-                         related to OS signals",
-                        ins.keyword
-                    ),
-                ));
-            }
+        Keyword::Cmd | Keyword::Entrypoint
+            if matches!(ins.args, Args::Shell(_)) && !stage.shell_set =>
+        {
+            out.push(lint_at(
+                ins,
+                "JSONArgsRecommended",
+                format!(
+                    "JSON arguments recommended for {} to prevent unintended behavior \
+                     related to OS signals",
+                    ins.keyword
+                ),
+            ));
         }
         Keyword::Shell => stage.shell_set = true,
         Keyword::Workdir => {
