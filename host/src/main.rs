@@ -76,7 +76,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let code = exit_code(&e);
-            let text = error::render(&e);
+            let mut text = error::render(&e);
+            if let Some(cause) = kiln::registry::cause(&*e) {
+                text = format!("{cause}: {text}");
+            }
             if json {
                 tracing::error!(exit_code = code, "{text}");
             } else {

@@ -340,7 +340,7 @@ impl CliArgs {
             }
         }
         let outputs = self.compat.outputs(self.kaniko_outputs())?;
-        if outputs.destinations.is_empty() && !outputs.no_push {
+        if outputs.destinations.is_empty() && !outputs.no_push && !self.check {
             bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
         }
         Ok(())

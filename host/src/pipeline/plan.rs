@@ -245,7 +245,8 @@ fn check_from_names(
     for ins in &stages[index].instructions {
         for from in from_names(ins) {
             let from = expand_word(from, lookup, escape).unwrap_or_else(|_| from.to_string());
-            if let Some(stage) = stage_typo(&from, &stages[..index]) {
+            // its own name included: a stage cannot read itself, the likely one is a typo
+            if let Some(stage) = stage_typo(&from, &stages[..=index]) {
                 bail!(
                     "Dockerfile:{}: {} names {from:?}, which is no stage (did you mean stage \
                      {stage:?}?); an image needs a tag or registry ({from}:latest)",
