@@ -557,6 +557,27 @@ mod tests {
     }
 
     #[test]
+    fn fixtures_every_rule_and_clean() {
+        let every = include_str!("../tests/fixtures/lint/every-rule.Dockerfile");
+        let want = vec![
+            ("StageNameCasing", 1),
+            ("UnreachableStage", 1),
+            ("FromAsCasing", 2),
+            ("MaintainerDeprecated", 3),
+            ("LegacyKeyValueFormat", 4),
+            ("SecretsUsedInArgOrEnv", 5),
+            ("WorkdirRelativePath", 6),
+            ("UndefinedVar", 7),
+            ("MultipleSourcesToFile", 8),
+            ("MultipleInstructionsDisallowed", 9),
+            ("JSONArgsRecommended", 10),
+        ];
+        assert_eq!(rules(every, None), want);
+        let clean = include_str!("../tests/fixtures/lint/clean.Dockerfile");
+        assert_eq!(rules(clean, None), vec![]);
+    }
+
+    #[test]
     fn target_decides_reachability() {
         let text = "FROM a AS one\nFROM b AS two\n";
         assert_eq!(rules(text, Some("one")), vec![("UnreachableStage", 2)]);
