@@ -38,17 +38,20 @@ impl fmt::Display for Cause {
 }
 
 /// The cause of the registry failure in `err`'s chain, the deepest one found; None when the
-/// chain holds no registry failure kiln can name.
+/// chain holds no registry error (a context download's failure is not the registry's) or none
+/// kiln can name.
 pub fn cause(err: &(dyn std::error::Error + 'static)) -> Option<Cause> {
     let mut found = None;
+    let mut registry = false;
     let mut link = Some(err);
     while let Some(e) = link {
+        registry |= e.is::<Error>() || e.is::<OciDistributionError>();
         if let Some(c) = cause_of(e) {
             found = Some(c);
         }
         link = e.source();
     }
-    found
+    found.filter(|_| registry)
 }
 
 /// The cause one link of a chain names by itself.
@@ -113,10 +116,11 @@ mod tests {
     #[test]
     fn causes_from_the_chain() {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let e = anyhow::Error::new(refused).context("pulling x");
+        let e = anyhow::Error::new(OciDistributionError::IoError(refused)).context("pulling x");
         assert_eq!(cause(&*e), Some(Cause::Refused));
+        // not from a registry: no registry cause
         let e = anyhow::anyhow!("dns error: failed to lookup address information").context("x");
-        assert_eq!(cause(&*e), Some(Cause::Dns));
+        assert_eq!(cause(&*e), None);
         let e = anyhow::Error::new(OciDistributionError::ServerError {
             code: 404,
             url: "http://r/v2/x/manifests/1".into(),

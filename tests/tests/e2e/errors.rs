@@ -91,6 +91,7 @@ fn target_build_args_and_flags_get_suggestions() {
     let text = "FROM scratch AS build\nARG VERSION\nFROM scratch AS test\n";
     let out = build_from(&scratch, "t.Dockerfile", text)
         .arg("--dryrun")
+        .arg("--no-push")
         .arg("--target=tset")
         .run();
     assert_eq!(out.status.code(), Some(1));
@@ -100,6 +101,7 @@ fn target_build_args_and_flags_get_suggestions() {
     );
     let out = build_from(&scratch, "t.Dockerfile", text)
         .arg("--dryrun")
+        .arg("--no-push")
         .arg("--target=build")
         .arg("--build-arg=VERSOIN=1")
         .run();
@@ -173,6 +175,7 @@ fn check_reports_each_lint_and_is_silent_on_a_clean_file() {
     // a build prints the same warnings and goes on
     let out = build_from(&scratch, "w.Dockerfile", "FROM scratch\nMAINTAINER me\n")
         .arg("--dryrun")
+        .arg("--no-push")
         .run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_contains(&stderr(&out), &["w.Dockerfile:2: MaintainerDeprecated: "]);
