@@ -66,12 +66,8 @@ fn cause_of(e: &(dyn std::error::Error + 'static)) -> Option<Cause> {
     if let Some(e) = e.downcast_ref::<OciDistributionError>() {
         return oci_cause(e);
     }
-    if let Some(e) = e.downcast_ref::<std::io::Error>() {
-        match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => return Some(Cause::Refused),
-            std::io::ErrorKind::TimedOut => return Some(Cause::Timeout),
-            _ => {}
-        }
+    if let Some(cause) = e.downcast_ref::<std::io::Error>().and_then(io_cause) {
+        return Some(cause);
     }
     // the HTTP stack's own errors (hyper, its resolver) are known only by their text
     let text = e.to_string().to_ascii_lowercase();
@@ -84,6 +80,14 @@ fn cause_of(e: &(dyn std::error::Error + 'static)) -> Option<Cause> {
     }
 }
 
+fn io_cause(e: &std::io::Error) -> Option<Cause> {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Some(Cause::Refused),
+        std::io::ErrorKind::TimedOut => Some(Cause::Timeout),
+        _ => None,
+    }
+}
+
 fn oci_cause(e: &OciDistributionError) -> Option<Cause> {
     if is_denied(e) {
         return Some(Cause::Denied);
@@ -92,6 +96,8 @@ fn oci_cause(e: &OciDistributionError) -> Option<Cause> {
         return Some(Cause::Tls);
     }
     let not_found = match e {
+        // transparent: the I/O error is not a link of its own in the chain
+        OciDistributionError::IoError(io) => return io_cause(io),
         OciDistributionError::RequestError(r) if r.is_timeout() => return Some(Cause::Timeout),
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::RequestError(r) => r.status().is_some_and(|s| s.as_u16() == 404),
