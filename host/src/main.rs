@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, Parser as _};
+use clap::CommandFactory as _;
 use kiln::cli::{self, Cli, Command, LogFormat};
 use kiln::error;
 use kiln::pipeline::{self, RunFailed};
@@ -29,7 +29,10 @@ impl std::error::Error for Stopped {}
 fn main() -> ExitCode {
     let argv = cli::with_default_subcommand(std::env::args_os());
     let deprecated = cli::deprecated_in(&argv);
-    let cli = Cli::parse_from(argv);
+    let cli = match cli::parse(&argv) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let mut settings = match &cli.command {
         Command::Build(args) => args.log_settings(),
         Command::Warm(args) => args.log_settings(),
@@ -83,7 +86,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let code = exit_code(&e);
-            let text = error::chain(&*e);
+            let mut text = error::render(&e);
+            if let Some(cause) = kiln::registry::cause(&*e) {
+                text = format!("{cause}: {text}");
+            }
             if json {
                 tracing::error!(exit_code = code, "{text}");
             } else {
@@ -102,6 +108,10 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Runs one build; returns the manifest digest to print (None for a dry run).
 fn build(opts: pipeline::BuildOptions) -> anyhow::Result<Option<String>> {
+    if opts.check {
+        runtime()?.block_on(pipeline::check(&opts))?;
+        return Ok(None);
+    }
     if opts.dry_run {
         runtime()?.block_on(pipeline::dry_run(&opts))?;
         return Ok(None);

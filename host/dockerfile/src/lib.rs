@@ -19,13 +19,17 @@
 //! - `expand.rs`: the shell lexer, `glob.rs` its `${V#pattern}` patterns;
 //!   `json.rs`: exec-form detection.
 //! - `ignore.rs`: `.dockerignore` parsing and matching.
+//! - `lint.rs`: the warnings `--check` reports (BuildKit's lint rules), on a parsed file.
+//! - `suggestion.rs`: "did you mean" by edit distance.
 
 mod expand;
 mod glob;
 mod ignore;
 mod instruction;
 mod json;
+mod lint;
 mod parse;
+mod suggestion;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
@@ -35,7 +39,9 @@ use std::fmt;
 
 pub use expand::{expand_heredoc, expand_word, expand_words, Lookup};
 pub use ignore::IgnoreRules;
+pub use lint::{lint, Lint, LintOptions};
 pub use parse::parse;
+pub use suggestion::{closest, distance};
 
 /// Whether a COPY/ADD source word as written (`<<EOF`, `<<-"EOF"`) stands for a heredoc.
 pub fn is_heredoc_marker(word: &str) -> bool {
@@ -196,8 +202,13 @@ pub struct Dockerfile {
 pub enum Error {
     #[error("the dockerfile has no instructions")]
     NoInstructions,
-    #[error("Dockerfile:{line}: unknown instruction {word:?}")]
-    UnknownInstruction { line: usize, word: String },
+    #[error("Dockerfile:{line}: unknown instruction {word:?}{}", did_you_mean(.suggestion))]
+    UnknownInstruction {
+        line: usize,
+        word: String,
+        /// the keyword the word is closest to
+        suggestion: Option<&'static str>,
+    },
     #[error("Dockerfile:{line}: {keyword} requires {expected}")]
     MissingArguments {
         line: usize,
@@ -251,6 +262,12 @@ pub enum Error {
         word: String,
         message: String,
     },
+}
+
+fn did_you_mean(suggestion: &Option<&'static str>) -> String {
+    suggestion
+        .map(|s| format!(" (did you mean {s}?)"))
+        .unwrap_or_default()
 }
 
 fn line_prefix(line: &Option<usize>) -> String {

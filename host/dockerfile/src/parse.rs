@@ -307,6 +307,7 @@ pub(crate) fn build_instruction(line: &str, escape: char, number: usize) -> Resu
     let keyword = Keyword::from_word(word).ok_or_else(|| Error::UnknownInstruction {
         line: number,
         word: word.to_string(),
+        suggestion: crate::suggestion::closest(word, Keyword::ALL.iter().map(Keyword::as_str)),
     })?;
     let (rest, flags) = extract_flags(rest);
     let text = rest.trim();
@@ -528,7 +529,7 @@ mod tests {
             ),
             (
                 "FROM x\n\nFORM y",
-                "Dockerfile:3: unknown instruction \"FORM\"",
+                "Dockerfile:3: unknown instruction \"FORM\" (did you mean FROM?)",
             ),
             (
                 "# escape=x\nFROM y",

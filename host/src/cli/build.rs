@@ -52,6 +52,10 @@ pub struct CliArgs {
     /// Build this stage and the ones it needs, not the last
     #[arg(long)]
     pub target: Option<String>,
+    /// Lint the Dockerfile and stop: each finding a warning with its line, exit 1 if any
+    /// (a build prints the same warnings and goes on)
+    #[arg(long)]
+    pub check: bool,
     /// Push to plain-HTTP registries
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
@@ -341,7 +345,7 @@ impl CliArgs {
             }
         }
         let outputs = self.compat.outputs(self.kaniko_outputs())?;
-        if outputs.destinations.is_empty() && !outputs.no_push {
+        if outputs.destinations.is_empty() && !outputs.no_push && !self.check {
             bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
         }
         Ok(())
@@ -416,6 +420,7 @@ impl CliArgs {
                 }),
             },
             dry_run: self.compat.dryrun,
+            check: self.check,
             push_ignore_immutable_tag_errors: self.compat.push_ignore_immutable_tag_errors,
             image_name_with_digest_file: self.image_name_with_digest_file,
             image_name_tag_with_digest_file: self.image_name_tag_with_digest_file,

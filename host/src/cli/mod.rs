@@ -2,12 +2,13 @@
 //! `docker build` users type it (no subcommand, `--flag value` for booleans, deprecated
 //! spellings), and the settings every subcommand shares (log level and format, build
 //! arguments). The flags of each subcommand live beside it: `build` (with `compat` for
-//! kaniko's and docker's extra flags), `registry`, `warm`. Nothing here touches the network
+//! kaniko's and docker's extra flags), `registry`, `warm`; `typo` the tip for an unknown flag. Nothing here touches the network
 //! or the build.
 
 mod build;
 mod compat;
 mod registry;
+mod typo;
 mod warm;
 
 use std::ffi::OsString;
@@ -19,6 +20,7 @@ pub use crate::logging::{LogFormat, LogSettings, Verbosity};
 pub use build::CliArgs;
 pub use compat::{Output, ProgressMode};
 pub use registry::RegistryArgs;
+pub use typo::parse;
 pub use warm::WarmArgs;
 
 #[derive(Debug, Parser)]
@@ -164,7 +166,7 @@ pub fn deprecated_in(argv: &[OsString]) -> Vec<(&'static str, &'static str)> {
 /// Parses `args` (without the program name) as kiln's command line, for `kiln check-args`.
 pub fn check_args(args: &[OsString]) -> Result<()> {
     let argv = with_default_subcommand(std::iter::once("kiln".into()).chain(args.iter().cloned()));
-    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
+    let cli = parse(&argv).map_err(|e| anyhow::anyhow!("{}", e.render()))?;
     match cli.command {
         Command::CheckArgs { .. } => bail!("error: check-args cannot check itself"),
         // the checks that need no network and no file: what `build` refuses before starting

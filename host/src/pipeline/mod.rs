@@ -13,6 +13,7 @@ mod copy_parts;
 mod heredoc;
 mod images;
 mod layering;
+mod lints;
 mod options;
 mod outputs;
 mod plan;
@@ -36,6 +37,7 @@ pub use options::{BuildOptions, LayerOptions};
 use crate::cache::Cache;
 use crate::context;
 use crate::dockerfile::{self, Dockerfile, IgnoreRules};
+use crate::error::DockerfileSource;
 use crate::image::{self, BuiltImage, Family};
 use crate::layer::{BlobStore, LayerBlob};
 use crate::progress::{self, summary, Summary};
@@ -108,6 +110,8 @@ struct Loaded {
     fetched: context::Prepared,
     df: Dockerfile,
     plan: BuildPlan,
+    /// the Dockerfile's name as given and its text, for errors that quote a line
+    source: DockerfileSource,
 }
 
 /// Runs a whole build and writes its outputs.
@@ -118,6 +122,20 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
     let started = Instant::now();
     let loaded = load(&opts).await?;
     let context = started.elapsed();
+    lints::warn(&loaded.source.name, &loaded.df, opts.target.as_deref());
+    let source = loaded.source.clone();
+    build_loaded(opts, loaded, started, context)
+        .await
+        .map_err(|e| e.context(source))
+}
+
+/// The build after `load`: prepare, run the stages, assemble, write the outputs.
+async fn build_loaded(
+    opts: BuildOptions,
+    loaded: Loaded,
+    started: Instant,
+    context: std::time::Duration,
+) -> Result<BuiltImage> {
     let work = opts.kiln_dir.join(format!("build-{}", std::process::id()));
     let _cleanup = WorkDir(work.clone());
     let build = Arc::new(prepare(opts, &loaded, work).await?);
@@ -175,6 +193,7 @@ fn summarize(opts: &BuildOptions, image: &BuiltImage, walls: &summary::Walls) ->
 /// they would run and each one's steps. Nothing is pulled, extracted, run or pushed.
 pub async fn dry_run(opts: &BuildOptions) -> Result<()> {
     let loaded = load(opts).await?;
+    lints::warn(&loaded.source.name, &loaded.df, opts.target.as_deref());
     let plan = &loaded.plan;
     let dockerfile = loaded.fetched.dockerfile.display().to_string();
     for &index in &plan.order {
@@ -209,6 +228,20 @@ pub async fn dry_run(opts: &BuildOptions) -> Result<()> {
     Ok(())
 }
 
+/// `--check`: the Dockerfile's lints as warnings, nothing built; an error when there is any.
+pub async fn check(opts: &BuildOptions) -> Result<()> {
+    let loaded = load(opts).await?;
+    let found = lints::warn(&loaded.source.name, &loaded.df, opts.target.as_deref());
+    if found > 0 {
+        bail!(
+            "{}: {found} lint warning{}",
+            loaded.source.name,
+            if found == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
 /// Fetches the context, reads and parses the Dockerfile and plans the build.
 async fn load(opts: &BuildOptions) -> Result<Loaded> {
     // a remote context is fetched under the kiln dir and removed when `fetched` drops
@@ -216,16 +249,37 @@ async fn load(opts: &BuildOptions) -> Result<Loaded> {
     let dockerfile_path = &fetched.dockerfile;
     let text = std::fs::read_to_string(dockerfile_path)
         .with_context(|| format!("reading dockerfile {}", dockerfile_path.display()))?;
-    let df = dockerfile::parse(&text)
-        .with_context(|| format!("parsing {}", dockerfile_path.display()))?;
+    let source = DockerfileSource {
+        name: dockerfile_name(opts, &fetched),
+        text,
+    };
+    let attach = |e: anyhow::Error| e.context(source.clone());
+    let df = dockerfile::parse(&source.text).map_err(|e| attach(e.into()))?;
     for w in &df.warnings {
-        tracing::warn!("{}: {w}", dockerfile_path.display());
+        tracing::warn!("{}: {w}", source.name);
     }
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
-    let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref(), &platform)
-        .with_context(|| format!("planning {}", dockerfile_path.display()))?;
+    let plan =
+        plan::plan(&df, &opts.build_args, opts.target.as_deref(), &platform).map_err(attach)?;
     warn_unused_build_args(&plan, &opts.build_args);
-    Ok(Loaded { fetched, df, plan })
+    Ok(Loaded {
+        fetched,
+        df,
+        plan,
+        source,
+    })
+}
+
+/// The Dockerfile's name in messages: `--dockerfile` as typed for a local file, else where
+/// kiln found it (a local context's `Dockerfile`), else `Dockerfile` (a fetched context's).
+fn dockerfile_name(opts: &BuildOptions, fetched: &context::Prepared) -> String {
+    match &opts.context.dockerfile {
+        Some(given) => given.clone(),
+        None if matches!(opts.context.source, context::Source::Dir(_)) => {
+            fetched.dockerfile.display().to_string()
+        }
+        None => "Dockerfile".to_string(),
+    }
 }
 
 /// Everything a build needs before its first stage: the context root and its ignore rules,
@@ -432,25 +486,34 @@ fn source_date_epoch(build_args: &HashMap<String, String>) -> Result<Option<i64>
     }
 }
 
-/// BuildKit's warning for `--build-arg`s no built stage (nor the global scope) declares.
+/// BuildKit's warning for `--build-arg`s no built stage (nor the global scope) declares,
+/// with the declared ARG each is likely a typo of.
 fn warn_unused_build_args(plan: &BuildPlan, build_args: &[(String, String)]) {
-    let declared = |name: &str| {
-        plan.global_args.contains_key(name)
+    let mut declared: Vec<String> = plan.global_args.keys().cloned().collect();
+    declared.sort();
+    for &i in &plan.order {
+        for ins in &plan.stages[i].instructions {
+            if ins.keyword == dockerfile::Keyword::Arg {
+                let decls = ins.arg_decls().unwrap_or_default();
+                declared.extend(decls.into_iter().map(|(name, _)| name));
+            }
+        }
+    }
+    let is_declared = |name: &str| {
+        declared.iter().any(|d| d == name)
             || plan::PROXY_ARGS.contains(&name)
             || name == "SOURCE_DATE_EPOCH"
-            || plan.order.iter().any(|&i| {
-                plan.stages[i].instructions.iter().any(|ins| {
-                    ins.keyword == dockerfile::Keyword::Arg
-                        && ins
-                            .arg_decls()
-                            .is_ok_and(|d| d.iter().any(|(n, _)| n == name))
-                })
-            })
     };
-    let unused: Vec<&str> = build_args
+    let unused: Vec<String> = build_args
         .iter()
         .map(|(k, _)| k.as_str())
-        .filter(|k| !declared(k))
+        .filter(|k| !is_declared(k))
+        .map(
+            |k| match dockerfile::closest(k, declared.iter().map(String::as_str)) {
+                Some(near) => format!("{k} (did you mean {near}?)"),
+                None => k.to_string(),
+            },
+        )
         .collect();
     if !unused.is_empty() {
         tracing::warn!(

@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub manifest: crate::image::ManifestOptions,
     /// `--dryrun`: print the plan, build nothing
     pub dry_run: bool,
+    /// `--check`: lint the Dockerfile, build nothing
+    pub check: bool,
     /// `--push-ignore-immutable-tag-errors`
     pub push_ignore_immutable_tag_errors: bool,
     /// kaniko's `--image-name-with-digest-file`: `name@digest` per destination

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::dockerfile::{expand_word, Args, Dockerfile, Instruction, Keyword};
+use crate::dockerfile::{closest, expand_word, Args, Dockerfile, Instruction, Keyword};
 use crate::registry::Platform;
 
 /// Where a stage starts from.
@@ -144,9 +144,12 @@ pub fn plan(
         None => stages.len() - 1,
         Some(t) => stage_ref(&stages, t)
             .filter(|_| t.parse::<usize>().is_err())
-            .with_context(|| format!("target stage {t:?} not found"))?,
+            .with_context(|| target_not_found(t, &stages))?,
     };
     let order = needed(&stages, target, &global_lookup(&global_args), df.escape);
+    for &i in &order {
+        check_from_names(&stages, i, &global_lookup(&global_args), df.escape)?;
+    }
     Ok(BuildPlan {
         stages,
         order,
@@ -187,6 +190,12 @@ fn from_stage(
         .find(|s| s.name.as_deref() == Some(image.to_ascii_lowercase().as_str()))
     {
         Base::Stage(dep.index)
+    } else if let Some(stage) = stage_typo(&image, stages) {
+        bail!(
+            "Dockerfile:{}: FROM {image}: no stage {image:?} before this one (did you mean stage \
+             {stage:?}?); an image needs a tag or registry ({image}:latest)",
+            ins.line
+        );
     } else {
         Base::Image(image)
     };
@@ -197,6 +206,72 @@ fn from_stage(
         line: ins.line,
         instructions: Vec::new(),
     })
+}
+
+/// `--target` names no stage: which ones there are, and the likely one.
+fn target_not_found(target: &str, stages: &[Stage]) -> String {
+    let names: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+    let hint = closest(target, names.iter().copied())
+        .map(|s| format!(" (did you mean {s:?}?)"))
+        .unwrap_or_default();
+    if names.is_empty() {
+        format!(
+            "--target {target:?}: the dockerfile has no named stage (name one with FROM … AS NAME)"
+        )
+    } else {
+        format!(
+            "--target {target:?}: no such stage{hint}; the named stages are: {}",
+            names.join(", ")
+        )
+    }
+}
+
+/// A FROM or `--from` name that is no stage but is one typo away from a stage before it, with
+/// no registry, tag or digest to say it is an image, is a mistake: reported before any pull
+/// would look for it on docker.io.
+fn stage_typo(name: &str, earlier: &[Stage]) -> Option<String> {
+    if name.contains(['/', ':', '@']) || stage_ref(earlier, name).is_some() {
+        return None;
+    }
+    let names = earlier.iter().filter_map(|s| s.name.as_deref());
+    closest(name, names).map(str::to_string)
+}
+
+/// `COPY --from`, `ADD --from` and `RUN --mount from=` of stage `index`: no stage typo.
+fn check_from_names(
+    stages: &[Stage],
+    index: usize,
+    lookup: &HashMap<String, String>,
+    escape: char,
+) -> Result<()> {
+    for ins in &stages[index].instructions {
+        for from in from_names(ins) {
+            let from = expand_word(from, lookup, escape).unwrap_or_else(|_| from.to_string());
+            // its own name included: a stage cannot read itself, the likely one is a typo
+            if let Some(stage) = stage_typo(&from, &stages[..=index]) {
+                bail!(
+                    "Dockerfile:{}: {} names {from:?}, which is no stage (did you mean stage \
+                     {stage:?}?); an image needs a tag or registry ({from}:latest)",
+                    ins.line,
+                    ins.keyword
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `--from` of a COPY/ADD and the `from=` of each RUN `--mount`, as written.
+fn from_names(ins: &Instruction) -> impl Iterator<Item = &str> {
+    let mounts = ins.flags_named("mount").flat_map(|f| {
+        let value = f.value.as_deref().unwrap_or_default();
+        value.split(',').filter_map(|kv| kv.strip_prefix("from="))
+    });
+    let copy_from = ins
+        .flag("from")
+        .filter(|_| matches!(ins.keyword, Keyword::Copy | Keyword::Add))
+        .and_then(|f| f.value.as_deref());
+    mounts.chain(copy_from)
 }
 
 /// An `ARG` before the first FROM: its value (a build-arg, else its expanded default) joins
@@ -246,16 +321,7 @@ fn needed(
             todo.push(dep);
         }
         for ins in &stage.instructions {
-            // RUN --mount=…,from=<stage>
-            let mounts = ins.flags_named("mount").flat_map(|f| {
-                let value = f.value.as_deref().unwrap_or_default();
-                value.split(',').filter_map(|kv| kv.strip_prefix("from="))
-            });
-            let copy_from = ins
-                .flag("from")
-                .filter(|_| matches!(ins.keyword, Keyword::Copy | Keyword::Add))
-                .and_then(|f| f.value.as_deref());
-            for from in mounts.chain(copy_from) {
+            for from in from_names(ins) {
                 let from = expand_word(from, lookup, escape).unwrap_or_else(|_| from.to_string());
                 if let Some(dep) = stage_ref(&stages[..i], &from) {
                     todo.push(dep);
@@ -304,6 +370,41 @@ mod tests {
         assert!(e.contains("Dockerfile:1"), "{e}");
         let df = parse("FROM a\n").unwrap();
         assert!(plan(&df, &[], Some("nope"), &host).is_err());
+    }
+
+    #[test]
+    fn stage_typos_are_caught_before_any_pull() {
+        let host = Platform::host();
+        for (text, target, want) in [
+            (
+                "FROM scratch AS build\nFROM biuld\n",
+                None,
+                "Dockerfile:2: FROM biuld: no stage \"biuld\" before this one (did you mean stage \"build\"?)",
+            ),
+            (
+                "FROM scratch AS build\nFROM scratch\nCOPY --from=biuld /a /b\n",
+                None,
+                "Dockerfile:3: COPY names \"biuld\", which is no stage (did you mean stage \"build\"?)",
+            ),
+            (
+                "FROM scratch AS build\nFROM scratch AS test\n",
+                Some("tset"),
+                "--target \"tset\": no such stage (did you mean \"test\"?); the named stages are: build, test",
+            ),
+        ] {
+            let df = parse(text).unwrap();
+            let e = plan(&df, &[], target, &host).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
+        // a tag, a registry or a distant name is an image
+        for text in [
+            "FROM scratch AS build\nFROM biuld:1\n",
+            "FROM scratch AS build\nFROM reg/biuld\n",
+            "FROM scratch AS build\nFROM alpine\nCOPY --from=biuld:1 /a /b\n",
+        ] {
+            let df = parse(text).unwrap();
+            assert!(plan(&df, &[], None, &host).is_ok(), "{text}");
+        }
     }
 
     #[test]

@@ -237,7 +237,7 @@ impl Error {
     }
 }
 
-fn is_denied(err: &OciDistributionError) -> bool {
+pub(super) fn is_denied(err: &OciDistributionError) -> bool {
     match err {
         OciDistributionError::UnauthorizedError { .. }
         | OciDistributionError::AuthenticationFailure(_) => true,

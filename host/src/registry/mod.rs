@@ -9,7 +9,7 @@
 //! mounts `token.rs`, TLS client certificates `client_cert.rs` (serving kiln alone: `peer.rs`), mirrors `mirror.rs`, platform
 //! choice in an index `platform.rs`, blob download with digest checks `pull.rs`, streaming
 //! upload with cross-repository mounts `push.rs`, the base-image cache of `--cache-dir`
-//! `blobs.rs`, errors and their classification `error.rs`, and retries of transient failures
+//! `blobs.rs`, errors and their classification `error.rs`, the cause of a failure in words (DNS, refused, TLS, 401/403, 404) `cause.rs`, and retries of transient failures
 //! `retry.rs`. It never looks inside configs or layers: building manifests and configs, and
 //! unpacking layers, belong to the image and layer modules; media types and digest hashing are
 //! `crate::oci`'s.
@@ -20,6 +20,7 @@
 mod address;
 mod auth;
 pub mod blobs;
+mod cause;
 mod client;
 mod client_cert;
 mod ecr;
@@ -42,6 +43,7 @@ use oci_client::{Client, Reference};
 
 pub use address::is_local_registry;
 use auth::Credentials;
+pub use cause::{cause, Cause};
 pub use error::{Error, Result};
 pub use mirror::parse_registry_map;
 pub use options::RegistryOptions;

@@ -14,6 +14,7 @@ mod conformance;
 mod context;
 mod deploy;
 mod dockerfile;
+mod errors;
 mod executor_image;
 mod fixtures;
 mod guest;
