@@ -1,7 +1,8 @@
 //! kaniko's documented pods and CI usages, run: each kaniko-compat manifest's container
 //! arguments, unchanged but for the registry and bucket endpoints (swapped for a loopback
 //! registry, the GCS emulator and a local git server), run by the kiln binary in a mount
-//! namespace where the manifest's volumes sit at their mount paths, with the executor
+//! namespace where the manifest's volumes sit at their mount paths, as root with the
+//! container runtime's default capabilities (the pods set no securityContext), with the executor
 //! image's working directory and `DOCKER_CONFIG`. The build must push; the image must hold
 //! what the context holds. GitLab's and Tekton's documented argument lists run the same way.
 
@@ -81,10 +82,35 @@ fn container(manifest: &str) -> (Vec<String>, Vec<(String, String)>) {
     panic!("{manifest}: no kiln container");
 }
 
+/// The capabilities a container runtime (containerd, CRI-O) gives a root container whose
+/// manifest names none, as kaniko's documented pods do.
+const RUNTIME_DEFAULT_CAPS: [&str; 14] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
 /// Runs `c` as the pod would: the volumes bind-mounted at their paths in a private mount
-/// namespace, the working directory /workspace, the executor image's `DOCKER_CONFIG`.
+/// namespace, the working directory /workspace, the executor image's `DOCKER_CONFIG`, as
+/// root with the runtime's default capabilities (the kaniko pods set no securityContext).
 fn run(c: &Container, scratch: &Scratch) -> std::process::Output {
-    run_confined(c, scratch, None)
+    let runtime_default = Confinement {
+        user: 0,
+        caps: RUNTIME_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect(),
+        no_new_privs: false,
+    };
+    run_confined(c, scratch, Some(&runtime_default))
 }
 
 /// [`run`], the container's user and capabilities applied with setpriv (when given) once
