@@ -134,8 +134,12 @@ pub fn choose(requested: Option<Isolation>, force: bool) -> Result<Isolation, Is
         tracing::warn!("{NOT_ISOLATED}");
     }
     if mode != Isolation::Rootless && root && !can_mount() {
+        let place = match mode {
+            Isolation::InPlace => "on / itself",
+            _ => "in a plain chroot",
+        };
         tracing::warn!(
-            "no CAP_SYS_ADMIN: RUN runs in a plain chroot without /proc, /sys, /dev/shm, its \
+            "no CAP_SYS_ADMIN: RUN runs {place} without /proc, /sys, /dev/shm, its \
              own PID namespace or hostname; /dev gets null, zero, full, random, urandom and \
              tty (where mknod is allowed), resolv.conf and hosts are copied in where the image \
              has none, RUN --mount contents are copied in and out instead of mounted, and \
