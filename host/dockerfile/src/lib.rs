@@ -43,6 +43,21 @@ pub use lint::{lint, Lint, LintOptions};
 pub use parse::parse;
 pub use suggestion::{closest, distance};
 
+/// ARGs every build has without declaring them (BuildKit's predefined proxy ARGs): RUN sees
+/// them when given with --build-arg, they stay out of history, and no lint calls them undefined.
+pub const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 /// Whether a COPY/ADD source word as written (`<<EOF`, `<<-"EOF"`) stands for a heredoc.
 pub fn is_heredoc_marker(word: &str) -> bool {
     matches!(parse::heredoc_marker(word, 0), Ok(Some(_)))

@@ -37,21 +37,6 @@ pub struct LintOptions<'a> {
     pub target: Option<&'a str>,
 }
 
-/// Variables a build defines without an ARG: BuildKit's proxy ARGs and the PATH every build has.
-const ALWAYS_DEFINED: [&str; 11] = [
-    "PATH",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
 /// BuildKit's automatic platform ARGs, usable in FROM without a declaration.
 const PLATFORM_ARGS: [&str; 8] = [
     "TARGETPLATFORM",
@@ -309,7 +294,11 @@ fn check_vars(ins: &Instruction, word: &str, stage: &StageFacts, out: &mut Vec<L
         .defined
         .iter()
         .cloned()
-        .chain(ALWAYS_DEFINED.iter().map(|s| s.to_string()))
+        .chain(
+            std::iter::once("PATH")
+                .chain(crate::PROXY_ARGS)
+                .map(str::to_string),
+        )
         .collect();
     for var in undefined_in(word, &known, ins.escape) {
         let hint = suggest(&var, &known);

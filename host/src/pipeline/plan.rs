@@ -76,20 +76,8 @@ pub fn global_lookup(globals: &HashMap<String, Option<String>>) -> HashMap<Strin
         .collect()
 }
 
-/// ARGs every build has without declaring them: RUN sees them when given with --build-arg,
-/// and they stay out of history (BuildKit's predefined proxy ARGs).
-pub const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
+/// ARGs every build has without declaring them (BuildKit's proxy ARGs).
+pub use crate::dockerfile::PROXY_ARGS;
 
 /// BuildKit's automatic platform ARGs, in global scope (usable in FROM; a stage declares
 /// `ARG TARGETARCH` to see one). kiln builds for the platform it runs on.
