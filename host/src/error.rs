@@ -92,7 +92,8 @@ impl DockerfileSource {
             } else {
                 "   "
             };
-            out.push_str(&format!(" {n:>width$} | {mark} {}\n", lines[n - 1]));
+            let quoted = crate::redaction::shown(lines[n - 1]);
+            out.push_str(&format!(" {n:>width$} | {mark} {quoted}\n"));
         }
         out.push_str(&rule);
         out

@@ -4,7 +4,8 @@
 //!
 //! [`redact`] is the one function for it. It takes any text, a URL or a whole line with URLs
 //! in it, so it is applied where text leaves kiln: every log line (text and JSON), the final
-//! error (`error::chain`), and the image history (`created_by`).
+//! error (`error::chain`), and the image history (`created_by`). [`shown`] also caps the
+//! length, for instructions quoted in step lines and errors.
 
 use std::borrow::Cow;
 
@@ -27,6 +28,17 @@ const SECRET_PARAMS: &[&str] = &[
     "x-goog-credential",
     "x-goog-signature",
 ];
+
+/// How a piece of the Dockerfile is shown in a log line or an error: [`redact`]ed, and at most
+/// `SHOWN_CHARS` characters, so a megabyte-long instruction does not become a log line.
+pub fn shown(text: &str) -> String {
+    const SHOWN_CHARS: usize = 500;
+    let text = redact(text);
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+        None => text.into_owned(),
+    }
+}
 
 /// `text` with the user info of every URL in it and the values of credential query
 /// parameters replaced by [`MASK`]. Text without `://` is returned as is.
@@ -96,6 +108,15 @@ fn is_secret_param(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_text_is_masked_and_cut_short() {
+        assert_eq!(shown("ADD https://u:p@h/x /x"), "ADD https://***@h/x /x");
+        let long = format!("LABEL a={}", "é".repeat(2000));
+        let cut = shown(&long);
+        assert_eq!(cut.chars().count(), 500 + "… (4008 bytes)".chars().count());
+        assert!(cut.ends_with("… (4008 bytes)"), "{cut}");
+    }
 
     #[test]
     fn masks_user_info_and_secret_parameters() {

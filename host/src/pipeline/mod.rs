@@ -285,13 +285,25 @@ fn dockerfile_name(opts: &BuildOptions, fetched: &context::Prepared) -> String {
 /// Everything a build needs before its first stage: the context root and its ignore rules,
 /// the blob store, RUN's isolation, the guest, the layer cache and the registry (with the
 /// push permission checked).
+/// Creates `dir` (and its missing parents) readable by kiln's user only; an existing `dir`
+/// made by an earlier kiln is left as it is, a new one is 0700.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 async fn prepare(mut opts: BuildOptions, loaded: &Loaded, work: PathBuf) -> Result<Build> {
     let (dockerfile_path, context_dir) = (&loaded.fetched.dockerfile, &loaded.fetched.dir);
     let context = Root::open(context_dir)
         .with_context(|| format!("opening context {}", context_dir.display()))?;
     let ignore = read_ignore_file(dockerfile_path, context_dir, &context)?;
-    std::fs::create_dir_all(&opts.kiln_dir)
+    private_dir(&opts.kiln_dir)
         .with_context(|| format!("creating kiln dir {}", opts.kiln_dir.display()))?;
+    // stage roots live below the build's dir: no other user may reach (or run) what is in them
+    private_dir(&work).with_context(|| format!("creating {}", work.display()))?;
     let store = BlobStore::open(&opts.kiln_dir.join("blobs"))?;
     let cache_dir = opts.kiln_dir.join("cache");
     let runner = Runner::prepare(runner_options(&opts, loaded, &work, &cache_dir)).await?;

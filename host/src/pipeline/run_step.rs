@@ -62,7 +62,11 @@ pub(super) async fn run_step(
         None => None,
     };
     if let (Some(cache), Some(key)) = (&cache, &key) {
-        let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
+        let what = format!(
+            "Dockerfile:{}: {}",
+            ins.line,
+            crate::redaction::shown(&ins.original)
+        );
         if let Some(entry) = cache.lookup(key, &step_identity(st, ins), &what).await? {
             if let Some(file) = script_file {
                 file.remove()?;

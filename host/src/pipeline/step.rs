@@ -76,7 +76,10 @@ pub(crate) async fn run_stage(
         // its number and line (fields of the JSON log)
         let number = format!("{}/{}", pos + 2, instructions.len() + 1);
         let span = tracing::info_span!("step", step = %number, line = ins.line);
-        span.in_scope(|| tracing::debug!("[{} {number}] {}", st.stage_name, ins.original));
+        span.in_scope(|| {
+            let text = crate::redaction::shown(&ins.original);
+            tracing::debug!("[{} {number}] {text}", st.stage_name)
+        });
         let shown = crate::progress::Step::start(&st.stage_name, &number, &ins.original, ins.line);
         st.output = Some(shown.output());
         st.cached = false;
@@ -91,7 +94,11 @@ pub(crate) async fn run_stage(
             .await
             .map_err(|e| match e.downcast::<RunFailed>() {
                 Ok(rf) => anyhow!(rf),
-                Err(e) => e.context(format!("Dockerfile:{}: {}", ins.line, ins.original)),
+                Err(e) => e.context(format!(
+                    "Dockerfile:{}: {}",
+                    ins.line,
+                    crate::redaction::shown(&ins.original)
+                )),
             })?;
         if let Some(before) = before {
             volumes.note(&before, &st.config, ins.line);
@@ -411,7 +418,11 @@ async fn file_cache(
     }
     let key = file_key(build, st, calls, pins).await?;
     if cache.copy_layers {
-        let what = format!("Dockerfile:{}: {}", ins.line, ins.original);
+        let what = format!(
+            "Dockerfile:{}: {}",
+            ins.line,
+            crate::redaction::shown(&ins.original)
+        );
         if let Some(entry) = cache.lookup(&key, &step_identity(st, ins), &what).await? {
             apply_cached(build, st, entry);
             st.cache_state = crate::cache::digest_of([st.cache_state.as_str(), "copy", &key.hex]);

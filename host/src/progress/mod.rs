@@ -184,8 +184,7 @@ impl Step {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             stage: stage.to_string(),
             number: number.to_string(),
-            // an ADD URL may carry credentials
-            text: crate::redaction::redact(text).into_owned(),
+            text: crate::redaction::shown(text),
             line,
         });
         if let Some(r) = shown() {

@@ -196,7 +196,11 @@ fn cache_source(
     let spec = &req.spec;
     let bad = mount_error("cache");
     let id = spec.id.clone().unwrap_or_default();
-    std::fs::create_dir_all(&env.cache_mounts).map_err(io(&env.cache_mounts))?;
+    // cache contents outlive the build: only kiln's user may reach them (a setuid file in
+    // one is no one else's way up)
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&env.cache_mounts)
+        .map_err(io(&env.cache_mounts))?;
     let mut dir = env.cache_mounts.join(cache_dir_name(&id));
     let lock_path = dir.with_extension("lock");
     let lock = File::create(&lock_path).map_err(io(&lock_path))?;

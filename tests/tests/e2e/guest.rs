@@ -107,4 +107,10 @@ fn an_instruction_past_the_memory_bound_stops_with_a_clear_error() {
         stderr.contains("Dockerfile:2"),
         "the error names line 2: {tail}"
     );
+    // the 8 MB instruction is shown cut short, in the step line and in the error alike
+    assert!(
+        stderr.len() < 64 << 10,
+        "{} bytes of output: {tail}",
+        stderr.len()
+    );
 }

@@ -1,10 +1,12 @@
 //! Hostile inputs aimed at what kiln holds (issue 23, sections 2 and 3): servers on loopback
 //! that want credentials they must not get (`credentials`), and contexts, `.dockerignore`
 //! files and ADD archives whose symlinks point at host files or out of their destination
-//! (`links`). Each test is an attack that worked before kiln resisted it.
+//! (`links`), and other users of the machine reaching into kiln's dirs (`machine`). Each test
+//! is an attack that worked before kiln resisted it.
 
 mod credentials;
 mod links;
+mod machine;
 
 use std::path::Path;
 use std::process::{Command, Output};
