@@ -3,6 +3,8 @@
 //! fresh kiln dir, each build's dir (the stage roots are below it) and the cache mounts' dir,
 //! also inside a kiln dir an older kiln made 0755.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
