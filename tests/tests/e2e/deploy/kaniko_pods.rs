@@ -9,12 +9,13 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_tests::{
-    busybox_image, gcs_server, git_http_server, kiln_bin, require, require_root, run_checked,
-    umoci_unpack, workspace_root, Registry, Scratch, Server,
+    busybox_image, fixture_cache_dir, gcs_server, git_http_server, kiln_bin, require, require_root,
+    run_checked, umoci_unpack, workspace_root, Registry, Scratch, Server,
 };
 
 use super::{documents, kiln_containers};
@@ -122,6 +123,13 @@ pub(super) fn run_confined(
 ) -> std::process::Output {
     let unshare = require("unshare", "util-linux");
     let kiln = kiln_bin();
+    // Held (shared) while the pod runs. A mount point this run makes on the machine (/cache,
+    // /workspace, ...) is removed only when no other pod run, in any test process, holds it:
+    // removing a directory another mount namespace has a mount on detaches that mount there.
+    let mount_points = mount_point_lock();
+    mount_points
+        .lock_shared()
+        .expect("locking the pods' mount points");
     // kiln's own dir in the pod: a scratch directory, mounted first so that volumes below
     // it (/kiln/.docker) land on top
     let mut volumes = vec![("/kiln".to_string(), scratch.join("pod-kiln"))];
@@ -173,11 +181,36 @@ pub(super) fn run_confined(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // the mount points this test made on the machine go again (empty: the mounts were private)
-    for path in created {
-        let _ = fs::remove_dir(&path);
+    // the mount points this test made on the machine go again (empty: the mounts were
+    // private), unless another pod run is still using them
+    // (the list of mount points made holds those of runs that could not remove theirs)
+    let list = fixture_cache_dir().join("pod-mount-points.list");
+    let mut record = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&list)
+        .unwrap_or_else(|e| panic!("{}: {e}", list.display()));
+    for path in &created {
+        writeln!(record, "{path}").unwrap();
+    }
+    mount_points
+        .unlock()
+        .expect("unlocking the pods' mount points");
+    if mount_points.try_lock().is_ok() {
+        let recorded = fs::read_to_string(&list).unwrap_or_default();
+        for path in recorded.lines() {
+            let _ = fs::remove_dir(path);
+        }
+        let _ = fs::remove_file(&list);
     }
     out
+}
+
+/// The lock file pod runs share (see [`run_confined`]); each call opens it anew, and `flock`
+/// locks of separate opens exclude each other between threads of one process too.
+fn mount_point_lock() -> fs::File {
+    let path = fixture_cache_dir().join("pod-mount-points.lock");
+    fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub(super) fn assert_pushed(
