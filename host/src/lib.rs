@@ -14,6 +14,7 @@ pub mod error;
 pub mod image;
 pub mod layer;
 pub mod logging;
+pub mod network;
 pub mod oci;
 pub mod pipeline;
 pub mod progress;

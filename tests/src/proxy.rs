@@ -1,8 +1,9 @@
 //! A fault-injecting HTTP/1.1 proxy on a loopback port, put between kiln and a registry.
 //!
 //! Owns relaying requests (one upstream connection per request, `Connection: close`),
-//! injecting faults into the requests that match a rule (an HTTP error status, a dropped
-//! connection, a stall), logging every request line, and counting the blob bytes uploaded
+//! injecting faults into the requests that match a rule (an HTTP error status, 429 with
+//! `Retry-After`, a dropped connection, a stall before the answer, and in the answer's body:
+//! a stall, a cut, a reset, a flipped byte), logging every request line, and counting the blob bytes uploaded
 //! per repository, so tests can prove retries, the manifest-last order and cross-repository
 //! mounts. Request bodies are read whole before relaying: test blobs are small.
 
@@ -25,6 +26,16 @@ pub enum Fault {
     Drop,
     /// Wait this long, then relay the request normally.
     Stall(Duration),
+    /// Answer 429 Too Many Requests with `Retry-After: <seconds>`.
+    TooMany(u32),
+    /// Relay the headers and half the body, wait this long, then send the rest.
+    StallBody(Duration),
+    /// Relay the headers (the full `Content-Length`) and half the body, then close.
+    Truncate,
+    /// Relay the headers and half the body, then reset the connection (RST).
+    Reset,
+    /// Relay the answer with one byte of its body changed (a wrong digest).
+    Corrupt,
 }
 
 #[derive(Debug)]
@@ -165,13 +176,31 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
             )?;
             format!("injected {code}")
         }
+        Some(Fault::TooMany(secs)) => {
+            write!(
+                client,
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            format!("injected 429, retry after {secs}s")
+        }
         Some(Fault::Drop) => "dropped".to_string(),
         Some(Fault::Stall(d)) => {
             thread::sleep(d);
-            let status = request.forward(upstream, &mut client)?;
-            format!("stalled {d:?}, {status}")
+            let response = request.forward(upstream)?;
+            client.write_all(&response)?;
+            format!("stalled {d:?}, {}", status_of(&response))
         }
-        None => request.forward(upstream, &mut client)?,
+        Some(fault) => {
+            let response = request.forward(upstream)?;
+            let outcome = format!("{fault:?} of {}", status_of(&response));
+            damage(&response, fault, &mut client)?;
+            outcome
+        }
+        None => {
+            let response = request.forward(upstream)?;
+            client.write_all(&response)?;
+            status_of(&response)
+        }
     };
     state
         .log
@@ -282,9 +311,9 @@ impl Request {
         }
     }
 
-    /// Sends the request upstream (with its own framing and `Connection: close`), copies the
-    /// whole response back to `client`, and returns the response's status code.
-    fn forward(&self, upstream: &str, client: &mut TcpStream) -> std::io::Result<String> {
+    /// Sends the request upstream (with its own framing and `Connection: close`) and returns
+    /// the whole response, headers and body.
+    fn forward(&self, upstream: &str) -> std::io::Result<Vec<u8>> {
         let mut up = TcpStream::connect(upstream)?;
         let mut out = format!("{}\r\n", self.lines.first().map_or("", String::as_str));
         for l in self.lines.iter().skip(1) {
@@ -311,11 +340,71 @@ impl Request {
         up.write_all(&self.body)?;
         let mut response = Vec::new();
         up.read_to_end(&mut response)?;
-        client.write_all(&response)?;
-        Ok(String::from_utf8_lossy(&response[..response.len().min(12)])
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("?")
-            .to_string())
+        Ok(response)
     }
+}
+
+/// The status code of a raw HTTP response.
+fn status_of(response: &[u8]) -> String {
+    String::from_utf8_lossy(&response[..response.len().min(12)])
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Sends `response` to `client` damaged by `fault` (one of the body faults). A response
+/// without a body is sent as it is.
+fn damage(response: &[u8], fault: Fault, client: &mut TcpStream) -> std::io::Result<()> {
+    let body_at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |p| p + 4);
+    let half = body_at + (response.len() - body_at) / 2;
+    match fault {
+        Fault::StallBody(d) => {
+            client.write_all(&response[..half])?;
+            client.flush()?;
+            thread::sleep(d);
+            client.write_all(&response[half..])
+        }
+        Fault::Truncate => client.write_all(&response[..half]),
+        Fault::Reset => {
+            client.write_all(&response[..half])?;
+            client.flush()?;
+            reset(client)
+        }
+        Fault::Corrupt => {
+            let mut changed = response.to_vec();
+            if half < changed.len() {
+                changed[half] ^= 0xff;
+            }
+            client.write_all(&changed)
+        }
+        _ => client.write_all(response),
+    }
+}
+
+/// Makes closing `conn` send a TCP reset rather than a FIN (`SO_LINGER` with a zero wait).
+#[allow(unsafe_code)]
+fn reset(conn: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a pointer to a live `linger` of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! BuildKit's HTTP source does: the file is named after the last segment of the URL path
 //! (`__unnamed__` when there is none), has mode 0600 and owner 0:0, takes its mtime from the
 //! `Last-Modified` header, and is checked against `--checksum` when one is given. URL sources
-//! are never unpacked. Where the file lands is the guest's business, as for any COPY source.
+//! are never unpacked. A server that stalls (no byte for the idle timeout of `http.rs`, before
+//! the answer or within the body) fails the step with "timed out" and the URL. Where the file lands is the guest's business, as for any COPY source.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -67,14 +68,12 @@ pub(crate) fn parse_checksum(value: &str) -> Result<String> {
 pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Result<(Root, String)> {
     let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
     let name = file_name(&parsed);
-    let client = reqwest::Client::builder()
-        .build()
-        .context("setting up an HTTP client")?;
+    let client = super::http::timed_client(|b| b).context("setting up an HTTP client")?;
     let mut resp = client
         .get(parsed)
         .send()
         .await
-        .with_context(|| format!("fetching {url}"))?;
+        .map_err(|e| anyhow!("fetching {url}: {}", super::http::describe(&e)))?;
     let status = resp.status();
     if !status.is_success() {
         bail!("fetching {url}: the server answered {status}");
@@ -92,7 +91,7 @@ pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Resu
     while let Some(chunk) = resp
         .chunk()
         .await
-        .with_context(|| format!("reading {url}"))?
+        .map_err(|e| anyhow!("reading {url}: {}", super::http::describe(&e)))?
     {
         hasher.update(&chunk);
         file.write_all(&chunk)

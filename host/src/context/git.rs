@@ -256,26 +256,19 @@ fn clone_blocking(src: &GitSource, opts: &GitOptions, dir: &Path, depth: usize) 
                 _ => Ok(None),
             });
         }
-        if insecure {
-            let options = conn
-                .remote()
-                .repo()
-                .transport_options(url_for_opts.as_str(), None)?;
-            if let Some(mut options) = options {
-                if let Some(http) = options
-                    .downcast_mut::<gix::protocol::transport::client::blocking_io::http::Options>(
-                ) {
-                    let backend =
-                        gix::protocol::transport::client::blocking_io::http::reqwest::Options {
-                            configure_client: Some(Box::new(|builder| {
-                                Ok(builder.danger_accept_invalid_certs(true))
-                            })),
-                            configure_request: None,
-                        };
-                    http.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
-                }
-                conn.set_transport_options(options);
+        let options = conn
+            .remote()
+            .repo()
+            .transport_options(url_for_opts.as_str(), None)?;
+        if let Some(mut options) = options {
+            if let Some(http) = options
+                .downcast_mut::<gix::protocol::transport::client::blocking_io::http::Options>()
+            {
+                http.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(http_backend(
+                    insecure,
+                ))));
             }
+            conn.set_transport_options(options);
         }
         Ok(())
     });
@@ -294,6 +287,27 @@ fn clone_blocking(src: &GitSource, opts: &GitOptions, dir: &Path, depth: usize) 
     }
     Ok(())
 }
+
+/// The HTTP client settings of a clone: the idle timeout of `http.rs` on every read (a
+/// server that stalls fails the clone with "timed out"), and no certificate check when
+/// `insecure`.
+fn http_backend(
+    insecure: bool,
+) -> gix::protocol::transport::client::blocking_io::http::reqwest::Options {
+    let idle = super::http::idle_timeout();
+    gix::protocol::transport::client::blocking_io::http::reqwest::Options {
+        configure_client: Some(Box::new(move |builder| {
+            Ok(builder
+                .connect_timeout(crate::network::connect_timeout(GIT_CONNECT_TIMEOUT))
+                .timeout(idle)
+                .danger_accept_invalid_certs(insecure))
+        })),
+        configure_request: None,
+    }
+}
+
+/// Longest wait for a connection to a git server over HTTP.
+const GIT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Detaches HEAD at `commit`, which the fetch must have brought.
 fn point_head_at(repo: &gix::Repository, commit: &str, shown: &str) -> Result<()> {
@@ -440,6 +454,14 @@ fn classify(url: &str, what: &str, e: &dyn std::error::Error) -> Error {
     } else if lower.contains("404") || lower.contains("not found") {
         Error::NotFound {
             url: url.to_string(),
+        }
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        Error::Fetch {
+            url: url.to_string(),
+            detail: format!(
+                "{what}: timed out: no data from the server for {:?} ({detail})",
+                super::http::idle_timeout()
+            ),
         }
     } else {
         Error::Fetch {

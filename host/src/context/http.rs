@@ -1,8 +1,12 @@
 //! `https://host/context.tar.gz`: a tarball streamed from a web server into the context
 //! directory, and `--dockerfile https://…` downloaded to a file. TLS is rustls with the
-//! system's CA certificates.
+//! system's CA certificates. Every read has a deadline: [`CONNECT_TIMEOUT`] to connect, then
+//! [`IDLE_TIMEOUT`] (or `KILN_NETWORK_IDLE_TIMEOUT_SECS`) of silence before the first byte
+//! or in the middle of the body, after which the download fails with "timed out"; a stalled
+//! download is not retried here (a context is fetched once, and a new build starts over).
 
 use std::path::Path;
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use tokio::io::AsyncWriteExt;
@@ -10,14 +14,48 @@ use tokio::io::AsyncWriteExt;
 use super::{extract_async, Error, Result};
 use crate::error::chain as error_chain;
 
+/// Longest wait for a connection to the server of a context or Dockerfile URL.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest silence from the server (before the answer or within the body).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The idle timeout in force: [`IDLE_TIMEOUT`] unless the environment shortens it.
+pub(crate) fn idle_timeout() -> Duration {
+    crate::network::idle_timeout(IDLE_TIMEOUT)
+}
+
+/// An HTTP client with kiln's connect and idle timeouts, configured further by `tune`.
+pub(crate) fn timed_client(
+    tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> reqwest::Result<reqwest::Client> {
+    tune(
+        reqwest::Client::builder()
+            .connect_timeout(crate::network::connect_timeout(CONNECT_TIMEOUT))
+            .read_timeout(idle_timeout()),
+    )
+    .build()
+}
+
+/// What a failed request says: "timed out" with the wait when it timed out, else its chain.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!(
+            "timed out: no data from the server for {:?} ({})",
+            idle_timeout(),
+            error_chain(e)
+        )
+    } else {
+        error_chain(e)
+    }
+}
+
 fn client(url: &str) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Fetch {
+    timed_client(|b| b.user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))).map_err(|e| {
+        Error::Fetch {
             url: url.to_string(),
             detail: format!("http client: {e}"),
-        })
+        }
+    })
 }
 
 /// GETs `url` and turns HTTP failures into errors naming it.
@@ -28,7 +66,7 @@ async fn get(url: &str) -> Result<reqwest::Response> {
         .await
         .map_err(|e| Error::Fetch {
             url: url.to_string(),
-            detail: error_chain(&e),
+            detail: describe(&e),
         })?;
     let status = resp.status();
     match status.as_u16() {
@@ -49,7 +87,13 @@ async fn get(url: &str) -> Result<reqwest::Response> {
 
 /// A response body as an `AsyncRead`.
 fn body_reader(resp: reqwest::Response) -> impl tokio::io::AsyncRead + Unpin + Send + 'static {
-    tokio_util::io::StreamReader::new(resp.bytes_stream().map_err(std::io::Error::other))
+    tokio_util::io::StreamReader::new(resp.bytes_stream().map_err(|e| {
+        if e.is_timeout() {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, describe(&e))
+        } else {
+            std::io::Error::other(e)
+        }
+    }))
 }
 
 /// Streams the tarball at `url` into `dir`.

@@ -120,13 +120,34 @@ pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
         bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
     }
     let started = Instant::now();
-    let loaded = load(&opts).await?;
+    let kiln_dir = opts.kiln_dir.clone();
+    let loaded = load(&opts)
+        .await
+        .map_err(|e| name_full_disk(e, &kiln_dir))?;
     let context = started.elapsed();
     lints::warn(&loaded.source.name, &loaded.df, opts.target.as_deref());
     let source = loaded.source.clone();
     build_loaded(opts, loaded, started, context)
         .await
-        .map_err(|e| e.context(source))
+        .map_err(|e| name_full_disk(e, &kiln_dir).context(source))
+}
+
+/// `err` with the kiln dir named when a write failed for want of space (ENOSPC), since the
+/// path in the error may be one inside an image's root.
+fn name_full_disk(err: anyhow::Error, kiln_dir: &Path) -> anyhow::Error {
+    let full = err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+            || e.to_string().contains("(os error 28)")
+    });
+    if full {
+        err.context(format!(
+            "no space left on the file system of the kiln dir {}",
+            kiln_dir.display()
+        ))
+    } else {
+        err
+    }
 }
 
 /// The build after `load`: prepare, run the stages, assemble, write the outputs.

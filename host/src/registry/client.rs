@@ -17,7 +17,7 @@ use tracing::debug;
 use super::address::{is_local_registry, same_registry};
 use super::auth::{self, Credentials};
 use super::error::{is_tls_failure, Error, Result};
-use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::options::{connect_timeout, read_timeout, USER_AGENT};
 use super::retry::with_retries;
 use super::{client_cert, ecr, google, Direction, Registry};
 
@@ -54,8 +54,8 @@ impl Registry {
                 let mut builder = reqwest::Client::builder()
                     .identity(identity)
                     .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .read_timeout(READ_TIMEOUT)
+                    .connect_timeout(connect_timeout())
+                    .read_timeout(read_timeout())
                     .danger_accept_invalid_certs(self.skip_tls_verify(&registry, direction));
                 for (name, path) in &self.opts.registry_certificates {
                     if same_registry(name, &registry) {
@@ -235,8 +235,8 @@ impl Registry {
             use_monolithic_push: true,
             // Indexes are resolved here, with the variant taken into account.
             platform_resolver: None,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
+            connect_timeout: Some(connect_timeout()),
+            read_timeout: Some(read_timeout()),
             user_agent: USER_AGENT,
             ..ClientConfig::default()
         };

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential};
 use serde::Deserialize;
 
-use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::options::{connect_timeout, read_timeout, USER_AGENT};
 
 /// The helper name kaniko's ECR examples use.
 pub(crate) fn is_ecr_helper(name: &str) -> bool {
@@ -139,8 +139,8 @@ async fn get_authorization_token(
 
     let http = reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
+        .connect_timeout(connect_timeout())
+        .read_timeout(read_timeout())
         .build()
         .map_err(|e| format!("setting up an HTTP client: {e}"))?;
     let mut outgoing = http.post(endpoint).body(body);

@@ -218,6 +218,8 @@ impl Error {
             | Error::BlobExists { source, .. }
             | Error::PushBlob { source, .. }
             | Error::PushManifest { source, .. } => is_transient(source),
+            // a blob cut short or damaged on the way: downloaded again from the start
+            Error::BlobSize { .. } | Error::BlobDigest { .. } => true,
             _ => false,
         }
     }
@@ -260,6 +262,8 @@ fn is_transient(err: &OciDistributionError) -> bool {
             e.is_connect()
                 || e.is_timeout()
                 || e.is_body()
+                // a body cut short or reset while it streamed
+                || e.is_decode()
                 || e.is_request()
                 || e.status().is_some_and(|s| transient_status(s.as_u16()))
         }
@@ -268,6 +272,7 @@ fn is_transient(err: &OciDistributionError) -> bool {
             .errors
             .iter()
             .any(|e| e.code == OciErrorCode::Toomanyrequests),
+        OciDistributionError::DigestError(_) => true,
         OciDistributionError::IoError(e) => matches!(
             e.kind(),
             std::io::ErrorKind::ConnectionReset

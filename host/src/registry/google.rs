@@ -22,7 +22,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::options::{connect_timeout, read_timeout, USER_AGENT};
 
 /// The user name Google's registries expect with an access token.
 pub(crate) const TOKEN_USER: &str = "oauth2accesstoken";
@@ -90,8 +90,8 @@ struct TokenAnswer {
 fn http() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
+        .connect_timeout(connect_timeout())
+        .read_timeout(read_timeout())
         .build()
         .map_err(|e| format!("setting up an HTTP client: {e}"))
 }

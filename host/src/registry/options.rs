@@ -1,15 +1,27 @@
 //! Connection settings: [`RegistryOptions`], how registries are reached as the user set it
 //! with kaniko's flags of the same names, and the fixed ones every HTTP client of this module
-//! shares (timeouts, user agent). Acting on them is the client's (`client.rs`), the mirrors'
+//! shares (timeouts, overridable through `crate::network`, user agent). Acting on them is the client's (`client.rs`), the mirrors'
 //! (`mirror.rs`) and the retries' (`retry.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Longest wait for a connection to a registry or token server.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest silence while reading a response before the transfer counts as failed.
-pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(300);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest silence while waiting for an answer or reading a body (a blob that stalls midway)
+/// before the request counts as failed, and is retried; long enough for a registry to hash
+/// a large monolithic upload before it answers.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// [`CONNECT_TIMEOUT`], or shorter with `KILN_NETWORK_IDLE_TIMEOUT_SECS` (`crate::network`).
+pub(super) fn connect_timeout() -> Duration {
+    crate::network::connect_timeout(CONNECT_TIMEOUT)
+}
+
+/// [`READ_TIMEOUT`], or `KILN_NETWORK_IDLE_TIMEOUT_SECS` (`crate::network`).
+pub(super) fn read_timeout() -> Duration {
+    crate::network::idle_timeout(READ_TIMEOUT)
+}
+
 pub(super) const USER_AGENT: &str = concat!("kiln/", env!("CARGO_PKG_VERSION"));
 
 /// Connection settings, as kaniko's flags of the same names.

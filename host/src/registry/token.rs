@@ -19,7 +19,7 @@ use tracing::debug;
 
 use super::address::same_registry;
 use super::auth::{Credentials, Mint};
-use super::options::{CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT};
+use super::options::{connect_timeout, read_timeout, USER_AGENT};
 use super::{Direction, Registry};
 
 #[derive(Deserialize)]
@@ -84,8 +84,8 @@ impl Registry {
         let registry = target.resolve_registry();
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            .connect_timeout(connect_timeout())
+            .read_timeout(read_timeout())
             .danger_accept_invalid_certs(self.skip_tls_verify(registry, direction));
         for (name, path) in &self.opts.registry_certificates {
             if same_registry(name, registry) || same_registry(name, target.registry()) {

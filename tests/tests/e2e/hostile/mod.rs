@@ -1,12 +1,14 @@
 //! Hostile inputs aimed at what kiln holds (issue 23, sections 2 and 3): servers on loopback
 //! that want credentials they must not get (`credentials`), and contexts, `.dockerignore`
 //! files and ADD archives whose symlinks point at host files or out of their destination
-//! (`links`), and other users of the machine reaching into kiln's dirs (`machine`). Each test
-//! is an attack that worked before kiln resisted it.
+//! (`links`), other users of the machine reaching into kiln's dirs (`machine`), and servers
+//! that stall mid-download (`stalls`, section 5). Each test is an attack that worked before
+//! kiln resisted it.
 
 mod credentials;
 mod links;
 mod machine;
+mod stalls;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,9 +1,11 @@
 //! Talking to registries: push and pull with the library (`roundtrip`), retries, mounts and
-//! mirrors through a fault-injecting proxy (`push`), credentials and TLS (`auth`), bearer
+//! mirrors through a fault-injecting proxy (`push`), broken bodies, stalls, SIGTERM and a
+//! full disk (`faults`), credentials and TLS (`auth`), bearer
 //! tokens (`token`), credentials exchanged for tokens first (`minted`) and TLS registries on
 //! loopback (`loopback_tls`).
 
 mod auth;
+mod faults;
 mod loopback_tls;
 mod minted;
 mod push;
