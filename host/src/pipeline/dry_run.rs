@@ -144,11 +144,11 @@ impl Walker<'_> {
 
     fn line(&self, stage: &str, number: usize, steps: usize, text: &str, answer: &Answer) {
         let text = crate::redaction::shown(text);
-        tracing::info!(
-            "  [{stage} {number}/{steps}] {text}  {}  {}",
-            answer.column,
-            answer.detail
-        );
+        let column = &answer.column;
+        match answer.detail.as_str() {
+            "" => tracing::info!("  [{stage} {number}/{steps}] {text}  {column}"),
+            detail => tracing::info!("  [{stage} {number}/{steps}] {text}  {column}  {detail}"),
+        }
     }
 
     /// The stages this one reads: its base, `COPY --from` and `RUN --mount from=` stages.
