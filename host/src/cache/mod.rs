@@ -103,6 +103,13 @@ pub fn parse_go_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// What the cache holds for a key.
+pub enum Found {
+    Hit(Entry),
+    /// why not
+    Miss(String),
+}
+
 /// The cache of one build.
 pub struct Cache {
     store: Store,
@@ -171,23 +178,49 @@ impl Cache {
     /// Looks `key` up; logs the hit, or the miss and why: the first input that differs from
     /// the last entry stored for the same step (`identity`).
     pub async fn lookup(&self, key: &Key, identity: &str, what: &str) -> Result<Option<Entry>> {
-        if !self.read {
-            tracing::info!(key = %short(&key.hex), "cache not read (--no-cache): {what}");
-            note_cache_miss(&format!("{what}: --no-cache"));
-            return Ok(None);
+        match self.find(key, identity, true).await? {
+            Found::Hit(entry) => {
+                tracing::info!(key = %short(&key.hex), "cache hit: {what}");
+                crate::progress::summary::note_cache_hit();
+                Ok(Some(entry))
+            }
+            Found::Miss(reason) => {
+                match self.read {
+                    true => tracing::info!(key = %short(&key.hex), "cache miss: {what}: {reason}"),
+                    false => {
+                        tracing::info!(key = %short(&key.hex), "cache not read (--no-cache): {what}")
+                    }
+                }
+                note_cache_miss(&format!("{what}: {reason}"));
+                Ok(None)
+            }
         }
-        if let Some(entry) = self.store.get(&key.hex, &self.blobs).await? {
+    }
+
+    /// What `lookup` would answer, without taking the layer or logging: for `--dry-run`.
+    pub async fn probe(&self, key: &Key, identity: &str) -> Result<Found> {
+        self.find(key, identity, false).await
+    }
+
+    /// The one decision of a lookup; `layer`: the entry's layer brought into the blob store.
+    async fn find(&self, key: &Key, identity: &str, layer: bool) -> Result<Found> {
+        if !self.read {
+            return Ok(Found::Miss("--no-cache".to_string()));
+        }
+        let entry = match layer {
+            true => self.store.get(&key.hex, &self.blobs).await?,
+            false => self.store.peek(&key.hex, &self.blobs).await?,
+        };
+        if let Some(entry) = entry {
             let age = now().saturating_sub(entry.stored);
             if entry.stored > 0 && age as u64 > self.ttl.as_secs() {
-                tracing::info!(key = %short(&key.hex), "cache miss: {what}: the entry is older than --cache-ttl");
-                note_cache_miss(&format!("{what}: the entry is older than --cache-ttl"));
-                return Ok(None);
+                return Ok(Found::Miss(
+                    "the entry is older than --cache-ttl".to_string(),
+                ));
             }
-            tracing::info!(key = %short(&key.hex), "cache hit: {what}");
-            crate::progress::summary::note_cache_hit();
-            return Ok(Some(entry));
+            return Ok(Found::Hit(entry));
         }
-        let reason = match self.store.get(&identity_tag(identity), &self.blobs).await {
+        let reason = match self.store.peek(&identity_tag(identity), &self.blobs).await {
             Ok(Some(earlier)) => match key.first_difference(&earlier.components) {
                 Some(component) => format!("{component} changed"),
                 None => "the entry is gone from the store".to_string(),
@@ -195,9 +228,7 @@ impl Cache {
             Ok(None) => "no earlier entry for this step".to_string(),
             Err(e) => format!("no earlier entry readable ({e:#})"),
         };
-        tracing::info!(key = %short(&key.hex), "cache miss: {what}: {reason}");
-        note_cache_miss(&format!("{what}: {reason}"));
-        Ok(None)
+        Ok(Found::Miss(reason))
     }
 
     /// Stores a step's result in the background (unless `--no-push-cache`).

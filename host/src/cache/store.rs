@@ -58,10 +58,20 @@ impl std::fmt::Display for Store {
 impl Store {
     /// The entry tagged `tag`, its layer copied (verified) into `blobs`; None when absent.
     pub async fn get(&self, tag: &str, blobs: &BlobStore) -> Result<Option<Entry>> {
+        self.read(tag, blobs, true).await
+    }
+
+    /// The entry tagged `tag` without its layer's bytes (its path is where they would be):
+    /// whether a step would hit, for `--dry-run`.
+    pub async fn peek(&self, tag: &str, blobs: &BlobStore) -> Result<Option<Entry>> {
+        self.read(tag, blobs, false).await
+    }
+
+    async fn read(&self, tag: &str, blobs: &BlobStore, layer: bool) -> Result<Option<Entry>> {
         match self {
             Store::Layout(dir) => {
                 let (dir, tag, blobs) = (dir.clone(), tag.to_string(), blobs.clone());
-                tokio::task::spawn_blocking(move || layout_get(&dir, &tag, &blobs)).await?
+                tokio::task::spawn_blocking(move || layout_get(&dir, &tag, &blobs, layer)).await?
             }
             Store::Registry {
                 registry,
@@ -69,7 +79,14 @@ impl Store {
                 platform,
             } => {
                 let reference = format!("{repo}:{tag}");
-                let pulled = match registry.pull(&reference, platform, blobs.dir()).await {
+                let pulled = if layer {
+                    registry.pull(&reference, platform, blobs.dir()).await
+                } else {
+                    registry
+                        .pull_config(&reference, platform, blobs.dir())
+                        .await
+                };
+                let pulled = match pulled {
                     Ok(p) => p,
                     Err(e) => {
                         if !is_not_found(&e) {
@@ -232,7 +249,8 @@ fn read_verified(dir: &Path, digest: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn layout_get(dir: &Path, tag: &str, blobs: &BlobStore) -> Result<Option<Entry>> {
+/// `copy`: the layer copied into `blobs` (else its path is the layout's own blob).
+fn layout_get(dir: &Path, tag: &str, blobs: &BlobStore, copy: bool) -> Result<Option<Entry>> {
     let index_path = dir.join("index.json");
     let index: Value = match fs::read(&index_path) {
         Ok(b) => serde_json::from_slice(&b)
@@ -260,7 +278,10 @@ fn layout_get(dir: &Path, tag: &str, blobs: &BlobStore) -> Result<Option<Entry>>
         None | Some([]) => None,
         Some([l]) => {
             let digest = l["digest"].as_str().context("layer without digest")?;
-            let path = copy_verified(&blob_path(dir, digest), digest, blobs)?;
+            let path = match copy {
+                true => copy_verified(&blob_path(dir, digest), digest, blobs)?,
+                false => blob_path(dir, digest),
+            };
             Some((digest.to_string(), l["size"].as_u64().unwrap_or(0), path))
         }
         Some(_) => bail!("cache entry {tag} in {} has several layers", dir.display()),
@@ -420,13 +441,13 @@ mod tests {
             t.join().expect("thread");
         }
         for i in 0..8 {
-            let e = layout_get(&layout, &format!("k{i}"), &blobs)
+            let e = layout_get(&layout, &format!("k{i}"), &blobs, true)
                 .expect("get")
                 .expect("present");
             assert_eq!(e.created_by, format!("RUN step {i}"));
             assert_eq!(e.components, vec![("parent".to_string(), format!("{i}"))]);
         }
-        assert!(layout_get(&layout, "absent", &blobs)
+        assert!(layout_get(&layout, "absent", &blobs, true)
             .expect("get")
             .is_none());
         let index: Value =

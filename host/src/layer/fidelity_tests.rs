@@ -213,6 +213,7 @@ fn every_rule_as_an_independent_reader_sees_it() {
                 level: compression.default_level(),
             },
             mtime_clamp: None,
+            shown_as: None,
         };
         let blob = super::write_layer(&root, &changes, &store, &format).unwrap();
         let tar_path = match compression {

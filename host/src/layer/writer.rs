@@ -25,6 +25,56 @@ pub struct LayerFormat {
     /// reproducible builds: every entry's mtime is this second, whatever the context's or
     /// the clock's (kaniko's `--reproducible` zeroes them the same way)
     pub mtime_clamp: Option<i64>,
+    /// the label of the layer's byte count in the live view (`layer [stage 2/3]`)
+    pub shown_as: Option<String>,
+}
+
+/// Bytes of tar between two updates of the live view's count.
+const SHOWN_EVERY: u64 = 256 * 1024;
+
+/// The tar stream on its way to the compressor, counted for the live view.
+struct Counted<W> {
+    inner: W,
+    shown: Option<crate::progress::Transfer>,
+    /// total written, and the part not yet reported
+    written: u64,
+    unreported: u64,
+    total: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(shown) = &self.shown {
+            self.unreported += n as u64;
+            if self.unreported >= SHOWN_EVERY {
+                // the estimate of the total is a bound the view never passes
+                let report = self.unreported.min(self.total.saturating_sub(self.written));
+                shown.add(report);
+                self.written += report;
+                self.unreported = 0;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The size of the tar `changes` make, roughly: a header per entry and file bytes in
+/// 512-byte blocks.
+fn tar_estimate(changes: &Changes) -> u64 {
+    changes
+        .items
+        .iter()
+        .map(|c| match c {
+            Change::Put(_, e) if e.kind == Kind::File => 512 + e.size.div_ceil(512) * 512,
+            _ => 512,
+        })
+        .sum::<u64>()
+        + 1024
 }
 
 /// Writes `changes` (read from `root`) as a compressed layer into the blob store.
@@ -45,6 +95,19 @@ pub fn write_layer(
     // file contents are read straight into this buffer a MiB at a time (io::copy into a
     // BufWriter), then handed to the compressor, which also hashes them, in one piece
     let tar_side = BufWriter::with_capacity(1 << 20, gz);
+    let total = tar_estimate(changes);
+    let shown = format
+        .shown_as
+        .as_ref()
+        .filter(|_| crate::progress::live())
+        .map(|label| crate::progress::Transfer::start(label.clone(), total));
+    let tar_side = Counted {
+        inner: tar_side,
+        shown,
+        written: 0,
+        unreported: 0,
+        total,
+    };
     let mut builder = tar::Builder::new(tar_side);
     builder.mode(tar::HeaderMode::Complete);
     let mut inodes: HashMap<u64, Vec<u8>> = HashMap::new();
@@ -79,8 +142,9 @@ pub fn write_layer(
             source,
         }
     };
-    let tar_side = builder.into_inner().map_err(io("finish tar"))?;
-    let tar_side = tar_side
+    let counted = builder.into_inner().map_err(io("finish tar"))?;
+    let tar_side = counted
+        .inner
         .into_inner()
         .map_err(|e| io("finish tar")(e.into_error()))?;
     let (diff_id, compressed) = tar_side.finish().map_err(io("finish compression"))?;
@@ -261,6 +325,7 @@ mod tests {
             media_type: super::super::OCI_LAYER_GZIP.to_string(),
             codec: Codec::default(),
             mtime_clamp: None,
+            shown_as: None,
         }
     }
 

@@ -192,6 +192,14 @@ fn warn_about_sources(
 
 /// Splits a COPY/ADD (`args`: its expanded words, sources then destination) into guest
 /// calls. Without heredocs or URLs it is one call, exactly as written.
+/// Whether every source of a COPY/ADD is a context or `--from` path (no URL, git
+/// repository or heredoc): `split` then hands the instruction to the guest unchanged.
+pub(crate) fn all_local(ins: &Instruction, srcs: &[String]) -> Result<bool> {
+    let raw = ins.words()?;
+    let sorted = sort(ins, &raw, srcs)?;
+    Ok(sorted.remotes.is_empty() && sorted.heredocs.is_empty())
+}
+
 pub(crate) async fn split(
     ins: &Instruction,
     args: Vec<String>,

@@ -176,5 +176,6 @@ pub(crate) fn layer_format(
         },
         codec: opts.codec,
         mtime_clamp,
+        shown_as: None,
     }
 }

@@ -10,6 +10,7 @@
 
 mod base;
 mod copy_parts;
+mod dry_run;
 mod heredoc;
 mod images;
 mod layering;
@@ -210,43 +211,16 @@ fn summarize(opts: &BuildOptions, image: &BuiltImage, walls: &summary::Walls) ->
     )
 }
 
-/// `--dryrun`: fetches the context and plans the build, then logs the stages in the order
-/// they would run and each one's steps. Nothing is pulled, extracted, run or pushed.
+/// `--dryrun`: fetches the context and plans the build, then prints the stages in the order
+/// they would run, their dependencies and each step with its cache key inputs and, with
+/// `--cache`, whether it would hit (`dry_run`). Nothing is extracted, run or pushed.
 pub async fn dry_run(opts: &BuildOptions) -> Result<()> {
     let loaded = load(opts).await?;
     lints::warn(&loaded.source.name, &loaded.df, opts.target.as_deref());
-    let plan = &loaded.plan;
-    let dockerfile = loaded.fetched.dockerfile.display().to_string();
-    for &index in &plan.order {
-        let stage = &plan.stages[index];
-        let base = match &stage.base {
-            Base::Scratch => "scratch".to_string(),
-            Base::Stage(i) => format!("stage {}", plan.stages[*i].display_name()),
-            Base::Image(reference) => reference.clone(),
-        };
-        let role = if index == plan.target {
-            " (target)"
-        } else {
-            ""
-        };
-        tracing::info!(
-            "stage {}{role}: FROM {base} ({dockerfile}:{})",
-            stage.display_name(),
-            stage.line
-        );
-        let steps = stage.instructions.len() + 1;
-        for (pos, ins) in stage.instructions.iter().enumerate() {
-            tracing::info!(
-                "  [{} {}/{steps}] {} ({dockerfile}:{})",
-                stage.display_name(),
-                pos + 2,
-                ins.original,
-                ins.line
-            );
-        }
-    }
-    tracing::info!("dry run: nothing built, nothing pushed");
-    Ok(())
+    let source = loaded.source.clone();
+    dry_run::print(opts, &loaded)
+        .await
+        .map_err(|e| e.context(source))
 }
 
 /// `--check`: the Dockerfile's lints as warnings, nothing built; an error when there is any.

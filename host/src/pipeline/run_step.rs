@@ -4,18 +4,20 @@
 //! the build's runner. A failed command becomes a `RunFailed` with the Dockerfile line.
 
 use anyhow::{anyhow, Result};
+use serde_json::Value;
 
 use super::images::from_root;
 use super::layering::Touched;
 use super::plan::BuildPlan;
 use super::results::Finished;
 use super::state::{
-    after_layer, apply_cached, created_by, materialize, shell_of, snapshot_step, step_identity,
-    StageState,
+    after_layer, apply_cached, config_str_of, created_by, env_of, materialize, shell_of,
+    snapshot_step, StageState,
 };
 use super::{Build, RunFailed};
 use crate::dockerfile::{expand_word, Args, Instruction};
 use crate::image;
+use crate::registry::Platform;
 use crate::run::{self, RunSpec};
 use crate::task::blocking;
 
@@ -29,7 +31,7 @@ pub(super) async fn run_step(
     done: &Finished,
 ) -> Result<()> {
     let (mounts, network) = run_flags(build, plan, index, st, ins, done).await?;
-    let shell = shell_of(st);
+    let shell = shell_of(&st.config);
     if !ins.heredocs.is_empty() {
         // a heredoc script may be written into the root below: the root must be complete
         // before it, so the snapshot baseline never includes the script
@@ -47,13 +49,21 @@ pub(super) async fn run_step(
             argv
         }
     };
-    let mut env = command_env(plan, st);
-    let cwd = st.config_str("WorkingDir").unwrap_or_else(|| "/".into());
+    let mut env = command_env(plan, &st.args, &st.config);
+    let cwd = workdir_of(&st.config);
     let created_by = created_by(ins, &shell);
     let cache = build.cache.clone().filter(|c| c.run_layers);
     let key = match &cache {
         Some(_) => match mount_inputs(plan, index, done, &mounts).await? {
-            Some(inputs) => Some(run_key(build, st, ins, &created_by, &env, &cwd, inputs)),
+            Some(inputs) => Some(run_key(
+                &build.platform,
+                &st.cache_state,
+                &st.config,
+                ins,
+                &created_by,
+                &env,
+                inputs,
+            )),
             None => {
                 tracing::info!("cache: not cacheable: a bind mount of an image");
                 None
@@ -67,7 +77,7 @@ pub(super) async fn run_step(
             ins.line,
             crate::redaction::shown(&ins.original)
         );
-        if let Some(entry) = cache.lookup(key, &step_identity(st, ins), &what).await? {
+        if let Some(entry) = cache.lookup(key, &st.identity(ins), &what).await? {
             if let Some(file) = script_file {
                 file.remove()?;
             }
@@ -106,7 +116,7 @@ pub(super) async fn run_step(
     let blob = snapshot_step(build, st, &created_by, touched).await?;
     if let (Some(cache), Some(key)) = (&cache, &key) {
         let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
-        cache.store(key, &step_identity(st, ins), entry).await;
+        cache.store(key, &st.identity(ins), entry).await;
     }
     st.cache_state = after_layer(&st.cache_state, blob.as_ref());
     Ok(())
@@ -114,9 +124,13 @@ pub(super) async fn run_step(
 
 /// The command's environment: the image's ENV, then ARGs in scope that ENV does not set,
 /// the predefined proxy ARGs given as build-args, and a default PATH.
-fn command_env(plan: &BuildPlan, st: &StageState) -> Vec<(String, String)> {
-    let mut env = st.env();
-    for (k, v) in &st.args {
+pub(super) fn command_env(
+    plan: &BuildPlan,
+    args: &[(String, Option<String>)],
+    config: &Value,
+) -> Vec<(String, String)> {
+    let mut env = env_of(config);
+    for (k, v) in args {
         if let Some(v) = v {
             if !env.iter().any(|(ek, _)| ek == k) {
                 env.push((k.clone(), v.clone()));
@@ -234,15 +248,16 @@ async fn mount_inputs(
 /// process it observes: its environment (ENV, ARGs in scope, proxy build-args, PATH), the USER
 /// it runs as (ids and HOME follow from it and the state's /etc/passwd), the working
 /// directory and the platform.
-fn run_key(
-    build: &Build,
-    st: &StageState,
+pub(super) fn run_key(
+    platform: &Platform,
+    state: &str,
+    config: &Value,
     ins: &Instruction,
     created_by: &str,
     env: &[(String, String)],
-    cwd: &str,
     mounts: Vec<String>,
 ) -> crate::cache::Key {
+    let cwd = workdir_of(config);
     let mut env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.sort();
     let flags: Vec<String> = ins
@@ -251,23 +266,25 @@ fn run_key(
         .map(|f| format!("{}={}", f.name, f.value.as_deref().unwrap_or("")))
         .collect();
     let mut k = crate::cache::KeyBuilder::new();
-    k.digest("parent", st.cache_state.clone())
+    k.digest("parent", state.to_string())
         .component(
             "instruction",
             std::iter::once(created_by.to_string()).chain(flags),
         )
         .component("env", env)
-        .component("user", [st.config_str("User").unwrap_or_default()])
+        .component("user", [config_str_of(config, "User").unwrap_or_default()])
         .component("workdir", [cwd])
         .component("mounts", mounts)
         .component(
             "platform",
-            [
-                build.platform.os.as_str(),
-                build.platform.architecture.as_str(),
-            ],
+            [platform.os.as_str(), platform.architecture.as_str()],
         );
     k.finish()
+}
+
+/// The directory a RUN starts in: WORKDIR, else `/`.
+pub(super) fn workdir_of(config: &Value) -> String {
+    config_str_of(config, "WorkingDir").unwrap_or_else(|| "/".into())
 }
 
 /// `RUN --mount` and `--network`, expanded and parsed, each mount with the root its

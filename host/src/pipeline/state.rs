@@ -45,40 +45,58 @@ pub(super) struct StageState {
 }
 
 impl StageState {
-    pub(super) fn env(&self) -> Vec<(String, String)> {
-        self.config
-            .pointer("/config/Env")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(|kv| match kv.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (kv.to_string(), String::new()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// Variables for expansion: ARGs in scope, overridden by ENV.
     pub(super) fn lookup(&self) -> HashMap<String, String> {
-        let mut m: HashMap<String, String> = self
-            .args
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-            .collect();
-        m.extend(self.env());
-        m
+        lookup_of(&self.args, &self.config)
     }
 
     pub(super) fn config_str(&self, key: &str) -> Option<String> {
-        self.config
-            .pointer(&format!("/config/{key}"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
+        config_str_of(&self.config, key)
     }
+
+    /// The step's identity across builds (see `step_identity`).
+    pub(super) fn identity(&self, ins: &Instruction) -> String {
+        step_identity(&self.stage_name, self.pos, ins)
+    }
+}
+
+/// A config's ENV as pairs.
+pub(super) fn env_of(config: &Value) -> Vec<(String, String)> {
+    config
+        .pointer("/config/Env")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (kv.to_string(), String::new()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Variables for expansion: ARGs in scope (`args`), overridden by the config's ENV.
+pub(super) fn lookup_of(
+    args: &[(String, Option<String>)],
+    config: &Value,
+) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = args
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+        .collect();
+    m.extend(env_of(config));
+    m
+}
+
+/// A non-empty string of the config's `config` object.
+pub(super) fn config_str_of(config: &Value, key: &str) -> Option<String> {
+    config
+        .pointer(&format!("/config/{key}"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
 }
 
 pub(super) fn created_by(ins: &Instruction, shell: &[String]) -> String {
@@ -91,8 +109,8 @@ pub(super) fn created_by(ins: &Instruction, shell: &[String]) -> String {
     crate::redaction::redact(&text).into_owned()
 }
 
-pub(super) fn shell_of(st: &StageState) -> Vec<String> {
-    st.config
+pub(super) fn shell_of(config: &Value) -> Vec<String> {
+    config
         .pointer("/config/Shell")
         .and_then(Value::as_array)
         .map(|a| {
@@ -111,11 +129,22 @@ pub(super) fn after_layer(state: &str, layer: Option<&LayerBlob>) -> String {
 }
 
 /// A step's identity across builds: stage, position, keyword.
-pub(super) fn step_identity(st: &StageState, ins: &Instruction) -> String {
+pub(super) fn step_identity(stage_name: &str, pos: usize, ins: &Instruction) -> String {
+    crate::cache::digest_of([stage_name, &pos.to_string(), ins.keyword.as_str()])
+}
+
+/// The cache state after a COPY/ADD with `key` (hit or not: its output is a function of it).
+pub(super) fn after_copy(state: &str, key: &crate::cache::Key) -> String {
+    crate::cache::digest_of([state, "copy", &key.hex])
+}
+
+/// The cache state after a WORKDIR, from the config it left.
+pub(super) fn after_workdir(state: &str, config: &Value) -> String {
     crate::cache::digest_of([
-        st.stage_name.as_str(),
-        &st.pos.to_string(),
-        ins.keyword.as_str(),
+        state,
+        "workdir",
+        &config_str_of(config, "WorkingDir").unwrap_or_default(),
+        &config_str_of(config, "User").unwrap_or_default(),
     ])
 }
 
@@ -180,11 +209,12 @@ pub(super) async fn snapshot_step(
     let root = st.root.clone();
     let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
     let store = build.store.clone();
-    let format = layer_format(
+    let mut format = layer_format(
         &build.opts.layers,
         st.family.layer_gzip(),
         build.mtime_clamp,
     );
+    format.shown_as = st.output.as_ref().map(|o| format!("layer {}", o.label()));
     let end = matches!(touched, Touched::StageEnd);
     let started = std::time::Instant::now();
     let (snapshots, blob) = blocking(move || {

@@ -14,7 +14,8 @@ use super::layering::{Snapshots, Touched};
 use super::plan::{shell_text, BuildPlan};
 use super::results::Finished;
 use super::state::{
-    after_layer, apply_cached, created_by, materialize, snapshot_step, step_identity, StageState,
+    after_copy, after_layer, after_workdir, apply_cached, config_str_of, created_by, lookup_of,
+    materialize, snapshot_step, StageState,
 };
 use super::volumes::Volumes;
 use super::{Build, RunFailed, StageResult};
@@ -188,26 +189,57 @@ async fn step(
     let escape = build.escape;
     let lookup = st.lookup();
     match ins.keyword {
-        Keyword::Arg => {
-            for (name, default) in ins.arg_decls()? {
-                // BuildKit expands the name as well as the default
-                let name = expand_word(&name, &st.lookup(), escape)?;
-                let value = match plan.build_args.get(&name) {
-                    Some(v) => Some(v.clone()),
-                    None => match default {
-                        Some(d) => Some(expand_word(&d, &st.lookup(), escape)?),
-                        None => plan.global_args.get(&name).cloned().flatten(),
-                    },
-                };
-                st.args.retain(|(k, _)| k != &name);
-                st.args.push((name, value));
-            }
-            Ok(())
-        }
+        Keyword::Arg => declare_args(plan, &mut st.args, &st.config, ins, escape),
         Keyword::Run => super::run_step::run_step(build, plan, index, st, ins, done).await,
         Keyword::From => Err(anyhow!("FROM inside a stage")),
         _ => guest_step(build, plan, index, st, ins, &lookup, done).await,
     }
+}
+
+/// An ARG instruction: each name declared in the stage's scope (`args`), with the build-arg,
+/// its default or the global value.
+pub(super) fn declare_args(
+    plan: &BuildPlan,
+    args: &mut Vec<(String, Option<String>)>,
+    config: &Value,
+    ins: &Instruction,
+    escape: char,
+) -> Result<()> {
+    for (name, default) in ins.arg_decls()? {
+        // BuildKit expands the name as well as the default
+        let name = expand_word(&name, &lookup_of(args, config), escape)?;
+        let value = match plan.build_args.get(&name) {
+            Some(v) => Some(v.clone()),
+            None => match default {
+                Some(d) => Some(expand_word(&d, &lookup_of(args, config), escape)?),
+                None => plan.global_args.get(&name).cloned().flatten(),
+            },
+        };
+        args.retain(|(k, _)| k != &name);
+        args.push((name, value));
+    }
+    Ok(())
+}
+
+/// A guest instruction's arguments, whether it is in exec form, and its flags, expanded.
+pub(super) type GuestWords = (Vec<String>, bool, Vec<(String, Option<String>)>);
+
+/// Arguments and flags as the guest receives them.
+pub(super) fn guest_words(
+    ins: &Instruction,
+    lookup: &HashMap<String, String>,
+    escape: char,
+) -> Result<GuestWords> {
+    let (args, exec_form) = guest_args(ins, lookup, escape)?;
+    let mut flags = Vec::new();
+    for f in &ins.flags {
+        let value = match &f.value {
+            Some(v) => Some(expand_word(v, lookup, escape)?),
+            None => None,
+        };
+        flags.push((f.name.clone(), value));
+    }
+    Ok((args, exec_form, flags))
 }
 
 /// Arguments as the guest receives them, expanded where Docker expands.
@@ -260,15 +292,7 @@ async fn guest_step(
     lookup: &HashMap<String, String>,
     done: &Finished,
 ) -> Result<()> {
-    let (args, exec_form) = guest_args(ins, lookup, build.escape)?;
-    let mut flags = Vec::new();
-    for f in &ins.flags {
-        let value = match &f.value {
-            Some(v) => Some(expand_word(v, lookup, build.escape)?),
-            None => None,
-        };
-        flags.push((f.name.clone(), value));
-    }
+    let (args, exec_form, flags) = guest_words(ins, lookup, build.escape)?;
     let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
     if is_file_op || ins.keyword == Keyword::Workdir {
         // these read and write the root
@@ -329,16 +353,11 @@ async fn guest_step(
             (Some(key), _) => {
                 if let Some(cache) = build.cache.clone().filter(|c| c.copy_layers) {
                     let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
-                    cache.store(key, &step_identity(st, ins), entry).await;
+                    cache.store(key, &st.identity(ins), entry).await;
                 }
-                crate::cache::digest_of([st.cache_state.as_str(), "copy", &key.hex])
+                after_copy(&st.cache_state, key)
             }
-            (None, Keyword::Workdir) => crate::cache::digest_of([
-                st.cache_state.as_str(),
-                "workdir",
-                &st.config_str("WorkingDir").unwrap_or_default(),
-                &st.config_str("User").unwrap_or_default(),
-            ]),
+            (None, Keyword::Workdir) => after_workdir(&st.cache_state, &st.config),
             (None, _) => after_layer(&st.cache_state, blob.as_ref()),
         };
         Ok(())
@@ -423,9 +442,9 @@ async fn file_cache(
             ins.line,
             crate::redaction::shown(&ins.original)
         );
-        if let Some(entry) = cache.lookup(&key, &step_identity(st, ins), &what).await? {
+        if let Some(entry) = cache.lookup(&key, &st.identity(ins), &what).await? {
             apply_cached(build, st, entry);
-            st.cache_state = crate::cache::digest_of([st.cache_state.as_str(), "copy", &key.hex]);
+            st.cache_state = after_copy(&st.cache_state, &key);
             return Ok(FileCache::Hit);
         }
     }
@@ -441,9 +460,41 @@ async fn file_key(
     calls: &[(GuestInstruction, GuestRoots)],
     pins: &[super::copy_parts::Pin],
 ) -> Result<crate::cache::Key> {
+    let mut keyed = Vec::new();
+    for ((guest_ins, roots), pin) in calls.iter().zip(pins) {
+        let (sandbox, config) = (build.sandbox.clone(), st.config.clone());
+        let (ins, roots, pin) = (guest_ins.clone(), roots.clone(), pin.clone());
+        let sources =
+            blocking(move || part_sources(sandbox.get()?, &ins, &config, &roots, &pin)).await??;
+        keyed.push((guest_ins.clone(), sources));
+    }
+    Ok(file_key_of(&st.cache_state, &st.config, &keyed))
+}
+
+/// The digest of what one part of a COPY/ADD reads (its pin's id when it has one).
+pub(super) fn part_sources(
+    sandbox: &crate::sandbox::Sandbox,
+    ins: &GuestInstruction,
+    config: &Value,
+    roots: &GuestRoots,
+    pin: &super::copy_parts::Pin,
+) -> Result<String> {
+    if let super::copy_parts::Pin::Id(id) = pin {
+        return Ok(crate::cache::digest_of(["pinned", id.as_str()]));
+    }
+    let reads = sandbox.dry_run(ins, config, roots)?;
+    crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
+}
+
+/// A COPY/ADD key from its parts, each with the digest of its sources (`part_sources`).
+pub(super) fn file_key_of(
+    state: &str,
+    config: &Value,
+    parts: &[(GuestInstruction, String)],
+) -> crate::cache::Key {
     let mut instruction = Vec::new();
     let mut sources = Vec::new();
-    for ((guest_ins, roots), pin) in calls.iter().zip(pins) {
+    for (guest_ins, digest) in parts {
         instruction.push(guest_ins.keyword.clone());
         instruction.extend(guest_ins.args.iter().cloned());
         instruction.extend(
@@ -452,25 +503,15 @@ async fn file_key(
                 .iter()
                 .map(|(n, v)| format!("--{n}={}", v.as_deref().unwrap_or(""))),
         );
-        if let super::copy_parts::Pin::Id(id) = pin {
-            sources.push(crate::cache::digest_of(["pinned", id.as_str()]));
-            continue;
-        }
-        let sandbox = build.sandbox.clone();
-        let config = st.config.clone();
-        let (ins, roots) = (guest_ins.clone(), roots.clone());
-        sources.push(
-            blocking(move || -> Result<String> {
-                let reads = sandbox.get()?.dry_run(&ins, &config, &roots)?;
-                crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
-            })
-            .await??,
-        );
+        sources.push(digest.clone());
     }
     let mut k = crate::cache::KeyBuilder::new();
-    k.digest("parent", st.cache_state.clone())
+    k.digest("parent", state.to_string())
         .component("instruction", instruction)
-        .component("workdir", [st.config_str("WorkingDir").unwrap_or_default()])
+        .component(
+            "workdir",
+            [config_str_of(config, "WorkingDir").unwrap_or_default()],
+        )
         .component("sources", sources);
-    Ok(k.finish())
+    k.finish()
 }

@@ -113,6 +113,10 @@ trait Render: Send + Sync {
     fn log(&self, bytes: &[u8]);
     /// the build is over (or failed): leave the terminal clean for the error
     fn close(&self);
+    /// whether lines are redrawn in place (short-lived byte counts are worth showing)
+    fn live(&self) -> bool {
+        false
+    }
 }
 
 struct Sink {
@@ -144,6 +148,12 @@ fn shown() -> Option<&'static dyn Render> {
 /// then goes to its step; otherwise it takes the way it took before there was a view.
 pub fn active() -> bool {
     shown().is_some()
+}
+
+/// Whether the live view is drawn (`--progress tty`): byte counts of work that is over in
+/// moments (compressing a layer) are shown there only.
+pub fn live() -> bool {
+    shown().is_some_and(|r| r.live())
 }
 
 /// Writes a formatted log line to stderr around the live view, if there is one.
@@ -238,6 +248,11 @@ impl std::fmt::Debug for StepOutput {
 }
 
 impl StepOutput {
+    /// The step's `[stage 2/3]`.
+    pub fn label(&self) -> String {
+        self.0.label()
+    }
+
     /// One line the command printed on `stream` (`stdout`, `stderr`), without its newline.
     pub fn line(&self, stream: &str, text: &str) {
         if let Some(r) = shown() {

@@ -174,6 +174,10 @@ impl Render for Tty {
         });
     }
 
+    fn live(&self) -> bool {
+        true
+    }
+
     fn close(&self) {
         let mut state = self.state();
         for (_, running) in state.steps.drain() {

@@ -69,6 +69,74 @@ impl Registry {
         self.pull_network(&reference, platform, blob_dir).await
     }
 
+    /// `reference`'s manifest digest and config, as `pull` would find them, with no layer
+    /// downloaded (`layers` says where each would be): what `--dry-run` needs of a base image.
+    /// A `--cache-dir` copy is used when there is one; mirrors are not tried.
+    pub async fn pull_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        blob_dir: &Path,
+    ) -> Result<PulledImage> {
+        let parsed = parse_reference(reference)?;
+        if let Some(dir) = &self.opts.cache_dir {
+            let cache = BlobCache::new(dir);
+            let (name, platform_owned, blobs) =
+                (parsed.whole(), platform.clone(), blob_dir.to_path_buf());
+            let cached =
+                tokio::task::spawn_blocking(move || cache.load(&name, &platform_owned, &blobs))
+                    .await
+                    .map_err(|source| Error::Task {
+                        reference: parsed.whole(),
+                        digest: String::new(),
+                        source,
+                    })??;
+            if let Some(image) = cached {
+                return Ok(image);
+            }
+        }
+        let routed = &self.route(&parsed, Direction::Pull).await?;
+        let (client, creds) = self.connect(routed, Direction::Pull).await?;
+        let manifest = resolve_manifest(&client, &creds.auth, routed, platform)
+            .await
+            .map_err(|e| self.explain_denied(e, routed, Direction::Pull, &creds))?;
+        let sha_dir = blob_dir.join("sha256");
+        tokio::fs::create_dir_all(&sha_dir)
+            .await
+            .map_err(|source| Error::BlobDir {
+                reference: parsed.whole(),
+                path: sha_dir.clone(),
+                source,
+            })?;
+        let name = parsed.whole();
+        let fetcher = BlobFetcher {
+            client: &client,
+            reference: &manifest.reference,
+            name: &name,
+            sha_dir: &sha_dir,
+        };
+        let config = fetcher.fetch_config(&manifest.config, platform).await?;
+        let layers = manifest
+            .layers
+            .iter()
+            .map(|l| PulledLayer {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+                path: sha_dir.join(l.digest.strip_prefix("sha256:").unwrap_or(&l.digest)),
+            })
+            .collect();
+        Ok(PulledImage {
+            reference: name,
+            manifest_digest: digest::of_bytes(&manifest.body),
+            manifest_media_type: manifest.media_type,
+            config,
+            config_digest: manifest.config.digest.clone(),
+            layers,
+            manifest: manifest.body.to_vec(),
+        })
+    }
+
     /// Pulls `reference` from its mirrors, then its own registry.
     async fn pull_network(
         &self,

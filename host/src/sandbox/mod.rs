@@ -244,6 +244,19 @@ impl Sandbox {
             .map(|(outcome, _)| outcome)
     }
 
+    /// Carries out an instruction without writing anything to the stage: the config and
+    /// state it would leave (`--dry-run` follows ENV, WORKDIR, USER, ... this way).
+    pub fn preview(
+        &self,
+        ins: &GuestInstruction,
+        config: &Value,
+        roots: &GuestRoots,
+        state: GuestStageState,
+    ) -> Result<Outcome> {
+        self.call_execute(ins, config, roots, state, true)
+            .map(|(outcome, _)| outcome)
+    }
+
     /// Runs a file instruction without writing anything and returns what it would read from
     /// the context or the `--from` root: the inputs of its cache key.
     /// File instructions do not read the stage's state, so the dry run needs none.

@@ -23,6 +23,7 @@ mod layers;
 mod logs;
 mod outputs;
 mod parallel_stages;
+mod plan;
 mod progress;
 mod registry;
 mod run;

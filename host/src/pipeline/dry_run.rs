@@ -1,0 +1,456 @@
+//! `--dry-run`: the plan printed, nothing built. Each stage in the order it would run with
+//! what it depends on, each step with the inputs of its cache key and, with `--cache`,
+//! whether the layer cache would answer it: `hit`, `miss`, `-` (not looked up: a metadata
+//! step, or a kind of step the cache options leave out) or `?` with the reason a key cannot
+//! be known without building (a root to read, a RUN's output to chain on); every later step of
+//! that stage is `?` too, so the column is never wrong.
+//!
+//! Keys are the real build's: the same functions (`step::file_key_of`, `step::part_sources`,
+//! `run_step::run_key`, the `state::after_*` chaining) fed from a stage walked without a
+//! root. Base images are resolved to their manifest and config only; metadata instructions go
+//! through the guest with writes skipped, on an empty directory outside the kiln dir.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use serde_json::Value;
+
+use super::plan::{Base, BuildPlan, Stage};
+use super::state::{after_copy, after_layer, after_workdir, created_by, shell_of};
+use super::{run_step, step, BuildOptions, Loaded};
+use crate::cache::{Cache, Found, Key};
+use crate::dockerfile::{Instruction, Keyword};
+use crate::image;
+use crate::layer::BlobStore;
+use crate::registry::{Platform, Registry};
+use crate::rootfs::Root;
+use crate::sandbox::{GuestInstruction, GuestRoots, GuestStageState, LazySandbox};
+use crate::task::blocking;
+
+/// What the walk needs of the build, without a root.
+struct Walker<'a> {
+    plan: &'a BuildPlan,
+    escape: char,
+    platform: Platform,
+    registry: Registry,
+    store: BlobStore,
+    cache: Option<Arc<Cache>>,
+    sandbox: Arc<LazySandbox>,
+    /// the guest's roots for a step: the stage an empty directory (writes are skipped)
+    roots: GuestRoots,
+    dockerfile: String,
+}
+
+/// A stage as far as the walk knows it: its config, and its cache state or why it is unknown.
+#[derive(Clone)]
+struct Walked {
+    config: Value,
+    state: Result<String, String>,
+}
+
+/// One step's line: the answer and the key inputs (or the reason for `?`).
+struct Answer {
+    column: String,
+    detail: String,
+}
+
+/// Prints the plan of a loaded Dockerfile.
+pub(super) async fn print(opts: &BuildOptions, loaded: &Loaded) -> Result<()> {
+    let context = Root::open(&loaded.fetched.dir)?;
+    let ignore =
+        super::read_ignore_file(&loaded.fetched.dockerfile, &loaded.fetched.dir, &context)?;
+    super::private_dir(&opts.kiln_dir)?;
+    let store = BlobStore::open(&opts.kiln_dir.join("blobs"))?;
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let cache = Cache::new(
+        &opts.cache,
+        &opts.destinations,
+        &opts.registry,
+        &platform,
+        &store,
+    )?
+    .map(Arc::new);
+    // nothing is written to it (the guest's writes are skipped); it is removed on return
+    let empty = tempfile::Builder::new().prefix("kiln-dry-run").tempdir()?;
+    let walker = Walker {
+        plan: &loaded.plan,
+        escape: loaded.df.escape,
+        platform,
+        registry: Registry::new(opts.registry.clone()),
+        store,
+        cache,
+        sandbox: Arc::new(LazySandbox::start()),
+        roots: GuestRoots {
+            stage: Arc::new(Root::open(empty.path())?),
+            context: Arc::new(context),
+            context_ignore: Arc::new(ignore),
+            from: None,
+        },
+        dockerfile: loaded.fetched.dockerfile.display().to_string(),
+    };
+    let mut walked: HashMap<usize, Walked> = HashMap::new();
+    for &index in &loaded.plan.order {
+        let result = walker.stage(index, &walked).await?;
+        walked.insert(index, result);
+    }
+    tracing::info!("dry run: nothing built, nothing pushed");
+    Ok(())
+}
+
+impl Walker<'_> {
+    /// Walks and prints one stage.
+    async fn stage(&self, index: usize, walked: &HashMap<usize, Walked>) -> Result<Walked> {
+        let stage = &self.plan.stages[index];
+        let name = stage.display_name();
+        let role = if index == self.plan.target {
+            " (target)"
+        } else {
+            ""
+        };
+        let (base_name, mut at) = self.base(stage, walked).await;
+        tracing::info!(
+            "stage {name}{role}: FROM {base_name} ({}:{})",
+            self.dockerfile,
+            stage.line
+        );
+        let deps = self.dependencies(stage);
+        if !deps.is_empty() {
+            tracing::info!("  stage {name} depends on: {}", deps.join(", "));
+        }
+        let steps = stage.instructions.len() + 1;
+        let from = match &at.state {
+            Ok(state) => answer("-", format!("parent={}", short(state))),
+            Err(why) => answer("?", why.clone()),
+        };
+        self.line(&name, 1, steps, &format!("FROM {base_name}"), &from);
+        let mut args = Vec::new();
+        let mut guest_state = GuestStageState::default();
+        for (pos, ins) in stage.instructions.iter().enumerate() {
+            let answer = match &at.state {
+                Err(why) => answer("?", why.clone()),
+                Ok(_) => self
+                    .step(&name, pos, ins, &mut at, &mut args, &mut guest_state)
+                    .await
+                    .unwrap_or_else(|e| {
+                        at.state = Err(format!("after line {}: {e:#}", ins.line));
+                        answer("?", format!("{e:#}"))
+                    }),
+            };
+            self.line(&name, pos + 2, steps, &ins.original, &answer);
+        }
+        Ok(at)
+    }
+
+    fn line(&self, stage: &str, number: usize, steps: usize, text: &str, answer: &Answer) {
+        let text = crate::redaction::shown(text);
+        let column = &answer.column;
+        match answer.detail.as_str() {
+            "" => tracing::info!("  [{stage} {number}/{steps}] {text}  {column}"),
+            detail => tracing::info!("  [{stage} {number}/{steps}] {text}  {column}  {detail}"),
+        }
+    }
+
+    /// The stages this one reads: its base, `COPY --from` and `RUN --mount from=` stages.
+    fn dependencies(&self, stage: &Stage) -> Vec<String> {
+        let mut deps = Vec::new();
+        if let Base::Stage(dep) = &stage.base {
+            deps.push(format!("{} (FROM)", self.plan.stages[*dep].display_name()));
+        }
+        for ins in &stage.instructions {
+            for flag in &ins.flags {
+                let from = match (flag.name.as_str(), &flag.value) {
+                    ("from", Some(v)) => Some(v.clone()),
+                    ("mount", Some(v)) => v
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix("from="))
+                        .map(String::from),
+                    _ => None,
+                };
+                let Some(from) = from else { continue };
+                let shown = match self.plan.stage_named(&from, stage.index) {
+                    Some(dep) => format!(
+                        "{} ({} line {})",
+                        self.plan.stages[dep].display_name(),
+                        ins.keyword.as_str(),
+                        ins.line
+                    ),
+                    None => format!("image {from} ({} line {})", ins.keyword.as_str(), ins.line),
+                };
+                if !deps.contains(&shown) {
+                    deps.push(shown);
+                }
+            }
+        }
+        deps
+    }
+
+    /// The base's name, config and cache state, as `base::start` would find them.
+    async fn base(&self, stage: &Stage, walked: &HashMap<usize, Walked>) -> (String, Walked) {
+        let scratch = || image::scratch_config(&self.platform.os, &self.platform.architecture);
+        let (name, at) = match &stage.base {
+            Base::Scratch => (
+                "scratch".to_string(),
+                Walked {
+                    config: scratch(),
+                    state: Ok(crate::cache::digest_of(["scratch"])),
+                },
+            ),
+            Base::Stage(dep) => (
+                self.plan.stages[*dep].display_name(),
+                walked.get(dep).cloned().unwrap_or_else(|| Walked {
+                    config: scratch(),
+                    state: Err("its base stage was not walked".to_string()),
+                }),
+            ),
+            Base::Image(reference) => {
+                let at = match self.resolve(reference).await {
+                    Ok(at) => at,
+                    Err(e) => Walked {
+                        config: scratch(),
+                        state: Err(format!("base image not resolved: {e:#}")),
+                    },
+                };
+                (reference.clone(), at)
+            }
+        };
+        if at.config.pointer("/config/OnBuild").is_some() {
+            let why = "the base image's ONBUILD triggers run first".to_string();
+            return (
+                name,
+                Walked {
+                    state: Err(why),
+                    ..at
+                },
+            );
+        }
+        (name, at)
+    }
+
+    /// A base image's config and manifest digest, without its layers.
+    async fn resolve(&self, reference: &str) -> Result<Walked> {
+        let pulled = self
+            .registry
+            .pull_config(reference, &self.platform, self.store.dir())
+            .await?;
+        Ok(Walked {
+            config: image::parse_config(&pulled.config, reference)?,
+            state: Ok(crate::cache::digest_of([
+                "image",
+                pulled.manifest_digest.as_str(),
+            ])),
+        })
+    }
+
+    /// One step: its key and answer; `at` moves on as the real step would move it.
+    async fn step(
+        &self,
+        stage_name: &str,
+        pos: usize,
+        ins: &Instruction,
+        at: &mut Walked,
+        args: &mut Vec<(String, Option<String>)>,
+        guest_state: &mut GuestStageState,
+    ) -> Result<Answer> {
+        let state = at.state.clone().map_err(|e| anyhow!(e))?;
+        let identity = super::state::step_identity(stage_name, pos, ins);
+        match ins.keyword {
+            Keyword::Arg => {
+                step::declare_args(self.plan, args, &at.config, ins, self.escape)?;
+                Ok(answer("-", String::new()))
+            }
+            Keyword::Run => self.run(ins, at, args, &state, &identity).await,
+            Keyword::Copy | Keyword::Add => self.copy(ins, at, args, &state, &identity).await,
+            Keyword::From => Err(anyhow!("FROM inside a stage")),
+            _ => {
+                let lookup = super::state::lookup_of(args, &at.config);
+                let (args, exec_form, flags) = step::guest_words(ins, &lookup, self.escape)?;
+                let guest_ins = guest_instruction(ins, args, flags, exec_form);
+                let (sandbox, roots, config) =
+                    (self.sandbox.clone(), self.roots.clone(), at.config.clone());
+                let st = *guest_state;
+                let outcome = blocking(move || -> Result<_> {
+                    Ok(sandbox.get()?.preview(&guest_ins, &config, &roots, st)?)
+                })
+                .await??;
+                at.config = outcome.config;
+                *guest_state = outcome.state;
+                if ins.keyword == Keyword::Workdir {
+                    at.state = Ok(after_workdir(&state, &at.config));
+                }
+                Ok(answer("-", String::new()))
+            }
+        }
+    }
+
+    /// A RUN: its key as `run_step` makes it; after a miss its output is unknown.
+    async fn run(
+        &self,
+        ins: &Instruction,
+        at: &mut Walked,
+        args: &[(String, Option<String>)],
+        state: &str,
+        identity: &str,
+    ) -> Result<Answer> {
+        let binds = ins.flags.iter().any(|f| {
+            f.name == "mount"
+                && f.value.as_deref().is_some_and(|v| {
+                    v.split(',').any(|kv| kv == "type=bind") || !v.contains("type=")
+                })
+        });
+        if binds {
+            let why = "a bind mount's inputs are read from a root".to_string();
+            at.state = Err(format!("after line {}: {why}", ins.line));
+            return Ok(answer("?", why));
+        }
+        let shell = shell_of(&at.config);
+        let created_by = created_by(ins, &shell);
+        let env = run_step::command_env(self.plan, args, &at.config);
+        let key = run_step::run_key(
+            &self.platform,
+            state,
+            &at.config,
+            ins,
+            &created_by,
+            &env,
+            Vec::new(),
+        );
+        let unknown = format!(
+            "after line {}: the RUN's output is not known before it runs",
+            ins.line
+        );
+        let cache = self.cache.clone().filter(|c| c.run_layers);
+        let Some(cache) = cache else {
+            at.state = Err(unknown);
+            return Ok(answer("-", inputs(&key)));
+        };
+        Ok(match cache.probe(&key, identity).await? {
+            Found::Hit(entry) => {
+                at.state = Ok(after_layer(state, entry.layer.as_ref()));
+                answer("hit", inputs(&key))
+            }
+            Found::Miss(reason) => {
+                at.state = Err(unknown);
+                answer("miss", format!("{}  ({reason})", inputs(&key)))
+            }
+        })
+    }
+
+    /// A COPY/ADD of context sources: its key as `step::file_key` makes it.
+    async fn copy(
+        &self,
+        ins: &Instruction,
+        at: &mut Walked,
+        args: &[(String, Option<String>)],
+        state: &str,
+        identity: &str,
+    ) -> Result<Answer> {
+        let lookup = super::state::lookup_of(args, &at.config);
+        let (words, exec_form, flags) = step::guest_words(ins, &lookup, self.escape)?;
+        if let Some(why) = unpredictable_copy(ins, &words, &flags)? {
+            at.state = Err(format!("after line {}: {why}", ins.line));
+            return Ok(answer("?", why));
+        }
+        let guest_ins = guest_instruction(ins, words, flags, exec_form);
+        let (sandbox, roots, config) =
+            (self.sandbox.clone(), self.roots.clone(), at.config.clone());
+        let part = guest_ins.clone();
+        let sources = blocking(move || {
+            step::part_sources(
+                sandbox.get()?,
+                &part,
+                &config,
+                &roots,
+                &super::copy_parts::Pin::Content,
+            )
+        })
+        .await??;
+        let key = step::file_key_of(state, &at.config, &[(guest_ins, sources)]);
+        // hit or miss, the state after a COPY is a function of its key
+        at.state = Ok(after_copy(state, &key));
+        let cache = self.cache.clone().filter(|c| c.copy_layers);
+        let Some(cache) = cache else {
+            return Ok(answer("-", inputs(&key)));
+        };
+        Ok(match cache.probe(&key, identity).await? {
+            Found::Hit(_) => answer("hit", inputs(&key)),
+            Found::Miss(reason) => answer("miss", format!("{}  ({reason})", inputs(&key))),
+        })
+    }
+}
+
+/// Why a COPY/ADD's key cannot be known without building, if it cannot.
+fn unpredictable_copy(
+    ins: &Instruction,
+    words: &[String],
+    flags: &[(String, Option<String>)],
+) -> Result<Option<String>> {
+    let flag = |name: &str| {
+        flags
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(Some(from)) = flag("from") {
+        return Ok(Some(format!(
+            "--from={from} reads a root the dry run does not make"
+        )));
+    }
+    if let Some(Some(chown)) = flag("chown") {
+        let numeric = chown
+            .split(':')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+        if !numeric {
+            return Ok(Some(format!(
+                "--chown={chown} needs the stage's /etc/passwd"
+            )));
+        }
+    }
+    if !ins.heredocs.is_empty() {
+        return Ok(Some(
+            "a heredoc source is written to a scratch root first".to_string(),
+        ));
+    }
+    let sources = words.split_last().map(|(_, s)| s).unwrap_or_default();
+    if !super::copy_parts::all_local(ins, sources)? || flag("keep-git-dir").is_some() {
+        return Ok(Some("a downloaded source".to_string()));
+    }
+    Ok(None)
+}
+
+fn guest_instruction(
+    ins: &Instruction,
+    args: Vec<String>,
+    flags: Vec<(String, Option<String>)>,
+    exec_form: bool,
+) -> GuestInstruction {
+    GuestInstruction {
+        keyword: ins.keyword.as_str().to_string(),
+        line: ins.line as u32,
+        args,
+        flags,
+        exec_form,
+    }
+}
+
+fn answer(column: &str, detail: String) -> Answer {
+    Answer {
+        column: column.to_string(),
+        detail,
+    }
+}
+
+/// A key's components as `name=digest` with short digests, then the key itself.
+fn inputs(key: &Key) -> String {
+    let mut parts: Vec<String> = key
+        .components
+        .iter()
+        .map(|(name, digest)| format!("{name}={}", short(digest)))
+        .collect();
+    parts.push(format!("key={}", short(&key.hex)));
+    parts.join(" ")
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(12)]
+}
