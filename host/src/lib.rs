@@ -11,6 +11,8 @@ pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod layer;
 pub mod logging;

@@ -21,8 +21,11 @@
 //! - `ignore.rs`: `.dockerignore` parsing and matching.
 //! - `lint.rs`: the warnings `--check` reports (BuildKit's lint rules), on a parsed file.
 //! - `suggestion.rs`: "did you mean" by edit distance.
+//! - `fuzzing.rs`: the fuzz targets' bodies (parser, expander, `.dockerignore`).
 
 mod expand;
+#[doc(hidden)]
+pub mod fuzzing;
 mod glob;
 mod ignore;
 mod instruction;

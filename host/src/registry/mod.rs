@@ -48,6 +48,8 @@ pub use error::{Error, Result};
 pub use mirror::parse_registry_map;
 pub use options::RegistryOptions;
 pub use platform::{set_config_platform, Platform};
+// the JSON readers, for the fuzz targets (`crate::fuzzing`)
+pub(crate) use platform::{config_platform, describe_platforms, satisfies, select_entry, Manifest};
 
 /// An image whose blobs are now in the blob directory.
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ mod dockerfile;
 mod errors;
 mod executor_image;
 mod fixtures;
+mod fuzz_smoke;
 mod guest;
 mod hostile;
 mod layers;

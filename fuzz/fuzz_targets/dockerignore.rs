@@ -1,0 +1,4 @@
+//! libFuzzer target `dockerignore`: `kiln_dockerfile::fuzzing::dockerignore` on each input (docs/fuzzing.md).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kiln_dockerfile::fuzzing::dockerignore(data));
