@@ -12,9 +12,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_tests::{
-    assert_not_in_registry, busybox_layer, kiln_bin, push_layout, unique_token, ImageLayout,
-    Registry, RunConfig, Scratch, DEFAULT_PATH,
+    assert_not_in_registry, busybox_layer, kiln_bin, push_layout, require, run_checked,
+    unique_token, ImageLayout, Registry, RunConfig, Scratch, DEFAULT_PATH,
 };
+use sha2::Digest as _;
 
 use super::stderr;
 
@@ -230,17 +231,73 @@ fn names_past_path_max_and_big_xattrs_are_refused_and_cut_in_errors() {
     assert_not_in_registry(&dest);
 }
 
+/// Uploads `bytes` as a blob of `repo` (skopeo refuses configs over 4 MiB, so this goes by
+/// the distribution API); returns its digest.
+fn upload_blob(registry: &Registry, scratch: &Scratch, repo: &str, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let file = scratch.join(&format!("blob-{}", unique_token()));
+    fs::write(&file, bytes).unwrap();
+    run_checked(
+        Command::new(require("curl", "curl"))
+            .args([
+                "-sSf",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/octet-stream",
+            ])
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg(format!(
+                "http://{}/v2/{repo}/blobs/uploads/?digest={digest}",
+                registry.host()
+            )),
+    );
+    digest
+}
+
 #[test]
 fn an_oversized_image_config_is_refused_before_it_is_read() {
     let registry = Registry::shared();
     let scratch = Scratch::new();
-    let pad = format!("PAD={}", "x".repeat(9 << 20));
-    let base = base_with(
-        &registry,
-        &scratch,
-        &b""[..],
-        vec![DEFAULT_PATH.into(), pad],
+    let repo = format!("e2e/bounds-config-{}", unique_token());
+    let tar = vec![0u8; 1024];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    io::Write::write_all(&mut gz, &tar).unwrap();
+    let layer = gz.finish().unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": [DEFAULT_PATH], "Labels": {"pad": "x".repeat(9 << 20)}},
+        "rootfs": {"type": "layers",
+            "diff_ids": [format!("sha256:{}", hex::encode(sha2::Sha256::digest(&tar)))]},
+    })
+    .to_string();
+    let layer_digest = upload_blob(&registry, &scratch, &repo, &layer);
+    let config_digest = upload_blob(&registry, &scratch, &repo, config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    let file = scratch.join("manifest.json");
+    fs::write(&file, manifest).unwrap();
+    run_checked(
+        Command::new(require("curl", "curl"))
+            .args(["-sSf", "-X", "PUT", "-H"])
+            .arg("Content-Type: application/vnd.oci.image.manifest.v1+json")
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg(format!(
+                "http://{}/v2/{repo}/manifests/latest",
+                registry.host()
+            )),
     );
+    let base = registry.reference(&format!("{repo}:latest"));
     let (out, peak_kib, dest) = build(
         &registry,
         &scratch,
@@ -251,7 +308,8 @@ fn an_oversized_image_config_is_refused_before_it_is_read() {
     let err = stderr(&out);
     assert!(!out.status.success(), "a 9 MiB config was accepted");
     assert!(
-        err.contains("image config sha256:") && err.contains("kiln reads at most 8388608"),
+        err.contains(&format!("image config {config_digest}"))
+            && err.contains("kiln reads at most 8388608"),
         "the error does not name the bound: {}",
         &err[..err.len().min(4000)]
     );
@@ -337,4 +395,62 @@ fn compression_bombs_stop_at_the_expansion_cap() {
         &[],
     );
     assert!(out.status.success(), "the default cap refused 64 MiB");
+}
+
+/// The image config of the one image in the OCI layout at `dir`.
+fn layout_config(dir: &std::path::Path) -> serde_json::Value {
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(&p).unwrap()).unwrap()
+    };
+    let blob = |digest: &serde_json::Value| {
+        dir.join("blobs/sha256")
+            .join(digest.as_str().unwrap().trim_start_matches("sha256:"))
+    };
+    let index = read(dir.join("index.json"));
+    let manifest = read(blob(&index["manifests"][0]["digest"]));
+    read(blob(&manifest["config"]["digest"]))
+}
+
+#[test]
+fn twenty_thousand_env_lines_build_in_seconds() {
+    let scratch = Scratch::new();
+    let ctx = scratch.context();
+    let mut dockerfile = String::from("FROM scratch\n");
+    for i in 0..20_000 {
+        dockerfile.push_str(&format!("ENV V{i}=value-{i}\n"));
+    }
+    // a later ENV replaces in place and can read what earlier ones set
+    dockerfile.push_str("ENV V7=${V19999}-again\n");
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let layout = scratch.join("out");
+    let args: Vec<String> = vec![
+        "build".into(),
+        "--context".into(),
+        ctx.display().to_string(),
+        "--no-push".into(),
+        "--kiln-dir".into(),
+        scratch.kiln_dir().display().to_string(),
+        "--oci-layout-path".into(),
+        layout.display().to_string(),
+    ];
+    let start = Instant::now();
+    let out = super::kiln(&args, &[]);
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "the build failed: {}",
+        &stderr(&out)[..4000.min(stderr(&out).len())]
+    );
+    // the quadratic interpreter did 8,172 in 180 s
+    assert!(
+        took < Duration::from_secs(60),
+        "20,000 ENV lines took {took:?}"
+    );
+    let config = layout_config(&layout);
+    let env = config["config"]["Env"].as_array().unwrap();
+    assert_eq!(env.len(), 20_000);
+    assert_eq!(env[0], "V0=value-0");
+    assert_eq!(env[7], "V7=value-19999-again");
+    assert_eq!(env[19_999], "V19999=value-19999");
+    assert_eq!(config["history"].as_array().unwrap().len(), 20_001);
 }
