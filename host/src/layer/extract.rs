@@ -70,7 +70,8 @@ pub fn extract<R: Read>(
 fn bounded(e: Error, refusal: &std::sync::OnceLock<String>, what: &str) -> Error {
     match refusal.get() {
         Some(why) => Error::Io {
-            path: format!("/{}", shown_name(what.as_bytes())),
+            // layers are named by digest, ADD archives by their path (`/app.tar`)
+            path: format!("/{}", shown_name(what.trim_start_matches('/').as_bytes())),
             op: "refused",
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.clone()),
         },
