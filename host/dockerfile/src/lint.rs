@@ -288,19 +288,21 @@ fn lint_arg(ins: &Instruction, defined: &mut HashSet<String>, on_image: bool, ou
     }
 }
 
-/// `UndefinedVar` for every variable `word` uses that the stage has not defined.
+/// `UndefinedVar` for every variable `word` uses that the stage has not defined. The set of
+/// known names is built only when one is missing (for the suggestion): an ENV costs its own
+/// size, not the number of variables before it.
 fn check_vars(ins: &Instruction, word: &str, stage: &StageFacts, out: &mut Vec<Lint>) {
+    let missing = undefined_in(word, &stage.defined, ins.escape);
+    if missing.is_empty() {
+        return;
+    }
     let known: HashSet<String> = stage
         .defined
         .iter()
         .cloned()
-        .chain(
-            std::iter::once("PATH")
-                .chain(crate::PROXY_ARGS)
-                .map(str::to_string),
-        )
+        .chain(always_defined().map(str::to_string))
         .collect();
-    for var in undefined_in(word, &known, ins.escape) {
+    for var in missing {
         let hint = suggest(&var, &known);
         let from_image = stage.on_image
             && var
@@ -315,6 +317,11 @@ fn check_vars(ins: &Instruction, word: &str, stage: &StageFacts, out: &mut Vec<L
             format!("Usage of undefined variable '${var}'{hint}"),
         ));
     }
+}
+
+/// Names defined in every stage: `PATH` and the proxy ARGs.
+fn always_defined() -> impl Iterator<Item = &'static str> {
+    std::iter::once("PATH").chain(crate::PROXY_ARGS.iter().copied())
 }
 
 fn suggest(var: &str, known: &HashSet<String>) -> String {
@@ -333,7 +340,7 @@ struct Recorder<'a> {
 
 impl Lookup for Recorder<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        if self.known.contains(name) {
+        if self.known.contains(name) || always_defined().any(|d| d == name) {
             return Some("");
         }
         let mut missing = self.missing.borrow_mut();

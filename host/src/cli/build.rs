@@ -108,6 +108,11 @@ pub struct CliArgs {
         default_value_t = false, default_missing_value = "true", value_name = "BOOL",
         env = "KANIKO_CLEANUP")]
     pub cleanup: bool,
+    /// The most bytes one base-image layer, ADD archive or context tarball may expand to
+    /// (512MiB, 64GiB, … ; default 64GiB): a compression bomb stops there with an error
+    #[arg(long, env = "KILN_MAX_EXPANDED_BYTES", value_name = "BYTES",
+        value_parser = crate::layer::bounds::parse_size)]
+    pub max_expanded_bytes: Option<u64>,
     // --- build contexts (context module) ---
     /// A directory inside the context to use as the context
     #[arg(long)]
@@ -365,6 +370,9 @@ impl CliArgs {
     pub fn into_options(self) -> Result<BuildOptions> {
         self.check()?;
         self.compat.log_ignored();
+        if let Some(bytes) = self.max_expanded_bytes {
+            crate::layer::bounds::set_max_expanded_bytes(bytes);
+        }
         let layers = self.layer_options()?;
         let context = self.context_request()?;
         let build_args = super::parse_build_args(&self.build_args)?;

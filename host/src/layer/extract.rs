@@ -14,6 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use sha2::{Digest as _, Sha256};
 
+use super::bounds::{shown_name, TarGuard, MAX_PATH, MAX_XATTR_VALUE};
 use super::compress::decompress;
 use super::{xattr, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::rootfs::{clean_bytes, join_bytes, Error, Kind, Meta, Result, Root};
@@ -25,7 +26,7 @@ pub fn is_archive<R: Read>(reader: R) -> bool {
     let Ok(stream) = decompress(reader) else {
         return false;
     };
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(TarGuard::new(stream));
     let Ok(mut entries) = archive.entries() else {
         return false;
     };
@@ -59,7 +60,23 @@ pub fn extract<R: Read>(
     what: &str,
 ) -> Result<Vec<Vec<u8>>> {
     let reader = decompress(reader).map_err(io_err(what.as_bytes(), "decompress"))?;
-    extract_stream(root, dir, reader, whiteouts, what)
+    let guard = TarGuard::new(reader);
+    let refusal = guard.refusal();
+    extract_stream(root, dir, guard, whiteouts, what).map_err(|e| bounded(e, &refusal, what))
+}
+
+/// The error of an extraction the guard stopped names the bound (the `tar` crate may have
+/// put its own words over the guard's).
+fn bounded(e: Error, refusal: &std::sync::OnceLock<String>, what: &str) -> Error {
+    match refusal.get() {
+        Some(why) => Error::Io {
+            // layers are named by digest, ADD archives by their path (`/app.tar`)
+            path: format!("/{}", shown_name(what.trim_start_matches('/').as_bytes())),
+            op: "refused",
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.clone()),
+        },
+        None => e,
+    }
 }
 
 /// Unpacks an uncompressed tar stream.
@@ -100,14 +117,18 @@ pub fn extract_layer<R: Read>(
     diff_id: &str,
 ) -> Result<Vec<Vec<u8>>> {
     let stream = decompress(reader).map_err(io_err(what.as_bytes(), "decompress"))?;
+    let guard = TarGuard::new(stream);
+    let refusal = guard.refusal();
     let mut hashing = HashingReader {
-        inner: stream,
+        inner: guard,
         hasher: Sha256::new(),
     };
-    let written = extract_stream(root, "", &mut hashing, Whiteouts::Apply, what)?;
+    let written = extract_stream(root, "", &mut hashing, Whiteouts::Apply, what)
+        .map_err(|e| bounded(e, &refusal, what))?;
     // the diff_id covers the whole stream, padding after the end-of-archive blocks included
     std::io::copy(&mut hashing, &mut std::io::sink())
-        .map_err(io_err(what.as_bytes(), "read layer"))?;
+        .map_err(io_err(what.as_bytes(), "read layer"))
+        .map_err(|e| bounded(e, &refusal, what))?;
     let got = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
     if got != diff_id {
         return Err(Error::Io {
@@ -163,6 +184,7 @@ enum Placed {
 
 impl Extraction<'_> {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<()> {
+        self.check_lengths(entry)?;
         let comps = clean_bytes(&entry.path_bytes());
         let rel = self.within_dir(&comps);
         let header = entry.header().clone();
@@ -188,7 +210,7 @@ impl Extraction<'_> {
             Placed::Skipped => return Ok(()),
             Placed::Link => {}
             Placed::Node => {
-                let mtime = pax_meta(self.root, entry, &rel, &header);
+                let mtime = pax_meta(self.root, entry, &rel, &header)?;
                 apply_meta(self.root, &rel, &header, mtime)?;
                 if let (true, Some(m)) = (kind.is_dir(), mtime) {
                     self.dir_times.push((rel.clone(), m));
@@ -197,6 +219,29 @@ impl Extraction<'_> {
         }
         self.written.push(rel.clone());
         self.this_layer.insert(rel);
+        Ok(())
+    }
+
+    /// Refuses an entry whose name or link target is longer than `PATH_MAX`, showing only
+    /// the start of it.
+    fn check_lengths<R: Read>(&self, entry: &tar::Entry<R>) -> Result<()> {
+        let name = entry.path_bytes();
+        let link = entry.link_name_bytes().unwrap_or_default();
+        for (which, bytes) in [("name", &name), ("link target", &link)] {
+            if bytes.len() > MAX_PATH {
+                return Err(Error::Io {
+                    path: format!("/{} (in {})", shown_name(&name), shown_name(self.what.as_bytes())),
+                    op: "refused",
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "the entry's {which} is {} bytes long; the limit is {MAX_PATH} (PATH_MAX)",
+                            bytes.len()
+                        ),
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -321,14 +366,14 @@ fn link_name<R: Read>(entry: &tar::Entry<R>, rel: &[u8]) -> Result<Vec<u8>> {
         .ok_or_else(|| io_err(rel, "read link")(std::io::ErrorKind::InvalidData.into()))
 }
 
-/// Applies the entry's PAX records that the header cannot hold: xattrs are set on `rel`, and
-/// the mtime (the PAX one, sub-second, over the header's) is returned.
+/// Applies the entry's PAX records that the header cannot hold: xattrs are set on `rel` (one
+/// past `MAX_XATTR_VALUE` fails the extraction), and the mtime (the PAX one, sub-second, over the header's) is returned.
 fn pax_meta<R: Read>(
     root: &Root,
     entry: &mut tar::Entry<R>,
     rel: &[u8],
     header: &tar::Header,
-) -> Option<(i64, u32)> {
+) -> Result<Option<(i64, u32)>> {
     let mut mtime = header.mtime().ok().map(|m| (m as i64, 0u32));
     if let Ok(Some(exts)) = entry.pax_extensions() {
         for ext in exts.flatten() {
@@ -336,6 +381,17 @@ fn pax_meta<R: Read>(
                 if key == "mtime" {
                     mtime = ext.value().ok().and_then(parse_pax_time).or(mtime);
                 } else if let Some(x) = xattr::name_of(key) {
+                    let size = ext.value_bytes().len();
+                    if size > MAX_XATTR_VALUE {
+                        return Err(Error::Io {
+                            path: format!("/{}", shown_name(rel)),
+                            op: "refused",
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("xattr {} is {size} bytes; the limit is {MAX_XATTR_VALUE} (XATTR_SIZE_MAX)", shown_name(x.as_bytes())),
+                            ),
+                        });
+                    }
                     if let Err(e) = root.set_xattr(rel, x, ext.value_bytes()) {
                         let path = rel.escape_ascii();
                         tracing::warn!(path = %path, xattr = x, error = %e, "could not keep xattr");
@@ -344,7 +400,7 @@ fn pax_meta<R: Read>(
             }
         }
     }
-    mtime
+    Ok(mtime)
 }
 
 /// A PAX time (`1700000000.5`, `-1.25`) as seconds and nanoseconds.

@@ -8,6 +8,7 @@
 //! What changed is the snapshot's business; resolving paths inside a root is `rootfs`'s; how a
 //! blob reaches a registry is the registry's.
 
+pub mod bounds;
 pub mod compress;
 pub mod extract;
 #[cfg(test)]

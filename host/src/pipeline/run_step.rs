@@ -302,7 +302,7 @@ async fn run_flags(
     let mut network = run::Network::Default;
     for flag in &ins.flags {
         let value = match &flag.value {
-            Some(v) => expand_word(v, &lookup, build.escape)?,
+            Some(v) => expand_word(v, &*lookup, build.escape)?,
             None => String::new(),
         };
         match flag.name.as_str() {

@@ -42,12 +42,100 @@ pub(super) struct StageState {
     pub(super) output: Option<crate::progress::StepOutput>,
     /// the running step was taken from the layer cache
     pub(super) cached: bool,
+    /// what `lookup` and `guest_view` would otherwise rebuild from `config.Env` for every
+    /// instruction; `forget_env` drops it whenever `config` or `args` change other than
+    /// through `absorb`
+    pub(super) env_cache: std::sync::Mutex<EnvCache>,
+}
+
+/// Indexes over `config.Env`, kept up to date as ENV instructions change it, so an
+/// instruction costs what it sets, not what the image already has.
+#[derive(Default)]
+pub(super) struct EnvCache {
+    /// variables for expansion: ARGs in scope, overridden by ENV
+    lookup: Option<Arc<HashMap<String, String>>>,
+    /// each variable's first position in `config.Env` (the one ENV replaces)
+    index: Option<HashMap<String, usize>>,
+}
+
+/// The name of an `Env` entry (`NAME=value`, or a bare `NAME`).
+fn env_key(entry: &Value) -> Option<&str> {
+    let s = entry.as_str()?;
+    Some(s.split_once('=').map_or(s, |(k, _)| k))
+}
+
+/// The array at `pointer` taken out (an empty one left in its place); empty when there is
+/// none.
+fn take_array(v: &mut Value, pointer: &str) -> Vec<Value> {
+    match v.pointer_mut(pointer) {
+        Some(Value::Array(a)) => std::mem::take(a),
+        _ => Vec::new(),
+    }
+}
+
+/// Puts `items` back at `pointer` (a slot the guest kept) or, when the slot is gone, adds it.
+fn put_array(v: &mut Value, parent: &str, key: &str, items: Vec<Value>) {
+    if let Some(slot) = v.pointer_mut(&format!("{parent}/{key}")) {
+        *slot = Value::Array(items);
+        return;
+    }
+    let target = if parent.is_empty() {
+        Some(v)
+    } else {
+        if v.pointer(parent).is_none() {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    parent.trim_start_matches('/').into(),
+                    Value::Object(Default::default()),
+                );
+            }
+        }
+        v.pointer_mut(parent)
+    };
+    if let Some(Value::Object(obj)) = target {
+        obj.insert(key.to_string(), Value::Array(items));
+    }
 }
 
 impl StageState {
-    /// Variables for expansion: ARGs in scope, overridden by ENV.
-    pub(super) fn lookup(&self) -> HashMap<String, String> {
-        lookup_of(&self.args, &self.config)
+    /// Variables for expansion: ARGs in scope, overridden by ENV (built once, then kept).
+    pub(super) fn lookup(&self) -> Arc<HashMap<String, String>> {
+        let mut cache = self.env_cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .lookup
+            .get_or_insert_with(|| Arc::new(lookup_of(&self.args, &self.config)))
+            .clone()
+    }
+
+    /// Drops what was derived from `config.Env` and the ARGs; call after changing either
+    /// directly.
+    pub(super) fn forget_env(&mut self) {
+        *self.env_cache.get_mut().unwrap_or_else(|e| e.into_inner()) = EnvCache::default();
+    }
+
+    /// Drops the expansion variables, after the ARGs in scope changed.
+    pub(super) fn forget_args(&mut self) {
+        self.env_cache
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup = None;
+    }
+
+    /// The config the guest is shown for an instruction setting the variables `keys` (none
+    /// but ENV's), and the positions in `config.Env` of the entries it is shown. The guest
+    /// reads `Env` only for ENV and never reads the history, so it gets the entries ENV may
+    /// replace and an empty history: an instruction costs what it sets, not the image's size.
+    /// `absorb` puts its answer back together.
+    pub(super) fn guest_view(&mut self, keys: &[&str]) -> (Value, Vec<usize>) {
+        let cache = self.env_cache.get_mut().unwrap_or_else(|e| e.into_inner());
+        guest_view(&mut self.config, cache, keys)
+    }
+
+    /// Takes the guest's answer to a `guest_view`: its `Env` entries replace the entries at
+    /// `positions` in order, the rest are appended (as ENV does), and the history comes back.
+    pub(super) fn absorb(&mut self, answer: Value, positions: &[usize]) {
+        let cache = self.env_cache.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.config = absorb(&mut self.config, cache, answer, positions);
     }
 
     pub(super) fn config_str(&self, key: &str) -> Option<String> {
@@ -97,6 +185,73 @@ pub(super) fn config_str_of(config: &Value, key: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(String::from)
+}
+
+/// `StageState::guest_view` on a config and its cache.
+fn guest_view(config: &mut Value, cache: &mut EnvCache, keys: &[&str]) -> (Value, Vec<usize>) {
+    let env = take_array(config, "/config/Env");
+    let history = take_array(config, "/history");
+    let index = cache.index.get_or_insert_with(|| {
+        let mut index = HashMap::new();
+        for (i, e) in env.iter().enumerate() {
+            if let Some(k) = env_key(e) {
+                index.entry(k.to_string()).or_insert(i);
+            }
+        }
+        index
+    });
+    let mut positions: Vec<usize> = keys.iter().filter_map(|k| index.get(*k).copied()).collect();
+    positions.sort_unstable();
+    positions.dedup();
+    let mut view = config.clone();
+    if let Some(Value::Array(shown)) = view.pointer_mut("/config/Env") {
+        *shown = positions.iter().map(|i| env[*i].clone()).collect();
+    }
+    if !env.is_empty() {
+        put_array(config, "/config", "Env", env);
+    }
+    if !history.is_empty() {
+        put_array(config, "", "history", history);
+    }
+    (view, positions)
+}
+
+/// `StageState::absorb` on a config and its cache; returns the new config.
+fn absorb(
+    config: &mut Value,
+    cache: &mut EnvCache,
+    mut answer: Value,
+    positions: &[usize],
+) -> Value {
+    let mut env = take_array(config, "/config/Env");
+    let history = take_array(config, "/history");
+    let shown = take_array(&mut answer, "/config/Env");
+    for (i, entry) in shown.into_iter().enumerate() {
+        let key = env_key(&entry).unwrap_or_default().to_string();
+        let value = entry
+            .as_str()
+            .and_then(|s| s.split_once('='))
+            .map_or("", |(_, v)| v);
+        if let Some(lookup) = &mut cache.lookup {
+            Arc::make_mut(lookup).insert(key.clone(), value.to_string());
+        }
+        match positions.get(i) {
+            Some(&p) => env[p] = entry,
+            None => {
+                if let Some(index) = &mut cache.index {
+                    index.entry(key).or_insert(env.len());
+                }
+                env.push(entry);
+            }
+        }
+    }
+    if !env.is_empty() {
+        put_array(&mut answer, "/config", "Env", env);
+    }
+    if !history.is_empty() {
+        put_array(&mut answer, "", "history", history);
+    }
+    answer
 }
 
 pub(super) fn created_by(ins: &Instruction, shell: &[String]) -> String {
@@ -234,4 +389,69 @@ pub(super) async fn snapshot_step(
         None => {}
     }
     Ok(blob)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// What the guest's ENV does to a config: each pair replaces the first entry of its name,
+    /// or is appended.
+    fn guest_env(mut config: Value, pairs: &[(&str, &str)]) -> Value {
+        let mut env = take_array(&mut config, "/config/Env");
+        for (k, v) in pairs {
+            let entry = Value::String(format!("{k}={v}"));
+            match env.iter().position(|e| env_key(e) == Some(k)) {
+                Some(i) => env[i] = entry,
+                None => env.push(entry),
+            }
+        }
+        put_array(&mut config, "/config", "Env", env);
+        config
+    }
+
+    #[test]
+    fn the_guest_view_gives_what_the_whole_config_would() {
+        let start = json!({
+            "os": "linux",
+            "config": {"Env": ["PATH=/bin", "A=1", "A=dup", "B=2"], "User": "u"},
+            "history": [{"created_by": "base"}],
+        });
+        let steps: [&[(&str, &str)]; 4] = [
+            &[("A", "x"), ("C", "3")],
+            &[("C", "4"), ("C", "5"), ("D", "6")],
+            &[],
+            &[("PATH", "/usr/bin"), ("E", "7")],
+        ];
+        let mut whole = start.clone();
+        let mut config = start.clone();
+        let mut cache = EnvCache {
+            lookup: Some(Arc::new(HashMap::new())),
+            index: None,
+        };
+        for pairs in steps {
+            whole = guest_env(whole, pairs);
+            let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+            let (view, positions) = guest_view(&mut config, &mut cache, &keys);
+            assert_eq!(view["history"], json!([]), "the guest is shown no history");
+            assert!(view["config"]["Env"].as_array().unwrap().len() <= keys.len());
+            let answer = guest_env(view, pairs);
+            config = absorb(&mut config, &mut cache, answer, &positions);
+            assert_eq!(config, whole);
+        }
+        let lookup = cache.lookup.unwrap();
+        assert_eq!(lookup.get("C").map(String::as_str), Some("5"));
+        assert_eq!(lookup.get("PATH").map(String::as_str), Some("/usr/bin"));
+    }
+
+    #[test]
+    fn a_config_without_env_gets_one() {
+        let mut config = json!({"os": "linux"});
+        let mut cache = EnvCache::default();
+        let (view, positions) = guest_view(&mut config, &mut cache, &["A"]);
+        let answer = guest_env(view, &[("A", "1")]);
+        let config = absorb(&mut config, &mut cache, answer, &positions);
+        assert_eq!(config, json!({"os": "linux", "config": {"Env": ["A=1"]}}));
+    }
 }

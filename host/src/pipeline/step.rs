@@ -67,6 +67,7 @@ pub(crate) async fn run_stage(
         pending: Vec::new(),
         output: None,
         cached: false,
+        env_cache: Default::default(),
     };
     let mut instructions = base_triggers(build, stage, &mut st).await?;
     instructions.extend(stage.instructions.iter().cloned());
@@ -141,6 +142,7 @@ async fn base_triggers(
     let start =
         blocking(move || -> Result<_> { Ok(sandbox.get()?.start_stage(&config)?) }).await??;
     st.config = start.config;
+    st.forget_env();
     let mut instructions = Vec::new();
     for trigger in &start.triggers {
         let parsed = crate::dockerfile::parse(trigger).with_context(|| {
@@ -187,12 +189,15 @@ async fn step(
     done: &Finished,
 ) -> Result<()> {
     let escape = build.escape;
-    let lookup = st.lookup();
     match ins.keyword {
-        Keyword::Arg => declare_args(plan, &mut st.args, &st.config, ins, escape),
+        Keyword::Arg => {
+            declare_args(plan, &mut st.args, &st.config, ins, escape)?;
+            st.forget_args();
+            Ok(())
+        }
         Keyword::Run => super::run_step::run_step(build, plan, index, st, ins, done).await,
         Keyword::From => Err(anyhow!("FROM inside a stage")),
-        _ => guest_step(build, plan, index, st, ins, &lookup, done).await,
+        _ => guest_step(build, plan, index, st, ins, done).await,
     }
 }
 
@@ -282,22 +287,18 @@ fn guest_args(
     Ok((args, exec))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn guest_step(
+/// The parts of a guest instruction (COPY/ADD sources split by origin), arguments and flags
+/// expanded, and whether it is in exec form. The expansion variables are let go on return, so
+/// the ENV that follows updates them in place.
+async fn guest_parts(
     build: &Build,
-    plan: &BuildPlan,
-    index: usize,
-    st: &mut StageState,
+    st: &StageState,
     ins: &Instruction,
-    lookup: &HashMap<String, String>,
-    done: &Finished,
-) -> Result<()> {
+) -> Result<(Vec<super::copy_parts::Part>, bool)> {
+    let lookup = st.lookup();
+    let lookup = &*lookup;
     let (args, exec_form, flags) = guest_words(ins, lookup, build.escape)?;
     let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
-    if is_file_op || ins.keyword == Keyword::Workdir {
-        // these read and write the root
-        materialize(st).await?;
-    }
     let parts = if is_file_op {
         super::copy_parts::split(
             ins,
@@ -316,6 +317,24 @@ async fn guest_step(
             pin: super::copy_parts::Pin::Content,
         }]
     };
+    Ok((parts, exec_form))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn guest_step(
+    build: &Build,
+    plan: &BuildPlan,
+    index: usize,
+    st: &mut StageState,
+    ins: &Instruction,
+    done: &Finished,
+) -> Result<()> {
+    let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
+    if is_file_op || ins.keyword == Keyword::Workdir {
+        // these read and write the root
+        materialize(st).await?;
+    }
+    let (parts, exec_form) = guest_parts(build, st, ins).await?;
     // each part's instruction and roots first: the cache key covers all of them
     let (calls, pins) = guest_calls(build, plan, index, st, ins, exec_form, parts, done).await?;
     let created_by = created_by(ins, &[]);
@@ -327,21 +346,8 @@ async fn guest_step(
     } else {
         None
     };
-    let mut touched_all: Vec<String> = Vec::new();
-    for (guest_ins, roots) in calls {
-        let sandbox = build.sandbox.clone();
-        let (config, state) = (st.config.clone(), st.guest_state);
-        let outcome = blocking(move || -> Result<_> {
-            Ok(sandbox.get()?.execute(&guest_ins, &config, &roots, state)?)
-        })
-        .await??;
-        st.config = outcome.config;
-        st.guest_state = outcome.state;
-        touched_all.extend(outcome.touched);
-    }
-    touched_all.sort();
-    touched_all.dedup();
-    let touched = Touched::Paths(touched_all);
+    let touched = execute_calls(build, st, ins, calls).await?;
+    let touched = Touched::Paths(touched);
     if is_file_op || ins.keyword == Keyword::Workdir {
         let blob = snapshot_step(build, st, &created_by, touched).await?;
         if build.cache.is_none() {
@@ -365,6 +371,37 @@ async fn guest_step(
         image::add_history(&mut st.config, &build.created, &created_by, true);
         Ok(())
     }
+}
+
+/// Runs each part of a guest instruction in the guest; returns the paths they touched. The
+/// guest sees only what the instruction needs of the config (`StageState::guest_view`).
+async fn execute_calls(
+    build: &Build,
+    st: &mut StageState,
+    ins: &Instruction,
+    calls: Vec<(GuestInstruction, GuestRoots)>,
+) -> Result<Vec<String>> {
+    let mut touched = Vec::new();
+    for (guest_ins, roots) in calls {
+        let keys: Vec<String> = match ins.keyword {
+            Keyword::Env => guest_ins.args.iter().step_by(2).cloned().collect(),
+            _ => Vec::new(),
+        };
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let (view, positions) = st.guest_view(&keys);
+        let sandbox = build.sandbox.clone();
+        let state = st.guest_state;
+        let outcome = blocking(move || -> Result<_> {
+            Ok(sandbox.get()?.execute(&guest_ins, &view, &roots, state)?)
+        })
+        .await??;
+        st.absorb(outcome.config, &positions);
+        st.guest_state = outcome.state;
+        touched.extend(outcome.touched);
+    }
+    touched.sort();
+    touched.dedup();
+    Ok(touched)
 }
 
 /// Each part of a guest instruction as the guest receives it, with its roots (a `--from`

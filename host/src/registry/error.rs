@@ -147,6 +147,16 @@ pub enum Error {
         expected: u64,
         actual: u64,
     },
+    #[error(
+        "{what} {digest} of {reference} is {size} bytes; kiln reads at most {limit} (as registries do)"
+    )]
+    TooLarge {
+        reference: String,
+        what: &'static str,
+        digest: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("blob {digest} of {reference}: downloaded content has digest {actual}")]
     BlobDigest {
         reference: String,

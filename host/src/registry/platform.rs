@@ -125,6 +125,9 @@ pub(crate) struct Descriptor {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct IndexEntry {
     pub digest: String,
+    /// the manifest's size (0 when the index leaves it out)
+    #[serde(default)]
+    pub size: u64,
     #[serde(default)]
     pub platform: Option<EntryPlatform>,
 }

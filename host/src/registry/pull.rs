@@ -31,6 +31,11 @@ use super::retry::{retry, with_retries, FIRST_OPERATION_BACKOFF};
 use super::{mirror, Direction, PulledImage, PulledLayer, Registry};
 use crate::oci::digest::{self, hash_file};
 
+/// The largest image config kiln reads (it is held in memory whole).
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+/// The largest manifest an index entry may name (registries refuse bigger ones to push).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
 /// Blob downloads running at once for one image.
 const PARALLEL_DOWNLOADS: usize = 4;
 
@@ -298,6 +303,15 @@ async fn resolve_manifest(
             available: describe_platforms(entries),
         })?;
         debug!(reference = %name, %platform, digest = %entry.digest, "selected index entry");
+        if entry.size > MAX_MANIFEST_BYTES {
+            return Err(Error::TooLarge {
+                reference: name,
+                what: "manifest",
+                digest: entry.digest.clone(),
+                size: entry.size,
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
         manifest_ref = reference.clone_with_digest(entry.digest.clone());
         body = fetch_manifest(client, auth, &manifest_ref).await?;
         manifest = Manifest::parse(&manifest_ref.whole(), &body)?;
@@ -355,7 +369,18 @@ struct BlobFetcher<'a> {
 impl BlobFetcher<'_> {
     /// Downloads the config blob and returns its bytes. Docker pulls a single-platform image
     /// whatever it was built for, with a warning; so does this.
+    /// A config larger than `MAX_CONFIG_BYTES` is refused before any of it is downloaded (the
+    /// download is held to the size its descriptor says).
     async fn fetch_config(&self, config: &Descriptor, platform: &Platform) -> Result<Vec<u8>> {
+        if config.size > MAX_CONFIG_BYTES {
+            return Err(Error::TooLarge {
+                reference: self.name.to_string(),
+                what: "image config",
+                digest: config.digest.clone(),
+                size: config.size,
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
         let config_path = self.fetch(config).await?;
         let config_bytes =
             tokio::fs::read(&config_path)

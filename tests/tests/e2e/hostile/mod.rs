@@ -1,10 +1,11 @@
-//! Hostile inputs aimed at what kiln holds (issue 23, sections 2 and 3): servers on loopback
-//! that want credentials they must not get (`credentials`), and contexts, `.dockerignore`
+//! Hostile inputs aimed at what kiln holds (issue 23, sections 2, 3 and 5): servers on
+//! loopback that want credentials they must not get (`credentials`), contexts, `.dockerignore`
 //! files and ADD archives whose symlinks point at host files or out of their destination
-//! (`links`), other users of the machine reaching into kiln's dirs (`machine`), and servers
-//! that stall mid-download (`stalls`, section 5). Each test is an attack that worked before
-//! kiln resisted it.
+//! (`links`), other users of the machine reaching into kiln's dirs (`machine`), servers that
+//! stall mid-download (`stalls`) and inputs sized to exhaust kiln's memory or disk
+//! (`bounds`). Each test is an attack that worked before kiln resisted it.
 
+mod bounds;
 mod credentials;
 mod links;
 mod machine;
