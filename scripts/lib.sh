@@ -34,13 +34,14 @@ ensure_build_tools() {
 ensure_toolchain() {
   export PATH="$HOME/.cargo/bin:$PATH"
   if ! command -v rustup >/dev/null; then
-    local init
-    init=$(mktemp)
-    curl --proto '=https' --tlsv1.2 -sSf -o "$init" \
+    # the installer must be run under the name rustup-init: rustup picks its role from it
+    local dir
+    dir=$(mktemp -d)
+    curl --proto '=https' --tlsv1.2 -sSf -o "$dir/rustup-init" \
       "https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init"
-    chmod +x "$init"
-    "$init" -y --profile minimal --default-toolchain none --no-modify-path
-    rm -f "$init"
+    chmod +x "$dir/rustup-init"
+    "$dir/rustup-init" -y --profile minimal --default-toolchain none --no-modify-path
+    rm -rf "$dir"
   fi
   rustup toolchain install  # reads rust-toolchain.toml in the working directory
   rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
