@@ -425,8 +425,9 @@ mod tests {
         let p = plan(&df, &[], None, &host).unwrap();
         assert_eq!(p.stages[0].base, Base::Image("img-arm64:linuxv8".into()));
         // BUILDPLATFORM is the machine's, whatever the target
-        let df = parse("FROM --platform=$BUILDPLATFORM img AS a\nFROM --platform=linux/arm/v7 b:1\n")
-            .unwrap();
+        let df =
+            parse("FROM --platform=$BUILDPLATFORM img AS a\nFROM --platform=linux/arm/v7 b:1\n")
+                .unwrap();
         let p = plan(&df, &[], None, &host).unwrap();
         assert_eq!(p.stages[0].platform, Some(Platform::host()));
         assert_eq!(
