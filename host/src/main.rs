@@ -128,7 +128,7 @@ fn build(opts: pipeline::BuildOptions) -> anyhow::Result<Option<String>> {
     // a RUN still going when a signal came: it and all it started go now
     kiln::run::kill_running();
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
-    result.map(|image| Some(image.manifest_digest.to_string()))
+    result.map(Some)
 }
 
 /// The exit code for a failed build.

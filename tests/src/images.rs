@@ -41,7 +41,7 @@ pub fn fixture_cache_dir() -> PathBuf {
 }
 
 /// Holds an exclusive lock on `<cache>/<name>.lock` until dropped (across processes).
-fn lock_cache(name: &str) -> File {
+pub(crate) fn lock_cache(name: &str) -> File {
     let path = fixture_cache_dir().join(format!("{name}.lock"));
     let file = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     file.lock()
@@ -136,22 +136,28 @@ pub fn busybox_layer() -> &'static [u8] {
             .collect();
         applets.sort_unstable();
         applets.dedup();
-        let mut tar = LayerTar::new();
-        tar.dir("bin", 0o755).file("bin/busybox", &busybox, 0o755);
-        for applet in applets {
-            tar.symlink(&format!("bin/{applet}"), "busybox");
-        }
-        tar.dir("etc", 0o755)
-            .file(
-                "etc/passwd",
-                b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
-                0o644,
-            )
-            .file("etc/group", b"root:x:0:\nnobody:x:65534:\n", 0o644)
-            .dir("root", 0o700)
-            .dir("tmp", 0o1777);
-        tar.into_bytes()
+        busybox_rootfs(&busybox, &applets)
     })
+}
+
+/// A busybox root filesystem as an uncompressed layer tarball: `busybox` (a static binary)
+/// at `/bin/busybox`, one symlink per applet, `/etc/passwd`, `/etc/group`, `/root`, `/tmp`.
+pub(crate) fn busybox_rootfs(busybox: &[u8], applets: &[&str]) -> Vec<u8> {
+    let mut tar = LayerTar::new();
+    tar.dir("bin", 0o755).file("bin/busybox", busybox, 0o755);
+    for applet in applets {
+        tar.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    tar.dir("etc", 0o755)
+        .file(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+            0o644,
+        )
+        .file("etc/group", b"root:x:0:\nnobody:x:65534:\n", 0o644)
+        .dir("root", 0o700)
+        .dir("tmp", 0o1777);
+    tar.into_bytes()
 }
 
 fn busybox_run_config() -> RunConfig {

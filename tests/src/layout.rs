@@ -232,9 +232,23 @@ impl ImageLayout {
     /// Writes config, manifest and `index.json` (the manifest annotated with `tag`);
     /// returns the layout directory.
     pub fn finish(&self, tag: &str, run: &RunConfig) -> PathBuf {
+        let mut descriptor = self.write_manifest("amd64", run);
+        descriptor["annotations"] = json!({REF_NAME: tag});
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": [descriptor],
+        });
+        fs::write(self.dir.join("index.json"), index.to_string()).expect("writing index.json");
+        self.dir.clone()
+    }
+
+    /// Writes the config (for `architecture` on linux) and manifest of the layers added so
+    /// far; returns the manifest's descriptor, its `platform` included.
+    pub fn write_manifest(&self, architecture: &str, run: &RunConfig) -> serde_json::Value {
         let config = json!({
             "created": FIXTURE_CREATED,
-            "architecture": "amd64",
+            "architecture": architecture,
             "os": "linux",
             "config": {"Env": run.env, "Cmd": run.cmd},
             "rootfs": {
@@ -258,15 +272,32 @@ impl ImageLayout {
             })).collect::<Vec<_>>(),
         });
         let (manifest_digest, manifest_size) = self.put_blob(manifest.to_string().as_bytes());
+        json!({
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "platform": {"architecture": architecture, "os": "linux"},
+        })
+    }
+
+    /// Writes an image index over `manifests` (descriptors from [`ImageLayout::write_manifest`],
+    /// possibly of other `ImageLayout`s on the same directory) as a blob, and `index.json`
+    /// naming it `tag`: `skopeo copy --all oci:<dir>:<tag>` copies every platform.
+    pub fn finish_index(&self, tag: &str, manifests: &[serde_json::Value]) -> PathBuf {
+        let inner = json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": manifests,
+        });
+        let (digest, size) = self.put_blob(inner.to_string().as_bytes());
         let index = json!({
             "schemaVersion": 2,
             "mediaType": INDEX_MEDIA_TYPE,
             "manifests": [{
-                "mediaType": MANIFEST_MEDIA_TYPE,
-                "digest": manifest_digest,
-                "size": manifest_size,
+                "mediaType": INDEX_MEDIA_TYPE,
+                "digest": digest,
+                "size": size,
                 "annotations": {REF_NAME: tag},
-                "platform": {"architecture": "amd64", "os": "linux"},
             }],
         });
         fs::write(self.dir.join("index.json"), index.to_string()).expect("writing index.json");

@@ -23,6 +23,7 @@ mod differential;
 mod image_view;
 mod images;
 mod layout;
+mod multiarch;
 mod proxy;
 mod registry;
 mod scratch;
@@ -44,6 +45,7 @@ pub use images::{
     push_layout,
 };
 pub use layout::{ImageLayout, LayerTar, RunConfig, DEFAULT_PATH};
+pub use multiarch::{arm64_busybox, busybox_multiarch_image};
 pub use proxy::{Fault, FaultProxy};
 pub use registry::{free_port, free_port_on, loopback_listener, Registry};
 pub use scratch::Scratch;

@@ -391,7 +391,7 @@ impl CliArgs {
             insecure_registries: self.insecure_registries,
             ..RegistryOptions::default()
         };
-        let platform = self.registry.apply(&mut registry)?;
+        let platforms = self.registry.apply(&mut registry)?;
         Ok(BuildOptions {
             layers,
             context,
@@ -407,7 +407,8 @@ impl CliArgs {
             target: self.target,
             registry,
             skip_push_permission_check: self.registry.skip_push_permission_check,
-            platform,
+            platform: platforms.first().cloned(),
+            platforms,
             reproducible: self.reproducible,
             cache: crate::cache::CacheOptions {
                 enabled: self.cache.unwrap_or(false),

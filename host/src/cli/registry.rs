@@ -46,8 +46,9 @@ pub struct RegistryArgs {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub skip_push_permission_check: bool,
-    /// Build for this platform, os/arch[/variant]: picks it from base-image indexes and
-    /// writes it into the image config
+    /// Build for this platform, os/arch[/variant], or for each of a comma-separated list
+    /// (pushed as one OCI index): picks it from base-image indexes and writes it into the
+    /// image config
     #[arg(long, visible_alias = "platform", alias = "customPlatform")]
     pub custom_platform: Option<String>,
     /// Base-image cache (filled by `kiln warm`), looked at before the network
@@ -56,8 +57,9 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// Validates these flags into `opts`; returns the `--custom-platform`, if any.
-    pub fn apply(&self, opts: &mut RegistryOptions) -> Result<Option<Platform>> {
+    /// Validates these flags into `opts`; returns the `--custom-platform` list (empty when
+    /// not given).
+    pub fn apply(&self, opts: &mut RegistryOptions) -> Result<Vec<Platform>> {
         for c in &self.registry_certificates {
             match c.split_once('=') {
                 Some((reg, path)) if !reg.is_empty() && !path.is_empty() => opts
@@ -108,9 +110,14 @@ impl RegistryArgs {
             })?;
             opts.push_chunked_above = Some(bytes);
         }
-        Ok(match &self.custom_platform {
-            Some(p) => Some(p.parse::<Platform>()?),
-            None => None,
-        })
+        let mut platforms: Vec<Platform> = Vec::new();
+        for p in self.custom_platform.iter().flat_map(|list| list.split(',')) {
+            let p = p.trim().parse::<Platform>()?;
+            if platforms.contains(&p) {
+                bail!("--custom-platform: {p} is listed twice");
+            }
+            platforms.push(p);
+        }
+        Ok(platforms)
     }
 }

@@ -50,10 +50,11 @@ impl WarmArgs {
             insecure_registries: self.insecure_registries,
             ..RegistryOptions::default()
         };
-        let platform = self
-            .registry
-            .apply(&mut registry)?
-            .unwrap_or_else(Platform::host);
+        let platforms = self.registry.apply(&mut registry)?;
+        if platforms.len() > 1 {
+            bail!("kiln warm --custom-platform takes one platform");
+        }
+        let platform = platforms.into_iter().next().unwrap_or_else(Platform::host);
         let Some(cache_dir) = registry.cache_dir.take() else {
             bail!("kiln warm needs --cache-dir DIR");
         };

@@ -92,30 +92,62 @@ pub fn write_docker_archive(image: &BuiltImage, repo_tags: &[String], dest: &Pat
 
 /// Writes (or adds to) an OCI image layout at `dir`, the manifest annotated with `ref_name`.
 pub fn write_oci_layout(image: &BuiltImage, ref_name: &str, dir: &Path) -> Result<()> {
+    put_image_blobs(image, dir)?;
+    let descriptor = json!({
+        "mediaType": image.family.manifest(),
+        "digest": image.manifest_digest.0,
+        "size": image.manifest.len(),
+    });
+    name_in_layout(dir, descriptor, ref_name)
+}
+
+/// Stores `bytes` (or the file `src`) as blob `hex` of the layout at `dir`, unless it is there.
+pub(crate) fn put_layout_blob(
+    dir: &Path,
+    hex: &str,
+    src: Option<&Path>,
+    bytes: Option<&[u8]>,
+) -> Result<()> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(io(&blobs, "create"))?;
-    let put = |hex: &str, src: Option<&Path>, bytes: Option<&[u8]>| -> Result<()> {
-        let target = blobs.join(hex);
-        if target.exists() {
-            return Ok(());
-        }
-        let tmp = blobs.join(format!(".{hex}.partial"));
-        match (src, bytes) {
-            (Some(src), _) => {
-                if std::fs::hard_link(src, &tmp).is_err() {
-                    std::fs::copy(src, &tmp).map_err(io(src, "copy blob"))?;
-                }
-            }
-            (None, Some(bytes)) => std::fs::write(&tmp, bytes).map_err(io(&tmp, "write blob"))?,
-            (None, None) => return Ok(()),
-        }
-        std::fs::rename(&tmp, &target).map_err(io(&target, "store blob"))
-    };
-    for layer in &image.layers {
-        put(layer.digest.hex(), Some(&layer.path), None)?;
+    let target = blobs.join(hex);
+    if target.exists() {
+        return Ok(());
     }
-    put(image.config_digest.hex(), None, Some(&image.config))?;
-    put(image.manifest_digest.hex(), None, Some(&image.manifest))?;
+    let tmp = blobs.join(format!(".{hex}.partial"));
+    match (src, bytes) {
+        (Some(src), _) => {
+            if std::fs::hard_link(src, &tmp).is_err() {
+                std::fs::copy(src, &tmp).map_err(io(src, "copy blob"))?;
+            }
+        }
+        (None, Some(bytes)) => std::fs::write(&tmp, bytes).map_err(io(&tmp, "write blob"))?,
+        (None, None) => return Ok(()),
+    }
+    std::fs::rename(&tmp, &target).map_err(io(&target, "store blob"))
+}
+
+/// Stores an image's layers, config and manifest in the layout at `dir`.
+pub(crate) fn put_image_blobs(image: &BuiltImage, dir: &Path) -> Result<()> {
+    for layer in &image.layers {
+        put_layout_blob(dir, layer.digest.hex(), Some(&layer.path), None)?;
+    }
+    put_layout_blob(dir, image.config_digest.hex(), None, Some(&image.config))?;
+    put_layout_blob(
+        dir,
+        image.manifest_digest.hex(),
+        None,
+        Some(&image.manifest),
+    )
+}
+
+/// Points `ref_name` in the layout's `index.json` at `descriptor` (replacing an older entry
+/// of that name) and writes `oci-layout`.
+pub(crate) fn name_in_layout(
+    dir: &Path,
+    mut descriptor: serde_json::Value,
+    ref_name: &str,
+) -> Result<()> {
     let layout = dir.join("oci-layout");
     std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&layout, "write"))?;
     let index_path = dir.join("index.json");
@@ -130,12 +162,8 @@ pub fn write_oci_layout(image: &BuiltImage, ref_name: &str, dir: &Path) -> Resul
             .and_then(|n| n.as_str())
             != Some(ref_name)
     });
-    manifests.push(json!({
-        "mediaType": image.family.manifest(),
-        "digest": image.manifest_digest.0,
-        "size": image.manifest.len(),
-        "annotations": {"org.opencontainers.image.ref.name": ref_name},
-    }));
+    descriptor["annotations"] = json!({"org.opencontainers.image.ref.name": ref_name});
+    manifests.push(descriptor);
     let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
     let tmp = dir.join(".index.json.partial");
     let bytes = serde_json::to_vec(&index).map_err(|source| Error::BadConfig {

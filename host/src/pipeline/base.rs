@@ -76,9 +76,10 @@ async fn start(
     done: &Finished,
 ) -> Result<Start> {
     let stage = &plan.stages[index];
+    let platform = stage.platform.as_ref().unwrap_or(&build.platform);
     Ok(match &stage.base {
         Base::Scratch => Start {
-            config: image::scratch_config(&build.platform.os, &build.platform.architecture),
+            config: image::scratch_config(&platform.os, &platform.architecture),
             layers: Vec::new(),
             family: Family::Oci,
             cache_state: crate::cache::digest_of(["scratch"]),
@@ -97,7 +98,7 @@ async fn start(
             }
         }
         Base::Image(reference) => {
-            let (config, layers, family, manifest_digest) = pull_image(build, reference)
+            let (config, layers, family, manifest_digest) = pull_image(build, reference, platform)
                 .await
                 .with_context(|| format!("Dockerfile:{}: FROM {reference}", stage.line))?;
             extract_layers(dir, &layers)

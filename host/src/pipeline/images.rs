@@ -12,19 +12,21 @@ use super::results::Finished;
 use super::Build;
 use crate::image::{self, Family};
 use crate::layer::{extract, DiffId, Digest, LayerBlob};
+use crate::registry::Platform;
 use crate::rootfs::Root;
 use crate::task::blocking;
 
-/// Pulls an image into the blob store: its config, its layers in `family`'s media types and
-/// its manifest digest.
+/// Pulls an image for `platform` into the blob store: its config, its layers in `family`'s
+/// media types and its manifest digest.
 pub(crate) async fn pull_image(
     build: &Build,
     reference: &str,
+    platform: &Platform,
 ) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
     let started = std::time::Instant::now();
     let pulled = build
         .registry
-        .pull(reference, &build.platform, build.store.dir())
+        .pull(reference, platform, build.store.dir())
         .await
         .with_context(|| format!("pulling {reference}"))?;
     crate::progress::summary::time(crate::progress::summary::Phase::Pull, started.elapsed());
@@ -108,7 +110,7 @@ async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
     let (cell, next) = cell;
     let root = cell
         .get_or_try_init(|| async {
-            let (_, layers, _, _) = pull_image(build, reference).await?;
+            let (_, layers, _, _) = pull_image(build, reference, &build.platform).await?;
             let dir = build.work.join(format!("image-{next}"));
             let root = Arc::new(Root::create(&dir)?);
             extract_layers(&root, &layers).await?;

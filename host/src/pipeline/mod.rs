@@ -18,6 +18,7 @@ mod lints;
 mod options;
 mod outputs;
 mod plan;
+mod platforms;
 mod results;
 mod run_step;
 mod stages;
@@ -115,11 +116,13 @@ struct Loaded {
     source: DockerfileSource,
 }
 
-/// Runs a whole build and writes its outputs.
-pub async fn run(opts: BuildOptions) -> Result<BuiltImage> {
+/// Runs a whole build and writes its outputs; returns the digest pushed (the manifest's, or
+/// the index's of a multi-platform build).
+pub async fn run(opts: BuildOptions) -> Result<String> {
     if opts.destinations.is_empty() && !opts.no_push {
         bail!("no destination given: pass --destination REF, or --no-push with --tar-path or --oci-layout-path");
     }
+    platforms::check_outputs(&opts)?;
     let started = Instant::now();
     let kiln_dir = opts.kiln_dir.clone();
     let loaded = load(&opts)
@@ -157,13 +160,18 @@ async fn build_loaded(
     loaded: Loaded,
     started: Instant,
     context: std::time::Duration,
-) -> Result<BuiltImage> {
+) -> Result<String> {
     let work = opts.kiln_dir.join(format!("build-{}", std::process::id()));
     let _cleanup = WorkDir(work.clone());
-    let build = Arc::new(prepare(opts, &loaded, work).await?);
+    let build = prepare(opts, &loaded, work).await?;
+    if build.opts.platforms.len() > 1 {
+        return platforms::build_each(build, &loaded, started, context).await;
+    }
+    let build = Arc::new(build);
     let target = loaded.plan.target;
     let steps_started = Instant::now();
-    let mut results = stages::build_all(build.clone(), Arc::new(loaded.plan)).await?;
+    let mut results =
+        stages::build_all(build.clone(), Arc::new(loaded.plan), HashMap::new()).await?;
     let steps = steps_started.elapsed();
     let last = results
         .remove(&target)
@@ -183,11 +191,21 @@ async fn build_loaded(
         total: started.elapsed(),
     };
     progress::report_summary(&summarize(&build.opts, &image, &walls));
-    Ok(image)
+    Ok(image.manifest_digest.to_string())
 }
 
 /// The summary of a finished build (see `progress::summary`).
 fn summarize(opts: &BuildOptions, image: &BuiltImage, walls: &summary::Walls) -> Summary {
+    summarize_images(opts, &image.manifest_digest.0, &[image], walls)
+}
+
+/// The summary of a build that made `images`, pushed as `digest`.
+fn summarize_images(
+    opts: &BuildOptions,
+    digest: &str,
+    images: &[&BuiltImage],
+    walls: &summary::Walls,
+) -> Summary {
     let mut destinations: Vec<String> = Vec::new();
     if !opts.no_push {
         destinations.extend(opts.destinations.iter().cloned());
@@ -198,17 +216,19 @@ fn summarize(opts: &BuildOptions, image: &BuiltImage, walls: &summary::Walls) ->
         &opts.oci_archive_path,
     ];
     destinations.extend(files.into_iter().flatten().map(|p| p.display().to_string()));
-    let size = image.layers.iter().map(|l| l.size).sum::<u64>()
-        + image.config.len() as u64
-        + image.manifest.len() as u64;
-    let layers: Vec<&str> = image.layers.iter().map(|l| l.digest.0.as_str()).collect();
-    Summary::of(
-        image.manifest_digest.to_string(),
-        destinations,
-        size,
-        &layers,
-        walls,
-    )
+    let size = images
+        .iter()
+        .map(|image| {
+            image.layers.iter().map(|l| l.size).sum::<u64>()
+                + image.config.len() as u64
+                + image.manifest.len() as u64
+        })
+        .sum();
+    let layers: Vec<&str> = images
+        .iter()
+        .flat_map(|image| image.layers.iter().map(|l| l.digest.0.as_str()))
+        .collect();
+    Summary::of(digest.to_string(), destinations, size, &layers, walls)
 }
 
 /// `--dryrun`: fetches the context and plans the build, then prints the stages in the order

@@ -62,8 +62,10 @@ pub struct BuildOptions {
     pub layers: LayerOptions,
     /// `--skip-push-permission-check`
     pub skip_push_permission_check: bool,
-    /// `--custom-platform`: the platform to build for, else the host's
+    /// `--custom-platform`: the (first) platform to build for, else the host's
     pub platform: Option<Platform>,
+    /// every platform of `--custom-platform`; two or more make an image index
+    pub platforms: Vec<Platform>,
     /// the layer cache flags
     pub cache: crate::cache::CacheOptions,
 }

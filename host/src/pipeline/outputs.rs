@@ -1,12 +1,14 @@
 //! The built image written where the build was asked to put it: a docker archive, an OCI
 //! layout (a directory or a tar of one), every `--destination` (pushed), the digest files
-//! kaniko writes and docker's `--iidfile` and `--metadata-file`.
+//! kaniko writes and docker's `--iidfile` and `--metadata-file`; for a multi-platform build,
+//! the index over its images (`write_index`).
 
 use anyhow::{Context as _, Result};
 
 use super::Build;
+use crate::image::index::{self, BuiltIndex, PlatformImage};
 use crate::image::{output, BuiltImage};
-use crate::registry::{self, PushImage};
+use crate::registry::{self, Platform, PushImage};
 
 /// Writes `image` to every output of the build.
 pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
@@ -46,8 +48,15 @@ pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
         output::write_digest_file(&metadata(image, &opts.destinations), path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    write_digest_files(build, &image.manifest_digest.0)
+}
+
+/// `--digest-file`, `--image-name-with-digest-file` and `--image-name-tag-with-digest-file`
+/// with `digest` (the manifest's, or the index's).
+fn write_digest_files(build: &Build, digest: &str) -> Result<()> {
+    let opts = &build.opts;
     if let Some(path) = &opts.digest_file {
-        output::write_digest_file(&image.manifest_digest.0, path)
+        output::write_digest_file(digest, path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     for (path, with_tag) in [
@@ -58,7 +67,7 @@ pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
         let lines: String = opts
             .destinations
             .iter()
-            .map(|d| format!("{}@{}\n", image_name(d, with_tag), image.manifest_digest))
+            .map(|d| format!("{}@{digest}\n", image_name(d, with_tag)))
             .collect();
         output::write_digest_file(&lines, path)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -66,8 +75,88 @@ pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
     Ok(())
 }
 
-/// Pushes the image to every destination.
-async fn push(build: &Build, image: &BuiltImage) -> Result<()> {
+/// Writes a multi-platform build's images as one index to every output (`--tar-path` and
+/// `--oci-archive-path` are refused before the build); returns the index digest.
+pub(crate) async fn write_index(
+    build: &Build,
+    images: &[(Platform, BuiltImage)],
+) -> Result<String> {
+    let opts = &build.opts;
+    let entries: Vec<PlatformImage<'_>> = images
+        .iter()
+        .map(|(p, image)| PlatformImage {
+            image,
+            os: &p.os,
+            architecture: &p.architecture,
+            variant: p.variant.as_deref(),
+        })
+        .collect();
+    let built = index::assemble(&entries)?;
+    if let Some(dir) = &opts.oci_layout_path {
+        let name = opts
+            .destinations
+            .first()
+            .map_or_else(|| "latest".to_string(), |d| tag_of(d));
+        index::write_oci_layout(&built, &entries, &name, dir)
+            .with_context(|| format!("writing OCI layout {}", dir.display()))?;
+        tracing::info!(path = %dir.display(), "wrote OCI layout (an index of {} images)", images.len());
+    }
+    if !opts.no_push {
+        push_index(build, &built, images).await?;
+    }
+    // docker writes the index digest as the image id of a multi-platform build
+    if let Some(path) = &opts.iidfile {
+        output::write_digest_file(&built.digest.0, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &opts.metadata_file {
+        output::write_digest_file(&index_metadata(&built, &opts.destinations), path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    write_digest_files(build, &built.digest.0)?;
+    Ok(built.digest.0.clone())
+}
+
+/// Pushes each platform's image by digest, then the index under every destination.
+async fn push_index(
+    build: &Build,
+    index: &BuiltIndex,
+    images: &[(Platform, BuiltImage)],
+) -> Result<()> {
+    for dest in &build.opts.destinations {
+        for (platform, image) in images {
+            let by_digest = format!("{}@{}", image_name(dest, false), image.manifest_digest);
+            build
+                .registry
+                .push(&by_digest, &push_image(build, image))
+                .await
+                .with_context(|| format!("pushing the {platform} image to {by_digest}"))?;
+        }
+    }
+    let push = PushImage {
+        manifest: index.bytes.clone(),
+        manifest_media_type: index.media_type.to_string(),
+        blobs: Vec::new(),
+    };
+    push_to_destinations(build, &push).await
+}
+
+/// The keys `docker buildx build --metadata-file` writes for an index.
+fn index_metadata(index: &BuiltIndex, destinations: &[String]) -> String {
+    let value = serde_json::json!({
+        "containerimage.digest": index.digest.0,
+        "containerimage.descriptor": {
+            "mediaType": index.media_type,
+            "digest": index.digest.0,
+            "size": index.bytes.len(),
+        },
+        "image.name": destinations.join(","),
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
+}
+
+/// What pushing `image` sends: its config and layers from the blob store, its manifest.
+fn push_image(build: &Build, image: &BuiltImage) -> PushImage {
     let mut blobs = vec![registry::BlobFile {
         digest: image.config_digest.0.clone(),
         size: image.config.len() as u64,
@@ -78,13 +167,22 @@ async fn push(build: &Build, image: &BuiltImage) -> Result<()> {
         size: l.size,
         path: l.path.clone(),
     }));
-    let push = PushImage {
+    PushImage {
         manifest: image.manifest.clone(),
         manifest_media_type: image.family.manifest().to_string(),
         blobs,
-    };
+    }
+}
+
+/// Pushes the image to every destination.
+async fn push(build: &Build, image: &BuiltImage) -> Result<()> {
+    push_to_destinations(build, &push_image(build, image)).await
+}
+
+/// Pushes `push` (an image or an index) under every destination.
+async fn push_to_destinations(build: &Build, push: &PushImage) -> Result<()> {
     for dest in &build.opts.destinations {
-        match build.registry.push(dest, &push).await {
+        match build.registry.push(dest, push).await {
             Ok(digest) => tracing::info!(destination = %dest, %digest, "pushed"),
             Err(e)
                 if build.opts.push_ignore_immutable_tag_errors

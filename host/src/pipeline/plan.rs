@@ -25,6 +25,9 @@ pub struct Stage {
     pub base: Base,
     /// line of the FROM
     pub line: usize,
+    /// `FROM --platform=…` expanded: the platform this stage's base is pulled for and its
+    /// RUNs execute as (None: the build's target platform)
+    pub platform: Option<Platform>,
     pub instructions: Vec<Instruction>,
 }
 
@@ -80,12 +83,13 @@ pub fn global_lookup(globals: &HashMap<String, Option<String>>) -> HashMap<Strin
 pub use crate::dockerfile::PROXY_ARGS;
 
 /// BuildKit's automatic platform ARGs, in global scope (usable in FROM; a stage declares
-/// `ARG TARGETARCH` to see one). kiln builds for the platform it runs on.
+/// `ARG TARGETARCH` to see one): `TARGET*` the platform built for, `BUILD*` the machine
+/// kiln runs on.
 pub fn platform_args(platform: &Platform) -> Vec<(String, String)> {
-    let variant = platform.variant.clone().unwrap_or_default();
-    let full = platform.to_string();
     let mut out = Vec::new();
-    for side in ["TARGET", "BUILD"] {
+    for (side, platform) in [("TARGET", platform), ("BUILD", &Platform::host())] {
+        let variant = platform.variant.clone().unwrap_or_default();
+        let full = platform.to_string();
         out.push((format!("{side}PLATFORM"), full.clone()));
         out.push((format!("{side}OS"), platform.os.clone()));
         out.push((format!("{side}ARCH"), platform.architecture.clone()));
@@ -164,6 +168,20 @@ fn from_stage(
             ins.line
         );
     }
+    let platform = match ins.flag("platform") {
+        Some(flag) => {
+            let value = flag.value.as_deref().unwrap_or_default();
+            let expanded = expand_word(value, &lookup, escape).with_context(|| {
+                format!("Dockerfile:{}: expanding FROM --platform={value}", ins.line)
+            })?;
+            Some(
+                expanded
+                    .parse::<Platform>()
+                    .with_context(|| format!("Dockerfile:{}: FROM --platform", ins.line))?,
+            )
+        }
+        None => None,
+    };
     let name = name.map(|n| n.to_ascii_lowercase());
     if let Some(n) = &name {
         if stages.iter().any(|s| s.name.as_deref() == Some(n)) {
@@ -192,6 +210,7 @@ fn from_stage(
         name,
         base,
         line: ins.line,
+        platform,
         instructions: Vec::new(),
     })
 }
@@ -405,5 +424,19 @@ mod tests {
         let df = parse("FROM img-${TARGETARCH}:${TARGETOS}${TARGETVARIANT}\n").unwrap();
         let p = plan(&df, &[], None, &host).unwrap();
         assert_eq!(p.stages[0].base, Base::Image("img-arm64:linuxv8".into()));
+        // BUILDPLATFORM is the machine's, whatever the target
+        let df =
+            parse("FROM --platform=$BUILDPLATFORM img AS a\nFROM --platform=linux/arm/v7 b:1\n")
+                .unwrap();
+        let p = plan(&df, &[], None, &host).unwrap();
+        assert_eq!(p.stages[0].platform, Some(Platform::host()));
+        assert_eq!(
+            p.stages[1]
+                .platform
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("linux/arm/v7")
+        );
     }
 }

@@ -56,7 +56,7 @@ pub(super) async fn run_step(
     let key = match &cache {
         Some(_) => match mount_inputs(plan, index, done, &mounts).await? {
             Some(inputs) => Some(run_key(
-                &build.platform,
+                platform_of(build, plan, index),
                 &st.cache_state,
                 &st.config,
                 ins,
@@ -86,6 +86,7 @@ pub(super) async fn run_step(
             return Ok(());
         }
     }
+    run::binfmt::require_runnable(platform_of(build, plan, index), ins.line)?;
     // the command runs: the root must hold every layer so far
     materialize(st).await?;
     let (uid, gid, groups) = user_ids(build, st).await?;
@@ -120,6 +121,14 @@ pub(super) async fn run_step(
     }
     st.cache_state = after_layer(&st.cache_state, blob.as_ref());
     Ok(())
+}
+
+/// The platform stage `index` runs as: its `FROM --platform`, else the build's.
+fn platform_of<'a>(build: &'a Build, plan: &'a BuildPlan, index: usize) -> &'a Platform {
+    plan.stages[index]
+        .platform
+        .as_ref()
+        .unwrap_or(&build.platform)
 }
 
 /// The command's environment: the image's ENV, then ARGs in scope that ENV does not set,

@@ -21,10 +21,13 @@ use super::results::{Finished, StageFailed};
 use super::{Build, StageResult};
 
 /// Builds every stage of `plan.order`, concurrently unless `sequential`; returns their
-/// results. The first stage to fail ends the build with its error.
+/// results. A stage in `prebuilt` (built once for every platform, see `platforms`) is not
+/// run again: its result is published as it is. The first stage to fail ends the build
+/// with its error.
 pub(crate) async fn build_all(
     build: Arc<Build>,
     plan: Arc<BuildPlan>,
+    prebuilt: HashMap<usize, Arc<StageResult>>,
 ) -> Result<HashMap<usize, Arc<StageResult>>> {
     let (finished, senders) = Finished::new(&plan);
     let finished = Arc::new(finished);
@@ -32,6 +35,13 @@ pub(crate) async fn build_all(
     let mut results = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (index, tx) in senders {
+        if let Some(result) = prebuilt.get(&index) {
+            let name = plan.stages[index].display_name();
+            tracing::info!(stage = %name, "stage {name}: built once for every platform, reused");
+            tx.send_replace(Some(result.clone()));
+            results.insert(index, result.clone());
+            continue;
+        }
         let (build, plan, finished) = (build.clone(), plan.clone(), finished.clone());
         let span = tracing::info_span!("stage", name = %plan.stages[index].display_name());
         let task = async move {

@@ -10,6 +10,7 @@
 //! `overlay`'s, build secrets `secrets`'. Which instructions run and how their env is built
 //! is the orchestrator's business.
 
+pub mod binfmt;
 mod child;
 mod confine;
 mod in_place;

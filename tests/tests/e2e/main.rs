@@ -25,6 +25,7 @@ mod logs;
 mod outputs;
 mod parallel_stages;
 mod plan;
+mod platforms;
 mod progress;
 mod registry;
 mod run;
