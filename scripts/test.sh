@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 # The Debian packages the tests run (tests/src/tools.rs names each when it is missing).
 TEST_PACKAGES=(docker-registry skopeo buildah umoci busybox-static debootstrap jq time
-  python3 python3-venv python3-yaml tar util-linux openssl apache2-utils gzip bzip2 xz-utils
+  python3 python3-venv python3-yaml python3-cryptography tar util-linux openssl apache2-utils gzip bzip2 xz-utils
   zstd uidmap tmux runsc)
 # The venv tests/src/servers.rs looks in, and what it holds.
 VENV=/opt/kiln-venv

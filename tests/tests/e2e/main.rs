@@ -28,5 +28,6 @@ mod plan;
 mod progress;
 mod registry;
 mod run;
+mod signing;
 mod warm;
 mod workstation;
