@@ -6,6 +6,8 @@
 //! `COSIGN_PASSWORD`); a wrong password fails before anything is pushed, and no line of a
 //! key file ever appears in kiln's output.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
