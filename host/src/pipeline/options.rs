@@ -68,6 +68,8 @@ pub struct BuildOptions {
     pub platforms: Vec<Platform>,
     /// the layer cache flags
     pub cache: crate::cache::CacheOptions,
+    /// `--sign-key`: read before the build; every pushed digest is signed with it
+    pub sign_key: Option<std::sync::Arc<crate::signing::Key>>,
 }
 
 /// How stage roots are snapshotted and new layers compressed.

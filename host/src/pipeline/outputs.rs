@@ -183,7 +183,14 @@ async fn push(build: &Build, image: &BuiltImage) -> Result<()> {
 async fn push_to_destinations(build: &Build, push: &PushImage) -> Result<()> {
     for dest in &build.opts.destinations {
         match build.registry.push(dest, push).await {
-            Ok(digest) => tracing::info!(destination = %dest, %digest, "pushed"),
+            Ok(digest) => {
+                tracing::info!(destination = %dest, %digest, "pushed");
+                if let Some(key) = &build.opts.sign_key {
+                    crate::signing::sign_pushed(&build.registry, key, dest, &digest, &build.work)
+                        .await
+                        .with_context(|| format!("signing {dest}@{digest}"))?;
+                }
+            }
             Err(e)
                 if build.opts.push_ignore_immutable_tag_errors
                     && is_immutable_tag_error(&crate::error::chain(&e)) =>

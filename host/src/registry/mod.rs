@@ -8,7 +8,8 @@
 //! `auth.rs` (with `google.rs` and `ecr.rs` for the clouds that mint them), bearer tokens for
 //! mounts `token.rs`, TLS client certificates `client_cert.rs` (serving kiln alone: `peer.rs`), mirrors `mirror.rs`, platform
 //! choice in an index `platform.rs`, blob download with digest checks `pull.rs`, streaming
-//! upload with cross-repository mounts `push.rs`, the base-image cache of `--cache-dir`
+//! upload with cross-repository mounts `push.rs`, one manifest read by tag (an existing
+//! signature image) `lookup.rs`, the base-image cache of `--cache-dir`
 //! `blobs.rs`, errors and their classification `error.rs`, the cause of a failure in words (DNS, refused, TLS, 401/403, 404) `cause.rs`, and retries of transient failures
 //! `retry.rs`. It never looks inside configs or layers: building manifests and configs, and
 //! unpacking layers, belong to the image and layer modules; media types and digest hashing are
@@ -26,6 +27,7 @@ mod client_cert;
 mod ecr;
 mod error;
 pub(crate) mod google;
+mod lookup;
 mod mirror;
 mod options;
 mod peer;

@@ -29,5 +29,6 @@ mod platforms;
 mod progress;
 mod registry;
 mod run;
+mod signing;
 mod warm;
 mod workstation;
