@@ -35,7 +35,7 @@ pub(super) async fn run_step(
     if !ins.heredocs.is_empty() {
         // a heredoc script may be written into the root below: the root must be complete
         // before it, so the snapshot baseline never includes the script
-        materialize(st).await?;
+        materialize(build, st).await?;
     }
     // a `RUN <<EOF` script starting with `#!`, removed before the snapshot
     let mut script_file = None;
@@ -77,7 +77,10 @@ pub(super) async fn run_step(
             ins.line,
             crate::redaction::shown(&ins.original)
         );
-        if let Some(entry) = cache.lookup(key, &st.identity(ins), &what).await? {
+        let before = st.ran.clone();
+        let identity = st.identity(ins);
+        let found = cache.lookup(key, &identity, &what, before.as_deref());
+        if let Some(entry) = found.await? {
             if let Some(file) = script_file {
                 file.remove()?;
             }
@@ -87,7 +90,7 @@ pub(super) async fn run_step(
         }
     }
     // the command runs: the root must hold every layer so far
-    materialize(st).await?;
+    materialize(build, st).await?;
     let (uid, gid, groups) = user_ids(build, st).await?;
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".into(), run::default_home(&st.root, uid)));
@@ -118,7 +121,11 @@ pub(super) async fn run_step(
         let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
         cache.store(key, &st.identity(ins), entry).await;
     }
-    st.cache_state = after_layer(&st.cache_state, blob.as_ref());
+    let state = after_layer(&st.cache_state, blob.as_ref());
+    if state != st.cache_state {
+        st.ran = Some(format!("RUN at Dockerfile:{}", ins.line));
+    }
+    st.cache_state = state;
     Ok(())
 }
 
