@@ -173,10 +173,11 @@ fn a_no_change_rebuild_in_a_fresh_kiln_dir_downloads_and_extracts_nothing() {
     let moved = f.build("other:1", true);
     assert_eq!(layer_gets(&moved, &layers), Vec::<&String>::new());
     assert_eq!(moved.digest, first.digest);
-    assert_eq!(
-        f.proxy.uploaded_bytes("other"),
-        0,
-        "nothing uploaded but the manifest"
+    // the config (about a kilobyte) is the one blob uploaded
+    let uploaded = f.proxy.uploaded_bytes("other");
+    assert!(
+        uploaded < 4096,
+        "{uploaded} bytes uploaded: a layer went up"
     );
 
     // --reproducible: a build without the cache gives the image the cached one did
