@@ -72,15 +72,7 @@ pub(super) async fn run_step(
         None => None,
     };
     if let (Some(cache), Some(key)) = (&cache, &key) {
-        let what = format!(
-            "Dockerfile:{}: {}",
-            ins.line,
-            crate::redaction::shown(&ins.original)
-        );
-        let before = st.ran.clone();
-        let identity = st.identity(ins);
-        let found = cache.lookup(key, &identity, &what, before.as_deref());
-        if let Some(entry) = found.await? {
+        if let Some(entry) = look_up(cache, key, st, ins).await? {
             if let Some(file) = script_file {
                 file.remove()?;
             }
@@ -127,6 +119,22 @@ pub(super) async fn run_step(
     }
     st.cache_state = state;
     Ok(())
+}
+
+/// The cache's entry for a RUN's key (the miss logged with the step that ran before it).
+async fn look_up(
+    cache: &crate::cache::Cache,
+    key: &crate::cache::Key,
+    st: &StageState,
+    ins: &Instruction,
+) -> Result<Option<crate::cache::Entry>> {
+    let what = format!(
+        "Dockerfile:{}: {}",
+        ins.line,
+        crate::redaction::shown(&ins.original)
+    );
+    let identity = st.identity(ins);
+    cache.lookup(key, &identity, &what, st.ran.as_deref()).await
 }
 
 /// The command's environment: the image's ENV, then ARGs in scope that ENV does not set,
