@@ -97,21 +97,33 @@ impl Registry {
                         source,
                     })??;
             if let Some(image) = cached {
+                info!(reference = %image.reference, digest = %image.manifest_digest, cache = %dir.display(), "base image from the cache");
                 return Ok(image);
             }
         }
         let candidates = mirror::candidates(&self.opts, &parsed);
         let mut last_error = None;
-        for candidate in &candidates {
-            match self
-                .pull_config_from(&parsed, candidate, platform, blob_dir)
-                .await
-            {
+        for (i, candidate) in candidates.iter().enumerate() {
+            let result = retry(
+                "pull image",
+                self.opts.image_download_retry,
+                FIRST_OPERATION_BACKOFF,
+                |e| !e.is_denied(),
+                || self.pull_config_from(&parsed, candidate, platform, blob_dir),
+            )
+            .await;
+            match result {
                 Ok(image) => return Ok(image),
-                Err(e) => {
-                    debug!(reference = %candidate.whole(), error = %e, "config pull failed");
+                Err(e) if i + 1 < candidates.len() => {
+                    warn!(
+                        reference = %candidate.whole(),
+                        error = %e,
+                        next = %candidates[i + 1].whole(),
+                        "pull failed, trying the next registry"
+                    );
                     last_error = Some(e);
                 }
+                Err(e) => last_error = Some(e),
             }
         }
         Err(last_error.unwrap_or_else(|| Error::NoMatchingPlatform {
