@@ -26,7 +26,7 @@ pub use store::{Entry, Store};
 
 use crate::layer::BlobStore;
 use crate::progress::summary::note_cache_miss;
-use crate::registry::{Platform, Registry, RegistryOptions};
+use crate::registry::{Platform, Registry};
 
 /// kaniko's cache flags, validated.
 #[derive(Debug, Clone)]
@@ -135,7 +135,7 @@ impl Cache {
     pub fn new(
         opts: &CacheOptions,
         destinations: &[String],
-        registry: &RegistryOptions,
+        registry: Arc<Registry>,
         platform: &Platform,
         blobs: &BlobStore,
     ) -> Result<Option<Cache>> {
@@ -156,7 +156,7 @@ impl Cache {
                     bail!("--cache-repo {repo}: a repository without tag or digest is expected (kiln tags entries by key)");
                 }
                 Store::Registry {
-                    registry: Arc::new(Registry::new(registry.clone())),
+                    registry,
                     repo,
                     platform: platform.clone(),
                 }
@@ -175,10 +175,20 @@ impl Cache {
         }))
     }
 
-    /// Looks `key` up; logs the hit, or the miss and why: the first input that differs from
-    /// the last entry stored for the same step (`identity`).
-    pub async fn lookup(&self, key: &Key, identity: &str, what: &str) -> Result<Option<Entry>> {
-        match self.find(key, identity, true).await? {
+    /// Looks `key` up; logs the hit, or the miss and why (one line at the default
+    /// verbosity): the first input that differs from the last entry stored for the same step
+    /// (`identity`); when that is the state it starts from, `before` names the earlier step
+    /// of the stage that ran (else the base changed).
+    /// A hit's layer is not downloaded: its path is where its bytes go once a step needs
+    /// them (`Registry::fetch_blob`), and a push takes it by digest.
+    pub async fn lookup(
+        &self,
+        key: &Key,
+        identity: &str,
+        what: &str,
+        before: Option<&str>,
+    ) -> Result<Option<Entry>> {
+        match self.find(key, identity, before).await? {
             Found::Hit(entry) => {
                 tracing::info!(key = %short(&key.hex), "cache hit: {what}");
                 crate::progress::summary::note_cache_hit();
@@ -199,18 +209,15 @@ impl Cache {
 
     /// What `lookup` would answer, without taking the layer or logging: for `--dry-run`.
     pub async fn probe(&self, key: &Key, identity: &str) -> Result<Found> {
-        self.find(key, identity, false).await
+        self.find(key, identity, None).await
     }
 
-    /// The one decision of a lookup; `layer`: the entry's layer brought into the blob store.
-    async fn find(&self, key: &Key, identity: &str, layer: bool) -> Result<Found> {
+    /// The one decision of a lookup (the entry's layer is left where it is).
+    async fn find(&self, key: &Key, identity: &str, before: Option<&str>) -> Result<Found> {
         if !self.read {
             return Ok(Found::Miss("--no-cache".to_string()));
         }
-        let entry = match layer {
-            true => self.store.get(&key.hex, &self.blobs).await?,
-            false => self.store.peek(&key.hex, &self.blobs).await?,
-        };
+        let entry = self.store.peek(&key.hex, &self.blobs).await?;
         if let Some(entry) = entry {
             let age = now().saturating_sub(entry.stored);
             if entry.stored > 0 && age as u64 > self.ttl.as_secs() {
@@ -222,10 +229,15 @@ impl Cache {
         }
         let reason = match self.store.peek(&identity_tag(identity), &self.blobs).await {
             Ok(Some(earlier)) => match key.first_difference(&earlier.components) {
-                Some(component) => format!("{component} changed"),
+                Some("parent") => match before {
+                    Some(step) => format!("the {step} before it changed"),
+                    None => "the stage's base (or a WORKDIR before it) changed".to_string(),
+                },
+                Some("sources") => "its sources changed".to_string(),
+                Some(component) => format!("its {component} changed"),
                 None => "the entry is gone from the store".to_string(),
             },
-            Ok(None) => "no earlier entry for this step".to_string(),
+            Ok(None) => format!("no entry for key {}", short(&key.hex)),
             Err(e) => format!("no earlier entry readable ({e:#})"),
         };
         Ok(Found::Miss(reason))

@@ -1,7 +1,8 @@
-//! Where a stage starts: `scratch`, an earlier stage's result, or an image pulled into the
-//! blob store and extracted into the stage's own directory. The runner then gives the stage
-//! its root (in place, the base laid over `/`), and the steps run on it. Pulling and
-//! extracting images is `images`'.
+//! Where a stage starts: `scratch`, an earlier stage's result, or an image resolved to its
+//! config and layer descriptors. The runner gives the stage its root (in place, the base
+//! extracted and laid over `/`); otherwise the root stays empty, the base's layers pending,
+//! until a step needs the filesystem (`state::materialize`). Pulling and extracting images is
+//! `images`'.
 
 use std::sync::Arc;
 
@@ -42,7 +43,18 @@ pub(crate) async fn build_stage(
     tracing::debug!("[{} {number}] {from}", stage.display_name());
     let shown = crate::progress::Step::start(&stage.display_name(), &number, &from, stage.line);
     let dir = Arc::new(Root::create(&build.work.join(format!("stage-{index}")))?);
-    let start = start(build, plan, index, &base_name, &dir, done).await?;
+    let start = start(build, plan, index, &base_name, done).await?;
+    // the root is filled when a step first needs the filesystem (`state::materialize`): a
+    // stage whose every step hits the cache never extracts its base
+    let pending = match build.runner.roots_fill_later() {
+        true => start.layers.clone(),
+        false => {
+            extract_layers(build, &dir, &start.layers)
+                .await
+                .with_context(|| format!("Dockerfile:{}: extracting {base_name}", stage.line))?;
+            Vec::new()
+        }
+    };
     let laid = build.runner.lay_out(dir).await?;
     shown.done();
     let base_layers = start.layers.len();
@@ -50,6 +62,7 @@ pub(crate) async fn build_stage(
         root: laid.root,
         config: start.config,
         layers: start.layers,
+        pending,
         family: start.family,
         cache_state: start.cache_state,
     };
@@ -58,7 +71,7 @@ pub(crate) async fn build_stage(
         // the stage's root is shared (in place) and moves on to the next stage, but a later
         // stage reads this one (COPY --from, RUN --mount from=): its filesystem is rebuilt
         // in its own directory, from the extracted base and the layers it added
-        extract_layers(&dir, &result.layers[base_layers..])
+        extract_layers(build, &dir, &result.layers[base_layers..])
             .await
             .with_context(|| format!("keeping stage {} for later stages", stage.display_name()))?;
         result.root = dir;
@@ -66,13 +79,12 @@ pub(crate) async fn build_stage(
     Ok(result)
 }
 
-/// The stage's base config and layers, extracted into `dir`.
+/// The stage's base config and layers (nothing extracted yet).
 async fn start(
     build: &Build,
     plan: &BuildPlan,
     index: usize,
     base_name: &str,
-    dir: &Arc<Root>,
     done: &Finished,
 ) -> Result<Start> {
     let stage = &plan.stages[index];
@@ -89,7 +101,6 @@ async fn start(
                 .wait(*dep)
                 .await
                 .with_context(|| format!("Dockerfile:{}: FROM {base_name}", stage.line))?;
-            extract_layers(dir, &dep.layers).await?;
             Start {
                 config: dep.config.clone(),
                 layers: dep.layers.clone(),
@@ -101,9 +112,6 @@ async fn start(
             let (config, layers, family, manifest_digest) = pull_image(build, reference, platform)
                 .await
                 .with_context(|| format!("Dockerfile:{}: FROM {reference}", stage.line))?;
-            extract_layers(dir, &layers)
-                .await
-                .with_context(|| format!("Dockerfile:{}: extracting {reference}", stage.line))?;
             Start {
                 config,
                 layers,

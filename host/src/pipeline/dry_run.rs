@@ -66,7 +66,7 @@ pub(super) async fn print(opts: &BuildOptions, loaded: &Loaded) -> Result<()> {
     let cache = Cache::new(
         &opts.cache,
         &opts.destinations,
-        &opts.registry,
+        Arc::new(Registry::new(opts.registry.clone())),
         &platform,
         &store,
     )?

@@ -1,10 +1,11 @@
 //! Images a stage reads: a `FROM` base or a `COPY --from=<image>` / `RUN --mount from=<image>`
-//! source, pulled into the blob store (config, layers in the manifest family's media types)
-//! and extracted, layer by layer, into a root.
+//! source, resolved to its config and layer descriptors (the layers' bytes fetched only when
+//! a root needs them, `fetch_layers`) and extracted, layer by layer, into a root.
 
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
+use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 
 use super::plan::BuildPlan;
@@ -16,6 +17,9 @@ use crate::registry::Platform;
 use crate::rootfs::Root;
 use crate::task::blocking;
 
+/// Layer downloads running at once when a root needs layers taken by digest.
+const PARALLEL_FETCHES: usize = 4;
+
 /// Pulls an image for `platform` into the blob store: its config, its layers in `family`'s
 /// media types and its manifest digest.
 pub(crate) async fn pull_image(
@@ -24,9 +28,11 @@ pub(crate) async fn pull_image(
     platform: &Platform,
 ) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
     let started = std::time::Instant::now();
+    // the manifest and config only: a layer's bytes are fetched when a root needs them
+    // (`fetch_layers`) or a push cannot do without them
     let pulled = build
         .registry
-        .pull(reference, platform, build.store.dir())
+        .pull_config(reference, platform, build.store.dir())
         .await
         .with_context(|| format!("pulling {reference}"))?;
     crate::progress::summary::time(crate::progress::summary::Phase::Pull, started.elapsed());
@@ -65,8 +71,45 @@ pub(crate) async fn pull_image(
     Ok((config, layers, family, manifest_digest))
 }
 
-/// Applies layers, in order, to a root, each checked against its diff_id.
-pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Result<()> {
+/// Brings the bytes of every layer taken by digest only (a base image's, a cache hit's) into
+/// the blob store, a few at a time, from the repository it was found in.
+pub(crate) async fn fetch_layers(build: &Build, layers: &[LayerBlob]) -> Result<()> {
+    let missing: Vec<&LayerBlob> = layers.iter().filter(|l| !l.path.exists()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    stream::iter(missing)
+        .map(|layer| async move {
+            let found = build
+                .registry
+                .fetch_blob(&layer.digest.0, layer.size, &layer.path)
+                .await
+                .with_context(|| format!("downloading layer {}", layer.digest))?;
+            if !found {
+                bail!(
+                    "layer {}: not in the blob store, and no repository is known to hold it",
+                    layer.digest
+                );
+            }
+            Ok(())
+        })
+        .boxed()
+        .buffer_unordered(PARALLEL_FETCHES)
+        .try_collect::<Vec<()>>()
+        .await?;
+    crate::progress::summary::time(crate::progress::summary::Phase::Pull, started.elapsed());
+    Ok(())
+}
+
+/// Applies layers, in order, to a root, each checked against its diff_id; their bytes are
+/// fetched first where the blob store lacks them.
+pub(crate) async fn extract_layers(
+    build: &Build,
+    root: &Arc<Root>,
+    layers: &[LayerBlob],
+) -> Result<()> {
+    fetch_layers(build, layers).await?;
     let root = root.clone();
     let layers = layers.to_vec();
     blocking(move || -> Result<()> {
@@ -75,6 +118,7 @@ pub(crate) async fn extract_layers(root: &Arc<Root>, layers: &[LayerBlob]) -> Re
                 .with_context(|| format!("opening layer {}", layer.digest))?;
             extract::extract_layer(&root, file, &layer.digest.0, &layer.diff_id.0)
                 .with_context(|| format!("extracting layer {}", layer.digest))?;
+            tracing::debug!(digest = %layer.digest, root = %root.path().display(), "layer extracted");
         }
         Ok(())
     })
@@ -113,7 +157,7 @@ async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
             let (_, layers, _, _) = pull_image(build, reference, &build.platform).await?;
             let dir = build.work.join(format!("image-{next}"));
             let root = Arc::new(Root::create(&dir)?);
-            extract_layers(&root, &layers).await?;
+            extract_layers(build, &root, &layers).await?;
             Ok::<_, anyhow::Error>(root)
         })
         .await?;

@@ -75,7 +75,7 @@ pub(crate) struct StageResult {
 pub(crate) struct Build {
     pub opts: BuildOptions,
     pub store: BlobStore,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub platform: Platform,
     pub sandbox: Arc<LazySandbox>,
     pub context: Arc<Root>,
@@ -333,15 +333,17 @@ async fn prepare(mut opts: BuildOptions, loaded: &Loaded, work: PathBuf) -> Resu
             .map_or(0, |d| d.as_secs() as i64)
     });
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    // one client for the build and the cache: a blob seen in the cache repository or a base
+    // image's is fetched (or mounted) from there when it is needed
+    let registry = Arc::new(Registry::new(opts.registry.clone()));
     let cache = Cache::new(
         &opts.cache,
         &opts.destinations,
-        &opts.registry,
+        registry.clone(),
         &platform,
         &store,
     )?
     .map(Arc::new);
-    let registry = Registry::new(opts.registry.clone());
     if !opts.no_push && !opts.skip_push_permission_check {
         for dest in &opts.destinations {
             registry

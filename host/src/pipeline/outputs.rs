@@ -13,6 +13,11 @@ use crate::registry::{self, Platform, PushImage};
 /// Writes `image` to every output of the build.
 pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
     let opts = &build.opts;
+    if opts.tar_path.is_some() || opts.oci_layout_path.is_some() || opts.oci_archive_path.is_some()
+    {
+        // files hold every layer's bytes: those taken by digest only are downloaded now
+        super::images::fetch_layers(build, &image.layers).await?;
+    }
     if let Some(path) = &opts.tar_path {
         let tags: Vec<String> = opts
             .destinations

@@ -35,7 +35,7 @@ pub(super) async fn run_step(
     if !ins.heredocs.is_empty() {
         // a heredoc script may be written into the root below: the root must be complete
         // before it, so the snapshot baseline never includes the script
-        materialize(st).await?;
+        materialize(build, st).await?;
     }
     // a `RUN <<EOF` script starting with `#!`, removed before the snapshot
     let mut script_file = None;
@@ -72,12 +72,7 @@ pub(super) async fn run_step(
         None => None,
     };
     if let (Some(cache), Some(key)) = (&cache, &key) {
-        let what = format!(
-            "Dockerfile:{}: {}",
-            ins.line,
-            crate::redaction::shown(&ins.original)
-        );
-        if let Some(entry) = cache.lookup(key, &st.identity(ins), &what).await? {
+        if let Some(entry) = look_up(cache, key, st, ins).await? {
             if let Some(file) = script_file {
                 file.remove()?;
             }
@@ -88,7 +83,7 @@ pub(super) async fn run_step(
     }
     run::binfmt::require_runnable(platform_of(build, plan, index), ins.line)?;
     // the command runs: the root must hold every layer so far
-    materialize(st).await?;
+    materialize(build, st).await?;
     let (uid, gid, groups) = user_ids(build, st).await?;
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".into(), run::default_home(&st.root, uid)));
@@ -119,7 +114,11 @@ pub(super) async fn run_step(
         let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
         cache.store(key, &st.identity(ins), entry).await;
     }
-    st.cache_state = after_layer(&st.cache_state, blob.as_ref());
+    let state = after_layer(&st.cache_state, blob.as_ref());
+    if state != st.cache_state {
+        st.ran = Some(format!("RUN at Dockerfile:{}", ins.line));
+    }
+    st.cache_state = state;
     Ok(())
 }
 
@@ -129,6 +128,22 @@ fn platform_of<'a>(build: &'a Build, plan: &'a BuildPlan, index: usize) -> &'a P
         .platform
         .as_ref()
         .unwrap_or(&build.platform)
+}
+
+/// The cache's entry for a RUN's key (the miss logged with the step that ran before it).
+async fn look_up(
+    cache: &crate::cache::Cache,
+    key: &crate::cache::Key,
+    st: &StageState,
+    ins: &Instruction,
+) -> Result<Option<crate::cache::Entry>> {
+    let what = format!(
+        "Dockerfile:{}: {}",
+        ins.line,
+        crate::redaction::shown(&ins.original)
+    );
+    let identity = st.identity(ins);
+    cache.lookup(key, &identity, &what, st.ran.as_deref()).await
 }
 
 /// The command's environment: the image's ENV, then ARGs in scope that ENV does not set,

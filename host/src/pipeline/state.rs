@@ -31,8 +31,8 @@ pub(super) struct StageState {
     pub(super) snapshots: Option<Snapshots>,
     /// the cache state digest: the base, then what each filesystem step produced
     pub(super) cache_state: String,
-    /// cached layers already in the image but not yet extracted onto the root: only a step
-    /// that has to run (or a later stage) needs them there
+    /// layers already in the image but not yet extracted onto the root (the base's, cached
+    /// ones): only a step that has to run (or a later stage) needs them there
     pub(super) pending: Vec<LayerBlob>,
     /// the step's position in the stage and the stage's name: a step's identity across
     /// builds, for the cache's miss reasons
@@ -42,6 +42,9 @@ pub(super) struct StageState {
     pub(super) output: Option<crate::progress::StepOutput>,
     /// the running step was taken from the layer cache
     pub(super) cached: bool,
+    /// the last step of the stage that missed the cache and changed its state (`RUN at
+    /// Dockerfile:5`): why the steps after it miss
+    pub(super) ran: Option<String>,
     /// what `lookup` and `guest_view` would otherwise rebuild from `config.Env` for every
     /// instruction; `forget_env` drops it whenever `config` or `args` change other than
     /// through `absorb`
@@ -327,15 +330,23 @@ pub(super) fn apply_cached(
     }
 }
 
-/// Extracts the cached layers the root still lacks and takes the result as the snapshot
-/// baseline (what they brought is already in the image).
-pub(super) async fn materialize(st: &mut StageState) -> Result<()> {
+/// Extracts the layers the root still lacks (the base's, cached ones: their bytes fetched
+/// first when only their digests were taken) and takes the result as the snapshot baseline
+/// (what they brought is already in the image).
+pub(super) async fn materialize(build: &Build, st: &mut StageState) -> Result<()> {
     if st.pending.is_empty() {
         return Ok(());
     }
     let layers = std::mem::take(&mut st.pending);
     let started = std::time::Instant::now();
-    super::images::extract_layers(&st.root, &layers).await?;
+    tracing::info!(
+        layers = layers.len(),
+        "{}: the stage's root is needed: extracting {} layer{}",
+        st.stage_name,
+        layers.len(),
+        if layers.len() == 1 { "" } else { "s" }
+    );
+    super::images::extract_layers(build, &st.root, &layers).await?;
     let root = st.root.clone();
     let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
     let (snapshots, resynced) = blocking(move || {

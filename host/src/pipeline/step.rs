@@ -31,6 +31,8 @@ pub(crate) struct StageBase {
     pub root: Arc<Root>,
     pub config: Value,
     pub layers: Vec<LayerBlob>,
+    /// the base's layers not yet extracted onto `root` (see `state::materialize`)
+    pub pending: Vec<LayerBlob>,
     pub family: Family,
     /// the cache state digest of the base (see `cache`)
     pub cache_state: String,
@@ -47,6 +49,7 @@ pub(crate) async fn run_stage(
         root,
         config,
         layers,
+        pending,
         family,
         cache_state,
     } = base;
@@ -64,9 +67,10 @@ pub(crate) async fn run_stage(
         cache_state,
         pos: 0,
         stage_name: stage.display_name().to_string(),
-        pending: Vec::new(),
+        pending,
         output: None,
         cached: false,
+        ran: None,
         env_cache: Default::default(),
     };
     let mut instructions = base_triggers(build, stage, &mut st).await?;
@@ -87,7 +91,7 @@ pub(crate) async fn run_stage(
         st.cached = false;
         if volumes.named_by(ins) {
             // the root must show the earlier steps (a RUN or COPY would materialize it anyway)
-            materialize(&mut st).await?;
+            materialize(build, &mut st).await?;
             span.in_scope(|| volumes.warn_missing(&st.root, ins));
         }
         let before = (ins.keyword == Keyword::Volume).then(|| st.config.clone());
@@ -114,7 +118,7 @@ pub(crate) async fn run_stage(
     snapshot_step(build, &mut st, "single snapshot", Touched::StageEnd).await?;
     if index != plan.target {
         // a later stage may read this root (COPY --from, RUN --mount from=)
-        materialize(&mut st).await?;
+        materialize(build, &mut st).await?;
     }
     Ok(StageResult {
         root: st.root,
@@ -330,9 +334,9 @@ async fn guest_step(
     done: &Finished,
 ) -> Result<()> {
     let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
-    if is_file_op || ins.keyword == Keyword::Workdir {
-        // these read and write the root
-        materialize(st).await?;
+    if ins.keyword == Keyword::Workdir || (is_file_op && keyed_on_root(build, st, ins)) {
+        // these read the root before they can be keyed
+        materialize(build, st).await?;
     }
     let (parts, exec_form) = guest_parts(build, st, ins).await?;
     // each part's instruction and roots first: the cache key covers all of them
@@ -346,6 +350,10 @@ async fn guest_step(
     } else {
         None
     };
+    if is_file_op {
+        // a COPY/ADD that runs writes into the root: it must hold every layer so far
+        materialize(build, st).await?;
+    }
     let touched = execute_calls(build, st, ins, calls).await?;
     let touched = Touched::Paths(touched);
     if is_file_op || ins.keyword == Keyword::Workdir {
@@ -361,6 +369,11 @@ async fn guest_step(
                     let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
                     cache.store(key, &st.identity(ins), entry).await;
                 }
+                st.ran = Some(format!(
+                    "{} at Dockerfile:{}",
+                    ins.keyword.as_str(),
+                    ins.line
+                ));
                 after_copy(&st.cache_state, key)
             }
             (None, Keyword::Workdir) => after_workdir(&st.cache_state, &st.config),
@@ -371,6 +384,26 @@ async fn guest_step(
         image::add_history(&mut st.config, &build.created, &created_by, true);
         Ok(())
     }
+}
+
+/// Whether a COPY/ADD reads the stage's root before its key is known: without the cache it
+/// is not keyed (and runs at once), and `--chown=<name>` is resolved in the stage's
+/// `/etc/passwd` and `/etc/group`; anything else is keyed on its sources alone.
+fn keyed_on_root(build: &Build, st: &StageState, ins: &Instruction) -> bool {
+    if build.cache.is_none() {
+        return true;
+    }
+    let Some(flag) = ins.flags.iter().find(|f| f.name == "chown") else {
+        return false;
+    };
+    let lookup = st.lookup();
+    let chown = match &flag.value {
+        Some(v) => expand_word(v, &*lookup, build.escape).unwrap_or_else(|_| v.clone()),
+        None => return false,
+    };
+    !chown
+        .split(':')
+        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Runs each part of a guest instruction in the guest; returns the paths they touched. The
@@ -479,7 +512,10 @@ async fn file_cache(
             ins.line,
             crate::redaction::shown(&ins.original)
         );
-        if let Some(entry) = cache.lookup(&key, &st.identity(ins), &what).await? {
+        let before = st.ran.clone();
+        let identity = st.identity(ins);
+        let found = cache.lookup(&key, &identity, &what, before.as_deref());
+        if let Some(entry) = found.await? {
             apply_cached(build, st, entry);
             st.cache_state = after_copy(&st.cache_state, &key);
             return Ok(FileCache::Hit);

@@ -97,10 +97,53 @@ impl Registry {
                         source,
                     })??;
             if let Some(image) = cached {
+                info!(reference = %image.reference, digest = %image.manifest_digest, cache = %dir.display(), "base image from the cache");
                 return Ok(image);
             }
         }
-        let routed = &self.route(&parsed, Direction::Pull).await?;
+        let candidates = mirror::candidates(&self.opts, &parsed);
+        let mut last_error = None;
+        for (i, candidate) in candidates.iter().enumerate() {
+            let result = retry(
+                "pull image",
+                self.opts.image_download_retry,
+                FIRST_OPERATION_BACKOFF,
+                |e| !e.is_denied(),
+                || self.pull_config_from(&parsed, candidate, platform, blob_dir),
+            )
+            .await;
+            match result {
+                Ok(image) => return Ok(image),
+                Err(e) if i + 1 < candidates.len() => {
+                    warn!(
+                        reference = %candidate.whole(),
+                        error = %e,
+                        next = %candidates[i + 1].whole(),
+                        "pull failed, trying the next registry"
+                    );
+                    last_error = Some(e);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::NoMatchingPlatform {
+            reference: parsed.whole(),
+            platform: platform.to_string(),
+            available: String::new(),
+        }))
+    }
+
+    /// `pull_config` from one registry (a mirror or the reference's own); the repository it
+    /// came from is remembered for every blob, so a layer can be fetched (`fetch_blob`) or
+    /// mounted (`push`) later.
+    async fn pull_config_from(
+        &self,
+        parsed: &Reference,
+        candidate: &Reference,
+        platform: &Platform,
+        blob_dir: &Path,
+    ) -> Result<PulledImage> {
+        let routed = &self.route(candidate, Direction::Pull).await?;
         let (client, creds) = self.connect(routed, Direction::Pull).await?;
         let manifest = resolve_manifest(&client, &creds.auth, routed, platform)
             .await
@@ -121,6 +164,10 @@ impl Registry {
             sha_dir: &sha_dir,
         };
         let config = fetcher.fetch_config(&manifest.config, platform).await?;
+        self.note_blob(&manifest.config.digest, &manifest.reference);
+        for layer in &manifest.layers {
+            self.note_blob(&layer.digest, &manifest.reference);
+        }
         let layers = manifest
             .layers
             .iter()
@@ -140,6 +187,52 @@ impl Registry {
             layers,
             manifest: manifest.body.to_vec(),
         })
+    }
+
+    /// Makes `path` (`<blob_dir>/sha256/<hex>`) hold the blob `digest` of `size` bytes,
+    /// downloading it from a repository known to have it (one an image or a cache entry was
+    /// resolved from without its layers). False when no repository is known for it.
+    pub async fn fetch_blob(&self, digest: &str, size: u64, path: &Path) -> Result<bool> {
+        let known = self
+            .known_blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .cloned();
+        let Some(reference) = known else {
+            return Ok(false);
+        };
+        let name = reference.whole();
+        let sha_dir = path.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(sha_dir)
+            .await
+            .map_err(|source| Error::BlobDir {
+                reference: name.clone(),
+                path: sha_dir.to_path_buf(),
+                source,
+            })?;
+        let routed = self.route(&reference, Direction::Pull).await?;
+        let (client, creds) = self.connect(&routed, Direction::Pull).await?;
+        let fetcher = BlobFetcher {
+            client: &client,
+            reference: &routed,
+            name: &name,
+            sha_dir,
+        };
+        let desc = Descriptor {
+            media_type: String::new(),
+            digest: digest.to_string(),
+            size,
+            urls: None,
+        };
+        let shown = crate::progress::Transfer::start(format!("pull {name}"), size);
+        fetcher
+            .fetch(&desc)
+            .await
+            .map_err(|e| self.explain_denied(e, &routed, Direction::Pull, &creds))?;
+        shown.add(size);
+        info!(reference = %name, %digest, size, "fetched blob");
+        Ok(true)
     }
 
     /// Pulls `reference` from its mirrors, then its own registry.

@@ -2,8 +2,9 @@
 //!
 //! Each blob is first looked for in the target repository; a blob known to be in another
 //! repository of the same registry (pulled from it, or pushed there earlier in this run) is
-//! mounted from there; anything else is streamed from its file, so no layer is ever held in
-//! memory, and the registry checks the digest: in one request up to [`CHUNKED_ABOVE`] bytes
+//! mounted from there; anything else is streamed from its file (a blob not downloaded yet,
+//! taken by digest from a base image or a cache entry, is fetched first), so no layer is ever
+//! held in memory, and the registry checks the digest: in one request up to [`CHUNKED_ABOVE`] bytes
 //! (as Docker pushes), larger blobs as a chunked upload session (a `PATCH` per 4 MiB piece,
 //! the size oci-client sends, then the closing `PUT`), which proxies and registries with a
 //! request-size limit accept. Blobs go up in parallel. The
@@ -255,6 +256,12 @@ impl Registry {
                     debug!(reference = %name, digest = %blob.digest, from = %from.whole(), error = %e, "mount refused, uploading");
                 }
             }
+        }
+        if !blob.path.exists() {
+            // a blob the build never needed the bytes of (a base layer or a cache entry's,
+            // taken by digest): downloaded only now that neither the target has it nor a mount
+            // brought it
+            self.fetch_blob(&blob.digest, blob.size, &blob.path).await?;
         }
         let chunked = blob.size > self.opts.push_chunked_above.unwrap_or(CHUNKED_ABOVE);
         let push_error = |source| Error::PushBlob {

@@ -129,6 +129,12 @@ impl Runner {
         })
     }
 
+    /// Whether a stage's root may be filled after `lay_out` (it is the stage's own
+    /// directory); in place the base must be in `dir` before it is laid over `/`.
+    pub fn roots_fill_later(&self) -> bool {
+        self.in_place.is_none()
+    }
+
     /// Gives a stage its root, its base already extracted into `dir`. In place the base is
     /// laid over `/` (emptied first when an earlier stage was there) and `/` is the root.
     pub async fn lay_out(&self, dir: Arc<Root>) -> Result<StageRoot> {

@@ -1,8 +1,9 @@
-//! Layers: the snapshot and compression flags (`flags`), the layer cache (`cache`), a
-//! hostile base layer that must stay inside the stage root (`escape`), and names that are not
-//! UTF-8 (`names`).
+//! Layers: the snapshot and compression flags (`flags`), the layer cache (`cache`, and
+//! `cache_lazy`: rebuilds that need no root), a hostile base layer that must stay inside the
+//! stage root (`escape`), and names that are not UTF-8 (`names`).
 
 mod cache;
+mod cache_lazy;
 mod escape;
 mod flags;
 mod names;

@@ -1,0 +1,247 @@
+//! The layer cache without a root: a rebuild in a fresh kiln dir (a new pod) where every
+//! step hits downloads no layer and extracts nothing, and gives the same image; a changed
+//! COPY source re-runs only the steps after it; a later stage reading an entirely cached
+//! stage still gets its files. Every request goes through a recording proxy, so the blob
+//! downloads are counted, not guessed.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::fs;
+use std::path::PathBuf;
+
+use kiln_tests::{
+    busybox_image, skopeo_inspect, umoci_unpack, Build, FaultProxy, Registry, Scratch,
+};
+
+/// Line numbers matter: the log names them.
+const DOCKERFILE: &str = "\
+ARG BASE
+FROM ${BASE}
+RUN mkdir /many && for i in $(seq 1 300); do echo $i > /many/$i; done
+COPY a.txt /a.txt
+RUN cat /a.txt /many/7 > /b.txt
+ENV X=1
+RUN echo $X > /x.txt
+";
+const MANY: usize = 3;
+const COPY_A: usize = 4;
+const B: usize = 5;
+const X: usize = 7;
+
+struct Fixture {
+    _registry: Registry,
+    proxy: FaultProxy,
+    base: String,
+    scratch: Scratch,
+    context: PathBuf,
+    builds: std::cell::Cell<usize>,
+}
+
+/// What one build did.
+struct Built {
+    log: String,
+    digest: String,
+    /// GETs of blobs through the proxy during the build (`GET /v2/…/blobs/sha256:…`)
+    blob_gets: Vec<String>,
+}
+
+impl Built {
+    /// Layers extracted onto a root (the debug line of each).
+    fn extracted(&self) -> usize {
+        self.log
+            .lines()
+            .filter(|l| l.contains("layer extracted"))
+            .count()
+    }
+
+    /// Whether line `n` hit (Some(true)), missed (Some(false)) or was not looked up.
+    fn outcome(&self, n: usize) -> Option<bool> {
+        let hit = format!("cache hit: Dockerfile:{n}:");
+        let miss = format!("cache miss: Dockerfile:{n}:");
+        self.log
+            .lines()
+            .find_map(|l| (l.contains(&hit) || l.contains(&miss)).then(|| l.contains(&hit)))
+    }
+
+    /// The miss line of `n`.
+    fn miss_line(&self, n: usize) -> &str {
+        let miss = format!("cache miss: Dockerfile:{n}:");
+        self.log
+            .lines()
+            .find(|l| l.contains(&miss))
+            .unwrap_or_else(|| panic!("no miss line for Dockerfile:{n}:\n{}", self.log))
+    }
+}
+
+impl Fixture {
+    fn new(dockerfile: &str) -> Fixture {
+        let registry = Registry::start();
+        let proxy = FaultProxy::start(registry.host());
+        let base = busybox_image(&registry).replace(registry.host(), proxy.host());
+        let scratch = Scratch::new();
+        let context = scratch.path().join("context");
+        fs::create_dir_all(&context).expect("context");
+        fs::write(context.join("Dockerfile"), dockerfile).expect("Dockerfile");
+        fs::write(context.join("a.txt"), "alpha\n").expect("a");
+        Fixture {
+            _registry: registry,
+            proxy,
+            base,
+            scratch,
+            context,
+            builds: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Builds into a kiln dir of its own (a new pod), with the cache in the proxied registry.
+    fn build(&self, tag: &str, cache: bool) -> Built {
+        let n = self.builds.get();
+        self.builds.set(n + 1);
+        let kiln_dir = self.scratch.path().join(format!("kiln-{n}"));
+        let mut b = Build::new(&self.context.join("Dockerfile"), &self.context, &kiln_dir)
+            .destination(&self.proxy.reference(tag))
+            .arg("--reproducible")
+            .arg("--log-format=text")
+            .arg("--verbosity=debug")
+            .arg("--build-arg")
+            .arg(format!("BASE={}", self.base));
+        if cache {
+            b = b
+                .arg("--cache")
+                .arg("--cache-copy-layers")
+                .arg(format!("--cache-repo={}", self.proxy.reference("cache")));
+        }
+        let before = self.proxy.log().len();
+        let out = b.run_ok();
+        let blob_gets = self.proxy.log()[before..]
+            .iter()
+            .filter(|l| l.starts_with("GET ") && l.contains("/blobs/sha256:"))
+            .cloned()
+            .collect();
+        Built {
+            log: String::from_utf8_lossy(&out.stderr).into_owned(),
+            digest: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            blob_gets,
+        }
+    }
+
+    /// The layer digests of the image at `tag`.
+    fn layers(&self, tag: &str) -> Vec<String> {
+        skopeo_inspect(&self.proxy.reference(tag))["Layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l.as_str().expect("digest").to_string())
+            .collect()
+    }
+}
+
+fn layer_gets<'a>(built: &'a Built, layers: &[String]) -> Vec<&'a String> {
+    built
+        .blob_gets
+        .iter()
+        .filter(|l| layers.iter().any(|d| l.contains(d.as_str())))
+        .collect()
+}
+
+#[test]
+fn a_no_change_rebuild_in_a_fresh_kiln_dir_downloads_and_extracts_nothing() {
+    let f = Fixture::new(DOCKERFILE);
+    let first = f.build("app:1", true);
+    let layers = f.layers("app:1");
+    assert!(layers.len() >= 4, "base + 3 RUNs + COPY: {layers:?}");
+
+    let again = f.build("app:1", true);
+    for n in [MANY, COPY_A, B, X] {
+        assert_eq!(again.outcome(n), Some(true), "line {n}:\n{}", again.log);
+    }
+    assert_eq!(
+        layer_gets(&again, &layers),
+        Vec::<&String>::new(),
+        "no layer is downloaded when the destination has them all"
+    );
+    // (the extraction line is the debug one of `images::extract_layers`)
+    assert!(first.extracted() > 0, "the first build extracts its base");
+    assert_eq!(
+        again.extracted(),
+        0,
+        "nothing is extracted when every step hits:\n{}",
+        again.log
+    );
+    assert_eq!(again.digest, first.digest, "the same image");
+
+    // a new destination repository on the same registry: layers are mounted, not downloaded
+    let moved = f.build("other:1", true);
+    assert_eq!(layer_gets(&moved, &layers), Vec::<&String>::new());
+    assert_eq!(moved.digest, first.digest);
+    // the config (about a kilobyte) is the one blob uploaded
+    let uploaded = f.proxy.uploaded_bytes("other");
+    assert!(
+        uploaded < 4096,
+        "{uploaded} bytes uploaded: a layer went up"
+    );
+
+    // --reproducible: a build without the cache gives the image the cached one did
+    let clean = f.build("clean:1", false);
+    assert_eq!(clean.digest, first.digest, "clean and cached builds differ");
+}
+
+#[test]
+fn a_changed_copy_source_reruns_only_the_steps_after_it() {
+    let f = Fixture::new(DOCKERFILE);
+    let first = f.build("app:1", true);
+    fs::write(f.context.join("a.txt"), "alphA\n").expect("a");
+    let changed = f.build("app:2", true);
+    assert_eq!(changed.outcome(MANY), Some(true), "{}", changed.log);
+    for n in [COPY_A, B, X] {
+        assert_eq!(
+            changed.outcome(n),
+            Some(false),
+            "line {n}:\n{}",
+            changed.log
+        );
+    }
+    assert!(
+        changed
+            .miss_line(B)
+            .contains("the COPY at Dockerfile:4 before it changed"),
+        "the miss says why: {}",
+        changed.miss_line(B)
+    );
+    assert!(
+        changed.miss_line(COPY_A).contains("sources changed"),
+        "{}",
+        changed.miss_line(COPY_A)
+    );
+    assert_ne!(changed.digest, first.digest);
+    let image = umoci_unpack(&f.proxy.reference("app:2"));
+    assert_eq!(image.read("b.txt"), "alphA\n7\n");
+    assert_eq!(image.read("x.txt"), "1\n");
+}
+
+#[test]
+fn a_stage_reading_an_entirely_cached_stage_gets_its_files() {
+    let f = Fixture::new(
+        "\
+ARG BASE
+FROM ${BASE} AS build
+RUN echo built > /out.txt && mkdir /many && for i in $(seq 1 50); do echo $i > /many/$i; done
+FROM ${BASE}
+COPY --from=build /out.txt /out.txt
+RUN cat /out.txt /out.txt > /twice.txt
+",
+    );
+    let first = f.build("multi:1", true);
+    let again = f.build("multi:2", true);
+    for n in [3, 5, 6] {
+        assert_eq!(again.outcome(n), Some(true), "line {n}:\n{}", again.log);
+    }
+    assert_eq!(again.digest, first.digest);
+    let image = umoci_unpack(&f.proxy.reference("multi:2"));
+    assert_eq!(image.read("out.txt"), "built\n");
+    assert_eq!(image.read("twice.txt"), "built\nbuilt\n");
+    assert!(
+        !image.path("many").exists(),
+        "only the COPY's file came over"
+    );
+}
