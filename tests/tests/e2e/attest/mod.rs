@@ -48,6 +48,7 @@ fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
 /// What `reference` (pushed by kiln) carries, as skopeo copies it.
 pub(crate) fn fetch(reference: &str, dir: &Path) -> Attestations {
     let skopeo = require("skopeo", "skopeo");
+    std::fs::create_dir_all(dir).expect("creating the copy's directory");
     let layout = dir.join("all");
     run_checked(
         Command::new(skopeo)

@@ -34,7 +34,7 @@ fn provenance_names_bases_and_args_not_secrets() {
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .destination(&dest)
             .run_ok();
-        let got = super::fetch(&dest, &scratch.join(tag.replace(':', "-")));
+        let got = super::fetch(&dest, &scratch.join(&tag.replace(':', "-")));
         let (_, bytes) = got
             .statements
             .iter()
