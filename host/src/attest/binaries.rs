@@ -5,7 +5,7 @@
 
 use std::io::Read as _;
 
-use super::sbom::{Ecosystem, Found};
+use super::package::{Ecosystem, Found};
 
 /// The magic an executable file starts with.
 pub(crate) const ELF_MAGIC: &[u8; 4] = b"\x7fELF";

@@ -3,7 +3,7 @@
 //! `package.json` under `node_modules`. Which paths are databases is decided here too
 //! (`kind_of`); binaries' embedded data is `binaries`'.
 
-use super::sbom::{Ecosystem, Found};
+use super::package::{Ecosystem, Found};
 
 /// Which reader a path's bytes go to, if any.
 pub(crate) fn kind_of(path: &str) -> Option<Ecosystem> {

@@ -7,6 +7,7 @@
 
 mod binaries;
 mod databases;
+mod package;
 pub mod provenance;
 pub mod sbom;
 

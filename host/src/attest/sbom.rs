@@ -10,32 +10,13 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+pub use super::package::{Ecosystem, Found};
 use super::{binaries, databases, Error, Result};
 use crate::layer::scan::{self, Entry};
 use crate::layer::LayerBlob;
 
 /// A binary larger than this is not searched for build data.
 const BINARY_LIMIT: u64 = 512 * 1024 * 1024;
-
-/// Where a package came from, as its purl type names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Ecosystem {
-    Deb,
-    Apk,
-    Python,
-    Npm,
-    Golang,
-    Cargo,
-}
-
-/// A package as its database lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub ecosystem: Ecosystem,
-    pub name: String,
-    pub version: String,
-    pub arch: Option<String>,
-}
 
 /// A package of the image: what its database says, the file that says it and the layer
 /// (diff id) that added it.
