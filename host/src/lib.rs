@@ -7,6 +7,7 @@
 //! writing, whiteouts, xattrs; compression, digests, blob store) → `image` (config, manifest,
 //! outputs). `pipeline` is the orchestrator and the only module that knows the order.
 
+pub mod attest;
 pub mod cache;
 pub mod cli;
 pub mod context;

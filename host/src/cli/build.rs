@@ -79,6 +79,13 @@ pub struct CliArgs {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
     pub reproducible: bool,
+    /// Attach an SBOM (SPDX 2.3, read from the image's package databases) as BuildKit does
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
+        default_value_t = false, default_missing_value = "true", value_name = "BOOL")]
+    pub sbom: bool,
+    /// Attach a SLSA v1 provenance as BuildKit does: true (mode=min), false, mode=min, mode=max
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "MODE")]
+    pub provenance: Option<String>,
     /// A label added to the image, K=V (repeatable)
     #[arg(long = "label")]
     pub labels: Vec<String>,
@@ -420,6 +427,13 @@ impl CliArgs {
             platform: platforms.first().cloned(),
             platforms,
             reproducible: self.reproducible,
+            attest: crate::attest::AttestOptions {
+                sbom: self.sbom,
+                provenance: match &self.provenance {
+                    Some(v) => crate::attest::parse_provenance(v)?,
+                    None => None,
+                },
+            },
             cache: crate::cache::CacheOptions {
                 enabled: self.cache.unwrap_or(false),
                 read: !self.compat.no_cache,

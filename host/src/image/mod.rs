@@ -2,6 +2,7 @@
 //! drop Healthcheck/OnBuild/Shell), the manifest in the base image's media-type family, and
 //! `BuiltImage`, the value every output takes. Writing outputs lives in `output`.
 
+pub mod attestation;
 pub mod index;
 pub mod output;
 

@@ -14,6 +14,7 @@ pub mod extract;
 #[cfg(test)]
 mod fidelity_tests;
 pub mod pgzip;
+pub mod scan;
 pub mod store;
 pub mod writer;
 pub mod xattr;

@@ -56,6 +56,13 @@ pub(crate) async fn pull_image(
         );
     }
     let manifest_digest = pulled.manifest_digest.clone();
+    if let Ok(mut pulled_images) = build.pulled.lock() {
+        pulled_images.push(crate::attest::provenance::Material::image(
+            reference,
+            &build.platform.to_string(),
+            &manifest_digest,
+        ));
+    }
     let layers = pulled
         .layers
         .into_iter()

@@ -8,6 +8,7 @@
 //! turns their errors into messages that name the Dockerfile line, path or reference. It
 //! never asks which isolation mode runs: the runner answers what depends on it.
 
+mod attestations;
 mod base;
 mod copy_parts;
 mod dry_run;
@@ -91,6 +92,8 @@ pub(crate) struct Build {
     pub from_images: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Root>>>>>,
     /// the layer cache, with `--cache`
     pub cache: Option<Arc<Cache>>,
+    /// every image pulled (bases, `COPY --from`), by digest, for the provenance
+    pub pulled: std::sync::Mutex<Vec<crate::attest::provenance::Material>>,
 }
 
 /// Removes the build's scratch directories however the build ends.
@@ -168,6 +171,7 @@ async fn build_loaded(
         return platforms::build_each(build, &loaded, started, context).await;
     }
     let build = Arc::new(build);
+    let request = attestations::request(&loaded);
     let target = loaded.plan.target;
     let steps_started = Instant::now();
     let mut results =
@@ -179,8 +183,9 @@ async fn build_loaded(
     drop(results);
     let last = Arc::try_unwrap(last).unwrap_or_else(|shared| (*shared).clone());
     let image = assemble(&build, last).await?;
+    let attached = attestations::make(&build, &image, request).await?;
     let push_started = Instant::now();
-    let written = outputs::write(&build, &image).await;
+    let written = outputs::write(&build, &image, attached.as_ref()).await;
     let push = push_started.elapsed();
     build.runner.tear_down().await?;
     written?;
@@ -367,6 +372,7 @@ async fn prepare(mut opts: BuildOptions, loaded: &Loaded, work: PathBuf) -> Resu
         mtime_clamp,
         runner: Arc::new(runner),
         from_images: tokio::sync::Mutex::new(HashMap::new()),
+        pulled: std::sync::Mutex::new(Vec::new()),
     })
 }
 
@@ -435,13 +441,18 @@ async fn assemble(build: &Build, mut last: StageResult) -> Result<BuiltImage> {
     if let Some(cache) = &build.cache {
         cache.finish().await;
     }
+    let mut asked = build.opts.manifest.clone();
+    // an index with attestations holds OCI manifests, as BuildKit writes them
+    if build.opts.attest.any() && asked.family.is_none() {
+        asked.family = Some(Family::Oci);
+    }
     Ok(image::assemble(
         last.config,
         last.layers,
         last.family,
         &build.created,
         &build.store,
-        &build.opts.manifest,
+        &asked,
     )?)
 }
 

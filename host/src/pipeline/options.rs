@@ -27,6 +27,8 @@ pub struct BuildOptions {
     pub registry: RegistryOptions,
     /// `--reproducible`: timestamps fixed (SOURCE_DATE_EPOCH, else 0), layer mtimes clamped
     pub reproducible: bool,
+    /// `--sbom`, `--provenance`: attestations attached as BuildKit does
+    pub attest: crate::attest::AttestOptions,
     /// `--label k=v`: labels added to the final image
     pub labels: Vec<(String, String)>,
     /// `--annotation`s and `--image-format`

@@ -6,12 +6,18 @@
 use anyhow::{Context as _, Result};
 
 use super::Build;
+use crate::attest::Attached;
 use crate::image::index::{self, BuiltIndex, PlatformImage};
-use crate::image::{output, BuiltImage};
+use crate::image::{attestation, output, BuiltImage};
 use crate::registry::{self, Platform, PushImage};
 
-/// Writes `image` to every output of the build.
-pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
+/// Writes `image` to every output of the build; with attestations, the pushed tag and the
+/// OCI layout name the index that holds it (`--tar-path` keeps the plain image).
+pub(crate) async fn write(
+    build: &Build,
+    image: &BuiltImage,
+    attached: Option<&Attached>,
+) -> Result<()> {
     let opts = &build.opts;
     if opts.tar_path.is_some() || opts.oci_layout_path.is_some() || opts.oci_archive_path.is_some()
     {
@@ -35,15 +41,19 @@ pub(crate) async fn write(build: &Build, image: &BuiltImage) -> Result<()> {
             .map_or_else(|| "latest".to_string(), |d| tag_of(d));
         output::write_oci_layout(image, &name, dir)
             .with_context(|| format!("writing OCI layout {}", dir.display()))?;
+        if let Some(attached) = attached {
+            attestation::point_layout_at_index(dir, &name, &attached.all())
+                .with_context(|| format!("writing OCI layout {}", dir.display()))?;
+        }
         tracing::info!(path = %dir.display(), "wrote OCI layout");
     }
     if let Some(path) = &opts.oci_archive_path {
-        write_oci_archive(build, image, path)
+        write_oci_archive(build, image, attached, path)
             .with_context(|| format!("writing OCI archive {}", path.display()))?;
         tracing::info!(path = %path.display(), "wrote OCI archive");
     }
     if !opts.no_push {
-        push(build, image).await?;
+        push(build, image, attached).await?;
     }
     if let Some(path) = &opts.iidfile {
         output::write_digest_file(&image.config_digest.0, path)
@@ -143,7 +153,7 @@ async fn push_index(
         manifest_media_type: index.media_type.to_string(),
         blobs: Vec::new(),
     };
-    push_to_destinations(build, &push).await
+    push_to_destinations(build, &push, None).await
 }
 
 /// The keys `docker buildx build --metadata-file` writes for an index.
@@ -179,15 +189,24 @@ fn push_image(build: &Build, image: &BuiltImage) -> PushImage {
     }
 }
 
-/// Pushes the image to every destination.
-async fn push(build: &Build, image: &BuiltImage) -> Result<()> {
-    push_to_destinations(build, &push_image(build, image)).await
+/// Pushes the image to every destination; with attestations, the image manifest and the
+/// attestation manifest by digest, then the index under the tag.
+async fn push(build: &Build, image: &BuiltImage, attached: Option<&Attached>) -> Result<()> {
+    push_to_destinations(build, &push_image(build, image), attached).await
 }
 
 /// Pushes `push` (an image or an index) under every destination.
-async fn push_to_destinations(build: &Build, push: &PushImage) -> Result<()> {
+async fn push_to_destinations(
+    build: &Build,
+    push: &PushImage,
+    attached: Option<&Attached>,
+) -> Result<()> {
     for dest in &build.opts.destinations {
-        match build.registry.push(dest, push).await {
+        let pushed = match attached {
+            None => build.registry.push(dest, push).await,
+            Some(attached) => push_attested(build, dest, push, attached).await,
+        };
+        match pushed {
             Ok(digest) => {
                 tracing::info!(destination = %dest, %digest, "pushed");
                 if let Some(key) = &build.opts.sign_key {
@@ -206,6 +225,45 @@ async fn push_to_destinations(build: &Build, push: &PushImage) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The image and its attestation manifest by digest, then the index under `dest`'s tag.
+async fn push_attested(
+    build: &Build,
+    dest: &str,
+    image: &PushImage,
+    attached: &Attached,
+) -> std::result::Result<String, registry::Error> {
+    let repo = image_name(dest, false);
+    let image_digest = crate::oci::digest::of_bytes(&image.manifest);
+    build
+        .registry
+        .push(&format!("{repo}@{image_digest}"), image)
+        .await?;
+    let blobs = attached
+        .blobs
+        .iter()
+        .map(|(digest, bytes)| registry::BlobFile {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            path: build.store.path(&crate::layer::Digest(digest.clone())),
+        })
+        .collect();
+    let attestation = PushImage {
+        manifest: attached.manifest.1.clone(),
+        manifest_media_type: crate::oci::media_type::OCI_MANIFEST.to_string(),
+        blobs,
+    };
+    build
+        .registry
+        .push(&format!("{repo}@{}", attached.manifest.0), &attestation)
+        .await?;
+    let index = PushImage {
+        manifest: attached.index.1.clone(),
+        manifest_media_type: crate::oci::media_type::OCI_INDEX.to_string(),
+        blobs: Vec::new(),
+    };
+    build.registry.push(dest, &index).await
 }
 
 /// The refusals registries give for a tag that cannot be moved (Artifact Registry, ECR).
@@ -234,7 +292,12 @@ fn metadata(image: &BuiltImage, destinations: &[String]) -> String {
 }
 
 /// An OCI layout as one tar archive, as `--output type=oci,dest=FILE` gives it.
-fn write_oci_archive(build: &Build, image: &BuiltImage, path: &std::path::Path) -> Result<()> {
+fn write_oci_archive(
+    build: &Build,
+    image: &BuiltImage,
+    attached: Option<&Attached>,
+    path: &std::path::Path,
+) -> Result<()> {
     let dir = tempfile::tempdir_in(&build.opts.kiln_dir)?;
     let name = build
         .opts
@@ -242,6 +305,9 @@ fn write_oci_archive(build: &Build, image: &BuiltImage, path: &std::path::Path) 
         .first()
         .map_or_else(|| "latest".to_string(), |d| tag_of(d));
     output::write_oci_layout(image, &name, dir.path())?;
+    if let Some(attached) = attached {
+        attestation::point_layout_at_index(dir.path(), &name, &attached.all())?;
+    }
     let partial = path.with_extension("partial");
     let mut archive = tar::Builder::new(std::fs::File::create(&partial)?);
     archive.follow_symlinks(false);

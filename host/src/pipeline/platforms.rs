@@ -37,6 +37,13 @@ pub(super) fn check_outputs(opts: &super::BuildOptions) -> Result<()> {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
+    if opts.attest.any() {
+        bail!(
+            "--sbom and --provenance attach to one image; with --custom-platform {list} build \
+             each platform on its own to attest it (attestations in a multi-platform index are \
+             not written yet)"
+        );
+    }
     for (given, flag) in [
         (opts.tar_path.is_some(), "--tar-path"),
         (opts.oci_archive_path.is_some(), "--oci-archive-path"),

@@ -76,6 +76,11 @@ impl Secrets {
     pub fn get(&self, id: &str) -> Option<&[u8]> {
         self.0.get(id).map(Vec::as_slice)
     }
+
+    /// The secrets' ids (never their values), for the provenance.
+    pub fn ids(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
 }
 
 #[cfg(test)]

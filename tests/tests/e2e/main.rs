@@ -9,6 +9,7 @@
 //! Run one area with a filter: `cargo test --release -p kiln-tests --test e2e -- run::`.
 
 mod architecture;
+mod attest;
 mod cli;
 mod conformance;
 mod context;
