@@ -3,7 +3,8 @@
 //! (`__unnamed__` when there is none), has mode 0600 and owner 0:0, takes its mtime from the
 //! `Last-Modified` header, and is checked against `--checksum` when one is given. URL sources
 //! are never unpacked. A server that stalls (no byte for the idle timeout of `http.rs`, before
-//! the answer or within the body) fails the step with "timed out" and the URL. Where the file lands is the guest's business, as for any COPY source.
+//! the answer or within the body) fails the step with "timed out" and the URL, one slower
+//! than the minimum rate (`crate::network::RateFloor`) with "too slow". Where the file lands is the guest's business, as for any COPY source.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -82,17 +83,21 @@ pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Resu
         .headers()
         .get(reqwest::header::LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_http_date);
+        .and_then(crate::network::parse_http_date);
     let root = Root::create(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut file = root
         .create_file(&name, URL_FILE_MODE)
         .with_context(|| format!("storing {url}"))?;
     let mut hasher = Sha256::new();
+    let mut floor = crate::network::RateFloor::from_env();
     while let Some(chunk) = resp
         .chunk()
         .await
         .map_err(|e| anyhow!("reading {url}: {}", super::http::describe(&e)))?
     {
+        floor
+            .note(chunk.len() as u64)
+            .map_err(|why| anyhow!("reading {url}: {why}"))?;
         hasher.update(&chunk);
         file.write_all(&chunk)
             .with_context(|| format!("storing {url}"))?;
@@ -119,40 +124,6 @@ pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Resu
     Ok((root, name))
 }
 
-/// Seconds since the epoch of an HTTP date in the preferred form
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`) or the asctime form (`Sun Nov  6 08:49:37 1994`).
-pub(crate) fn parse_http_date(text: &str) -> Option<i64> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let (day, month, year, clock) = match words.as_slice() {
-        [_, day, month, year, clock, "GMT"] => (*day, *month, *year, *clock),
-        [_, month, day, clock, year] => (*day, *month, *year, *clock),
-        _ => return None,
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
-    let day: i64 = day.parse().ok()?;
-    let year: i64 = year.parse().ok()?;
-    let mut hms = clock.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -169,19 +140,6 @@ mod tests {
         ] {
             let parsed = reqwest::Url::parse(url).unwrap();
             assert_eq!(file_name(&parsed), want, "url {url}");
-        }
-    }
-
-    #[test]
-    fn parses_http_dates() {
-        for (text, want) in [
-            ("Sun, 06 Nov 1994 08:49:37 GMT", Some(784_111_777)),
-            ("Sun Nov  6 08:49:37 1994", Some(784_111_777)),
-            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(0)),
-            ("Tue, 29 Feb 2000 12:00:00 GMT", Some(951_825_600)),
-            ("yesterday", None),
-        ] {
-            assert_eq!(parse_http_date(text), want, "date {text}");
         }
     }
 

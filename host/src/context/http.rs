@@ -2,7 +2,8 @@
 //! directory, and `--dockerfile https://…` downloaded to a file. TLS is rustls with the
 //! system's CA certificates. Every read has a deadline: [`CONNECT_TIMEOUT`] to connect, then
 //! [`IDLE_TIMEOUT`] (or `KILN_NETWORK_IDLE_TIMEOUT_SECS`) of silence before the first byte
-//! or in the middle of the body, after which the download fails with "timed out"; a stalled
+//! or in the middle of the body, after which the download fails with "timed out"; a body
+//! slower than the minimum rate (`crate::network::RateFloor`) fails as "too slow"; a stalled
 //! download is not retried here (a context is fetched once, and a new build starts over).
 
 use std::path::Path;
@@ -85,14 +86,22 @@ async fn get(url: &str) -> Result<reqwest::Response> {
     }
 }
 
-/// A response body as an `AsyncRead`.
+/// A response body as an `AsyncRead`, held to the minimum rate (`crate::network::RateFloor`).
 fn body_reader(resp: reqwest::Response) -> impl tokio::io::AsyncRead + Unpin + Send + 'static {
-    tokio_util::io::StreamReader::new(resp.bytes_stream().map_err(|e| {
+    let mut floor = crate::network::RateFloor::from_env();
+    let stream = resp.bytes_stream().map_err(|e| {
         if e.is_timeout() {
             std::io::Error::new(std::io::ErrorKind::TimedOut, describe(&e))
         } else {
             std::io::Error::other(e)
         }
+    });
+    tokio_util::io::StreamReader::new(stream.and_then(move |chunk| {
+        let checked = floor
+            .note(chunk.len() as u64)
+            .map(|()| chunk)
+            .map_err(|why| std::io::Error::new(std::io::ErrorKind::TimedOut, why));
+        std::future::ready(checked)
     }))
 }
 

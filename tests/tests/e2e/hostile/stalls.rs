@@ -2,7 +2,8 @@
 //! `ADD <url>` file and a git context whose server stalls, before its first byte or in the
 //! middle of the body, behind the fault-injecting proxy. kiln gives up after the idle timeout
 //! (`KILN_NETWORK_IDLE_TIMEOUT_SECS`, short here) with an error that names the URL and says
-//! "timed out", instead of hanging.
+//! "timed out", instead of hanging; one that trickles under the minimum rate
+//! (`KILN_NETWORK_MIN_RATE`) fails as "too slow".
 
 #![allow(clippy::expect_used)]
 
@@ -161,5 +162,44 @@ fn a_git_context_whose_pack_stalls_times_out() {
         proxy.remaining() != [1000],
         "the pack was never asked for: {:#?}",
         proxy.log()
+    );
+}
+
+/// A server that sends an `ADD <url>` file one byte every 200 ms never goes silent for the
+/// idle timeout; under a minimum rate of 1 KiB/s over 2 s windows the step fails in seconds,
+/// naming the URL and saying "too slow".
+#[test]
+fn an_add_url_that_trickles_fails_as_too_slow() {
+    kiln_bin();
+    let scratch = Scratch::new();
+    std::fs::create_dir_all(scratch.join("serve")).expect("serve dir");
+    std::fs::write(scratch.join("serve/file.bin"), vec![1u8; 16 * 1024]).expect("file.bin");
+    let (_server, proxy) = served(&scratch);
+    proxy.inject(
+        "GET",
+        "/file.bin",
+        Fault::Trickle(Duration::from_millis(200)),
+        1,
+    );
+    let url = format!("http://{}/file.bin", proxy.host());
+    let started = Instant::now();
+    let out = scratch
+        .build(&format!("FROM scratch\nADD {url} /file.bin\n"))
+        .arg("--no-push")
+        .env("KILN_NETWORK_IDLE_TIMEOUT_SECS", "2")
+        .env("KILN_NETWORK_MIN_RATE", "1024")
+        .env("KILN_NETWORK_MIN_RATE_WINDOW_SECS", "2")
+        .run();
+    let took = started.elapsed();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a trickling ADD source was accepted");
+    assert!(
+        took < NOTICED,
+        "the trickle was noticed after {took:?}:\n{err}"
+    );
+    assert!(err.contains(&url), "the error does not name {url}:\n{err}");
+    assert!(
+        err.contains("too slow"),
+        "the error does not say why:\n{err}"
     );
 }
