@@ -3,8 +3,9 @@
 //! (`__unnamed__` when there is none), has mode 0600 and owner 0:0, takes its mtime from the
 //! `Last-Modified` header, and is checked against `--checksum` when one is given. URL sources
 //! are never unpacked. A server that stalls (no byte for the idle timeout of `http.rs`, before
-//! the answer or within the body) fails the step with "timed out" and the URL, one slower
-//! than the minimum rate (`crate::network::RateFloor`) with "too slow". Where the file lands is the guest's business, as for any COPY source.
+//! the answer or within the body: "timed out"), one slower than the minimum rate
+//! (`crate::network::RateFloor`: "too slow"), a reset or a 5xx is started again from zero;
+//! after the last attempt the step fails naming the URL and the cause. Where the file lands is the guest's business, as for any COPY source.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -65,48 +66,32 @@ pub(crate) fn parse_checksum(value: &str) -> Result<String> {
     Ok(hex.to_ascii_lowercase())
 }
 
-/// Downloads `url` into a new root at `dir`; returns the root and the file's name in it.
+/// Downloads `url` into a new root at `dir`; returns the root and the file's name in it. A
+/// failed download (timeout, reset, cut short, too slow, 5xx) is started again from zero, as
+/// `http::retrying` says; the last error names the URL and the number of attempts.
 pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Result<(Root, String)> {
     let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
     let name = file_name(&parsed);
     let client = super::http::timed_client(|b| b).context("setting up an HTTP client")?;
-    let mut resp = client
-        .get(parsed)
-        .send()
-        .await
-        .map_err(|e| anyhow!("fetching {url}: {}", super::http::describe(&e)))?;
-    let status = resp.status();
-    if !status.is_success() {
-        bail!("fetching {url}: the server answered {status}");
-    }
-    let mtime = resp
-        .headers()
-        .get(reqwest::header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::network::parse_http_date);
     let root = Root::create(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut file = root
-        .create_file(&name, URL_FILE_MODE)
-        .with_context(|| format!("storing {url}"))?;
-    let mut hasher = Sha256::new();
-    let mut floor = crate::network::RateFloor::from_env();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| anyhow!("reading {url}: {}", super::http::describe(&e)))?
-    {
-        floor
-            .note(chunk.len() as u64)
-            .map_err(|why| anyhow!("reading {url}: {why}"))?;
-        hasher.update(&chunk);
-        file.write_all(&chunk)
-            .with_context(|| format!("storing {url}"))?;
-    }
-    file.sync_all().ok();
-    drop(file);
+    let (mtime, got) = super::http::retrying(
+        url,
+        |e: &Attempt| e.permanent,
+        || download(&client, &parsed, url, &root, &name),
+    )
+    .await
+    .map_err(|e| {
+        if e.permanent {
+            e.error
+        } else {
+            e.error.context(format!(
+                "gave up on {url} after {} attempts",
+                super::http::ATTEMPTS
+            ))
+        }
+    })?;
     if let Some(want) = checksum {
         let want = parse_checksum(want)?;
-        let got = hex::encode(hasher.finalize());
         if got != want {
             return Err(anyhow!(
                 "checksum of {url} does not match: expected sha256:{want}, got sha256:{got}"
@@ -122,6 +107,75 @@ pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Resu
             .with_context(|| format!("setting the time of {url}"))?;
     }
     Ok((root, name))
+}
+
+/// A failed download attempt, and whether another one could do better.
+struct Attempt {
+    error: anyhow::Error,
+    permanent: bool,
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+/// One attempt: GETs `url` into `root/name` (replacing what an earlier attempt left); returns
+/// the `Last-Modified` time and the sha256 of the content.
+async fn download(
+    client: &reqwest::Client,
+    parsed: &reqwest::Url,
+    url: &str,
+    root: &Root,
+    name: &str,
+) -> std::result::Result<(Option<i64>, String), Attempt> {
+    let transient = |error: anyhow::Error| Attempt {
+        error,
+        permanent: false,
+    };
+    let mut resp = client
+        .get(parsed.clone())
+        .send()
+        .await
+        .map_err(|e| transient(anyhow!("fetching {url}: {}", super::http::describe(&e))))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let error = anyhow!("fetching {url}: the server answered {status}");
+        let retry = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
+        return Err(Attempt {
+            error,
+            permanent: !retry,
+        });
+    }
+    let mtime = resp
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::network::parse_http_date);
+    let storing = |e: crate::rootfs::Error| Attempt {
+        error: anyhow::Error::new(e).context(format!("storing {url}")),
+        permanent: true,
+    };
+    let mut file = root.create_file(name, URL_FILE_MODE).map_err(storing)?;
+    let mut hasher = Sha256::new();
+    let mut floor = crate::network::RateFloor::from_env();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transient(anyhow!("reading {url}: {}", super::http::describe(&e))))?
+    {
+        floor
+            .note(chunk.len() as u64)
+            .map_err(|why| transient(anyhow!("reading {url}: {why}")))?;
+        hasher.update(&chunk);
+        file.write_all(&chunk).map_err(|e| Attempt {
+            error: anyhow::Error::new(e).context(format!("storing {url}")),
+            permanent: true,
+        })?;
+    }
+    file.sync_all().ok();
+    Ok((mtime, hex::encode(hasher.finalize())))
 }
 
 #[cfg(test)]
