@@ -2,8 +2,9 @@
 //!
 //! Owns relaying requests (one upstream connection per request, `Connection: close`),
 //! injecting faults into the requests that match a rule (an HTTP error status, 429 with
-//! `Retry-After`, a dropped connection, a stall before the answer, and in the answer's body:
-//! a stall, a cut, a reset, a flipped byte), logging every request line, and counting the blob bytes uploaded
+//! `Retry-After`, a dropped connection, a stall before the answer, a huge body, and in the
+//! answer's body: a stall, a cut, a reset, a flipped byte, a trickle), logging every request
+//! line with the time it arrived, and counting the blob bytes uploaded
 //! per repository, so tests can prove retries, the manifest-last order and cross-repository
 //! mounts. Request bodies are read whole before relaying: test blobs are small.
 
@@ -13,7 +14,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::registry::loopback_listener;
 
@@ -36,6 +37,12 @@ pub enum Fault {
     Reset,
     /// Relay the answer with one byte of its body changed (a wrong digest).
     Corrupt,
+    /// Answer 200 with an OCI manifest media type and this many bytes of body (no
+    /// `Content-Length`, the end is the connection's close); the log says how many the client
+    /// took before it hung up.
+    Huge(u64),
+    /// Answer 200 with the real answer's headers, then its body one byte every this long.
+    Trickle(Duration),
 }
 
 #[derive(Debug)]
@@ -50,6 +57,8 @@ struct Rule {
 struct State {
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<String>>,
+    /// When each log entry's request arrived.
+    times: Mutex<Vec<Instant>>,
     uploaded: Mutex<HashMap<String, u64>>,
 }
 
@@ -125,6 +134,12 @@ impl FaultProxy {
         self.state.log.lock().unwrap().clone()
     }
 
+    /// Each log entry with the time its request arrived.
+    pub fn timed_log(&self) -> Vec<(Instant, String)> {
+        let times = self.state.times.lock().unwrap().clone();
+        times.into_iter().zip(self.log()).collect()
+    }
+
     /// Request body bytes sent to blob upload URLs of `repository`.
     pub fn uploaded_bytes(&self, repository: &str) -> u64 {
         self.state
@@ -152,6 +167,7 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
     let Some(request) = Request::read(&mut reader)? else {
         return Ok(());
     };
+    let arrived = Instant::now();
     request.count_upload(state);
     let fault = {
         let mut rules = state.rules.lock().unwrap();
@@ -184,6 +200,16 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
             format!("injected 429, retry after {secs}s")
         }
         Some(Fault::Drop) => "dropped".to_string(),
+        Some(Fault::Huge(size)) => {
+            format!("huge body: {} bytes taken", send_huge(&mut client, size))
+        }
+        Some(Fault::Trickle(every)) => {
+            let response = request.forward(upstream)?;
+            format!(
+                "trickled {} body bytes",
+                trickle(&response, every, &mut client)
+            )
+        }
         Some(Fault::Stall(d)) => {
             thread::sleep(d);
             let response = request.forward(upstream)?;
@@ -202,11 +228,9 @@ fn relay(client: TcpStream, upstream: &str, state: &State) -> std::io::Result<()
             status_of(&response)
         }
     };
-    state
-        .log
-        .lock()
-        .unwrap()
-        .push(format!("{} {} -> {outcome}", request.method, request.path));
+    let mut log = state.log.lock().unwrap();
+    log.push(format!("{} {} -> {outcome}", request.method, request.path));
+    state.times.lock().unwrap().push(arrived);
     Ok(())
 }
 
@@ -342,6 +366,48 @@ impl Request {
         up.read_to_end(&mut response)?;
         Ok(response)
     }
+}
+
+/// Sends a 200 answer with `size` bytes of manifest-looking body; returns how many bytes of
+/// body the client took before it closed the connection.
+fn send_huge(client: &mut TcpStream, size: u64) -> u64 {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n";
+    if client.write_all(head.as_bytes()).is_err() {
+        return 0;
+    }
+    let chunk = vec![b' '; 64 << 10];
+    let mut sent = 0;
+    while sent < size {
+        let n = chunk
+            .len()
+            .min(usize::try_from(size - sent).unwrap_or(usize::MAX));
+        if client.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+    }
+    sent
+}
+
+/// Sends `response`'s headers, then its body one byte every `every`; returns how many body
+/// bytes went out before the client closed the connection.
+fn trickle(response: &[u8], every: Duration, client: &mut TcpStream) -> u64 {
+    let body_at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |p| p + 4);
+    if client.write_all(&response[..body_at]).is_err() {
+        return 0;
+    }
+    let mut sent = 0;
+    for byte in &response[body_at..] {
+        if client.write_all(std::slice::from_ref(byte)).is_err() || client.flush().is_err() {
+            break;
+        }
+        sent += 1;
+        thread::sleep(every);
+    }
+    sent
 }
 
 /// The status code of a raw HTTP response.

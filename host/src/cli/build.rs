@@ -385,6 +385,7 @@ impl CliArgs {
             crate::layer::bounds::set_max_expanded_bytes(bytes);
         }
         let layers = self.layer_options()?;
+        let attest = self.attest_options()?;
         let context = self.context_request()?;
         let build_args = super::parse_build_args(&self.build_args)?;
         let outputs = self.compat.outputs(self.kaniko_outputs())?;
@@ -427,13 +428,7 @@ impl CliArgs {
             platform: platforms.first().cloned(),
             platforms,
             reproducible: self.reproducible,
-            attest: crate::attest::AttestOptions {
-                sbom: self.sbom,
-                provenance: match &self.provenance {
-                    Some(v) => crate::attest::parse_provenance(v)?,
-                    None => None,
-                },
-            },
+            attest,
             cache: crate::cache::CacheOptions {
                 enabled: self.cache.unwrap_or(false),
                 read: !self.compat.no_cache,
@@ -480,6 +475,17 @@ impl CliArgs {
             sequential_stages: self.sequential_stages,
             run_overlay: self.run_overlay,
             sign_key: sign_key.map(std::sync::Arc::new),
+        })
+    }
+
+    /// `--sbom` and `--provenance` as the attestations to write.
+    fn attest_options(&self) -> Result<crate::attest::AttestOptions> {
+        Ok(crate::attest::AttestOptions {
+            sbom: self.sbom,
+            provenance: match &self.provenance {
+                Some(v) => crate::attest::parse_provenance(v)?,
+                None => None,
+            },
         })
     }
 

@@ -3,7 +3,9 @@
 //! (`__unnamed__` when there is none), has mode 0600 and owner 0:0, takes its mtime from the
 //! `Last-Modified` header, and is checked against `--checksum` when one is given. URL sources
 //! are never unpacked. A server that stalls (no byte for the idle timeout of `http.rs`, before
-//! the answer or within the body) fails the step with "timed out" and the URL. Where the file lands is the guest's business, as for any COPY source.
+//! the answer or within the body: "timed out"), one slower than the minimum rate
+//! (`crate::network::RateFloor`: "too slow"), a reset or a 5xx is started again from zero;
+//! after the last attempt the step fails naming the URL and the cause. Where the file lands is the guest's business, as for any COPY source.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -64,44 +66,32 @@ pub(crate) fn parse_checksum(value: &str) -> Result<String> {
     Ok(hex.to_ascii_lowercase())
 }
 
-/// Downloads `url` into a new root at `dir`; returns the root and the file's name in it.
+/// Downloads `url` into a new root at `dir`; returns the root and the file's name in it. A
+/// failed download (timeout, reset, cut short, too slow, 5xx) is started again from zero, as
+/// `http::retrying` says; the last error names the URL and the number of attempts.
 pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Result<(Root, String)> {
     let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
     let name = file_name(&parsed);
     let client = super::http::timed_client(|b| b).context("setting up an HTTP client")?;
-    let mut resp = client
-        .get(parsed)
-        .send()
-        .await
-        .map_err(|e| anyhow!("fetching {url}: {}", super::http::describe(&e)))?;
-    let status = resp.status();
-    if !status.is_success() {
-        bail!("fetching {url}: the server answered {status}");
-    }
-    let mtime = resp
-        .headers()
-        .get(reqwest::header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_http_date);
     let root = Root::create(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut file = root
-        .create_file(&name, URL_FILE_MODE)
-        .with_context(|| format!("storing {url}"))?;
-    let mut hasher = Sha256::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| anyhow!("reading {url}: {}", super::http::describe(&e)))?
-    {
-        hasher.update(&chunk);
-        file.write_all(&chunk)
-            .with_context(|| format!("storing {url}"))?;
-    }
-    file.sync_all().ok();
-    drop(file);
+    let (mtime, got) = super::http::retrying(
+        url,
+        |e: &Attempt| e.permanent,
+        || download(&client, &parsed, url, &root, &name),
+    )
+    .await
+    .map_err(|e| {
+        if e.permanent {
+            e.error
+        } else {
+            e.error.context(format!(
+                "gave up on {url} after {} attempts",
+                super::http::ATTEMPTS
+            ))
+        }
+    })?;
     if let Some(want) = checksum {
         let want = parse_checksum(want)?;
-        let got = hex::encode(hasher.finalize());
         if got != want {
             return Err(anyhow!(
                 "checksum of {url} does not match: expected sha256:{want}, got sha256:{got}"
@@ -119,38 +109,73 @@ pub(crate) async fn fetch(url: &str, checksum: Option<&str>, dir: &Path) -> Resu
     Ok((root, name))
 }
 
-/// Seconds since the epoch of an HTTP date in the preferred form
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`) or the asctime form (`Sun Nov  6 08:49:37 1994`).
-pub(crate) fn parse_http_date(text: &str) -> Option<i64> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let (day, month, year, clock) = match words.as_slice() {
-        [_, day, month, year, clock, "GMT"] => (*day, *month, *year, *clock),
-        [_, month, day, clock, year] => (*day, *month, *year, *clock),
-        _ => return None,
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
-    let day: i64 = day.parse().ok()?;
-    let year: i64 = year.parse().ok()?;
-    let mut hms = clock.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
+/// A failed download attempt, and whether another one could do better.
+struct Attempt {
+    error: anyhow::Error,
+    permanent: bool,
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+/// One attempt: GETs `url` into `root/name` (replacing what an earlier attempt left); returns
+/// the `Last-Modified` time and the sha256 of the content.
+async fn download(
+    client: &reqwest::Client,
+    parsed: &reqwest::Url,
+    url: &str,
+    root: &Root,
+    name: &str,
+) -> std::result::Result<(Option<i64>, String), Attempt> {
+    let transient = |error: anyhow::Error| Attempt {
+        error,
+        permanent: false,
+    };
+    let mut resp = client
+        .get(parsed.clone())
+        .send()
+        .await
+        .map_err(|e| transient(anyhow!("fetching {url}: {}", super::http::describe(&e))))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let error = anyhow!("fetching {url}: the server answered {status}");
+        let retry = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
+        return Err(Attempt {
+            error,
+            permanent: !retry,
+        });
+    }
+    let mtime = resp
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::network::parse_http_date);
+    let storing = |e: crate::rootfs::Error| Attempt {
+        error: anyhow::Error::new(e).context(format!("storing {url}")),
+        permanent: true,
+    };
+    let mut file = root.create_file(name, URL_FILE_MODE).map_err(storing)?;
+    let mut hasher = Sha256::new();
+    let mut floor = crate::network::RateFloor::from_env();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transient(anyhow!("reading {url}: {}", super::http::describe(&e))))?
+    {
+        floor
+            .note(chunk.len() as u64)
+            .map_err(|why| transient(anyhow!("reading {url}: {why}")))?;
+        hasher.update(&chunk);
+        file.write_all(&chunk).map_err(|e| Attempt {
+            error: anyhow::Error::new(e).context(format!("storing {url}")),
+            permanent: true,
+        })?;
+    }
+    file.sync_all().ok();
+    Ok((mtime, hex::encode(hasher.finalize())))
 }
 
 #[cfg(test)]
@@ -169,19 +194,6 @@ mod tests {
         ] {
             let parsed = reqwest::Url::parse(url).unwrap();
             assert_eq!(file_name(&parsed), want, "url {url}");
-        }
-    }
-
-    #[test]
-    fn parses_http_dates() {
-        for (text, want) in [
-            ("Sun, 06 Nov 1994 08:49:37 GMT", Some(784_111_777)),
-            ("Sun Nov  6 08:49:37 1994", Some(784_111_777)),
-            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(0)),
-            ("Tue, 29 Feb 2000 12:00:00 GMT", Some(951_825_600)),
-            ("yesterday", None),
-        ] {
-            assert_eq!(parse_http_date(text), want, "date {text}");
         }
     }
 

@@ -42,6 +42,9 @@ pub(crate) struct Credentials {
     pub source: String,
     /// A token still to be obtained before `auth` can be used.
     pub mint: Option<Mint>,
+    /// The bearer token the registry's token server gave for this session (`connect`), which
+    /// kiln's own requests (`fetch.rs`) send.
+    pub bearer: Option<String>,
 }
 
 /// Credentials that are exchanged for a token at first use.
@@ -62,6 +65,7 @@ impl Credentials {
             auth: RegistryAuth::Anonymous,
             source,
             mint: None,
+            bearer: None,
         }
     }
 
@@ -70,6 +74,7 @@ impl Credentials {
             auth,
             source,
             mint: None,
+            bearer: None,
         }
     }
 
@@ -78,6 +83,7 @@ impl Credentials {
             auth: RegistryAuth::Anonymous,
             source,
             mint: Some(mint),
+            bearer: None,
         }
     }
 }

@@ -60,6 +60,11 @@ fn cause_of(e: &(dyn std::error::Error + 'static)) -> Option<Cause> {
         return match e {
             Error::Tls { .. } => Some(Cause::Tls),
             Error::Unauthorized { .. } => Some(Cause::Denied),
+            Error::Status { status: 404, .. } => Some(Cause::NotFound),
+            Error::Status {
+                status: 401 | 403, ..
+            } => Some(Cause::Denied),
+            Error::Get { source, .. } if source.is_timeout() => Some(Cause::Timeout),
             _ => None,
         };
     }

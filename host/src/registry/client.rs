@@ -276,7 +276,7 @@ impl Registry {
         direction: Direction,
     ) -> Result<(Client, Credentials)> {
         let client = self.client(reference, direction).await?;
-        let creds = self
+        let mut creds = self
             .mint(reference, direction, self.credentials(reference)?)
             .await?;
         let op = match direction {
@@ -284,7 +284,7 @@ impl Registry {
             Direction::Push => oci_client::RegistryOperation::Push,
         };
         let registry = reference.registry().to_string();
-        with_retries("authenticate", || async {
+        creds.bearer = with_retries("authenticate", || async {
             client
                 .auth(reference, &creds.auth, op)
                 .await
@@ -335,6 +335,7 @@ impl Registry {
                     ),
                     source: format!("{} from {}", creds.source, token.source),
                     mint: creds.mint.clone(),
+                    bearer: None,
                 })
             }
             Some(auth::Mint::Ecr) => {
@@ -345,6 +346,7 @@ impl Registry {
                     auth: oci_client::secrets::RegistryAuth::Basic(user, password),
                     source: format!("{} from {from}", creds.source),
                     mint: creds.mint.clone(),
+                    bearer: None,
                 })
             }
             Some(auth::Mint::IdentityToken(_)) => {
@@ -364,6 +366,7 @@ impl Registry {
                     auth: oci_client::secrets::RegistryAuth::Bearer(token),
                     source: creds.source.clone(),
                     mint: creds.mint.clone(),
+                    bearer: None,
                 })
             }
         }

@@ -101,6 +101,45 @@ pub enum Error {
         #[source]
         source: OciDistributionError,
     },
+    #[error("GET {url} for {reference}")]
+    Get {
+        reference: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(
+        "GET {url} for {reference}: the registry answered {status}{}",
+        show_message(message)
+    )]
+    Status {
+        reference: String,
+        url: String,
+        status: u16,
+        /// The wait a 429's or 503's `Retry-After` asked for.
+        retry_after: Option<std::time::Duration>,
+        message: String,
+    },
+    #[error(
+        "the manifest of {reference} is {size}; kiln reads at most {limit} bytes (as registries do)"
+    )]
+    ManifestTooLarge {
+        reference: String,
+        size: String,
+        limit: u64,
+    },
+    #[error("the manifest of {reference} has digest {actual}, not {expected}")]
+    ManifestDigestMismatch {
+        reference: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("reading from the registry for {reference}: {why}")]
+    Slow {
+        reference: String,
+        url: String,
+        why: String,
+    },
     #[error("manifest of {reference} is not valid JSON")]
     ManifestJson {
         reference: String,
@@ -229,7 +268,12 @@ impl Error {
             | Error::PushBlob { source, .. }
             | Error::PushManifest { source, .. } => is_transient(source),
             // a blob cut short or damaged on the way: downloaded again from the start
-            Error::BlobSize { .. } | Error::BlobDigest { .. } => true,
+            Error::BlobSize { .. }
+            | Error::BlobDigest { .. }
+            | Error::ManifestDigestMismatch { .. }
+            | Error::Slow { .. } => true,
+            Error::Get { source, .. } => is_transient_request(source),
+            Error::Status { status, .. } => is_transient_status(*status),
             _ => false,
         }
     }
@@ -244,6 +288,7 @@ impl Error {
             | Error::PushBlob { source, .. }
             | Error::PushManifest { source, .. } => is_denied(source),
             Error::Unauthorized { .. } => true,
+            Error::Status { status, .. } => *status == 401 || *status == 403,
             _ => false,
         }
     }
@@ -265,19 +310,42 @@ pub(super) fn is_denied(err: &OciDistributionError) -> bool {
     }
 }
 
-fn is_transient(err: &OciDistributionError) -> bool {
-    let transient_status = |code: u16| code >= 500 || code == 408 || code == 429;
-    match err {
-        OciDistributionError::RequestError(e) => {
-            e.is_connect()
-                || e.is_timeout()
-                || e.is_body()
-                // a body cut short or reset while it streamed
-                || e.is_decode()
-                || e.is_request()
-                || e.status().is_some_and(|s| transient_status(s.as_u16()))
+impl Error {
+    /// The wait the registry asked for before a retry (`Retry-After` of a 429 or 503).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
         }
-        OciDistributionError::ServerError { code, .. } => transient_status(*code),
+    }
+}
+
+fn show_message(message: &str) -> String {
+    if message.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", message.trim())
+    }
+}
+
+fn is_transient_status(code: u16) -> bool {
+    code >= 500 || code == 408 || code == 429
+}
+
+fn is_transient_request(e: &reqwest::Error) -> bool {
+    e.is_connect()
+        || e.is_timeout()
+        || e.is_body()
+        // a body cut short or reset while it streamed
+        || e.is_decode()
+        || e.is_request()
+        || e.status().is_some_and(|s| is_transient_status(s.as_u16()))
+}
+
+fn is_transient(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::RequestError(e) => is_transient_request(e),
+        OciDistributionError::ServerError { code, .. } => is_transient_status(*code),
         OciDistributionError::RegistryError { envelope, .. } => envelope
             .errors
             .iter()

@@ -6,8 +6,7 @@ use tracing::debug;
 
 use super::address::parse_reference;
 use super::cause::{cause, Cause};
-use super::error::{Error, Result};
-use super::pull::MAX_MANIFEST_BYTES;
+use super::error::Result;
 use super::retry::with_retries;
 use super::{Direction, Registry};
 use crate::oci::media_type;
@@ -20,27 +19,14 @@ impl Registry {
         let parsed = parse_reference(reference)?;
         let name = parsed.whole();
         let target = self.route(&parsed, Direction::Push).await?;
-        let (client, creds) = self.connect(&target, Direction::Push).await?;
+        let (_, creds) = self.connect(&target, Direction::Push).await?;
         let accepted = [media_type::OCI_MANIFEST, media_type::DOCKER_MANIFEST];
-        let fetched = with_retries("fetch manifest", || async {
-            client
-                .pull_manifest_raw(&target, &creds.auth, &accepted)
-                .await
-                .map(|(body, _digest)| body)
-                .map_err(|source| Error::FetchManifest {
-                    reference: name.clone(),
-                    source,
-                })
+        // kiln's own capped GET (fetch.rs): at most 4 MiB, checked against the digest header
+        let fetched = with_retries("fetch manifest", || {
+            self.get_manifest(&target, &creds, &accepted)
         })
         .await;
         match fetched {
-            Ok(body) if body.len() as u64 > MAX_MANIFEST_BYTES => Err(Error::TooLarge {
-                reference: name,
-                what: "manifest",
-                digest: String::new(),
-                size: body.len() as u64,
-                limit: MAX_MANIFEST_BYTES,
-            }),
             Ok(body) => Ok(Some(body.to_vec())),
             Err(e) if cause(&e) == Some(Cause::NotFound) => {
                 debug!(reference = %name, "no manifest under this tag yet");

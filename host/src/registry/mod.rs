@@ -26,6 +26,7 @@ mod client;
 mod client_cert;
 mod ecr;
 mod error;
+mod fetch;
 pub(crate) mod google;
 mod lookup;
 mod mirror;
@@ -126,6 +127,9 @@ pub struct Registry {
     /// Client-certificate forwarders started so far (`client_cert.rs`), by registry and
     /// direction: their `127.0.0.1:PORT`.
     forwarders: tokio::sync::Mutex<HashMap<(String, Direction), String>>,
+    /// kiln's own HTTP clients for manifest and blob GETs (`fetch.rs`), by registry host and
+    /// direction.
+    http: Mutex<HashMap<(String, Direction), reqwest::Client>>,
 }
 
 impl Registry {
@@ -137,6 +141,7 @@ impl Registry {
             credentials: Mutex::new(HashMap::new()),
             known_blobs: Mutex::new(HashMap::new()),
             forwarders: tokio::sync::Mutex::new(HashMap::new()),
+            http: Mutex::new(HashMap::new()),
         }
     }
 

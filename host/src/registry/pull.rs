@@ -14,15 +14,16 @@ use std::task::{Context, Poll};
 
 use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tracing::{debug, info, warn};
 
 use super::address::{parse_reference, sha256_hex};
+use super::auth::Credentials;
 use super::blobs::BlobCache;
 use super::error::{Error, Result};
+use super::fetch::MAX_MANIFEST_BYTES;
 use super::platform::{
     config_platform, describe_platforms, satisfies, select_entry, Descriptor, Manifest, Platform,
     ACCEPTED_MANIFESTS,
@@ -33,8 +34,6 @@ use crate::oci::digest::{self, hash_file};
 
 /// The largest image config kiln reads (it is held in memory whole).
 pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
-/// The largest manifest an index entry may name (registries refuse bigger ones to push).
-pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 /// Blob downloads running at once for one image.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -145,7 +144,8 @@ impl Registry {
     ) -> Result<PulledImage> {
         let routed = &self.route(candidate, Direction::Pull).await?;
         let (client, creds) = self.connect(routed, Direction::Pull).await?;
-        let manifest = resolve_manifest(&client, &creds.auth, routed, platform)
+        let manifest = self
+            .resolve_manifest(&creds, routed, platform)
             .await
             .map_err(|e| self.explain_denied(e, routed, Direction::Pull, &creds))?;
         let sha_dir = blob_dir.join("sha256");
@@ -158,7 +158,9 @@ impl Registry {
             })?;
         let name = parsed.whole();
         let fetcher = BlobFetcher {
+            registry: self,
             client: &client,
+            creds: &creds,
             reference: &manifest.reference,
             name: &name,
             sha_dir: &sha_dir,
@@ -214,7 +216,9 @@ impl Registry {
         let routed = self.route(&reference, Direction::Pull).await?;
         let (client, creds) = self.connect(&routed, Direction::Pull).await?;
         let fetcher = BlobFetcher {
+            registry: self,
             client: &client,
+            creds: &creds,
             reference: &routed,
             name: &name,
             sha_dir,
@@ -302,7 +306,7 @@ impl Registry {
     ) -> Result<PulledImage> {
         let reference = &self.route(reference, Direction::Pull).await?;
         let (client, creds) = self.connect(reference, Direction::Pull).await?;
-        self.pull_with(&client, &creds.auth, reference, platform, blob_dir)
+        self.pull_with(&client, &creds, reference, platform, blob_dir)
             .await
             .map_err(|e| self.explain_denied(e, reference, Direction::Pull, &creds))
     }
@@ -310,7 +314,7 @@ impl Registry {
     async fn pull_with(
         &self,
         client: &Client,
-        auth: &RegistryAuth,
+        creds: &Credentials,
         reference: &Reference,
         platform: &Platform,
         blob_dir: &Path,
@@ -322,7 +326,7 @@ impl Registry {
             media_type,
             config,
             layers,
-        } = resolve_manifest(client, auth, reference, platform).await?;
+        } = self.resolve_manifest(creds, reference, platform).await?;
         let manifest_digest = digest::of_bytes(&body);
 
         let sha_dir = blob_dir.join("sha256");
@@ -335,7 +339,9 @@ impl Registry {
             })?;
 
         let fetcher = BlobFetcher {
+            registry: self,
             client,
+            creds,
             reference: &manifest_ref,
             name: &name,
             sha_dir: &sha_dir,
@@ -375,83 +381,83 @@ struct ImageManifest {
     layers: Vec<Descriptor>,
 }
 
-/// Fetches `reference`'s manifest and, when it is an index, the manifest of its entry for
-/// `platform`.
-async fn resolve_manifest(
-    client: &Client,
-    auth: &RegistryAuth,
-    reference: &Reference,
-    platform: &Platform,
-) -> Result<ImageManifest> {
-    let name = reference.whole();
-    let (mut body, mut manifest_ref) = (
-        fetch_manifest(client, auth, reference).await?,
-        reference.clone(),
-    );
-    let mut manifest = Manifest::parse(&name, &body)?;
-    if let Manifest::Index { entries } = &manifest {
-        let entry = select_entry(entries, platform).ok_or_else(|| Error::NoMatchingPlatform {
-            reference: name.clone(),
-            platform: platform.to_string(),
-            available: describe_platforms(entries),
-        })?;
-        debug!(reference = %name, %platform, digest = %entry.digest, "selected index entry");
-        if entry.size > MAX_MANIFEST_BYTES {
-            return Err(Error::TooLarge {
-                reference: name,
-                what: "manifest",
-                digest: entry.digest.clone(),
-                size: entry.size,
-                limit: MAX_MANIFEST_BYTES,
-            });
+impl Registry {
+    /// Fetches `reference`'s manifest and, when it is an index, the manifest of its entry for
+    /// `platform`.
+    async fn resolve_manifest(
+        &self,
+        creds: &Credentials,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<ImageManifest> {
+        let name = reference.whole();
+        let (mut body, mut manifest_ref) = (
+            self.fetch_manifest(creds, reference).await?,
+            reference.clone(),
+        );
+        let mut manifest = Manifest::parse(&name, &body)?;
+        if let Manifest::Index { entries } = &manifest {
+            let entry =
+                select_entry(entries, platform).ok_or_else(|| Error::NoMatchingPlatform {
+                    reference: name.clone(),
+                    platform: platform.to_string(),
+                    available: describe_platforms(entries),
+                })?;
+            debug!(reference = %name, %platform, digest = %entry.digest, "selected index entry");
+            if entry.size > MAX_MANIFEST_BYTES {
+                return Err(Error::TooLarge {
+                    reference: name,
+                    what: "manifest",
+                    digest: entry.digest.clone(),
+                    size: entry.size,
+                    limit: MAX_MANIFEST_BYTES,
+                });
+            }
+            manifest_ref = reference.clone_with_digest(entry.digest.clone());
+            body = self.fetch_manifest(creds, &manifest_ref).await?;
+            manifest = Manifest::parse(&manifest_ref.whole(), &body)?;
         }
-        manifest_ref = reference.clone_with_digest(entry.digest.clone());
-        body = fetch_manifest(client, auth, &manifest_ref).await?;
-        manifest = Manifest::parse(&manifest_ref.whole(), &body)?;
+        let Manifest::Image {
+            media_type,
+            config,
+            layers,
+        } = manifest
+        else {
+            return Err(Error::NestedIndex {
+                reference: name,
+                platform: platform.to_string(),
+            });
+        };
+        Ok(ImageManifest {
+            body,
+            reference: manifest_ref,
+            media_type,
+            config,
+            layers,
+        })
     }
-    let Manifest::Image {
-        media_type,
-        config,
-        layers,
-    } = manifest
-    else {
-        return Err(Error::NestedIndex {
-            reference: name,
-            platform: platform.to_string(),
-        });
-    };
-    Ok(ImageManifest {
-        body,
-        reference: manifest_ref,
-        media_type,
-        config,
-        layers,
-    })
-}
 
-/// Fetches a manifest or index, retrying transient failures. oci-client checks the body
-/// against the reference's digest and the `Docker-Content-Digest` header when present.
-async fn fetch_manifest(
-    client: &Client,
-    auth: &RegistryAuth,
-    reference: &Reference,
-) -> Result<bytes::Bytes> {
-    with_retries("fetch manifest", || async {
-        client
-            .pull_manifest_raw(reference, auth, ACCEPTED_MANIFESTS)
-            .await
-            .map(|(body, _digest)| body)
-            .map_err(|source| Error::FetchManifest {
-                reference: reference.whole(),
-                source,
-            })
-    })
-    .await
+    /// Fetches a manifest or index (at most `MAX_MANIFEST_BYTES`, `fetch.rs`), retrying
+    /// transient failures. The body is checked against the reference's digest and the
+    /// `Docker-Content-Digest` header when present.
+    async fn fetch_manifest(
+        &self,
+        creds: &Credentials,
+        reference: &Reference,
+    ) -> Result<bytes::Bytes> {
+        with_retries("fetch manifest", || {
+            self.get_manifest(reference, creds, ACCEPTED_MANIFESTS)
+        })
+        .await
+    }
 }
 
 /// Downloads the blobs of one image into one directory.
 struct BlobFetcher<'a> {
+    registry: &'a Registry,
+    /// For blobs with `urls` (foreign layers), which oci-client fetches from there.
     client: &'a Client,
+    creds: &'a Credentials,
     /// The repository to fetch from.
     reference: &'a Reference,
     /// The reference the user asked for, for messages.
@@ -601,17 +607,11 @@ impl BlobFetcher<'_> {
             .await
             .map_err(|e| file_error(&temp.0, e))?;
         let mut writer = DigestWriter::new(file, desc.size);
-        let oci_desc = OciDescriptor {
-            media_type: desc.media_type.clone(),
-            digest: desc.digest.clone(),
-            size: i64::try_from(desc.size).unwrap_or(i64::MAX),
-            urls: desc.urls.clone(),
-            ..OciDescriptor::default()
+        let result = if desc.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            self.pull_foreign(desc, &mut writer).await
+        } else {
+            self.stream(desc, &mut writer, &temp.0).await
         };
-        let result = self
-            .client
-            .pull_blob(self.reference, &oci_desc, &mut writer)
-            .await;
         if writer.overflow || (result.is_ok() && writer.written != desc.size) {
             return Err(Error::BlobSize {
                 reference: self.name.to_string(),
@@ -620,11 +620,7 @@ impl BlobFetcher<'_> {
                 actual: writer.written,
             });
         }
-        result.map_err(|source| Error::PullBlob {
-            reference: self.name.to_string(),
-            digest: desc.digest.clone(),
-            source,
-        })?;
+        result?;
         let actual = hex::encode(writer.hasher.finalize());
         if actual != hex {
             return Err(Error::BlobDigest {
@@ -638,6 +634,76 @@ impl BlobFetcher<'_> {
             .map_err(|e| file_error(path, e))?;
         temp.keep();
         Ok(())
+    }
+}
+
+impl BlobFetcher<'_> {
+    /// Streams blob `desc` from the registry into `writer`, held to the minimum rate.
+    async fn stream(
+        &self,
+        desc: &Descriptor,
+        writer: &mut DigestWriter<tokio::fs::File>,
+        file: &Path,
+    ) -> Result<()> {
+        let answer = self
+            .registry
+            .get_blob(self.reference, self.creds, &desc.digest)
+            .await?;
+        let (mut response, url) = (answer.response, answer.url);
+        let mut floor = crate::network::RateFloor::from_env();
+        let failed = |source| Error::Get {
+            reference: self.name.to_string(),
+            url: url.clone(),
+            source,
+        };
+        let write_failed = |source| Error::BlobFile {
+            reference: self.name.to_string(),
+            digest: desc.digest.clone(),
+            path: file.to_path_buf(),
+            source,
+        };
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            if let Err(e) = writer.write_all(&chunk).await {
+                if writer.overflow {
+                    return Ok(());
+                }
+                return Err(write_failed(e));
+            }
+            floor.note(chunk.len() as u64).map_err(|why| Error::Slow {
+                reference: self.name.to_string(),
+                url: url.clone(),
+                why: format!("{}: {why}", crate::redaction::redact(&url)),
+            })?;
+        }
+        writer.flush().await.map_err(write_failed)
+    }
+
+    /// Fetches a blob that names `urls` (a foreign layer) through oci-client, which tries
+    /// them, unauthenticated, when the registry does not serve it.
+    async fn pull_foreign(
+        &self,
+        desc: &Descriptor,
+        writer: &mut DigestWriter<tokio::fs::File>,
+    ) -> Result<()> {
+        let oci_desc = OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: i64::try_from(desc.size).unwrap_or(i64::MAX),
+            urls: desc.urls.clone(),
+            ..OciDescriptor::default()
+        };
+        let result = self
+            .client
+            .pull_blob(self.reference, &oci_desc, &mut *writer)
+            .await;
+        if writer.overflow {
+            return Ok(());
+        }
+        result.map_err(|source| Error::PullBlob {
+            reference: self.name.to_string(),
+            digest: desc.digest.clone(),
+            source,
+        })
     }
 }
 
@@ -712,7 +778,6 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for DigestWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt as _;
 
     #[tokio::test]
     async fn digest_writer_hashes_and_limits() {

@@ -479,3 +479,33 @@ fn twenty_thousand_env_lines_build_in_seconds() {
     assert_eq!(env[19_999], "V19999=value-19999");
     assert_eq!(config["history"].as_array().unwrap().len(), 20_001);
 }
+
+/// `ARG A=${A}${A}` 34 times, before `FROM` and inside a stage: the value doubles until one
+/// expansion passes the 16 MiB cap, and the build stops there in seconds, naming the line,
+/// with memory a few times the cap (not the 16 GiB the 34th line would make).
+#[test]
+fn doubling_args_fail_fast_naming_the_line() {
+    let registry = Registry::shared();
+    let scratch = Scratch::new();
+    let doubling: String = (0..34).map(|_| "ARG A=${A}${A}\n").collect();
+    for (dockerfile, line) in [
+        (
+            format!("ARG A=x\n{doubling}FROM scratch\nARG A\nLABEL a=b\n"),
+            26,
+        ),
+        (format!("FROM scratch\nARG A=x\n{doubling}LABEL a=b\n"), 27),
+    ] {
+        let started = Instant::now();
+        let (out, peak_kib, _) = build(&registry, &scratch, &dockerfile, &[], &[]);
+        let took = started.elapsed();
+        let err = stderr(&out);
+        assert!(!out.status.success(), "34 doubling ARGs built");
+        assert!(
+            err.contains(&format!("Dockerfile:{line}")) && err.contains("16777216"),
+            "the error does not name line {line} and the cap:\n{}",
+            &err[..err.len().min(4000)]
+        );
+        assert!(took < Duration::from_secs(20), "failing took {took:?}");
+        assert!(peak_kib < 1 << 20, "kiln peaked at {peak_kib} KiB");
+    }
+}

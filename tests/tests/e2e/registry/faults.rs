@@ -5,7 +5,9 @@
 //! start); a push that cannot finish fails naming the destination and leaves no tag; an image
 //! that was pushed has every blob its manifest names. Also: SIGTERM in the middle of a push
 //! keeps the tag's previous image, and a full kiln dir fails naming the path and leaves
-//! nothing behind.
+//! nothing behind. And the bounds on what a registry may make kiln do: a manifest over 4 MiB
+//! under a tag is refused at the cap, a 429's `Retry-After` is waited for, and a body that
+//! trickles under the minimum rate is abandoned and retried.
 
 #![allow(clippy::expect_used)]
 
@@ -119,6 +121,125 @@ fn pulls_recover_from_broken_blob_bodies() {
             proxy.log()
         );
     }
+}
+
+/// A registry that serves a 256 MiB "manifest" under a tag: kiln stops reading at the 4 MiB
+/// manifest cap and fails naming the image and the bound, instead of buffering it all.
+#[test]
+fn a_huge_manifest_under_a_tag_is_refused_at_the_cap() {
+    kiln_bin();
+    let registry = Registry::shared();
+    busybox_image(&registry);
+    let proxy = FaultProxy::start(registry.host());
+    proxy.inject("GET", "/manifests/latest", Fault::Huge(256 << 20), 1000);
+    let scratch = Scratch::new();
+    let started = Instant::now();
+    let out = small_build(&scratch, &proxy.reference("busybox:latest"), "huge")
+        .arg("--no-push")
+        .run();
+    let took = started.elapsed();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a 256 MiB manifest was accepted");
+    assert!(
+        err.contains("busybox:latest") && err.contains("kiln reads at most 4194304 bytes"),
+        "the error does not name the image and the bound:\n{err}"
+    );
+    assert!(took < RECOVERY, "refusing the manifest took {took:?}");
+    for line in proxy.log() {
+        if let Some(taken) = line.split("huge body: ").nth(1) {
+            let taken: u64 = taken
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("bytes taken");
+            assert!(
+                taken < 32 << 20,
+                "kiln read {taken} bytes of a manifest before refusing it"
+            );
+        }
+    }
+}
+
+/// A registry that answers 429 with `Retry-After: 2`, twice for the manifest and twice for
+/// the blobs: the build completes and each retry waits at least the 2 s asked for.
+#[test]
+fn retry_after_of_a_429_is_waited_for() {
+    kiln_bin();
+    let registry = Registry::shared();
+    busybox_image(&registry);
+    let proxy = FaultProxy::start(registry.host());
+    proxy.inject("GET", "/manifests/", Fault::TooMany(2), 2);
+    proxy.inject("GET", "/blobs/sha256:", Fault::TooMany(2), 2);
+    let scratch = Scratch::new();
+    let out = small_build(&scratch, &proxy.reference("busybox:latest"), "429")
+        .arg("--no-push")
+        .run();
+    assert!(
+        out.status.success(),
+        "the pull did not get past the 429s:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(proxy.remaining(), [0, 0], "{:#?}", proxy.log());
+    let log = proxy.timed_log();
+    let mut checked = 0;
+    for (i, (at, line)) in log.iter().enumerate() {
+        if !line.contains("injected 429") {
+            continue;
+        }
+        let request = line.split(" -> ").next().unwrap_or_default();
+        let (next_at, _) = log[i + 1..]
+            .iter()
+            .find(|(_, l)| l.starts_with(request))
+            .unwrap_or_else(|| panic!("{request} was not retried: {log:#?}"));
+        let waited = next_at.duration_since(*at);
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "{request} was retried {waited:?} after a 429 asking for 2 s: {log:#?}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "{log:#?}");
+}
+
+/// A registry that sends a blob one byte every 200 ms (never silent for the idle timeout):
+/// with a minimum rate of 1 KiB/s over 2 s windows the transfer is abandoned after 3 s and
+/// retried, and the build completes in seconds.
+#[test]
+fn a_trickling_blob_is_abandoned_and_retried() {
+    kiln_bin();
+    let registry = Registry::shared();
+    busybox_image(&registry);
+    let proxy = FaultProxy::start(registry.host());
+    proxy.inject(
+        "GET",
+        "/blobs/sha256:",
+        Fault::Trickle(Duration::from_millis(200)),
+        1,
+    );
+    let scratch = Scratch::new();
+    let started = Instant::now();
+    let out = small_build(&scratch, &proxy.reference("busybox:latest"), "trickle")
+        .env("KILN_NETWORK_MIN_RATE", "1024")
+        .env("KILN_NETWORK_MIN_RATE_WINDOW_SECS", "2")
+        .arg("--no-push")
+        .run();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "the pull did not recover:\n{}\n{:#?}",
+        stderr(&out),
+        proxy.log()
+    );
+    assert!(
+        took < RECOVERY,
+        "the build took {took:?}: the trickle was not abandoned"
+    );
+    assert!(
+        stderr(&out).contains("too slow"),
+        "no retry said why:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(proxy.remaining(), [0], "{:#?}", proxy.log());
 }
 
 #[test]
