@@ -82,7 +82,9 @@ impl Drop for Removal {
 fn remove(dir: &Path) {
     let started = std::time::Instant::now();
     match std::fs::remove_dir_all(dir) {
-        Ok(()) => tracing::debug!(path = %dir.display(), took = ?started.elapsed(), "scratch directory removed"),
+        Ok(()) => {
+            tracing::debug!(path = %dir.display(), took = ?started.elapsed(), "scratch directory removed")
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %dir.display(), error = %e, "could not clean up"),
     }
