@@ -75,7 +75,9 @@ os.remove(layer_tar)
 layer, lsize = blob(f"{out}/layer.tgz")
 config = {"architecture": "amd64", "os": "linux",
           "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["bash"]},
-          "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+          "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+          "created": "2026-01-01T00:00:00Z",
+          "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "bench base"}]}
 open(f"{out}/config.json", "w").write(json.dumps(config))
 cfg, csize = blob(f"{out}/config.json")
 manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
