@@ -114,11 +114,11 @@ pub struct CliArgs {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
         default_value_t = true, default_missing_value = "true", value_name = "BOOL")]
     pub run_overlay: bool,
-    /// Remove what the build wrote (in-place isolation); kiln always removes its stage roots
+    /// In place, remove what the build wrote to `/`. Stage roots are removed while the push
+    /// runs unless `--cleanup=false` is given (a throwaway kiln dir: nothing is removed)
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true,
-        default_value_t = false, default_missing_value = "true", value_name = "BOOL",
-        env = "KANIKO_CLEANUP")]
-    pub cleanup: bool,
+        default_missing_value = "true", value_name = "BOOL", env = "KANIKO_CLEANUP")]
+    pub cleanup: Option<bool>,
     /// The most bytes one base-image layer, ADD archive or context tarball may expand to
     /// (512MiB, 64GiB, … ; default 64GiB): a compression bomb stops there with an error
     #[arg(long, env = "KILN_MAX_EXPANDED_BYTES", value_name = "BYTES",

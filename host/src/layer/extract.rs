@@ -10,12 +10,20 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::Read;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 
 use sha2::{Digest as _, Sha256};
 
 use super::bounds::{shown_name, TarGuard, MAX_PATH, MAX_XATTR_VALUE};
 use super::compress::decompress;
+use super::dirs::{errno, Dirs};
+use super::nodes::{
+    create_file, finish_file, set_meta_at, FileJob, NodeMeta, Writers, QUEUED_FILE_MAX,
+};
 use super::{xattr, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::rootfs::{clean_bytes, join_bytes, Error, Kind, Meta, Result, Root};
 
@@ -96,6 +104,8 @@ fn extract_stream<R: Read>(
         written: Vec::new(),
         this_layer: HashSet::new(),
         dir_times: Vec::new(),
+        dirs: Dirs::default(),
+        writers: Writers::default(),
     };
     let entries = archive
         .entries()
@@ -170,16 +180,30 @@ struct Extraction<'a> {
     this_layer: HashSet<Vec<u8>>,
     /// directories' archive mtimes, restored once their children are in
     dir_times: Vec<(Vec<u8>, (i64, u32))>,
+    /// parent directories kept open between entries
+    dirs: Dirs,
+    /// the threads writing small files
+    writers: Writers,
 }
 
 /// What became of an entry's node.
 enum Placed {
     /// made: its metadata is applied next
     Node,
+    /// a small file handed to a writer with its metadata
+    Queued,
     /// a hardlink: it shares its target's metadata
     Link,
     /// not made (unsupported type, or a device node without the privilege)
     Skipped,
+}
+
+/// An entry's node: the path, its parent's open handle and its own name in it.
+struct At<'r> {
+    rel: &'r [u8],
+    parent: &'r [u8],
+    dir: Arc<OwnedFd>,
+    name: &'r OsStr,
 }
 
 impl Extraction<'_> {
@@ -193,6 +217,9 @@ impl Extraction<'_> {
         let parent = parent_of(&rel);
 
         if self.whiteouts == Whiteouts::Apply && name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // after the files queued before it; it removes, so open handles may be stale
+            self.writers.settle()?;
+            self.dirs.forget();
             return self.whiteout(parent, name);
         }
         if rel.is_empty() {
@@ -203,16 +230,28 @@ impl Extraction<'_> {
             }
             return Ok(());
         }
-        self.root.mkdir_all(parent, 0o755)?;
+        if kind.is_hard_link() || self.this_layer.contains(&rel) {
+            // its target, or an earlier entry of the same name, may still be queued
+            self.writers.settle()?;
+        }
+        let leaf = &rel[rel.len() - name.len()..];
+        let at = At {
+            rel: &rel,
+            parent,
+            dir: self.dirs.get(self.root, parent)?,
+            name: OsStr::from_bytes(leaf),
+        };
         let mode = header.mode().map_err(io_err(&rel, "read mode"))? & 0o7777;
         tracing::trace!(path = %rel.escape_ascii(), kind = ?kind, "extract");
-        match self.place(entry, &rel, mode)? {
+        match self.place(entry, &at, mode)? {
             Placed::Skipped => return Ok(()),
-            Placed::Link => {}
+            Placed::Link | Placed::Queued => {}
             Placed::Node => {
-                let mtime = pax_meta(self.root, entry, &rel, &header)?;
-                apply_meta(self.root, &rel, &header, mtime)?;
-                if let (true, Some(m)) = (kind.is_dir(), mtime) {
+                let mut meta = node_meta(entry, &rel, &header)?;
+                meta.mode = mode;
+                set_meta_at(at.dir.as_fd(), at.name, &rel, &meta, kind.is_symlink())?;
+                self.set_xattrs(&rel, &meta.xattrs);
+                if let (true, Some(m)) = (kind.is_dir(), meta.mtime) {
                     self.dir_times.push((rel.clone(), m));
                 }
             }
@@ -220,6 +259,17 @@ impl Extraction<'_> {
         self.written.push(rel.clone());
         self.this_layer.insert(rel);
         Ok(())
+    }
+
+    /// xattrs on a node the extractor made itself (a directory, a special file, a large
+    /// file): through the root, which opens regular files and directories only.
+    fn set_xattrs(&self, rel: &[u8], xattrs: &[(String, Vec<u8>)]) {
+        for (key, value) in xattrs {
+            if let Err(e) = self.root.set_xattr(rel, key, value) {
+                let path = rel.escape_ascii();
+                tracing::warn!(path = %path, xattr = key, error = %e, "could not keep xattr");
+            }
+        }
     }
 
     /// Refuses an entry whose name or link target is longer than `PATH_MAX`, showing only
@@ -267,41 +317,82 @@ impl Extraction<'_> {
         Ok(())
     }
 
-    /// Makes the entry's node at `rel`, replacing what is there (a directory stays when the
-    /// entry is one too).
-    fn place<R: Read>(&self, entry: &mut tar::Entry<R>, rel: &[u8], mode: u32) -> Result<Placed> {
-        let root = self.root;
+    /// Removes what is at the entry's path (after the queued files: one may be under it),
+    /// and forgets the open directories, which may have been resolved through it.
+    fn replace(&mut self, rel: &[u8]) -> Result<()> {
+        self.writers.settle()?;
+        self.dirs.forget();
+        self.root.remove(rel, true)
+    }
+
+    /// Makes the entry's node, replacing what is there (a directory stays when the entry is
+    /// one too).
+    fn place<R: Read>(&mut self, entry: &mut tar::Entry<R>, at: &At, mode: u32) -> Result<Placed> {
+        let (root, rel) = (self.root, at.rel);
         let kind = entry.header().entry_type();
-        let existing = root.lstat(rel).ok();
+        let existing = rfs::statat(&*at.dir, at.name, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| FileType::from_raw_mode(st.st_mode));
         if kind.is_dir() {
-            match existing {
-                Some(st) if st.kind == Kind::Dir => {}
-                Some(_) => {
-                    root.remove(rel, true)?;
-                    root.mkdir(rel, mode)?;
+            if existing != Some(FileType::Directory) {
+                if existing.is_some() {
+                    self.replace(rel)?;
                 }
-                None => root.mkdir(rel, mode)?,
+                rfs::mkdirat(&*at.dir, at.name, Mode::from_raw_mode(mode))
+                    .map_err(|e| errno(rel, "mkdir", e))?;
             }
             return Ok(Placed::Node);
         }
         if existing.is_some() {
-            root.remove(rel, true)?;
+            self.replace(rel)?;
         }
         if kind.is_symlink() {
-            root.symlink(OsStr::from_bytes(&link_name(entry, rel)?), rel)?;
+            let target = link_name(entry, rel)?;
+            rfs::symlinkat(OsStr::from_bytes(&target), &*at.dir, at.name)
+                .map_err(|e| errno(rel, "symlink", e))?;
         } else if kind.is_hard_link() {
             self.hardlink(&link_name(entry, rel)?, rel)?;
             return Ok(Placed::Link);
         } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
             return Ok(special(root, entry.header(), rel, mode));
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            let mut file = root.create_file(rel, mode)?;
-            std::io::copy(entry, &mut file).map_err(io_err(rel, "write"))?;
+            return self.file(entry, at, mode);
         } else {
             tracing::debug!(path = %rel.escape_ascii(), kind = ?kind, "skipping unsupported tar entry");
             return Ok(Placed::Skipped);
         }
         Ok(Placed::Node)
+    }
+
+    /// A regular file: a small one queued for a writer with its bytes and metadata, a large
+    /// one written from the stream here.
+    fn file<R: Read>(&mut self, entry: &mut tar::Entry<R>, at: &At, mode: u32) -> Result<Placed> {
+        let rel = at.rel;
+        let header = entry.header().clone();
+        let size = entry.size();
+        if size <= QUEUED_FILE_MAX {
+            let mut data = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut data)
+                .map_err(io_err(rel, "read tar entry"))?;
+            let mut meta = node_meta(entry, rel, &header)?;
+            meta.mode = mode;
+            let job = FileJob {
+                dir: at.dir.clone(),
+                name: at.name.to_os_string(),
+                rel: rel.to_vec(),
+                data,
+                meta,
+            };
+            self.writers.queue(at.parent, job)?;
+            return Ok(Placed::Queued);
+        }
+        let mut file = create_file(at.dir.as_fd(), at.name, rel, mode)?;
+        std::io::copy(entry, &mut file).map_err(io_err(rel, "write"))?;
+        let mut meta = node_meta(entry, rel, &header)?;
+        meta.mode = mode;
+        finish_file(&file, rel, &meta)?;
+        Ok(Placed::Queued)
     }
 
     /// A hardlink at `rel` to `target`, an archive name (so under `dir`, inside the root).
@@ -320,9 +411,10 @@ impl Extraction<'_> {
         })
     }
 
-    /// Restores directory mtimes (children bumped their parents'), deepest first, and
-    /// returns the paths written.
+    /// Waits for the writers, restores directory mtimes (children bumped their parents'),
+    /// deepest first, and returns the paths written.
     fn finish(self) -> Result<Vec<Vec<u8>>> {
+        self.writers.settle()?;
         for (rel, mtime) in self.dir_times.into_iter().rev() {
             self.root.set_meta(
                 &rel,
@@ -366,41 +458,45 @@ fn link_name<R: Read>(entry: &tar::Entry<R>, rel: &[u8]) -> Result<Vec<u8>> {
         .ok_or_else(|| io_err(rel, "read link")(std::io::ErrorKind::InvalidData.into()))
 }
 
-/// Applies the entry's PAX records that the header cannot hold: xattrs are set on `rel` (one
-/// past `MAX_XATTR_VALUE` fails the extraction), and the mtime (the PAX one, sub-second, over the header's) is returned.
-fn pax_meta<R: Read>(
-    root: &Root,
+/// The entry's owner and times, with the PAX records the header cannot hold: xattrs (one
+/// past `MAX_XATTR_VALUE` fails the extraction) and the mtime (the PAX one, sub-second, over
+/// the header's). The mode is the caller's.
+fn node_meta<R: Read>(
     entry: &mut tar::Entry<R>,
     rel: &[u8],
     header: &tar::Header,
-) -> Result<Option<(i64, u32)>> {
-    let mut mtime = header.mtime().ok().map(|m| (m as i64, 0u32));
-    if let Ok(Some(exts)) = entry.pax_extensions() {
-        for ext in exts.flatten() {
-            if let Ok(key) = ext.key() {
-                if key == "mtime" {
-                    mtime = ext.value().ok().and_then(parse_pax_time).or(mtime);
-                } else if let Some(x) = xattr::name_of(key) {
-                    let size = ext.value_bytes().len();
-                    if size > MAX_XATTR_VALUE {
-                        return Err(Error::Io {
-                            path: format!("/{}", shown_name(rel)),
-                            op: "refused",
-                            source: std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                format!("xattr {} is {size} bytes; the limit is {MAX_XATTR_VALUE} (XATTR_SIZE_MAX)", shown_name(x.as_bytes())),
-                            ),
-                        });
-                    }
-                    if let Err(e) = root.set_xattr(rel, x, ext.value_bytes()) {
-                        let path = rel.escape_ascii();
-                        tracing::warn!(path = %path, xattr = x, error = %e, "could not keep xattr");
-                    }
-                }
+) -> Result<NodeMeta> {
+    let mut meta = NodeMeta {
+        mode: 0,
+        uid: header.uid().ok().map(|u| u as u32),
+        gid: header.gid().ok().map(|g| g as u32),
+        mtime: header.mtime().ok().map(|m| (m as i64, 0u32)),
+        xattrs: Vec::new(),
+    };
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return Ok(meta);
+    };
+    for ext in exts.flatten() {
+        let Ok(key) = ext.key() else { continue };
+        if key == "mtime" {
+            meta.mtime = ext.value().ok().and_then(parse_pax_time).or(meta.mtime);
+        } else if let Some(x) = xattr::name_of(key) {
+            let size = ext.value_bytes().len();
+            if size > MAX_XATTR_VALUE {
+                return Err(Error::Io {
+                    path: format!("/{}", shown_name(rel)),
+                    op: "refused",
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("xattr {} is {size} bytes; the limit is {MAX_XATTR_VALUE} (XATTR_SIZE_MAX)", shown_name(x.as_bytes())),
+                    ),
+                });
             }
+            meta.xattrs
+                .push((x.to_string(), ext.value_bytes().to_vec()));
         }
     }
-    Ok(mtime)
+    Ok(meta)
 }
 
 /// A PAX time (`1700000000.5`, `-1.25`) as seconds and nanoseconds.
@@ -575,6 +671,88 @@ mod tests {
             "no renamed copies"
         );
     }
+    #[test]
+    fn a_directory_replaced_by_a_symlink_sends_later_entries_through_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::create(&tmp.path().join("r")).unwrap();
+        use tar::EntryType::*;
+        let l = layer(&[
+            ("etc/", Directory, b"", ""),
+            ("x/", Directory, b"", ""),
+            ("d/", Directory, b"", ""),
+            ("d/before", Regular, b"1", ""),
+            // `l/…` is resolved through the symlink, so its open handle is x's
+            ("l", Symlink, b"", "x"),
+            ("l/one", Regular, b"2", ""),
+            // replaced between entries: the handles kept for d and l/x are stale now
+            ("d", Symlink, b"", "/etc"),
+            ("d/after", Regular, b"3", ""),
+            ("x", Symlink, b"", "../../../etc"),
+            ("l/two", Regular, b"4", ""),
+            ("up", Symlink, b"", "../../../../../.."),
+            ("up/top", Regular, b"5", ""),
+        ]);
+        extract(&root, "", &l[..], Whiteouts::Apply, "replaced").unwrap();
+        let r = tmp.path().join("r");
+        assert!(r.join("d").is_symlink());
+        assert_eq!(std::fs::read(r.join("etc/after")).unwrap(), b"3");
+        assert_eq!(std::fs::read(r.join("etc/two")).unwrap(), b"4");
+        assert_eq!(std::fs::read(r.join("top")).unwrap(), b"5");
+        assert!(!r.join("etc/before").exists() && !r.join("etc/one").exists());
+        assert!(!tmp.path().join("top").exists() && !tmp.path().join("etc").exists());
+    }
+
+    #[test]
+    fn a_hardlink_waits_for_its_target_in_another_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::create(&tmp.path().join("r")).unwrap();
+        use tar::EntryType::*;
+        let names: Vec<String> = (0..300).map(|i| format!("a/f{i}")).collect();
+        let mut entries = vec![("a/", Directory, &b""[..], ""), ("b/", Directory, b"", "")];
+        for n in &names {
+            entries.push((n.as_str(), Regular, b"data", ""));
+        }
+        entries.push(("b/h", Link, b"", "a/f299"));
+        entries.push(("c/h", Link, b"", "/a/f0"));
+        extract(&root, "", &layer(&entries)[..], Whiteouts::Apply, "links").unwrap();
+        let r = tmp.path().join("r");
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &str| std::fs::metadata(r.join(p)).unwrap().ino();
+        assert_eq!(ino("b/h"), ino("a/f299"));
+        assert_eq!(ino("c/h"), ino("a/f0"));
+        assert_eq!(std::fs::read(r.join("b/h")).unwrap(), b"data");
+    }
+
+    #[test]
+    fn whiteouts_apply_after_the_files_queued_before_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::create(&tmp.path().join("r")).unwrap();
+        use tar::EntryType::*;
+        let l1 = layer(&[("e/", Directory, b"", ""), ("e/old", Regular, b"o", "")]);
+        extract(&root, "", &l1[..], Whiteouts::Apply, "l1").unwrap();
+        let names: Vec<String> = (0..200)
+            .flat_map(|i| [format!("d/f{i}"), format!("e/n{i}")])
+            .collect();
+        let mut entries = vec![("d/", Directory, &b""[..], "")];
+        for n in &names {
+            entries.push((n.as_str(), Regular, b"x", ""));
+        }
+        entries.push(("d/.wh.f5", Regular, b"", ""));
+        entries.push(("e/.wh..wh..opq", Regular, b"", ""));
+        entries.push(("d/f5", Regular, b"again", ""));
+        entries.push(("d/f7", Regular, b"twice", ""));
+        entries.push(("d/.wh.f199", Regular, b"", ""));
+        extract(&root, "", &layer(&entries)[..], Whiteouts::Apply, "l2").unwrap();
+        let r = tmp.path().join("r");
+        assert!(!r.join("e/old").exists(), "opaque: the lower layer's file");
+        assert!(!r.join("d/f199").exists(), "removed after it was written");
+        assert_eq!(std::fs::read(r.join("d/f5")).unwrap(), b"again");
+        assert_eq!(std::fs::read(r.join("d/f7")).unwrap(), b"twice");
+        let d = std::fs::read_dir(r.join("d")).unwrap().count();
+        let e = std::fs::read_dir(r.join("e")).unwrap().count();
+        assert_eq!((d, e), (199, 200));
+    }
+
     #[test]
     fn layers_must_match_their_diff_id() {
         let tmp = tempfile::tempdir().unwrap();

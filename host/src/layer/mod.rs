@@ -10,9 +10,11 @@
 
 pub mod bounds;
 pub mod compress;
+mod dirs;
 pub mod extract;
 #[cfg(test)]
 mod fidelity_tests;
+mod nodes;
 pub mod pgzip;
 pub mod scan;
 pub mod store;

@@ -121,11 +121,13 @@ pub(crate) async fn extract_layers(
     let layers = layers.to_vec();
     blocking(move || -> Result<()> {
         for layer in &layers {
+            let started = std::time::Instant::now();
             let file = std::fs::File::open(&layer.path)
                 .with_context(|| format!("opening layer {}", layer.digest))?;
-            extract::extract_layer(&root, file, &layer.digest.0, &layer.diff_id.0)
+            let written = extract::extract_layer(&root, file, &layer.digest.0, &layer.diff_id.0)
                 .with_context(|| format!("extracting layer {}", layer.digest))?;
-            tracing::debug!(digest = %layer.digest, root = %root.path().display(), "layer extracted");
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::debug!(layer = %layer.digest, root = %root.path().display(), entries = written.len(), ms, "layer extracted");
         }
         Ok(())
     })

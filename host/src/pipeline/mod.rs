@@ -46,6 +46,7 @@ use crate::layer::{BlobStore, LayerBlob};
 use crate::progress::{self, summary, Summary};
 use crate::registry::{self, Platform, Registry};
 use crate::rootfs::{self, Root};
+use crate::run::removal::{Policy, Removal};
 use crate::run::{Runner, RunnerOptions};
 use crate::sandbox::LazySandbox;
 use plan::{Base, BuildPlan};
@@ -94,19 +95,6 @@ pub(crate) struct Build {
     pub cache: Option<Arc<Cache>>,
     /// every image pulled (bases, `COPY --from`), by digest, for the provenance
     pub pulled: std::sync::Mutex<Vec<crate::attest::provenance::Material>>,
-}
-
-/// Removes the build's scratch directories however the build ends.
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %self.0.display(), error = %e, "could not clean up");
-            }
-        }
-    }
 }
 
 /// A Dockerfile read from a fetched context, and its plan.
@@ -165,7 +153,10 @@ async fn build_loaded(
     context: std::time::Duration,
 ) -> Result<String> {
     let work = opts.kiln_dir.join(format!("build-{}", std::process::id()));
-    let _cleanup = WorkDir(work.clone());
+    // however the build ends, its scratch directory goes (unless `--cleanup=false`)
+    let mut removal = Removal::new(work.clone(), Policy::of_flag(opts.cleanup));
+    // one left by an earlier build of the same process id (`--cleanup=false`, a crash)
+    removal.clear_stale();
     let build = prepare(opts, &loaded, work).await?;
     if build.opts.platforms.len() > 1 {
         return platforms::build_each(build, &loaded, started, context).await;
@@ -184,11 +175,16 @@ async fn build_loaded(
     let last = Arc::try_unwrap(last).unwrap_or_else(|shared| (*shared).clone());
     let image = assemble(&build, last).await?;
     let attached = attestations::make(&build, &image, request).await?;
+    // nothing reads the stage roots now: they go while the push runs
+    removal.start();
     let push_started = Instant::now();
     let written = outputs::write(&build, &image, attached.as_ref()).await;
     let push = push_started.elapsed();
     build.runner.tear_down().await?;
     written?;
+    let removing = Instant::now();
+    removal.finish();
+    tracing::debug!(waited = ?removing.elapsed(), "scratch directory removal");
     let walls = summary::Walls {
         context,
         steps,
@@ -414,7 +410,7 @@ fn runner_options(
         run_overlay: opts.run_overlay,
         ignore_paths: opts.ignore_paths.clone(),
         ignore_var_run: opts.ignore_var_run,
-        cleanup: opts.cleanup,
+        cleanup: opts.cleanup == Some(true),
         keep,
         stages: loaded.plan.order.len(),
         sequential_stages: opts.sequential_stages,

@@ -53,8 +53,9 @@ pub struct BuildOptions {
     pub ignore_paths: Vec<PathBuf>,
     /// in-place isolation: leave /var/run alone
     pub ignore_var_run: bool,
-    /// in-place isolation: remove what the build wrote to `/`
-    pub cleanup: bool,
+    /// `--cleanup` as given: `true` in place also removes what the build wrote to `/`;
+    /// `false` leaves the build's scratch directory (stage roots) in the kiln dir
+    pub cleanup: Option<bool>,
     /// `--sequential-stages`: one stage at a time, in order (in-place isolation always is)
     pub sequential_stages: bool,
     /// `--run-overlay`: RUN on an overlay where possible (see `run::overlay`)

@@ -19,6 +19,7 @@ pub mod mount_spec;
 mod mounts;
 mod overlay;
 mod reaper;
+pub mod removal;
 mod runner;
 mod scaffold;
 mod seccomp;

@@ -112,11 +112,38 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Starts probing `scratch`'s filesystem.
-    pub fn start(scratch: PathBuf) -> Probe {
-        Probe {
-            running: std::sync::Mutex::new(Some(std::thread::spawn(move || probe(&scratch)))),
-            answer: std::sync::OnceLock::new(),
+    /// The answer remembered in the kiln dir for this kernel and filesystem, else a probe
+    /// started on `scratch` whose answer is then written there: a kiln dir is probed once.
+    pub fn remembered(kiln_dir: &Path, scratch: PathBuf) -> Probe {
+        let memo = memo_path(kiln_dir);
+        match memo.as_ref().and_then(|m| std::fs::read_to_string(m).ok()) {
+            Some(text) if matches!(text.trim(), "index" | "plain" | "none") => {
+                let text = text.trim();
+                INDEX.store(text == "index", Ordering::Relaxed);
+                tracing::debug!(
+                    answer = text,
+                    "overlay support as probed before in this kiln dir"
+                );
+                Probe::known(text != "none")
+            }
+            _ => Probe {
+                running: std::sync::Mutex::new(Some(std::thread::spawn(move || {
+                    let answer = probe(&scratch);
+                    if let Some(memo) = memo {
+                        let text = match (answer, INDEX.load(Ordering::Relaxed)) {
+                            (false, _) => "none",
+                            (true, true) => "index",
+                            (true, false) => "plain",
+                        };
+                        let tmp = memo.with_extension(format!("tmp-{}", std::process::id()));
+                        if std::fs::write(&tmp, text).is_ok() {
+                            let _ = std::fs::rename(&tmp, &memo);
+                        }
+                    }
+                    answer
+                }))),
+                answer: std::sync::OnceLock::new(),
+            },
         }
     }
 
@@ -167,6 +194,25 @@ fn log(overlay: bool) {
             false => "by walking the stage root",
         }
     );
+}
+
+/// Where a kiln dir remembers the probe's answer: named by the kernel release and the kiln
+/// dir's filesystem type, so a kiln dir on a volume moved to another node probes again.
+fn memo_path(kiln_dir: &Path) -> Option<PathBuf> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let fs = rustix::fs::statfs(kiln_dir).ok()?.f_type;
+    let release: String = release
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(kiln_dir.join(format!("overlay-probe-{release}-{fs:x}")))
 }
 
 /// Whether RUN can go on an overlay here: tried once per build in a throwaway mount

@@ -85,7 +85,7 @@ impl Runner {
         // RUN on an overlay needs mounts, the real root (trusted.* xattrs) and an upper
         // directory on the stage roots' filesystem; otherwise each RUN is followed by a walk
         let overlay = match namespaces && opts.isolation == Isolation::Chroot && opts.run_overlay {
-            true => overlay::Probe::start(scratch.clone()),
+            true => overlay::Probe::remembered(&opts.kiln_dir, scratch.clone()),
             false => overlay::Probe::known(false),
         };
         let in_place = match opts.isolation {
