@@ -98,19 +98,95 @@ impl GitSource {
     }
 }
 
-/// Clones `src` into `dir` (which must be empty) per `opts`.
+/// Clones `src` into `dir` (which must be empty) per `opts`. A clone cut by the network (a
+/// timeout, a reset, a 5xx) starts again from an empty `dir`, [`super::http::ATTEMPTS`] times in
+/// all; a refusal, a missing repository or ref fails at once.
 pub async fn clone_into(src: &GitSource, opts: &GitOptions, dir: &Path) -> Result<()> {
-    let (src, opts, dir) = (src.clone(), opts.clone(), dir.to_path_buf());
     let url = src.display();
-    // gitoxide's HTTP transport runs its own blocking client: keep it off the async threads
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(clone_blocking(&src, &opts, &dir, 0));
-    });
-    rx.await.map_err(|_| Error::Fetch {
-        url,
-        detail: "the clone stopped unexpectedly".into(),
-    })?
+    let mut tried = 0;
+    let result = super::http::retrying(
+        &url,
+        |e| !is_transient(e),
+        || {
+            tried += 1;
+            let first = tried == 1;
+            let (src, opts, dir) = (src.clone(), opts.clone(), dir.to_path_buf());
+            let url = url.clone();
+            async move {
+                if !first {
+                    empty_dir(&dir, &url)?;
+                }
+                // gitoxide's HTTP transport runs its own blocking client: keep it off the async
+                // threads
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(clone_blocking(&src, &opts, &dir, 0));
+                });
+                rx.await.map_err(|_| Error::Fetch {
+                    url,
+                    detail: "the clone stopped unexpectedly".into(),
+                })?
+            }
+        },
+    )
+    .await;
+    match result {
+        Err(Error::Fetch { url, detail }) if tried > 1 => Err(Error::Fetch {
+            url,
+            detail: format!("{detail} (gave up after {tried} attempts)"),
+        }),
+        other => other,
+    }
+}
+
+/// Whether a clone's failure came from the network and may pass on a new attempt.
+fn is_transient(e: &Error) -> bool {
+    let Error::Fetch { detail, .. } = e else {
+        return false;
+    };
+    let lower = detail.to_lowercase();
+    [
+        "timed out",
+        "timeout",
+        "too slow",
+        "reset",
+        "broken pipe",
+        "connection",
+        "unexpected eof",
+        "end of file",
+        " 500",
+        " 502",
+        " 503",
+        " 504",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
+}
+
+/// Removes what a failed clone left in `dir`, keeping (or making again) `dir` itself.
+fn empty_dir(dir: &Path, url: &str) -> Result<()> {
+    let io = |source| Error::Io {
+        url: url.to_string(),
+        op: "emptying the clone directory",
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        // a failed clone may remove the directory it made
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return std::fs::create_dir_all(dir).map_err(io);
+        }
+        other => other.map_err(io)?,
+    };
+    for entry in entries {
+        let path = entry.map_err(io)?.path();
+        let removed = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Clones `src` into `dir` with default options (what an `ADD` of a git repository needs),

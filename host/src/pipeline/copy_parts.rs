@@ -11,9 +11,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 use super::heredoc;
+use crate::attest::provenance::Material;
 use crate::context::{add_git, add_url};
 use crate::dockerfile::{is_heredoc_marker, Heredoc, Instruction, Keyword};
 use crate::rootfs::Root;
@@ -30,6 +31,21 @@ pub(crate) struct Part {
     pub root: Option<Arc<Root>>,
     /// what the layer cache keys the part's sources on
     pub pin: Pin,
+    /// a download or checkout by digest, for the provenance
+    pub material: Option<Material>,
+}
+
+impl Part {
+    /// Sources read from the instruction's own root (context or `--from`).
+    pub(crate) fn own(args: Vec<String>, flags: Vec<(String, Option<String>)>) -> Part {
+        Part {
+            args,
+            flags,
+            root: None,
+            pin: Pin::Content,
+            material: None,
+        }
+    }
 }
 
 /// What fixes the content of a part's sources, for the layer cache.
@@ -141,21 +157,34 @@ async fn fetch(
         Remote::Url(url) => {
             let dir = scratch_dir(work, "add-url");
             let (root, name) = add_url::fetch(&url, checksum, &dir).await?;
+            let file = root.path().join(&name);
+            let digest = crate::oci::digest::hash_file(&file)
+                .with_context(|| format!("hashing {}", file.display()))?;
+            let material = Material {
+                uri: crate::redaction::redact(&url).into_owned(),
+                digest: format!("sha256:{digest}"),
+            };
             Part {
                 args: vec![name, dest.to_string()],
                 flags: own_flags(flags, &url),
                 root: Some(Arc::new(root)),
                 pin: Pin::Unpinned,
+                material: Some(material),
             }
         }
         Remote::Git(src) => {
             let dir = scratch_dir(work, "add-git");
             let checkout = add_git::fetch(&src, keep_git_dir, &dir, git_credential_hosts).await?;
+            let material = Material {
+                uri: crate::redaction::redact(&src).into_owned(),
+                digest: format!("sha1:{}", checkout.pin),
+            };
             Part {
                 args: vec![checkout.path, dest.to_string()],
                 flags: own_flags(flags, &src),
                 root: Some(Arc::new(checkout.root)),
                 pin: Pin::Id(checkout.pin),
+                material: Some(material),
             }
         }
     })
@@ -217,12 +246,7 @@ pub(crate) async fn split(
     };
     let checksum = flag("checksum").flatten();
     let Some((dest, srcs)) = args.split_last() else {
-        return Ok(vec![Part {
-            args,
-            flags,
-            root: None,
-            pin: Pin::Content,
-        }]);
+        return Ok(vec![Part::own(args, flags)]);
     };
     let Sorted {
         local,
@@ -245,12 +269,7 @@ pub(crate) async fn split(
     };
     warn_about_sources(ins, &raw, srcs, dest, flag("parents").is_some());
     if remotes.is_empty() && heredocs.is_empty() && flag("keep-git-dir").is_none() {
-        return Ok(vec![Part {
-            args,
-            flags,
-            root: None,
-            pin: Pin::Content,
-        }]);
+        return Ok(vec![Part::own(args, flags)]);
     }
     let mut parts = Vec::new();
     if !local.is_empty() {
@@ -262,12 +281,7 @@ pub(crate) async fn split(
             .filter(|(n, _)| n != "checksum" && n != "keep-git-dir")
             .cloned()
             .collect();
-        parts.push(Part {
-            args,
-            flags,
-            root: None,
-            pin: Pin::Content,
-        });
+        parts.push(Part::own(args, flags));
     }
     for remote in remotes {
         parts.push(
@@ -294,6 +308,7 @@ pub(crate) async fn split(
             flags: own_flags(&flags, "heredoc"),
             root: Some(Arc::new(root)),
             pin: Pin::Content,
+            material: None,
         });
     }
     Ok(parts)

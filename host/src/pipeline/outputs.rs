@@ -210,7 +210,10 @@ async fn push_to_destinations(
             Ok(digest) => {
                 tracing::info!(destination = %dest, %digest, "pushed");
                 if let Some(key) = &build.opts.sign_key {
-                    crate::signing::sign_pushed(&build.registry, key, dest, &digest, &build.work)
+                    // the kiln dir, not the build's scratch dir: that one is being removed
+                    // while the push runs
+                    let scratch = &build.opts.kiln_dir;
+                    crate::signing::sign_pushed(&build.registry, key, dest, &digest, scratch)
                         .await
                         .with_context(|| format!("signing {dest}@{digest}"))?;
                 }

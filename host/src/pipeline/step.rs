@@ -319,8 +319,12 @@ async fn guest_parts(
             flags,
             root: None,
             pin: super::copy_parts::Pin::Content,
+            material: None,
         }]
     };
+    if let Ok(mut materials) = build.pulled.lock() {
+        materials.extend(parts.iter().filter_map(|p| p.material.clone()));
+    }
     Ok((parts, exec_form))
 }
 

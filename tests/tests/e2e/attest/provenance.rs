@@ -104,3 +104,37 @@ fn provenance_names_bases_and_args_not_secrets() {
     assert_eq!(meta["startedOn"], "2023-11-14T22:13:20Z");
     assert_eq!(meta["finishedOn"], "2023-11-14T22:13:20Z");
 }
+
+#[test]
+fn provenance_names_add_downloads_by_digest() {
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    let content = "downloaded by ADD for the provenance\n";
+    scratch.write("serve/data.txt", content);
+    let server = kiln_tests::http_server(&scratch.join("serve"), &scratch.join("http.log"));
+    let url = format!("{}/data.txt", server.url());
+    let dest = registry.reference("prov-add:1");
+    scratch
+        .build(&format!("FROM scratch\nADD {url} /data.txt\n"))
+        .arg("--provenance")
+        .arg("mode=min")
+        .destination(&dest)
+        .run_ok();
+    let got = super::fetch(&dest, &scratch.join("got"));
+    let (_, bytes) = got
+        .statements
+        .iter()
+        .find(|(t, _)| t == "https://slsa.dev/provenance/v1")
+        .expect("a provenance statement");
+    let statement: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let want = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content.as_bytes()));
+    assert!(
+        deps.iter()
+            .any(|d| d["uri"] == url.as_str() && d["digest"]["sha256"] == want.as_str()),
+        "{url} with sha256 {want} not among {deps:?}"
+    );
+}

@@ -553,3 +553,38 @@ fn git_credentials_are_checked_and_never_sent_in_clear() {
     assert_fails_naming(&out, &missing, &[]);
     assert_cleaned(&scratch);
 }
+
+#[test]
+fn a_git_context_cut_by_the_network_is_cloned_again() {
+    let (scratch, dir, _tarball, want) = setup();
+    git_repo(&scratch, &dir);
+    let server = git_http_server(&scratch.join("repos"), None, &scratch.join("git.log"));
+    let plain_env: [(&str, &str); 0] = [];
+    // the first ref advertisement is answered 503, the second has its connection dropped
+    let proxy = kiln_tests::FaultProxy::start(&server.addr.to_string());
+    proxy.inject("GET", "info/refs", kiln_tests::Fault::Status(503), 1);
+    proxy.inject("GET", "info/refs", kiln_tests::Fault::Drop, 1);
+    let url = format!("http://{}/ctx.git", proxy.host());
+    let out = run_env(&scratch, &url, &[], &plain_env);
+    assert_eq!(digest_of(&out), want, "{url}");
+    let err = stderr(&out);
+    assert!(
+        err.matches("starting it again").count() >= 2,
+        "both cut attempts must be logged as retried:\n{err}"
+    );
+    assert!(
+        proxy.remaining().iter().all(|&n| n == 0),
+        "a fault was not hit"
+    );
+    // a missing repository is not retried: one advertisement request, one attempt
+    proxy.clear();
+    let missing = format!("http://{}/nothing.git", proxy.host());
+    let out = run_env(&scratch, &missing, &[], &plain_env);
+    assert!(!out.status.success(), "a missing repository must fail");
+    assert!(
+        !stderr(&out).contains("starting it again"),
+        "a missing repository must not be retried:\n{}",
+        stderr(&out)
+    );
+    assert_cleaned(&scratch);
+}
