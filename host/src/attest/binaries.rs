@@ -2,6 +2,14 @@
 //! `\xff Go buildinf:` followed by the Go version and the module list) and Rust's
 //! `cargo auditable` data (the `.dep-v0` section, zlib-compressed JSON). Both are found by
 //! the ELF section headers (32- and 64-bit, little-endian); no code in the binary runs.
+//!
+//! A Go binary lists its main module, its dependencies (each replaced by what really built
+//! it: another module at its version, or a local directory, which keeps the module path and
+//! is `(devel)` as Go calls unversioned code) and the standard library it was compiled with
+//! (`stdlib` at the toolchain's version, as Go's vulnerability database names it). A Rust
+//! binary lists the packages compiled into it: `cargo auditable` also records build-time
+//! packages (build scripts, proc macros and their dependencies, `"kind": "build"`), which are
+//! not in the binary and are left out; a missing `kind` means `runtime`.
 
 use std::io::Read as _;
 
@@ -86,7 +94,7 @@ fn go_modules(info: &[u8]) -> Vec<Found> {
     if !info.starts_with(GO_MAGIC) || info.len() < 32 || info[15] & 2 == 0 {
         return Vec::new();
     }
-    let Some((_version, rest)) = varint_string(&info[32..]) else {
+    let Some((go_version, rest)) = varint_string(&info[32..]) else {
         return Vec::new();
     };
     let Some((mut modinfo, _)) = varint_string(rest) else {
@@ -97,26 +105,61 @@ fn go_modules(info: &[u8]) -> Vec<Found> {
         modinfo = &modinfo[16..modinfo.len() - 16];
     }
     let text = String::from_utf8_lossy(modinfo);
-    let mut found = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
         let (name, version) = match fields.as_slice() {
-            ["mod", path, version, ..] | ["dep", path, version, ..] => (*path, *version),
-            // a replacement: the module that was really built
-            ["=>", path, version, ..] if !found.is_empty() => {
-                found.pop();
-                (*path, *version)
+            ["mod", path, version, ..] | ["dep", path, version, ..] => {
+                (path.to_string(), version.to_string())
             }
+            // a replacement: what was really built in place of the module above
+            ["=>", path, rest @ ..] => match found.pop() {
+                // a local directory: the module's own path, unversioned code
+                Some(required) if is_local_path(path) => (required.name, DEVEL.to_string()),
+                Some(_) => (
+                    path.to_string(),
+                    rest.first().copied().unwrap_or_default().to_string(),
+                ),
+                None => continue,
+            },
             _ => continue,
         };
         found.push(Found {
             ecosystem: Ecosystem::Golang,
-            name: name.to_string(),
-            version: version.to_string(),
+            name,
+            version,
             arch: None,
         });
     }
+    // the standard library compiled in, at the toolchain's version (`go1.22.1`; an
+    // experiment suffix such as ` X:boringcrypto` is not part of it)
+    let go_version = String::from_utf8_lossy(go_version);
+    if let Some(version) = go_version.split_whitespace().next() {
+        if version.starts_with("go") {
+            found.push(Found {
+                ecosystem: Ecosystem::Golang,
+                name: GO_STDLIB.to_string(),
+                version: version.to_string(),
+                arch: None,
+            });
+        }
+    }
     found
+}
+
+/// The name the Go standard library is listed under.
+pub(crate) const GO_STDLIB: &str = "stdlib";
+/// The version Go gives code that has none (the main module, a local replacement).
+const DEVEL: &str = "(devel)";
+
+/// Whether a replacement names a directory rather than a module (Go's rule: a path that
+/// starts with `./`, `../` or `/`).
+fn is_local_path(path: &str) -> bool {
+    path.starts_with("./")
+        || path.starts_with("../")
+        || path.starts_with('/')
+        || path == "."
+        || path == ".."
 }
 
 /// `cargo auditable`'s package list.
@@ -136,6 +179,8 @@ fn cargo_packages(compressed: &[u8]) -> Vec<Found> {
     packages
         .into_iter()
         .flatten()
+        // build-time packages are not compiled into the binary
+        .filter(|p| p.get("kind").and_then(|k| k.as_str()) != Some("build"))
         .filter_map(|p| {
             Some(Found {
                 ecosystem: Ecosystem::Cargo,
@@ -194,42 +239,85 @@ mod tests {
         out
     }
 
-    #[test]
-    fn reads_go_build_info() {
+    /// A Go 1.18+ `.go.buildinfo` section: the version and the module list, inline.
+    fn go_buildinfo(go_version: &str, modules: &str) -> Vec<u8> {
         let modinfo = format!(
-            "{}path\texample.com/app\nmod\texample.com/app\t(devel)\t\ndep\tgolang.org/x/sys\tv0.1.0\th1:x=\n{}",
+            "{}{modules}{}",
             "0".repeat(16),
             "\n".to_string() + &"1".repeat(15)
         );
         let mut info = GO_MAGIC.to_vec();
         info.extend_from_slice(&[8, 2]);
         info.resize(32, 0);
-        for s in ["go1.22.1", modinfo.as_str()] {
-            info.push(s.len() as u8);
+        for s in [go_version, modinfo.as_str()] {
+            let mut len = s.len();
+            while len >= 0x80 {
+                info.push((len as u8 & 0x7f) | 0x80);
+                len >>= 7;
+            }
+            info.push(len as u8);
             info.extend_from_slice(s.as_bytes());
         }
-        let found = read(&elf(&[(".go.buildinfo", info)]));
-        let got: Vec<(&str, &str)> = found
+        info
+    }
+
+    fn listed(found: &[Found]) -> Vec<(&str, &str)> {
+        found
             .iter()
             .map(|f| (f.name.as_str(), f.version.as_str()))
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn reads_go_build_info() {
+        let info = go_buildinfo(
+            "go1.22.1 X:boringcrypto",
+            "path\texample.com/app\nmod\texample.com/app\t(devel)\t\n\
+             dep\tgolang.org/x/sys\tv0.1.0\th1:x=\n\
+             dep\tgolang.org/x/net\tv0.2.0\th1:y=\n=>\texample.com/net-fork\tv0.2.1\th1:z=\n\
+             dep\tgolang.org/x/text\tv0.3.0\n=>\t../text\t(devel)\t\n\
+             build\tCGO_ENABLED=0\n",
+        );
+        let found = read(&elf(&[(".go.buildinfo", info)]));
         assert_eq!(
-            got,
+            listed(&found),
             [
                 ("example.com/app", "(devel)"),
-                ("golang.org/x/sys", "v0.1.0")
+                ("golang.org/x/sys", "v0.1.0"),
+                ("example.com/net-fork", "v0.2.1"),
+                ("golang.org/x/text", "(devel)"),
+                ("stdlib", "go1.22.1"),
             ]
+        );
+        // a binary built outside module mode names only its toolchain
+        let info = go_buildinfo("go1.19.8", "path\texample.com/cmd\nbuild\t-compiler=gc\n");
+        assert_eq!(
+            listed(&read(&elf(&[(".go.buildinfo", info)]))),
+            [("stdlib", "go1.19.8")]
+        );
+        // a replacement with nothing before it names nothing
+        let info = go_buildinfo("go1.22.1", "=>\texample.com/x\tv1.0.0\t\n");
+        assert_eq!(
+            listed(&read(&elf(&[(".go.buildinfo", info)]))),
+            [("stdlib", "go1.22.1")]
         );
     }
 
     #[test]
     fn reads_cargo_auditable() {
-        let json = br#"{"packages":[{"name":"serde","version":"1.0.200","source":"crates.io"}]}"#;
+        let json = br#"{"packages":[
+            {"name":"app","version":"0.1.0","source":"local","root":true,"dependencies":[1,2,3]},
+            {"name":"serde","version":"1.0.200","source":"crates.io","dependencies":[2]},
+            {"name":"serde_derive","version":"1.0.200","source":"crates.io","kind":"build"},
+            {"name":"libc","version":"0.2.155","source":"crates.io","kind":"runtime"}
+        ]}"#;
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(json).unwrap();
         let found = read(&elf(&[(".dep-v0", z.finish().unwrap())]));
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].name, "serde");
+        assert_eq!(
+            listed(&found),
+            [("app", "0.1.0"), ("serde", "1.0.200"), ("libc", "0.2.155")]
+        );
         assert!(read(b"#!/bin/sh\n").is_empty());
     }
 }

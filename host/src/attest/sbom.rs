@@ -45,6 +45,12 @@ impl Package {
                 Some((scope, name)) => format!("pkg:npm/%40{}/{}@{v}", encode(scope), encode(name)),
                 None => format!("pkg:npm/{}@{v}", encode(&f.name)),
             },
+            // the standard library's purl carries the version without Go's `go` prefix
+            Ecosystem::Golang if f.name == binaries::GO_STDLIB => format!(
+                "pkg:golang/{}@{}",
+                binaries::GO_STDLIB,
+                encode(f.version.strip_prefix("go").unwrap_or(&f.version))
+            ),
             Ecosystem::Golang => {
                 let path: Vec<String> = f.name.split('/').map(encode).collect();
                 format!("pkg:golang/{}@{v}", path.join("/"))
@@ -274,6 +280,18 @@ mod tests {
             (
                 found(Ecosystem::Golang, "golang.org/x/sys", "v0.1.0", None),
                 "pkg:golang/golang.org/x/sys@v0.1.0",
+            ),
+            (
+                found(Ecosystem::Golang, "stdlib", "go1.22.1", None),
+                "pkg:golang/stdlib@1.22.1",
+            ),
+            (
+                found(Ecosystem::Apk, "musl", "1.2.4-r2", Some("x86_64")),
+                "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64",
+            ),
+            (
+                found(Ecosystem::Cargo, "serde_json", "1.0.117", None),
+                "pkg:cargo/serde_json@1.0.117",
             ),
         ] {
             assert_eq!(p.purl(), want);

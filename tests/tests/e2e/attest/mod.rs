@@ -2,21 +2,66 @@
 //! them out, read back with tools kiln did not write. `skopeo copy --all` fetches the index,
 //! the attestation manifest and the statements from a real registry; the SBOM is compared
 //! with `dpkg-query` run in the unpacked image under chroot, with the host python's
-//! `importlib.metadata` and with a python walk over `node_modules`, and validated by
-//! `pyspdxtools` (PyPI `spdx-tools`); the provenance is checked field by field.
+//! `importlib.metadata` and with a python walk over `node_modules` (`sbom`), with `go
+//! version -m`, pyelftools and the apk database kiln was given (`readers`), and every SBOM is
+//! validated twice: by `pyspdxtools` (PyPI `spdx-tools`, the SPDX model) and by
+//! `tests/attest/spdx_schema.py` (PyPI `jsonschema` against the SPDX 2.3 JSON schema that PyPI's
+//! `lib4sbom` ships); the provenance is checked field by field.
 
 // helpers of tests: a malformed answer from a tool is a test failure
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod layout;
 mod provenance;
+mod readers;
 mod sbom;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
-use kiln_tests::{require, run_checked};
+use kiln_tests::{require, require_py, run_checked, workspace_root};
 use serde_json::Value;
+
+/// Validates the SPDX document `doc` both ways, written to `dir/name`: `pyspdxtools -i` (the
+/// SPDX model, with its own messages) and the SPDX 2.3 JSON schema (`spdx_schema`).
+pub(crate) fn validate_spdx(doc: &Value, dir: &Path, name: &str) {
+    let file = dir.join(name);
+    std::fs::write(&file, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    let pyspdxtools = require_py("pyspdxtools", "spdx-tools");
+    let out = Command::new(pyspdxtools)
+        .arg("-i")
+        .arg(&file)
+        .output()
+        .expect("running pyspdxtools");
+    let said = said(&out);
+    assert!(out.status.success(), "pyspdxtools -i: {said}");
+    assert!(
+        !said.contains("ValidationMessage"),
+        "pyspdxtools -i: {said}"
+    );
+    let out = spdx_schema(&file);
+    assert!(out.status.success(), "spdx_schema.py: {}", self::said(&out));
+}
+
+/// `tests/attest/spdx_schema.py FILE` run by the test venv's python: exit 0 when the file
+/// validates against the SPDX 2.3 JSON schema, 1 with each violation as `PATH: MESSAGE`.
+pub(crate) fn spdx_schema(file: &Path) -> Output {
+    let python = require_py("python3", "jsonschema lib4sbom");
+    Command::new(python)
+        .arg(workspace_root().join("tests/attest/spdx_schema.py"))
+        .arg(file)
+        .output()
+        .expect("running spdx_schema.py")
+}
+
+/// A tool's stdout and stderr as one text.
+pub(crate) fn said(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 /// The index, the attestation manifest and the statements (by predicate type) a tag
 /// points at, copied with `skopeo copy --all` into an OCI layout under `dir`.

@@ -1,11 +1,12 @@
 //! The SBOM of an image built on the Debian fixture with a Python and an npm fixture copied
 //! in: every package an independent reader finds, with its version, and nothing else; the
-//! document validates with `pyspdxtools`.
+//! document validates with `pyspdxtools` and against the SPDX 2.3 JSON schema, and a copy with
+//! bad fields is refused by the schema check.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use kiln_tests::{debian_image, require, require_py, run_checked, umoci_unpack, Registry, Scratch};
+use kiln_tests::{debian_image, require, run_checked, umoci_unpack, Registry, Scratch};
 use serde_json::Value;
 
 /// `(name, version)` of the SBOM's packages whose purl has `prefix`.
@@ -167,22 +168,24 @@ fn sbom_lists_what_independent_readers_find() {
         assert!(diff_ids.iter().any(|d| info.ends_with(d)), "{info}");
     }
 
-    let file = scratch.join("sbom.spdx.json");
-    std::fs::write(&file, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
-    let pyspdxtools = require_py("pyspdxtools", "spdx-tools");
-    let out = Command::new(pyspdxtools)
-        .arg("-i")
-        .arg(&file)
-        .output()
-        .expect("running pyspdxtools");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "pyspdxtools -i: {said}");
-    assert!(
-        !said.contains("ValidationMessage"),
-        "pyspdxtools -i: {said}"
-    );
+    super::validate_spdx(doc, scratch.path(), "sbom.spdx.json");
+
+    // the schema check refuses what the schema forbids, naming the field
+    let mut bad = doc.clone();
+    bad["packages"][1]["filesAnalyzed"] = Value::from("no");
+    bad["packages"][1]["externalRefs"][0]["referenceCategory"] = Value::from("PACKAGE MANAGER");
+    let file = scratch.join("bad.spdx.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    let out = super::spdx_schema(&file);
+    let said = super::said(&out);
+    assert_eq!(out.status.code(), Some(1), "spdx_schema.py: {said}");
+    for field in [
+        "packages/1/filesAnalyzed:",
+        "packages/1/externalRefs/0/referenceCategory:",
+    ] {
+        assert!(
+            said.contains(field),
+            "spdx_schema.py did not name {field}: {said}"
+        );
+    }
 }
