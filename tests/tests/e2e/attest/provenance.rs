@@ -138,3 +138,100 @@ fn provenance_names_add_downloads_by_digest() {
         "{url} with sha256 {want} not among {deps:?}"
     );
 }
+
+/// The provenance statement `dest` carries.
+fn provenance_of(dest: &str, dir: &std::path::Path) -> serde_json::Value {
+    super::fetch(dest, dir).statement("https://slsa.dev/provenance/v1")
+}
+
+/// The `resolvedDependencies` entry whose uri is `uri`.
+fn dependency(statement: &serde_json::Value, uri: &str) -> serde_json::Value {
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .expect("resolvedDependencies");
+    deps.iter()
+        .find(|d| d["uri"] == uri)
+        .unwrap_or_else(|| panic!("{uri} not among {deps:?}"))
+        .clone()
+}
+
+#[test]
+fn provenance_names_git_and_tar_contexts() {
+    use std::process::Command;
+
+    use kiln_tests::{bare_git_repo, git_http_server, http_server, require, run_checked, Build};
+
+    let registry = Registry::start();
+    let scratch = Scratch::new();
+    scratch.write("served/Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n");
+    scratch.write("served/a.txt", "from a fetched context\n");
+    // the same files as a tarball on a web server and as a git repository
+    let tarball = scratch.join("web/ctx.tar.gz");
+    std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
+    run_checked(
+        Command::new(require("tar", "tar"))
+            .arg("-czf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(scratch.join("served"))
+            .arg("."),
+    );
+    let sha256 = run_checked(Command::new(require("sha256sum", "coreutils")).arg(&tarball));
+    let sha256 = sha256.split_whitespace().next().unwrap().to_string();
+    let commit = bare_git_repo(&scratch.join("served"), &scratch.join("repos/ctx.git"));
+    let git = git_http_server(&scratch.join("repos"), None, &scratch.join("git.log"));
+    let web = http_server(&scratch.join("web"), &scratch.join("http.log"));
+    let git_url = format!("{}/ctx.git", git.url());
+    let tar_url = format!("{}/ctx.tar.gz", web.url());
+    // user info in the URL: sent to the server, never written into the provenance
+    let tar_with_password = tar_url.replace("http://", "http://ci:s3cr3t-pass@");
+
+    for (tag, context, uri, algorithm, want) in [
+        ("git", &git_url, &git_url, "sha1", &commit),
+        ("tar", &tar_url, &tar_url, "sha256", &sha256),
+        (
+            "tar-pass",
+            &tar_with_password,
+            &tar_url.replace("http://", "http://ci:***@"),
+            "sha256",
+            &sha256,
+        ),
+    ] {
+        let dest = registry.reference(&format!("prov-context-{tag}:1"));
+        Build::new(
+            std::path::Path::new("Dockerfile"),
+            std::path::Path::new(context),
+            &scratch.kiln_dir(),
+        )
+        .arg("--provenance=true")
+        .destination(&dest)
+        .run_ok();
+        let statement = provenance_of(&dest, &scratch.join(tag));
+        let text = statement.to_string();
+        assert!(!text.contains("s3cr3t-pass"), "{tag}: {text}");
+        let dep = dependency(&statement, uri);
+        assert_eq!(
+            dep["digest"],
+            serde_json::json!({ algorithm: want }),
+            "{tag}"
+        );
+        let request = &statement["predicate"]["buildDefinition"]["externalParameters"]["request"];
+        assert_eq!(request["locals"], serde_json::json!([]), "{tag}");
+    }
+
+    // a local context is named, not hashed; ADD of a git source names its commit
+    let dest = registry.reference("prov-context-local:1");
+    scratch
+        .build(&format!("FROM scratch\nADD {git_url}#main /src\n"))
+        .arg("--provenance=true")
+        .destination(&dest)
+        .run_ok();
+    let statement = provenance_of(&dest, &scratch.join("local"));
+    let request = &statement["predicate"]["buildDefinition"]["externalParameters"]["request"];
+    assert_eq!(
+        request["locals"],
+        serde_json::json!([{"name": "context"}, {"name": "dockerfile"}])
+    );
+    let dep = dependency(&statement, &format!("{git_url}#main"));
+    assert_eq!(dep["digest"], serde_json::json!({ "sha1": commit }));
+}
