@@ -175,7 +175,7 @@ async fn fetch(
             let checkout = add_git::fetch(&src, keep_git_dir, &dir, git_credential_hosts).await?;
             let material = Material::fetched(
                 &crate::redaction::redact(&src),
-                &format!("sha1:{}", checkout.pin),
+                &format!("sha1:{}", checkout.commit),
             );
             Part {
                 args: vec![checkout.path, dest.to_string()],

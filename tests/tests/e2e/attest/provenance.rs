@@ -192,7 +192,7 @@ fn provenance_names_git_and_tar_contexts() {
         (
             "tar-pass",
             &tar_with_password,
-            &tar_url.replace("http://", "http://ci:***@"),
+            &tar_url.replace("http://", "http://***@"),
             "sha256",
             &sha256,
         ),
