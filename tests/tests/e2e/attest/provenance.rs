@@ -1,6 +1,10 @@
 //! The provenance of a two-stage build: both base images by the digest the registry serves,
 //! the build arguments, the secret's id but never its value, the Dockerfile's digest, and
 //! the same bytes from two `--reproducible` builds.
+//! The context as built: a git context's commit (`git rev-parse HEAD`), an https tarball's
+//! and an `s3://` object's sha256 (`sha256sum`) with the object's ETag (`md5sum`, moto's),
+//! a URL's password masked; a local context under `request.locals`; ADD of a git source by
+//! its commit.
 
 use kiln_tests::{busybox_image, debian_image, skopeo_inspect, Registry, Scratch};
 
@@ -218,6 +222,38 @@ fn provenance_names_git_and_tar_contexts() {
         let request = &statement["predicate"]["buildDefinition"]["externalParameters"]["request"];
         assert_eq!(request["locals"], serde_json::json!([]), "{tag}");
     }
+
+    // an s3:// object: the bytes' sha256 and the ETag the store gave (moto's: the MD5)
+    let s3 = kiln_tests::s3_server(&scratch.join("s3.log"), None);
+    kiln_tests::s3_put(&s3, "ctx-bucket", "ctx.tar.gz", &tarball);
+    let md5 = run_checked(Command::new(require("md5sum", "coreutils")).arg(&tarball));
+    let md5 = md5.split_whitespace().next().unwrap().to_string();
+    let dest = registry.reference("prov-context-s3:1");
+    Build::new(
+        std::path::Path::new("Dockerfile"),
+        std::path::Path::new("s3://ctx-bucket/ctx.tar.gz"),
+        &scratch.kiln_dir(),
+    )
+    .arg("--provenance=true")
+    .env("S3_ENDPOINT", s3.url())
+    .env("S3_FORCE_PATH_STYLE", "true")
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_REGION", "us-east-1")
+    .destination(&dest)
+    .run_ok();
+    let dep = dependency(
+        &provenance_of(&dest, &scratch.join("s3")),
+        "s3://ctx-bucket/ctx.tar.gz",
+    );
+    assert_eq!(dep["digest"], serde_json::json!({ "sha256": sha256 }));
+    assert_eq!(
+        dep["annotations"]["etag"]
+            .as_str()
+            .unwrap()
+            .trim_matches('"'),
+        md5
+    );
 
     // a local context is named, not hashed; ADD of a git source names its commit
     let dest = registry.reference("prov-context-local:1");
