@@ -53,8 +53,8 @@ pub use secure::{
     credential_helper, docker_config, loopback_tls_files, tls_host_name, SecureRegistry,
 };
 pub use servers::{
-    credential_trap, gcs_server, git_http_server, http_server, require_py, s3_put, s3_server,
-    Server, PY_VENV,
+    bare_git_repo, credential_trap, gcs_server, git_http_server, http_server, require_py, s3_put,
+    s3_server, Server, PY_VENV,
 };
 pub use token::TokenRegistry;
 pub use tools::{

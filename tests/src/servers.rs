@@ -247,6 +247,32 @@ pub fn git_http_server(root: &Path, auth: Option<&str>, log: &Path) -> Server {
     Server::spawn(cmd, port, log)
 }
 
+/// `work`'s files committed as a new repository (branch `main`) and cloned bare to `bare`,
+/// which [`git_http_server`] can serve; returns the commit (`git rev-parse HEAD`).
+pub fn bare_git_repo(work: &Path, bare: &Path) -> String {
+    let git = require("git", "git");
+    let in_work = |args: &[&str]| {
+        crate::tools::run_checked(
+            Command::new(&git)
+                .arg("-C")
+                .arg(work)
+                .args(["-c", "user.name=kiln", "-c", "user.email=kiln@example.com"])
+                .args(args),
+        )
+    };
+    in_work(&["init", "-q", "-b", "main"]);
+    in_work(&["add", "-A"]);
+    in_work(&["commit", "-q", "-m", "fixture"]);
+    let head = in_work(&["rev-parse", "HEAD"]).trim().to_string();
+    crate::tools::run_checked(
+        Command::new(&git)
+            .args(["clone", "-q", "--bare"])
+            .arg(work)
+            .arg(bare),
+    );
+    head
+}
+
 /// The credential trap: HTTPS on loopback with the certificate and key given; every request
 /// is answered 401 asking for basic credentials, and one line per request
 /// (`METHOD PATH authorization=<header or ->`) is appended to the record file.

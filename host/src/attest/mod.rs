@@ -1,8 +1,9 @@
 //! Attestations of a built image, as BuildKit attaches them: in-toto statements (v1) about
 //! the image manifest, the SBOM (`sbom`: SPDX 2.3 read from the image's layers) and the
 //! provenance (`provenance`: SLSA v1), carried as the layers of an attestation manifest.
-//! `attach` turns one image and its statements into the index the tag points at; the index
-//! entries come from `image::attestation`, so several platforms compose the same way.
+//! `attach` turns one image and its statements into the index the tag points at, `attach_all`
+//! several platforms' images, each followed by its own attestation manifest, into one; the
+//! index entries come from `image::attestation`.
 //! Pushing and writing layouts stay with the pipeline.
 
 mod binaries;
@@ -115,26 +116,46 @@ pub fn statement(predicate_type: &str, subject: &str, predicate: Value) -> Resul
 /// A blob or manifest by digest: `(sha256:…, bytes)`.
 pub type Blob = (String, Vec<u8>);
 
-/// An image with its attestations: the index the tag points at and every blob and manifest
-/// it adds to the image's (`(digest, bytes)`, the index last).
+/// One image's attestation manifest: its config and statement layers, and the manifest.
+#[derive(Debug, Clone)]
+pub struct AttestationManifest {
+    /// the image manifest the statements are about (`sha256:…`)
+    pub subject: String,
+    /// the attestation manifest's config and statement layers
+    pub blobs: Vec<Blob>,
+    /// the attestation manifest
+    pub manifest: Blob,
+}
+
+/// Images with their attestations: the index the tag points at and every blob and manifest
+/// it adds to the images' (`(digest, bytes)`, the index last).
 #[derive(Debug, Clone)]
 pub struct Attached {
-    /// the attestation manifest's config and statement layers
-    pub blobs: Vec<(String, Vec<u8>)>,
-    /// the attestation manifest
-    pub manifest: (String, Vec<u8>),
+    /// each image's attestation manifest, in the index's order
+    pub attestations: Vec<AttestationManifest>,
     /// the index
-    pub index: (String, Vec<u8>),
+    pub index: Blob,
 }
 
 impl Attached {
-    /// The attestation manifest's blobs, the manifest, then the index.
-    pub fn all(&self) -> Vec<(String, Vec<u8>)> {
-        let mut all = self.blobs.clone();
-        all.push(self.manifest.clone());
+    /// Every attestation manifest's blobs and the manifest, then the index.
+    pub fn all(&self) -> Vec<Blob> {
+        let mut all = Vec::new();
+        for a in &self.attestations {
+            all.extend(a.blobs.iter().cloned());
+            all.push(a.manifest.clone());
+        }
         all.push(self.index.clone());
         all
     }
+}
+
+/// One image to attach statements to: its platform object as the index lists it
+/// (`{"architecture": …, "os": …}`), the image, the statements about its manifest.
+pub struct Subject<'a> {
+    pub platform: Value,
+    pub image: &'a BuiltImage,
+    pub statements: Vec<Statement>,
 }
 
 /// The attestation manifest of `statements`, as BuildKit writes it: an OCI manifest whose
@@ -190,24 +211,43 @@ pub fn attestation_manifest(statements: &[Statement]) -> Result<(Vec<Blob>, Blob
 
 /// `image` and its statements as the index a tag points at.
 pub fn attach(image: &BuiltImage, statements: &[Statement]) -> Result<Attached> {
-    let (blobs, manifest) = attestation_manifest(statements)?;
-    let entries = attestation::index_entries(&[PlatformImage {
-        manifest: Descriptor {
-            media_type: image.family.manifest().to_string(),
-            digest: image.manifest_digest.0.clone(),
-            size: image.manifest.len() as u64,
-        },
+    attach_all(&[Subject {
         platform: attestation::platform_of(&image.config),
-        attestation: Some(Descriptor {
-            media_type: OCI_MANIFEST.to_string(),
-            digest: manifest.0.clone(),
-            size: manifest.1.len() as u64,
-        }),
-    }]);
-    let index = attestation::index(entries)?;
+        image,
+        statements: statements.to_vec(),
+    }])
+}
+
+/// Several platforms' images, each with its statements, as ONE index: each image manifest
+/// followed by its own attestation manifest, as BuildKit's attestation storage lays out a
+/// multi-platform build.
+pub fn attach_all(subjects: &[Subject<'_>]) -> Result<Attached> {
+    let mut attestations = Vec::new();
+    let mut images = Vec::new();
+    for s in subjects {
+        let (blobs, manifest) = attestation_manifest(&s.statements)?;
+        images.push(PlatformImage {
+            manifest: Descriptor {
+                media_type: s.image.family.manifest().to_string(),
+                digest: s.image.manifest_digest.0.clone(),
+                size: s.image.manifest.len() as u64,
+            },
+            platform: s.platform.clone(),
+            attestation: Some(Descriptor {
+                media_type: OCI_MANIFEST.to_string(),
+                digest: manifest.0.clone(),
+                size: manifest.1.len() as u64,
+            }),
+        });
+        attestations.push(AttestationManifest {
+            subject: s.image.manifest_digest.0.clone(),
+            blobs,
+            manifest,
+        });
+    }
+    let index = attestation::index(attestation::index_entries(&images))?;
     Ok(Attached {
-        blobs,
-        manifest,
+        attestations,
         index: (digest::of_bytes(&index), index),
     })
 }
@@ -241,5 +281,49 @@ mod tests {
         let config: Value = serde_json::from_slice(&blobs[0].1).unwrap();
         assert_eq!(config["rootfs"]["diff_ids"][0], m["layers"][0]["digest"]);
         assert_eq!(config["os"], "unknown");
+    }
+
+    fn image(manifest: &[u8], arch: &str) -> BuiltImage {
+        let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes();
+        BuiltImage {
+            config_digest: crate::layer::Digest(digest::of_bytes(&config)),
+            config,
+            manifest: manifest.to_vec(),
+            manifest_digest: crate::layer::Digest(digest::of_bytes(manifest)),
+            family: crate::image::Family::Oci,
+            layers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_platform_followed_by_its_own_attestation() {
+        let (amd, arm) = (image(b"a", "amd64"), image(b"b", "arm64"));
+        let subjects: Vec<Subject<'_>> = [&amd, &arm]
+            .into_iter()
+            .map(|img| Subject {
+                platform: attestation::platform_of(&img.config),
+                image: img,
+                statements: vec![
+                    statement(SPDX_DOCUMENT, &img.manifest_digest.0, json!({})).unwrap()
+                ],
+            })
+            .collect();
+        let attached = attach_all(&subjects).unwrap();
+        assert_eq!(attached.attestations.len(), 2);
+        let index: Value = serde_json::from_slice(&attached.index.1).unwrap();
+        let entries = index["manifests"].as_array().unwrap();
+        assert_eq!(entries.len(), 4);
+        for (i, img) in [&amd, &arm].into_iter().enumerate() {
+            let (entry, att) = (&entries[2 * i], &entries[2 * i + 1]);
+            assert_eq!(entry["digest"], img.manifest_digest.0);
+            assert_eq!(att["digest"], attached.attestations[i].manifest.0);
+            assert_eq!(
+                att["annotations"][attestation::REFERENCE_DIGEST],
+                img.manifest_digest.0
+            );
+            assert_eq!(attached.attestations[i].subject, img.manifest_digest.0);
+        }
+        assert_eq!(entries[2]["platform"]["architecture"], "arm64");
+        assert_eq!(attached.all().last(), Some(&attached.index));
     }
 }

@@ -1,7 +1,8 @@
 //! The provenance: a SLSA provenance v1 predicate (`https://slsa.dev/provenance/v1`) of one
 //! build, with BuildKit's field names where SLSA leaves them open (`configSource`,
 //! `request.args` as `build-arg:NAME`, `request.secrets` by id only, `buildConfig` in max
-//! mode, `resolvedDependencies` as `pkg:docker/…` purls). Secret values never reach it: only
+//! mode, `resolvedDependencies` as `pkg:docker/…` purls, a fetched context among them by
+//! digest, a local one under `request.locals` by name). Secret values never reach it: only
 //! their ids are given here. Times are the caller's (SOURCE_DATE_EPOCH for both under
 //! `--reproducible`), so equal inputs give equal bytes.
 
@@ -16,13 +17,17 @@ pub enum Mode {
     Max,
 }
 
-/// An input of the build by digest: a base or `COPY --from` image, a checked download.
+/// An input of the build by digest: a base or `COPY --from` image, a checked download, a
+/// git commit, the fetched context.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Material {
     /// `pkg:docker/<reference>?platform=…` or the URL
     pub uri: String,
-    /// `sha256:<hex>`
+    /// `sha256:<hex>` (`sha1:<hex>` for a git commit)
     pub digest: String,
+    /// what else names this version of it (a `gs://` object's `generation`, an `s3://`
+    /// object's `etag`): SLSA's resource descriptor `annotations`
+    pub annotations: Vec<(String, String)>,
 }
 
 impl Material {
@@ -34,6 +39,16 @@ impl Material {
                 platform.replace('/', "%2F")
             ),
             digest: digest.to_string(),
+            annotations: Vec::new(),
+        }
+    }
+
+    /// A source fetched from `uri` with the given digest.
+    pub fn fetched(uri: &str, digest: &str) -> Material {
+        Material {
+            uri: uri.to_string(),
+            digest: digest.to_string(),
+            annotations: Vec::new(),
         }
     }
 }
@@ -54,6 +69,9 @@ pub struct Inputs {
     pub dockerfile: (String, String),
     /// the context as typed (credentials masked)
     pub context: String,
+    /// the local sources the build read, by name (`context`, `dockerfile`), as BuildKit
+    /// lists them under `request.locals`; a fetched context is a material instead
+    pub locals: Vec<String>,
     pub build_args: Vec<(String, String)>,
     /// the `--secret` ids (never their values)
     pub secret_ids: Vec<String>,
@@ -88,8 +106,20 @@ pub fn predicate(i: &Inputs) -> Value {
     materials.dedup();
     let dependencies: Vec<Value> = materials
         .iter()
-        .map(|m| json!({"uri": m.uri, "digest": digest_set(&m.digest)}))
+        .map(|m| {
+            let mut d = json!({"uri": m.uri, "digest": digest_set(&m.digest)});
+            if !m.annotations.is_empty() {
+                let notes: Map<String, Value> = m
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
+                d["annotations"] = Value::Object(notes);
+            }
+            d
+        })
         .collect();
+    let locals: Vec<Value> = i.locals.iter().map(|n| json!({"name": n})).collect();
     let mut internal = json!({ "builderPlatform": i.platform });
     if i.mode == Mode::Max {
         let steps: Vec<Value> = i
@@ -112,6 +142,7 @@ pub fn predicate(i: &Inputs) -> Value {
                     "frontend": "dockerfile.v0",
                     "args": args,
                     "secrets": i.secret_ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+                    "locals": locals,
                     "platform": i.platform,
                 },
             },
@@ -143,6 +174,7 @@ mod tests {
             mode,
             dockerfile: ("Dockerfile".into(), "sha256:ab".into()),
             context: "/ctx".into(),
+            locals: vec!["context".into(), "dockerfile".into()],
             build_args: vec![("A".into(), "1".into())],
             secret_ids: vec!["tok".into()],
             target: None,
@@ -173,6 +205,26 @@ mod tests {
         assert!(min
             .pointer("/buildDefinition/internalParameters/buildConfig")
             .is_none());
+        assert_eq!(
+            min.pointer("/buildDefinition/externalParameters/request/locals/0/name"),
+            Some(&json!("context"))
+        );
+        let mut object = inputs(Mode::Min);
+        object.materials.push(Material {
+            annotations: vec![("generation".into(), "7".into())],
+            ..Material::fetched("gs://b/ctx.tar.gz", "sha256:ef")
+        });
+        let with_object = predicate(&object);
+        let deps = with_object
+            .pointer("/buildDefinition/resolvedDependencies")
+            .and_then(Value::as_array)
+            .unwrap();
+        let gs = deps
+            .iter()
+            .find(|d| d["uri"] == "gs://b/ctx.tar.gz")
+            .unwrap();
+        assert_eq!(gs["annotations"]["generation"], "7");
+        assert_eq!(gs["digest"]["sha256"], "ef");
         let max = predicate(&inputs(Mode::Max));
         assert_eq!(
             max.pointer("/buildDefinition/internalParameters/buildConfig/steps/0/line"),

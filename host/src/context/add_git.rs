@@ -111,6 +111,8 @@ pub(crate) struct Checkout {
     pub path: String,
     /// the commit, the subdirectory and whether `.git` is kept
     pub pin: String,
+    /// the full id of the commit checked out (what the provenance names)
+    pub commit: String,
 }
 
 /// Clones `src` into `dir` and prepares what the ADD copies: `.git` is removed unless
@@ -149,6 +151,7 @@ pub(crate) async fn fetch(
             "git {commit} subdir={} keep-git-dir={keep_git_dir}",
             add.subdir
         ),
+        commit,
     })
 }
 

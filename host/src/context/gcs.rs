@@ -13,8 +13,9 @@ use google_cloud_storage::client::Storage;
 use super::{extract_async, metadata_server_reachable, Error, Result};
 use crate::error::chain;
 
-/// Streams `gs://bucket/object` into `dir`.
-pub async fn extract_object(bucket: &str, object: &str, dir: &Path) -> Result<()> {
+/// Streams `gs://bucket/object` into `dir`; returns the `sha256:` of its bytes and the
+/// generation read.
+pub async fn extract_object(bucket: &str, object: &str, dir: &Path) -> Result<(String, i64)> {
     let url = format!("gs://{bucket}/{object}");
     let client = client(&url).await?;
     let resp = client
@@ -22,6 +23,7 @@ pub async fn extract_object(bucket: &str, object: &str, dir: &Path) -> Result<()
         .send()
         .await
         .map_err(|e| classify(&url, &e))?;
+    let generation = resp.object().generation;
     let reader_url = url.clone();
     let stream = futures_util::stream::unfold(resp, move |mut resp| {
         let url = reader_url.clone();
@@ -34,7 +36,8 @@ pub async fn extract_object(bucket: &str, object: &str, dir: &Path) -> Result<()
         }
     });
     let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
-    extract_async(reader, dir, &url).await
+    let digest = extract_async(reader, dir, &url).await?;
+    Ok((digest, generation))
 }
 
 async fn client(url: &str) -> Result<Storage> {

@@ -203,6 +203,11 @@ pub async fn fetch(src: &GitSource, dir: &Path, credential_hosts: &[String]) -> 
         ..GitOptions::default()
     };
     clone_into(src, &opts, dir).await?;
+    head_commit(src, dir).await
+}
+
+/// The full id of the commit checked out in the clone `dir` of `src`.
+pub async fn head_commit(src: &GitSource, dir: &Path) -> Result<String> {
     let (shown, dir) = (src.display(), dir.to_path_buf());
     let head = tokio::task::spawn_blocking(move || -> Result<String> {
         let repo = gix::open(&dir).map_err(|e| classify(&shown, "opening the clone", &e))?;

@@ -173,8 +173,8 @@ fn body_reader(resp: reqwest::Response) -> impl tokio::io::AsyncRead + Unpin + S
 }
 
 /// Streams the tarball at `url` into `dir`; a failed download is started again from zero
-/// into an emptied `dir`.
-pub async fn extract_url(url: &str, dir: &Path) -> Result<()> {
+/// into an emptied `dir`. Returns the `sha256:` of the bytes of the attempt that succeeded.
+pub async fn extract_url(url: &str, dir: &Path) -> Result<String> {
     let tries = std::sync::atomic::AtomicU32::new(0);
     retrying(url, is_permanent, || async {
         if tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {

@@ -196,12 +196,32 @@ pub struct Request {
     pub git: GitOptions,
 }
 
+/// What a context was built from, as the provenance records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// a local directory: named, never hashed (BuildKit's local source)
+    Local,
+    /// a git repository (its URL with ref as typed, credentials masked) and the full id of
+    /// the commit checked out
+    Git { url: String, commit: String },
+    /// an archive (`tar://`, `https://`, `gs://`, `s3://`): the `sha256:` of the bytes
+    /// fetched, and the stored object's version where the store names one (`generation` of
+    /// a `gs://` object, `etag` of an `s3://` one)
+    Archive {
+        url: String,
+        digest: String,
+        version: Option<(&'static str, String)>,
+    },
+}
+
 /// A context ready to build from; a fetched one is removed when this is dropped.
 #[derive(Debug)]
 pub struct Prepared {
     /// the context directory (with `--context-sub-path` applied)
     pub dir: PathBuf,
     pub dockerfile: PathBuf,
+    /// what the context was fetched from
+    pub origin: Origin,
     /// what kiln fetched and must remove afterwards
     scratch: Option<PathBuf>,
 }
@@ -224,6 +244,7 @@ pub async fn prepare(req: &Request, kiln_dir: &Path) -> Result<Prepared> {
     let mut prepared = Prepared {
         dir: PathBuf::new(),
         dockerfile: PathBuf::new(),
+        origin: Origin::Local,
         scratch: None,
     };
     let base = if let Source::Dir(dir) = &req.source {
@@ -237,7 +258,7 @@ pub async fn prepare(req: &Request, kiln_dir: &Path) -> Result<Prepared> {
         prepared.scratch = Some(scratch.clone());
         let dir = scratch.join("context");
         std::fs::create_dir(&dir).map_err(io(&dir, "creating"))?;
-        fetch(req, &dir).await?;
+        prepared.origin = fetch(req, &dir).await?;
         dir
     };
     prepared.dir = match &req.sub_path {
@@ -273,17 +294,44 @@ pub async fn prepare(req: &Request, kiln_dir: &Path) -> Result<Prepared> {
     Ok(prepared)
 }
 
-async fn fetch(req: &Request, dir: &Path) -> Result<()> {
+/// Fetches a remote context into `dir`; returns what was fetched.
+async fn fetch(req: &Request, dir: &Path) -> Result<Origin> {
     tracing::info!(context = %req.spec, "fetching build context");
-    match &req.source {
-        Source::Dir(_) => Ok(()),
-        Source::TarFile(path) => tar::extract_file(path, dir).await,
-        Source::TarStdin => tar::extract_stdin(dir).await,
-        Source::Http(url) => http::extract_url(url, dir).await,
-        Source::Gcs { bucket, object } => gcs::extract_object(bucket, object, dir).await,
-        Source::S3 { bucket, key } => s3::extract_object(bucket, key, dir).await,
-        Source::Git(src) => git::clone_into(src, &req.git, dir).await,
-    }
+    let url = crate::redaction::redact(&req.spec).into_owned();
+    let archive = |digest: String| Origin::Archive {
+        url: url.clone(),
+        digest,
+        version: None,
+    };
+    Ok(match &req.source {
+        Source::Dir(_) => Origin::Local,
+        Source::TarFile(path) => archive(tar::extract_file(path, dir).await?),
+        Source::TarStdin => archive(tar::extract_stdin(dir).await?),
+        Source::Http(u) => archive(http::extract_url(u, dir).await?),
+        Source::Gcs { bucket, object } => {
+            let (digest, generation) = gcs::extract_object(bucket, object, dir).await?;
+            Origin::Archive {
+                url,
+                digest,
+                version: Some(("generation", generation.to_string())),
+            }
+        }
+        Source::S3 { bucket, key } => {
+            let (digest, etag) = s3::extract_object(bucket, key, dir).await?;
+            Origin::Archive {
+                url,
+                digest,
+                version: etag.map(|e| ("etag", e)),
+            }
+        }
+        Source::Git(src) => {
+            git::clone_into(src, &req.git, dir).await?;
+            Origin::Git {
+                url: crate::redaction::redact(&src.display()).into_owned(),
+                commit: git::head_commit(src, dir).await?,
+            }
+        }
+    })
 }
 
 /// `--context-sub-path`: a directory inside the context, its symlinks resolved inside the
@@ -364,11 +412,13 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl Fn(std::io::Error) -> Error 
     }
 }
 
-/// Counts the bytes read and logs them every few seconds.
+/// Counts and hashes the bytes read and logs them every few seconds.
 struct Progress<R> {
     inner: R,
     url: String,
     bytes: u64,
+    /// the sha256 of every byte read (the archive as fetched, for the provenance)
+    hasher: sha2::Sha256,
     last: Instant,
     started: Instant,
 }
@@ -380,6 +430,7 @@ impl<R> Progress<R> {
             inner,
             url: url.to_string(),
             bytes: 0,
+            hasher: sha2::Sha256::default(),
             last: now,
             started: now,
         }
@@ -399,6 +450,7 @@ impl<R: Read> Read for Progress<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.bytes += n as u64;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
         if self.last.elapsed() >= PROGRESS_EVERY {
             self.last = Instant::now();
             tracing::info!(url = %self.url, bytes = self.bytes, "fetching context");
@@ -408,8 +460,9 @@ impl<R: Read> Read for Progress<R> {
 }
 
 /// Extracts a (possibly gzipped) tar stream into `dir` with the base-layer rules, on a
-/// blocking thread. `url` names the source in errors and progress.
-fn extract_reader(reader: impl Read, dir: &Path, url: &str) -> Result<()> {
+/// blocking thread. `url` names the source in errors and progress. Returns the `sha256:` of
+/// every byte read (the archive as fetched, compressed or not).
+fn extract_reader(reader: impl Read, dir: &Path, url: &str) -> Result<String> {
     let root = Root::open(dir).map_err(|source| Error::Archive {
         url: url.to_string(),
         source,
@@ -435,12 +488,14 @@ fn extract_reader(reader: impl Read, dir: &Path, url: &str) -> Result<()> {
     })? > 0
     {}
     progress.done();
-    Ok(())
+    let hash = sha2::Digest::finalize(progress.hasher);
+    Ok(format!("sha256:{}", hex::encode(hash)))
 }
 
 /// Extracts an async byte stream (a download) into `dir`: the stream is read on a blocking
-/// thread as it arrives, so only a few buffers are ever in memory.
-async fn extract_async<R>(reader: R, dir: &Path, url: &str) -> Result<()>
+/// thread as it arrives, so only a few buffers are ever in memory. Returns the `sha256:` of
+/// the bytes read.
+async fn extract_async<R>(reader: R, dir: &Path, url: &str) -> Result<String>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {

@@ -17,19 +17,26 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::{extract_async, metadata_server_reachable, Error, Result};
 use crate::error::chain as error_chain;
 
-/// Streams `s3://bucket/key` into `dir`.
-pub async fn extract_object(bucket: &str, key: &str, dir: &Path) -> Result<()> {
+/// Streams `s3://bucket/key` into `dir`; returns the `sha256:` of its bytes and the ETag
+/// the store gave.
+pub async fn extract_object(
+    bucket: &str,
+    key: &str,
+    dir: &Path,
+) -> Result<(String, Option<String>)> {
     let url = format!("s3://{bucket}/{key}");
     let store = store(bucket, &url)?;
     let got = store
         .get(&object_store::path::Path::from(key))
         .await
         .map_err(|e| classify(&url, e))?;
+    let etag = got.meta.e_tag.clone();
     let stream_url = url.clone();
     let stream = got
         .into_stream()
         .map_err(move |e| std::io::Error::other(classify(&stream_url, e)));
-    extract_async(tokio_util::io::StreamReader::new(stream), dir, &url).await
+    let digest = extract_async(tokio_util::io::StreamReader::new(stream), dir, &url).await?;
+    Ok((digest, etag))
 }
 
 fn env(name: &str) -> Option<String> {

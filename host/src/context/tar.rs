@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::{extract_reader, Error, Result};
 
-/// Extracts the tarball at `path` into `dir`.
-pub async fn extract_file(path: &Path, dir: &Path) -> Result<()> {
+/// Extracts the tarball at `path` into `dir`; returns the `sha256:` of its bytes.
+pub async fn extract_file(path: &Path, dir: &Path) -> Result<String> {
     let url = format!("tar://{}", path.display());
     let file = std::fs::File::open(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Error::NotFound { url: url.clone() },
@@ -20,8 +20,9 @@ pub async fn extract_file(path: &Path, dir: &Path) -> Result<()> {
     blocking(&url, move |url| extract_reader(file, &dir, url)).await
 }
 
-/// Extracts the tarball piped to kiln's standard input into `dir`.
-pub async fn extract_stdin(dir: &Path) -> Result<()> {
+/// Extracts the tarball piped to kiln's standard input into `dir`; returns the `sha256:`
+/// of the bytes read.
+pub async fn extract_stdin(dir: &Path) -> Result<String> {
     let dir = dir.to_path_buf();
     blocking("tar://stdin", move |url| {
         extract_reader(std::io::stdin().lock(), &dir, url)
@@ -29,9 +30,9 @@ pub async fn extract_stdin(dir: &Path) -> Result<()> {
     .await
 }
 
-async fn blocking<F>(url: &str, f: F) -> Result<()>
+async fn blocking<F>(url: &str, f: F) -> Result<String>
 where
-    F: FnOnce(&str) -> Result<()> + Send + 'static,
+    F: FnOnce(&str) -> Result<String> + Send + 'static,
 {
     let owned = url.to_string();
     tokio::task::spawn_blocking(move || f(&owned))

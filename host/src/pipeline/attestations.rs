@@ -1,17 +1,23 @@
 //! `--sbom` and `--provenance` in the build: what the provenance needs from the plan (taken
-//! before the stages consume it), then, once the image is assembled, the statements made
-//! (`attest`) and the index the outputs push and write. Nothing is made without either flag.
+//! before the stages consume it), then, once the image (or each platform's image) is
+//! assembled, the statements made (`attest`) and the index the outputs push and write.
+//! Nothing is made without either flag.
 
 use anyhow::{Context as _, Result};
+use serde_json::json;
 
 use super::{Build, Loaded};
-use crate::attest::{self, provenance, sbom, Attached};
+use crate::attest::{self, provenance, sbom, Attached, Statement, Subject};
+use crate::context::Origin;
 use crate::image::BuiltImage;
+use crate::registry::Platform;
 use crate::task::blocking;
 
 /// What the provenance takes from the build before the stages run.
 pub(super) struct Request {
     dockerfile: (String, String),
+    /// what the context was fetched from
+    context: crate::context::Origin,
     steps: Vec<provenance::Step>,
     /// seconds since the epoch when the build started
     started: i64,
@@ -44,21 +50,121 @@ pub(super) fn request(loaded: &Loaded) -> Request {
             loaded.source.name.clone(),
             crate::oci::digest::of_bytes(loaded.source.text.as_bytes()),
         ),
+        context: loaded.fetched.origin.clone(),
         steps,
         started: now(),
     }
+}
+
+/// The context in the provenance: a fetched one as a material (a git commit by its sha1,
+/// an archive by the sha256 of its bytes, with its object version), a local one by name.
+fn context_inputs(origin: &Origin) -> (Vec<String>, Option<provenance::Material>) {
+    match origin {
+        Origin::Local => (vec!["context".into(), "dockerfile".into()], None),
+        Origin::Git { url, commit } => (
+            Vec::new(),
+            Some(provenance::Material::fetched(
+                url,
+                &format!("sha1:{commit}"),
+            )),
+        ),
+        Origin::Archive {
+            url,
+            digest,
+            version,
+        } => (
+            Vec::new(),
+            Some(provenance::Material {
+                annotations: version
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                ..provenance::Material::fetched(url, digest)
+            }),
+        ),
+    }
+}
+
+/// The images the build pulled and the files ADD fetched, drained from the build (each
+/// platform of a multi-platform build takes its own), with whether each is pinned to a
+/// platform by the Dockerfile.
+pub(super) fn take_pulled(build: &Build) -> Vec<(provenance::Material, bool)> {
+    build
+        .pulled
+        .lock()
+        .map(|mut m| std::mem::take(&mut *m))
+        .unwrap_or_default()
 }
 
 /// The statements the flags ask for about `image`, attached as an index (none asked: None).
 pub(super) async fn make(
     build: &Build,
     image: &BuiltImage,
-    request: Request,
+    request: &Request,
 ) -> Result<Option<Attached>> {
-    let asked = &build.opts.attest;
-    if !asked.any() {
+    if !build.opts.attest.any() {
         return Ok(None);
     }
+    let materials = take_pulled(build).into_iter().map(|(m, _)| m).collect();
+    let statements = statements(build, image, request, &build.platform, materials).await?;
+    let attached = attest::attach(image, &statements)?;
+    store(build, &attached)?;
+    Ok(Some(attached))
+}
+
+/// The statements the flags ask for about each platform's image, all in one index, each
+/// image followed by its own attestation manifest (none asked: None). `materials[i]` is
+/// what the provenance of `images[i]` names: the images pulled and files fetched for that
+/// platform, the shared stages' included.
+pub(super) async fn make_all(
+    build: &Build,
+    images: &[(Platform, BuiltImage)],
+    materials: Vec<Vec<provenance::Material>>,
+    request: &Request,
+) -> Result<Option<Attached>> {
+    if !build.opts.attest.any() {
+        return Ok(None);
+    }
+    let mut subjects = Vec::new();
+    for ((platform, image), materials) in images.iter().zip(materials) {
+        let statements = statements(build, image, request, platform, materials).await?;
+        subjects.push(Subject {
+            platform: platform_object(platform),
+            image,
+            statements,
+        });
+    }
+    let attached = attest::attach_all(&subjects)?;
+    store(build, &attached)?;
+    Ok(Some(attached))
+}
+
+/// `platform` as an index entry names it (as `image::index` does).
+fn platform_object(platform: &Platform) -> serde_json::Value {
+    let mut p = json!({"architecture": platform.architecture, "os": platform.os});
+    if let Some(variant) = &platform.variant {
+        p["variant"] = json!(variant);
+    }
+    p
+}
+
+/// The attestation blobs and manifests put in the blob store, where the push reads them.
+fn store(build: &Build, attached: &Attached) -> Result<()> {
+    for (_, bytes) in attached.all() {
+        build.store.put_bytes(&bytes)?;
+    }
+    Ok(())
+}
+
+/// The statements about `image`, built for `platform` from `materials`.
+async fn statements(
+    build: &Build,
+    image: &BuiltImage,
+    request: &Request,
+    platform: &Platform,
+    mut materials: Vec<provenance::Material>,
+) -> Result<Vec<Statement>> {
+    let asked = &build.opts.attest;
     let subject = image.manifest_digest.0.clone();
     let mut statements = Vec::new();
     if asked.sbom {
@@ -67,7 +173,7 @@ pub(super) async fn make(
         let layers = image.layers.clone();
         let packages = blocking(move || sbom::packages(&layers))
             .await?
-            .context("reading the image's packages for the SBOM")?;
+            .with_context(|| format!("reading the {platform} image's packages for the SBOM"))?;
         let name = build
             .opts
             .destinations
@@ -87,17 +193,19 @@ pub(super) async fn make(
                 crate::image::rfc3339(now()),
             )
         };
-        let materials = build.pulled.lock().map(|m| m.clone()).unwrap_or_default();
+        let (locals, context) = context_inputs(&request.context);
+        materials.extend(context);
         let inputs = provenance::Inputs {
             mode,
-            dockerfile: request.dockerfile,
+            dockerfile: request.dockerfile.clone(),
             context: crate::redaction::redact(&build.opts.context.spec).into_owned(),
+            locals,
             build_args: build.opts.build_args.clone(),
             secret_ids: build.opts.secrets.ids(),
             target: build.opts.target.clone(),
-            platform: build.platform.to_string(),
+            platform: platform.to_string(),
             materials,
-            steps: request.steps,
+            steps: request.steps.clone(),
             started,
             finished,
             reproducible: build.opts.reproducible,
@@ -108,9 +216,5 @@ pub(super) async fn make(
             provenance::predicate(&inputs),
         )?);
     }
-    let attached = attest::attach(image, &statements)?;
-    for (_, bytes) in attached.all() {
-        build.store.put_bytes(&bytes)?;
-    }
-    Ok(Some(attached))
+    Ok(statements)
 }

@@ -109,9 +109,10 @@ async fn start(
             }
         }
         Base::Image(reference) => {
-            let (config, layers, family, manifest_digest) = pull_image(build, reference, platform)
-                .await
-                .with_context(|| format!("Dockerfile:{}: FROM {reference}", stage.line))?;
+            let (config, layers, family, manifest_digest) =
+                pull_image(build, reference, platform, stage.platform.is_some())
+                    .await
+                    .with_context(|| format!("Dockerfile:{}: FROM {reference}", stage.line))?;
             Start {
                 config,
                 layers,

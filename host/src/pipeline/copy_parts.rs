@@ -160,10 +160,8 @@ async fn fetch(
             let file = root.path().join(&name);
             let digest = crate::oci::digest::hash_file(&file)
                 .with_context(|| format!("hashing {}", file.display()))?;
-            let material = Material {
-                uri: crate::redaction::redact(&url).into_owned(),
-                digest: format!("sha256:{digest}"),
-            };
+            let material =
+                Material::fetched(&crate::redaction::redact(&url), &format!("sha256:{digest}"));
             Part {
                 args: vec![name, dest.to_string()],
                 flags: own_flags(flags, &url),
@@ -175,10 +173,10 @@ async fn fetch(
         Remote::Git(src) => {
             let dir = scratch_dir(work, "add-git");
             let checkout = add_git::fetch(&src, keep_git_dir, &dir, git_credential_hosts).await?;
-            let material = Material {
-                uri: crate::redaction::redact(&src).into_owned(),
-                digest: format!("sha1:{}", checkout.pin),
-            };
+            let material = Material::fetched(
+                &crate::redaction::redact(&src),
+                &format!("sha1:{}", checkout.commit),
+            );
             Part {
                 args: vec![checkout.path, dest.to_string()],
                 flags: own_flags(flags, &src),

@@ -21,11 +21,14 @@ use crate::task::blocking;
 const PARALLEL_FETCHES: usize = 4;
 
 /// Pulls an image for `platform` into the blob store: its config, its layers in `family`'s
-/// media types and its manifest digest.
+/// media types and its manifest digest. The provenance notes it for `platform`, and as
+/// `pinned` when the stage names its platform (`FROM --platform=…`), so a multi-platform
+/// build credits a shared stage's base to every platform.
 pub(crate) async fn pull_image(
     build: &Build,
     reference: &str,
     platform: &Platform,
+    pinned: bool,
 ) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
     let started = std::time::Instant::now();
     // the manifest and config only: a layer's bytes are fetched when a root needs them
@@ -57,10 +60,13 @@ pub(crate) async fn pull_image(
     }
     let manifest_digest = pulled.manifest_digest.clone();
     if let Ok(mut pulled_images) = build.pulled.lock() {
-        pulled_images.push(crate::attest::provenance::Material::image(
-            reference,
-            &build.platform.to_string(),
-            &manifest_digest,
+        pulled_images.push((
+            crate::attest::provenance::Material::image(
+                reference,
+                &platform.to_string(),
+                &manifest_digest,
+            ),
+            pinned,
         ));
     }
     let layers = pulled
@@ -163,7 +169,7 @@ async fn from_image(build: &Build, reference: &str) -> Result<Arc<Root>> {
     let (cell, next) = cell;
     let root = cell
         .get_or_try_init(|| async {
-            let (_, layers, _, _) = pull_image(build, reference, &build.platform).await?;
+            let (_, layers, _, _) = pull_image(build, reference, &build.platform, false).await?;
             let dir = build.work.join(format!("image-{next}"));
             let root = Arc::new(Root::create(&dir)?);
             extract_layers(build, &root, &layers).await?;

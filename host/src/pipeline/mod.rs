@@ -93,8 +93,9 @@ pub(crate) struct Build {
     pub from_images: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Root>>>>>,
     /// the layer cache, with `--cache`
     pub cache: Option<Arc<Cache>>,
-    /// every image pulled (bases, `COPY --from`), by digest, for the provenance
-    pub pulled: std::sync::Mutex<Vec<crate::attest::provenance::Material>>,
+    /// every image pulled (bases, `COPY --from`), by digest, for the provenance; `true` for
+    /// a base whose platform the Dockerfile pins (`FROM --platform=…`)
+    pub pulled: std::sync::Mutex<Vec<(crate::attest::provenance::Material, bool)>>,
 }
 
 /// A Dockerfile read from a fetched context, and its plan.
@@ -174,7 +175,7 @@ async fn build_loaded(
     drop(results);
     let last = Arc::try_unwrap(last).unwrap_or_else(|shared| (*shared).clone());
     let image = assemble(&build, last).await?;
-    let attached = attestations::make(&build, &image, request).await?;
+    let attached = attestations::make(&build, &image, &request).await?;
     // nothing reads the stage roots now: they go while the push runs
     removal.start();
     let push_started = Instant::now();

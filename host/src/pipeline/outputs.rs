@@ -91,10 +91,13 @@ fn write_digest_files(build: &Build, digest: &str) -> Result<()> {
 }
 
 /// Writes a multi-platform build's images as one index to every output (`--tar-path` and
-/// `--oci-archive-path` are refused before the build); returns the index digest.
+/// `--oci-archive-path` are refused before the build); with attestations, the index is
+/// `attached`'s (each image followed by its attestation manifest) and the attestation
+/// manifests go wherever the images go. Returns the index digest.
 pub(crate) async fn write_index(
     build: &Build,
     images: &[(Platform, BuiltImage)],
+    attached: Option<&Attached>,
 ) -> Result<String> {
     let opts = &build.opts;
     let entries: Vec<PlatformImage<'_>> = images
@@ -106,7 +109,14 @@ pub(crate) async fn write_index(
             variant: p.variant.as_deref(),
         })
         .collect();
-    let built = index::assemble(&entries)?;
+    let built = match attached {
+        None => index::assemble(&entries)?,
+        Some(attached) => BuiltIndex {
+            bytes: attached.index.1.clone(),
+            digest: crate::layer::Digest(attached.index.0.clone()),
+            media_type: crate::oci::media_type::OCI_INDEX,
+        },
+    };
     if let Some(dir) = &opts.oci_layout_path {
         let name = opts
             .destinations
@@ -114,10 +124,14 @@ pub(crate) async fn write_index(
             .map_or_else(|| "latest".to_string(), |d| tag_of(d));
         index::write_oci_layout(&built, &entries, &name, dir)
             .with_context(|| format!("writing OCI layout {}", dir.display()))?;
+        if let Some(attached) = attached {
+            attestation::point_layout_at_index(dir, &name, &attached.all())
+                .with_context(|| format!("writing OCI layout {}", dir.display()))?;
+        }
         tracing::info!(path = %dir.display(), "wrote OCI layout (an index of {} images)", images.len());
     }
     if !opts.no_push {
-        push_index(build, &built, images).await?;
+        push_index(build, &built, images, attached).await?;
     }
     // docker writes the index digest as the image id of a multi-platform build
     if let Some(path) = &opts.iidfile {
@@ -132,20 +146,28 @@ pub(crate) async fn write_index(
     Ok(built.digest.0.clone())
 }
 
-/// Pushes each platform's image by digest, then the index under every destination.
+/// Pushes each platform's image by digest, and its attestation manifest when there is one,
+/// then the index under every destination.
 async fn push_index(
     build: &Build,
     index: &BuiltIndex,
     images: &[(Platform, BuiltImage)],
+    attached: Option<&Attached>,
 ) -> Result<()> {
     for dest in &build.opts.destinations {
+        let repo = image_name(dest, false);
         for (platform, image) in images {
-            let by_digest = format!("{}@{}", image_name(dest, false), image.manifest_digest);
+            let by_digest = format!("{repo}@{}", image.manifest_digest);
             build
                 .registry
                 .push(&by_digest, &push_image(build, image))
                 .await
                 .with_context(|| format!("pushing the {platform} image to {by_digest}"))?;
+        }
+        if let Some(attached) = attached {
+            push_attestations(build, &repo, attached)
+                .await
+                .with_context(|| format!("pushing the attestation manifests to {repo}"))?;
         }
     }
     let push = PushImage {
@@ -243,30 +265,43 @@ async fn push_attested(
         .registry
         .push(&format!("{repo}@{image_digest}"), image)
         .await?;
-    let blobs = attached
-        .blobs
-        .iter()
-        .map(|(digest, bytes)| registry::BlobFile {
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            path: build.store.path(&crate::layer::Digest(digest.clone())),
-        })
-        .collect();
-    let attestation = PushImage {
-        manifest: attached.manifest.1.clone(),
-        manifest_media_type: crate::oci::media_type::OCI_MANIFEST.to_string(),
-        blobs,
-    };
-    build
-        .registry
-        .push(&format!("{repo}@{}", attached.manifest.0), &attestation)
-        .await?;
+    push_attestations(build, &repo, attached).await?;
     let index = PushImage {
         manifest: attached.index.1.clone(),
         manifest_media_type: crate::oci::media_type::OCI_INDEX.to_string(),
         blobs: Vec::new(),
     };
     build.registry.push(dest, &index).await
+}
+
+/// Every attestation manifest of `attached`, with its config and statements, by digest into
+/// `repo` (the images they name are pushed before them).
+async fn push_attestations(
+    build: &Build,
+    repo: &str,
+    attached: &Attached,
+) -> std::result::Result<(), registry::Error> {
+    for a in &attached.attestations {
+        let blobs = a
+            .blobs
+            .iter()
+            .map(|(digest, bytes)| registry::BlobFile {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                path: build.store.path(&crate::layer::Digest(digest.clone())),
+            })
+            .collect();
+        let attestation = PushImage {
+            manifest: a.manifest.1.clone(),
+            manifest_media_type: crate::oci::media_type::OCI_MANIFEST.to_string(),
+            blobs,
+        };
+        build
+            .registry
+            .push(&format!("{repo}@{}", a.manifest.0), &attestation)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The refusals registries give for a tag that cannot be moved (Artifact Registry, ECR).

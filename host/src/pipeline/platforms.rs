@@ -3,7 +3,9 @@
 //! images picked from their indexes for it), in a work directory of its own; the stages
 //! that do not depend on the target platform built once, for the first platform, and
 //! reused by the others; the images gathered into one index (`image::index`) and written
-//! to every output (`outputs::write_index`).
+//! to every output (`outputs::write_index`). With `--sbom`/`--provenance` each platform's
+//! image gets its own statements (its provenance naming that platform's bases), all in the
+//! one index, each image followed by its attestation manifest (`attestations::make_all`).
 //!
 //! A stage is platform-free when its base is `scratch`, a platform-free stage, or an image
 //! pinned by `FROM --platform=…` (`$BUILDPLATFORM` or a fixed one); when no instruction of
@@ -20,13 +22,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _, Result};
 
 use super::plan::{self, Base, BuildPlan};
-use super::{outputs, private_dir, stages, summary, Build, Loaded, StageResult};
+use super::{attestations, outputs, private_dir, stages, summary, Build, Loaded, StageResult};
+use crate::attest::provenance::Material;
 use crate::dockerfile::{Dockerfile, Instruction, Keyword};
 use crate::image::BuiltImage;
 use crate::registry::Platform;
 
 /// Refuses, before anything is built, the outputs that hold one image when several
-/// platforms are asked for.
+/// platforms are asked for (`--tar-path`, `--oci-archive-path`).
 pub(super) fn check_outputs(opts: &super::BuildOptions) -> Result<()> {
     if opts.platforms.len() < 2 {
         return Ok(());
@@ -37,13 +40,6 @@ pub(super) fn check_outputs(opts: &super::BuildOptions) -> Result<()> {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    if opts.attest.any() {
-        bail!(
-            "--sbom and --provenance attach to one image; with --custom-platform {list} build \
-             each platform on its own to attest it (attestations in a multi-platform index are \
-             not written yet)"
-        );
-    }
     for (given, flag) in [
         (opts.tar_path.is_some(), "--tar-path"),
         (opts.oci_archive_path.is_some(), "--oci-archive-path"),
@@ -71,6 +67,11 @@ pub(super) async fn build_each(
     let free = platform_free(&loaded.df, &loaded.plan);
     let mut shared: HashMap<usize, Arc<StageResult>> = HashMap::new();
     let mut images: Vec<(Platform, BuiltImage)> = Vec::new();
+    let request = attestations::request(loaded);
+    // what each platform's provenance names; a base pinned by `FROM --platform=…` (a shared
+    // stage's, pulled once) is credited to every platform after the one that pulled it
+    let mut materials: Vec<Vec<Material>> = Vec::new();
+    let mut pinned: Vec<Material> = Vec::new();
     let steps_started = Instant::now();
     for platform in platforms {
         tracing::info!(platform = %platform, "building for {platform}");
@@ -103,11 +104,20 @@ pub(super) async fn build_each(
         let image = super::assemble(&arc, last).await?;
         build = Arc::try_unwrap(arc)
             .map_err(|_| anyhow!("building for {platform}: a stage outlived its build"))?;
+        let mut own = pinned.clone();
+        for (material, is_pinned) in attestations::take_pulled(&build) {
+            if is_pinned {
+                pinned.push(material.clone());
+            }
+            own.push(material);
+        }
+        materials.push(own);
         images.push((platform, image));
     }
     let steps = steps_started.elapsed();
+    let attached = attestations::make_all(&build, &images, materials, &request).await?;
     let push_started = Instant::now();
-    let written = outputs::write_index(&build, &images).await;
+    let written = outputs::write_index(&build, &images, attached.as_ref()).await;
     let push = push_started.elapsed();
     build.runner.tear_down().await?;
     let digest = written?;

@@ -323,7 +323,11 @@ async fn guest_parts(
         }]
     };
     if let Ok(mut materials) = build.pulled.lock() {
-        materials.extend(parts.iter().filter_map(|p| p.material.clone()));
+        materials.extend(
+            parts
+                .iter()
+                .filter_map(|p| p.material.clone().map(|m| (m, false))),
+        );
     }
     Ok((parts, exec_form))
 }

@@ -8,14 +8,7 @@ use std::process::Command;
 use kiln_tests::{busybox_image, require, run_checked, Registry, Scratch};
 use serde_json::{json, Value};
 
-fn raw(reference: &str) -> Value {
-    let out = run_checked(
-        Command::new(require("skopeo", "skopeo"))
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(reference),
-    );
-    serde_json::from_str(&out).expect("skopeo printed JSON")
-}
+use super::raw;
 
 #[test]
 fn index_follows_buildkit_attestation_storage() {

@@ -12,6 +12,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod layout;
+mod platforms;
 mod provenance;
 mod readers;
 mod sbom;
@@ -83,32 +84,48 @@ impl Attestations {
     }
 }
 
-fn read_json(path: &Path) -> Value {
+/// `skopeo inspect --raw` of `reference` (`docker://…` or `oci:…`).
+pub(crate) fn raw(reference: &str) -> Value {
+    let out = run_checked(
+        Command::new(require("skopeo", "skopeo"))
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(reference),
+    );
+    serde_json::from_str(&out).expect("skopeo printed JSON")
+}
+
+pub(crate) fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("reading blob")).expect("blob is JSON")
 }
 
-fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
+pub(crate) fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
     layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"))
 }
 
+/// `skopeo copy --all` of `source` (`docker://…` or `oci:…`) into the OCI layout `layout`
+/// (tag `t`); returns the index it copied.
+pub(crate) fn copy_all(source: &str, layout: &Path) -> Value {
+    let skopeo = require("skopeo", "skopeo");
+    let mut cmd = Command::new(skopeo);
+    cmd.args(["copy", "--all", "--quiet"]);
+    if source.starts_with("docker://") {
+        cmd.arg("--src-tls-verify=false");
+    }
+    run_checked(cmd.arg(source).arg(format!("oci:{}:t", layout.display())));
+    let top = read_json(&layout.join("index.json"));
+    read_json(&blob(
+        layout,
+        top["manifests"][0]["digest"].as_str().unwrap(),
+    ))
+}
+
 /// What `reference` (pushed by kiln) carries, as skopeo copies it.
 pub(crate) fn fetch(reference: &str, dir: &Path) -> Attestations {
-    let skopeo = require("skopeo", "skopeo");
     std::fs::create_dir_all(dir).expect("creating the copy's directory");
     let layout = dir.join("all");
-    run_checked(
-        Command::new(skopeo)
-            .args(["copy", "--all", "--quiet", "--src-tls-verify=false"])
-            .arg(format!("docker://{reference}"))
-            .arg(format!("oci:{}:t", layout.display())),
-    );
-    let top = read_json(&layout.join("index.json"));
-    let index = read_json(&blob(
-        &layout,
-        top["manifests"][0]["digest"].as_str().unwrap(),
-    ));
+    let index = copy_all(&format!("docker://{reference}"), &layout);
     let entry = index["manifests"]
         .as_array()
         .expect("manifests")
@@ -116,7 +133,13 @@ pub(crate) fn fetch(reference: &str, dir: &Path) -> Attestations {
         .find(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
         .expect("an attestation manifest in the index")
         .clone();
-    let manifest = read_json(&blob(&layout, entry["digest"].as_str().unwrap()));
+    read_attestation(&layout, index, entry["digest"].as_str().unwrap())
+}
+
+/// The attestation manifest `digest` of `index`, its config and statements, from `layout`.
+pub(crate) fn read_attestation(layout: &Path, index: Value, digest: &str) -> Attestations {
+    let layout = layout.to_path_buf();
+    let manifest = read_json(&blob(&layout, digest));
     let config = read_json(&blob(
         &layout,
         manifest["config"]["digest"].as_str().unwrap(),
