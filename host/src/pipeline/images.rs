@@ -39,6 +39,25 @@ pub(crate) async fn pull_image(
     crate::progress::summary::note_base_layers(pulled.layers.iter().map(|l| l.digest.as_str()));
     let family = Family::of_manifest(&pulled.manifest_media_type);
     let config = image::parse_config(&pulled.config, reference)?;
+    let layers = layer_blobs(&config, pulled.layers.clone(), family, reference)?;
+    let manifest_digest = pulled.manifest_digest.clone();
+    if let Ok(mut pulled_images) = build.pulled.lock() {
+        pulled_images.push(crate::attest::provenance::Material::image(
+            reference,
+            &build.platform.to_string(),
+            &manifest_digest,
+        ));
+    }
+    Ok((config, layers, family, manifest_digest))
+}
+
+/// An image's layers as descriptors, each with the diff_id its config lists.
+pub(super) fn layer_blobs(
+    config: &Value,
+    pulled: Vec<crate::registry::PulledLayer>,
+    family: Family,
+    reference: &str,
+) -> Result<Vec<LayerBlob>> {
     let diff_ids: Vec<String> = config
         .pointer("/rootfs/diff_ids")
         .and_then(Value::as_array)
@@ -48,23 +67,14 @@ pub(crate) async fn pull_image(
                 .collect()
         })
         .unwrap_or_default();
-    if diff_ids.len() != pulled.layers.len() {
+    if diff_ids.len() != pulled.len() {
         bail!(
             "image {reference}: config lists {} diff_ids for {} layers",
             diff_ids.len(),
-            pulled.layers.len()
+            pulled.len()
         );
     }
-    let manifest_digest = pulled.manifest_digest.clone();
-    if let Ok(mut pulled_images) = build.pulled.lock() {
-        pulled_images.push(crate::attest::provenance::Material::image(
-            reference,
-            &build.platform.to_string(),
-            &manifest_digest,
-        ));
-    }
-    let layers = pulled
-        .layers
+    Ok(pulled
         .into_iter()
         .zip(diff_ids)
         .map(|(l, diff_id)| LayerBlob {
@@ -74,8 +84,7 @@ pub(crate) async fn pull_image(
             media_type: family.convert_layer(&l.media_type),
             path: l.path,
         })
-        .collect();
-    Ok((config, layers, family, manifest_digest))
+        .collect())
 }
 
 /// Brings the bytes of every layer taken by digest only (a base image's, a cache hit's) into
@@ -144,7 +153,7 @@ pub(super) async fn from_root(
     from: &str,
 ) -> Result<Arc<Root>> {
     Ok(match plan.stage_named(from, index) {
-        Some(dep) => done.wait(dep).await?.root.clone(),
+        Some(dep) => done.wait(dep).await?.filled_root(build).await?,
         None => from_image(build, from).await?,
     })
 }
