@@ -38,6 +38,7 @@ pub(super) struct Fixture {
 }
 
 /// What one build did.
+#[derive(Debug)]
 pub(super) struct Built {
     pub(super) log: String,
     pub(super) digest: String,
