@@ -324,7 +324,7 @@ mod lookup_tests {
             ("etc/group", Some(b"root:x:1:\n")),
         ]);
         assert_eq!(
-            look(&[base2.clone()]),
+            look(std::slice::from_ref(&base2)),
             [file("root:x:1:1::/:/bin/sh\n"), file("root:x:1:\n")]
         );
         assert_eq!(
