@@ -397,71 +397,18 @@ impl Walker<'_> {
         }
         let from_stage = match flag("from") {
             None => None,
-            Some(from) => {
-                let dep = self.plan.stage_named(&from, index);
-                match dep.and_then(|d| walked.get(&d)) {
-                    Some(Walked {
-                        state: Ok(_),
-                        layers: Ok(layers),
-                        ..
-                    }) => Some(step::stage_sources(layers)),
-                    Some(_) => {
-                        return unknown(
-                            at,
-                            ins,
-                            format!(
-                            "--from={from}: that stage's layers are not known before it is built"
-                        ),
-                        )
-                    }
-                    None => {
-                        return unknown(
-                            at,
-                            ins,
-                            format!("--from={from} reads an image the dry run does not pull"),
-                        )
-                    }
-                }
-            }
+            Some(from) => match stage_part(self.plan, &from, index, walked) {
+                Ok(sources) => Some(sources),
+                Err(why) => return unknown(at, ins, why),
+            },
         };
-        let mut users = None;
-        let mut owner = None;
-        if let Some(spec) = flag("chown").filter(|s| super::chown::by_name(s)) {
-            let layers = match at.layers.clone() {
-                Ok(layers) => layers,
-                Err(why) => {
-                    return unknown(
-                        at,
-                        ins,
-                        format!("--chown={spec} needs the stage's /etc/passwd: {why}"),
-                    )
-                }
-            };
-            let fetch = |layer: LayerBlob| async move {
-                if !layer.path.exists()
-                    && !self
-                        .registry
-                        .fetch_blob(&layer.digest.0, layer.size, &layer.path)
-                        .await?
-                {
-                    return Err(anyhow!(
-                        "layer {}: no repository is known to hold it",
-                        layer.digest
-                    ));
-                }
-                Ok(())
-            };
-            match super::chown::read_databases(&layers, fetch).await? {
-                Ok(found) => {
-                    let u = super::chown::users_root(&self.scratch, &found)?;
-                    owner = Some(super::chown::owner(&self.sandbox, &spec, &u.root).await?);
-                    users = Some(u);
-                }
-                Err(why) => {
-                    return unknown(at, ins, format!("--chown={spec}: {why}: a root is needed"))
-                }
-            }
-        }
+        let (users, owner) = match flag("chown").filter(|s| super::chown::by_name(s)) {
+            None => (None, None),
+            Some(spec) => match self.chown(&spec, at).await? {
+                Ok((users, owner)) => (Some(users), Some(owner)),
+                Err(why) => return unknown(at, ins, why),
+            },
+        };
         let guest_ins = guest_instruction(ins, words, flags, exec_form);
         let sources = match from_stage {
             Some(sources) => sources,
@@ -505,6 +452,70 @@ impl Walker<'_> {
                 answer("miss", format!("{}  ({reason})", inputs(&key)))
             }
         })
+    }
+}
+
+impl Walker<'_> {
+    /// `--chown=<name>` resolved in the user databases read from the stage's layers (their
+    /// bytes fetched as the real build would): the scratch root and the owner, or why not.
+    async fn chown(
+        &self,
+        spec: &str,
+        at: &Walked,
+    ) -> Result<Result<(super::chown::UsersRoot, String), String>> {
+        let layers = match &at.layers {
+            Ok(layers) => layers.clone(),
+            Err(why) => {
+                return Ok(Err(format!(
+                    "--chown={spec} needs the stage's /etc/passwd: {why}"
+                )))
+            }
+        };
+        let fetch = |layer: LayerBlob| async move {
+            if !layer.path.exists()
+                && !self
+                    .registry
+                    .fetch_blob(&layer.digest.0, layer.size, &layer.path)
+                    .await?
+            {
+                return Err(anyhow!(
+                    "layer {}: no repository is known to hold it",
+                    layer.digest
+                ));
+            }
+            Ok(())
+        };
+        Ok(match super::chown::read_databases(&layers, fetch).await? {
+            Ok(found) => {
+                let users = super::chown::users_root(&self.scratch, &found)?;
+                let owner = super::chown::owner(&self.sandbox, spec, &users.root).await?;
+                Ok((users, owner))
+            }
+            Err(why) => Err(format!("--chown={spec}: {why}: a root is needed")),
+        })
+    }
+}
+
+/// A `--from=<stage>` part's sources as the real build keys them (the stage's layers), or
+/// why they are not known.
+fn stage_part(
+    plan: &BuildPlan,
+    from: &str,
+    index: usize,
+    walked: &HashMap<usize, Walked>,
+) -> Result<String, String> {
+    match plan.stage_named(from, index).and_then(|d| walked.get(&d)) {
+        Some(Walked {
+            state: Ok(_),
+            layers: Ok(layers),
+            ..
+        }) => Ok(step::stage_sources(layers)),
+        Some(_) => Err(format!(
+            "--from={from}: that stage's layers are not known before it is built"
+        )),
+        None => Err(format!(
+            "--from={from} reads an image the dry run does not pull"
+        )),
     }
 }
 
