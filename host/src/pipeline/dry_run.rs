@@ -22,7 +22,7 @@ use super::{run_step, step, BuildOptions, Loaded};
 use crate::cache::{Cache, Found, Key};
 use crate::dockerfile::{Instruction, Keyword};
 use crate::image;
-use crate::layer::BlobStore;
+use crate::layer::{BlobStore, LayerBlob};
 use crate::registry::{Platform, Registry};
 use crate::rootfs::Root;
 use crate::sandbox::{GuestInstruction, GuestRoots, GuestStageState, LazySandbox};
@@ -33,8 +33,11 @@ struct Walker<'a> {
     plan: &'a BuildPlan,
     escape: char,
     platform: Platform,
-    registry: Registry,
+    /// shared with the cache: a layer is fetched from the repository it was seen in
+    registry: Arc<Registry>,
     store: BlobStore,
+    /// where `--chown` names are resolved (`chown::users_root`)
+    scratch: std::path::PathBuf,
     cache: Option<Arc<Cache>>,
     sandbox: Arc<LazySandbox>,
     /// the guest's roots for a step: the stage an empty directory (writes are skipped)
@@ -42,11 +45,13 @@ struct Walker<'a> {
     dockerfile: String,
 }
 
-/// A stage as far as the walk knows it: its config, and its cache state or why it is unknown.
+/// A stage as far as the walk knows it: its config, its cache state or why it is unknown,
+/// and its layers (the base's and cache hits') while each is known.
 #[derive(Clone)]
 struct Walked {
     config: Value,
     state: Result<String, String>,
+    layers: Result<Vec<LayerBlob>, String>,
 }
 
 /// One step's line: the answer and the key inputs (or the reason for `?`).
@@ -63,22 +68,25 @@ pub(super) async fn print(opts: &BuildOptions, loaded: &Loaded) -> Result<()> {
     super::private_dir(&opts.kiln_dir)?;
     let store = BlobStore::open(&opts.kiln_dir.join("blobs"))?;
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let registry = Arc::new(Registry::new(opts.registry.clone()));
     let cache = Cache::new(
         &opts.cache,
         &opts.destinations,
-        Arc::new(Registry::new(opts.registry.clone())),
+        registry.clone(),
         &platform,
         &store,
     )?
     .map(Arc::new);
     // nothing is written to it (the guest's writes are skipped); it is removed on return
     let empty = tempfile::Builder::new().prefix("kiln-dry-run").tempdir()?;
+    let users = tempfile::Builder::new().prefix("kiln-dry-run").tempdir()?;
     let walker = Walker {
         plan: &loaded.plan,
         escape: loaded.df.escape,
         platform,
-        registry: Registry::new(opts.registry.clone()),
+        registry,
         store,
+        scratch: users.path().to_path_buf(),
         cache,
         sandbox: Arc::new(LazySandbox::start()),
         roots: GuestRoots {
@@ -130,7 +138,15 @@ impl Walker<'_> {
             let answer = match &at.state {
                 Err(why) => answer("?", why.clone()),
                 Ok(_) => self
-                    .step(&name, pos, ins, &mut at, &mut args, &mut guest_state)
+                    .step(
+                        index,
+                        pos,
+                        ins,
+                        &mut at,
+                        &mut args,
+                        &mut guest_state,
+                        walked,
+                    )
                     .await
                     .unwrap_or_else(|e| {
                         at.state = Err(format!("after line {}: {e:#}", ins.line));
@@ -194,6 +210,7 @@ impl Walker<'_> {
                 Walked {
                     config: scratch(),
                     state: Ok(crate::cache::digest_of(["scratch"])),
+                    layers: Ok(Vec::new()),
                 },
             ),
             Base::Stage(dep) => (
@@ -201,6 +218,7 @@ impl Walker<'_> {
                 walked.get(dep).cloned().unwrap_or_else(|| Walked {
                     config: scratch(),
                     state: Err("its base stage was not walked".to_string()),
+                    layers: Err("its base stage was not walked".to_string()),
                 }),
             ),
             Base::Image(reference) => {
@@ -209,6 +227,7 @@ impl Walker<'_> {
                     Err(e) => Walked {
                         config: scratch(),
                         state: Err(format!("base image not resolved: {e:#}")),
+                        layers: Err("base image not resolved".to_string()),
                     },
                 };
                 (reference.clone(), at)
@@ -233,34 +252,44 @@ impl Walker<'_> {
             .registry
             .pull_config(reference, &self.platform, self.store.dir())
             .await?;
+        let config = image::parse_config(&pulled.config, reference)?;
+        let family = image::Family::of_manifest(&pulled.manifest_media_type);
+        let layers = super::images::layer_blobs(&config, pulled.layers, family, reference)?;
         Ok(Walked {
-            config: image::parse_config(&pulled.config, reference)?,
+            config,
             state: Ok(crate::cache::digest_of([
                 "image",
                 pulled.manifest_digest.as_str(),
             ])),
+            layers: Ok(layers),
         })
     }
 
     /// One step: its key and answer; `at` moves on as the real step would move it.
+    #[allow(clippy::too_many_arguments)]
     async fn step(
         &self,
-        stage_name: &str,
+        index: usize,
         pos: usize,
         ins: &Instruction,
         at: &mut Walked,
         args: &mut Vec<(String, Option<String>)>,
         guest_state: &mut GuestStageState,
+        walked: &HashMap<usize, Walked>,
     ) -> Result<Answer> {
         let state = at.state.clone().map_err(|e| anyhow!(e))?;
-        let identity = super::state::step_identity(stage_name, pos, ins);
+        let stage_name = self.plan.stages[index].display_name();
+        let identity = super::state::step_identity(&stage_name, pos, ins);
         match ins.keyword {
             Keyword::Arg => {
                 step::declare_args(self.plan, args, &at.config, ins, self.escape)?;
                 Ok(answer("-", String::new()))
             }
             Keyword::Run => self.run(ins, at, args, &state, &identity).await,
-            Keyword::Copy | Keyword::Add => self.copy(ins, at, args, &state, &identity).await,
+            Keyword::Copy | Keyword::Add => {
+                let stage = (index, walked);
+                self.copy(ins, at, args, &state, &identity, stage).await
+            }
             Keyword::From => Err(anyhow!("FROM inside a stage")),
             _ => {
                 let lookup = super::state::lookup_of(args, &at.config);
@@ -277,6 +306,8 @@ impl Walker<'_> {
                 *guest_state = outcome.state;
                 if ins.keyword == Keyword::Workdir {
                     at.state = Ok(after_workdir(&state, &at.config));
+                    // the directory it makes is a layer the dry run does not write
+                    at.layers = Err(format!("the WORKDIR at line {} writes a layer", ins.line));
                 }
                 Ok(answer("-", String::new()))
             }
@@ -321,22 +352,29 @@ impl Walker<'_> {
         );
         let cache = self.cache.clone().filter(|c| c.run_layers);
         let Some(cache) = cache else {
-            at.state = Err(unknown);
+            at.state = Err(unknown.clone());
+            at.layers = Err(unknown);
             return Ok(answer("-", inputs(&key)));
         };
         Ok(match cache.probe(&key, identity).await? {
             Found::Hit(entry) => {
                 at.state = Ok(after_layer(state, entry.layer.as_ref()));
+                if let (Ok(layers), Some(layer)) = (&mut at.layers, entry.layer) {
+                    layers.push(layer);
+                }
                 answer("hit", inputs(&key))
             }
             Found::Miss(reason) => {
-                at.state = Err(unknown);
+                at.state = Err(unknown.clone());
+                at.layers = Err(unknown);
                 answer("miss", format!("{}  ({reason})", inputs(&key)))
             }
         })
     }
 
-    /// A COPY/ADD of context sources: its key as `step::file_key` makes it.
+    /// A COPY/ADD of context or stage sources: its key as `step::file_key` makes it (a
+    /// `--chown=<name>` resolved in the user databases read from the stage's layers, a
+    /// `--from=<stage>` keyed on that stage's layers).
     async fn copy(
         &self,
         ins: &Instruction,
@@ -344,42 +382,152 @@ impl Walker<'_> {
         args: &[(String, Option<String>)],
         state: &str,
         identity: &str,
+        (index, walked): (usize, &HashMap<usize, Walked>),
     ) -> Result<Answer> {
         let lookup = super::state::lookup_of(args, &at.config);
         let (words, exec_form, flags) = step::guest_words(ins, &lookup, self.escape)?;
+        let flag = |name: &str| {
+            flags
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| v.clone())
+        };
         if let Some(why) = unpredictable_copy(ins, &words, &flags)? {
-            at.state = Err(format!("after line {}: {why}", ins.line));
-            return Ok(answer("?", why));
+            return unknown(at, ins, why);
         }
+        let from_stage = match flag("from") {
+            None => None,
+            Some(from) => match stage_part(self.plan, &from, index, walked) {
+                Ok(sources) => Some(sources),
+                Err(why) => return unknown(at, ins, why),
+            },
+        };
+        let (users, owner) = match flag("chown").filter(|s| super::chown::by_name(s)) {
+            None => (None, None),
+            Some(spec) => match self.chown(&spec, at).await? {
+                Ok((users, owner)) => (Some(users), Some(owner)),
+                Err(why) => return unknown(at, ins, why),
+            },
+        };
         let guest_ins = guest_instruction(ins, words, flags, exec_form);
-        let (sandbox, roots, config) =
-            (self.sandbox.clone(), self.roots.clone(), at.config.clone());
-        let part = guest_ins.clone();
-        let sources = blocking(move || {
-            step::part_sources(
-                sandbox.get()?,
-                &part,
-                &config,
-                &roots,
-                &super::copy_parts::Pin::Content,
-            )
-        })
-        .await??;
-        let key = step::file_key_of(state, &at.config, &[(guest_ins, sources)]);
+        let sources = match from_stage {
+            Some(sources) => sources,
+            None => {
+                let (sandbox, mut roots, config) =
+                    (self.sandbox.clone(), self.roots.clone(), at.config.clone());
+                if let Some(users) = &users {
+                    roots.stage = users.root.clone();
+                }
+                let part = guest_ins.clone();
+                blocking(move || {
+                    step::part_sources(
+                        sandbox.get()?,
+                        &part,
+                        &config,
+                        &roots,
+                        &super::copy_parts::Pin::Content,
+                    )
+                })
+                .await??
+            }
+        };
+        drop(users);
+        let key = step::file_key_of(state, &at.config, &[(guest_ins, sources)], owner.as_deref());
         // hit or miss, the state after a COPY is a function of its key
         at.state = Ok(after_copy(state, &key));
         let cache = self.cache.clone().filter(|c| c.copy_layers);
         let Some(cache) = cache else {
+            at.layers = Err(format!("the COPY at line {} is not cached", ins.line));
             return Ok(answer("-", inputs(&key)));
         };
         Ok(match cache.probe(&key, identity).await? {
-            Found::Hit(_) => answer("hit", inputs(&key)),
-            Found::Miss(reason) => answer("miss", format!("{}  ({reason})", inputs(&key))),
+            Found::Hit(entry) => {
+                if let (Ok(layers), Some(layer)) = (&mut at.layers, entry.layer) {
+                    layers.push(layer);
+                }
+                answer("hit", inputs(&key))
+            }
+            Found::Miss(reason) => {
+                at.layers = Err(format!("the COPY at line {} is not built", ins.line));
+                answer("miss", format!("{}  ({reason})", inputs(&key)))
+            }
         })
     }
 }
 
-/// Why a COPY/ADD's key cannot be known without building, if it cannot.
+impl Walker<'_> {
+    /// `--chown=<name>` resolved in the user databases read from the stage's layers (their
+    /// bytes fetched as the real build would): the scratch root and the owner, or why not.
+    async fn chown(
+        &self,
+        spec: &str,
+        at: &Walked,
+    ) -> Result<Result<(super::chown::UsersRoot, String), String>> {
+        let layers = match &at.layers {
+            Ok(layers) => layers.clone(),
+            Err(why) => {
+                return Ok(Err(format!(
+                    "--chown={spec} needs the stage's /etc/passwd: {why}"
+                )))
+            }
+        };
+        let fetch = |layer: LayerBlob| async move {
+            if !layer.path.exists()
+                && !self
+                    .registry
+                    .fetch_blob(&layer.digest.0, layer.size, &layer.path)
+                    .await?
+            {
+                return Err(anyhow!(
+                    "layer {}: no repository is known to hold it",
+                    layer.digest
+                ));
+            }
+            Ok(())
+        };
+        Ok(match super::chown::read_databases(&layers, fetch).await? {
+            Ok(found) => {
+                let users = super::chown::users_root(&self.scratch, &found)?;
+                let owner = super::chown::owner(&self.sandbox, spec, &users.root).await?;
+                Ok((users, owner))
+            }
+            Err(why) => Err(format!("--chown={spec}: {why}: a root is needed")),
+        })
+    }
+}
+
+/// A `--from=<stage>` part's sources as the real build keys them (the stage's layers), or
+/// why they are not known.
+fn stage_part(
+    plan: &BuildPlan,
+    from: &str,
+    index: usize,
+    walked: &HashMap<usize, Walked>,
+) -> Result<String, String> {
+    match plan.stage_named(from, index).and_then(|d| walked.get(&d)) {
+        Some(Walked {
+            state: Ok(_),
+            layers: Ok(layers),
+            ..
+        }) => Ok(step::stage_sources(layers)),
+        Some(_) => Err(format!(
+            "--from={from}: that stage's layers are not known before it is built"
+        )),
+        None => Err(format!(
+            "--from={from} reads an image the dry run does not pull"
+        )),
+    }
+}
+
+/// A step whose key cannot be known: `?` with the reason, and every later step of the stage
+/// unknown too.
+fn unknown(at: &mut Walked, ins: &Instruction, why: String) -> Result<Answer> {
+    at.state = Err(format!("after line {}: {why}", ins.line));
+    Ok(answer("?", why))
+}
+
+/// Why a COPY/ADD's key cannot be known without building, if it cannot (a `--from` or a
+/// `--chown=<name>` is decided by the caller, which knows the layers).
 fn unpredictable_copy(
     ins: &Instruction,
     words: &[String],
@@ -391,21 +539,6 @@ fn unpredictable_copy(
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
     };
-    if let Some(Some(from)) = flag("from") {
-        return Ok(Some(format!(
-            "--from={from} reads a root the dry run does not make"
-        )));
-    }
-    if let Some(Some(chown)) = flag("chown") {
-        let numeric = chown
-            .split(':')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
-        if !numeric {
-            return Ok(Some(format!(
-                "--chown={chown} needs the stage's /etc/passwd"
-            )));
-        }
-    }
     if !ins.heredocs.is_empty() {
         return Ok(Some(
             "a heredoc source is written to a scratch root first".to_string(),

@@ -42,22 +42,7 @@ pub(crate) async fn pull_image(
     crate::progress::summary::note_base_layers(pulled.layers.iter().map(|l| l.digest.as_str()));
     let family = Family::of_manifest(&pulled.manifest_media_type);
     let config = image::parse_config(&pulled.config, reference)?;
-    let diff_ids: Vec<String> = config
-        .pointer("/rootfs/diff_ids")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    if diff_ids.len() != pulled.layers.len() {
-        bail!(
-            "image {reference}: config lists {} diff_ids for {} layers",
-            diff_ids.len(),
-            pulled.layers.len()
-        );
-    }
+    let layers = layer_blobs(&config, pulled.layers.clone(), family, reference)?;
     let manifest_digest = pulled.manifest_digest.clone();
     if let Ok(mut pulled_images) = build.pulled.lock() {
         pulled_images.push((
@@ -69,8 +54,33 @@ pub(crate) async fn pull_image(
             pinned,
         ));
     }
-    let layers = pulled
-        .layers
+    Ok((config, layers, family, manifest_digest))
+}
+
+/// An image's layers as descriptors, each with the diff_id its config lists.
+pub(super) fn layer_blobs(
+    config: &Value,
+    pulled: Vec<crate::registry::PulledLayer>,
+    family: Family,
+    reference: &str,
+) -> Result<Vec<LayerBlob>> {
+    let diff_ids: Vec<String> = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != pulled.len() {
+        bail!(
+            "image {reference}: config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            pulled.len()
+        );
+    }
+    Ok(pulled
         .into_iter()
         .zip(diff_ids)
         .map(|(l, diff_id)| LayerBlob {
@@ -80,8 +90,7 @@ pub(crate) async fn pull_image(
             media_type: family.convert_layer(&l.media_type),
             path: l.path,
         })
-        .collect();
-    Ok((config, layers, family, manifest_digest))
+        .collect())
 }
 
 /// Brings the bytes of every layer taken by digest only (a base image's, a cache hit's) into
@@ -150,7 +159,7 @@ pub(super) async fn from_root(
     from: &str,
 ) -> Result<Arc<Root>> {
     Ok(match plan.stage_named(from, index) {
-        Some(dep) => done.wait(dep).await?.root.clone(),
+        Some(dep) => done.wait(dep).await?.filled_root(build).await?,
         None => from_image(build, from).await?,
     })
 }

@@ -10,6 +10,7 @@
 
 mod attestations;
 mod base;
+mod chown;
 mod copy_parts;
 mod dry_run;
 mod heredoc;
@@ -71,6 +72,31 @@ pub(crate) struct StageResult {
     pub family: Family,
     /// the cache state digest after the stage's last step (see `cache`)
     pub cache_state: String,
+    /// layers in `layers` not yet extracted onto `root` (cache hits, the base's): a later
+    /// stage that reads the files fills it (`filled_root`), once
+    pub pending: Vec<LayerBlob>,
+    pub filled: Arc<tokio::sync::OnceCell<()>>,
+}
+
+impl StageResult {
+    /// The stage's root with every layer on it: the pending ones extracted the first time
+    /// a later stage reads its files (`COPY --from` that runs, `RUN --mount from=`).
+    pub(crate) async fn filled_root(&self, build: &Build) -> Result<Arc<Root>> {
+        if !self.pending.is_empty() {
+            self.filled
+                .get_or_try_init(|| async {
+                    tracing::info!(
+                        layers = self.pending.len(),
+                        "a later stage reads the files of a stage: extracting {} layer{}",
+                        self.pending.len(),
+                        if self.pending.len() == 1 { "" } else { "s" }
+                    );
+                    images::extract_layers(build, &self.root, &self.pending).await
+                })
+                .await?;
+        }
+        Ok(self.root.clone())
+    }
 }
 
 /// Shared state of one build.

@@ -32,23 +32,6 @@ pub(super) async fn run_step(
 ) -> Result<()> {
     let (mounts, network) = run_flags(build, plan, index, st, ins, done).await?;
     let shell = shell_of(&st.config);
-    if !ins.heredocs.is_empty() {
-        // a heredoc script may be written into the root below: the root must be complete
-        // before it, so the snapshot baseline never includes the script
-        materialize(build, st).await?;
-    }
-    // a `RUN <<EOF` script starting with `#!`, removed before the snapshot
-    let mut script_file = None;
-    let argv = match &ins.args {
-        Args::Exec(v) => v.clone(),
-        Args::Shell(text) => {
-            let (script, file) = super::heredoc::run_script(ins, text, &st.root)?;
-            script_file = file;
-            let mut argv = shell.clone();
-            argv.push(script);
-            argv
-        }
-    };
     let mut env = command_env(plan, &st.args, &st.config);
     let cwd = workdir_of(&st.config);
     let created_by = created_by(ins, &shell);
@@ -73,17 +56,27 @@ pub(super) async fn run_step(
     };
     if let (Some(cache), Some(key)) = (&cache, &key) {
         if let Some(entry) = look_up(cache, key, st, ins).await? {
-            if let Some(file) = script_file {
-                file.remove()?;
-            }
             let layer = apply_cached(build, st, entry);
             st.cache_state = after_layer(&st.cache_state, layer.as_ref());
             return Ok(());
         }
     }
     run::binfmt::require_runnable(platform_of(build, plan, index), ins.line)?;
-    // the command runs: the root must hold every layer so far
+    // the command runs: the root must hold every layer so far (and before a heredoc script
+    // is written into it, so the snapshot baseline never includes the script)
     materialize(build, st).await?;
+    // a `RUN <<EOF` script starting with `#!`, removed before the snapshot
+    let mut script_file = None;
+    let argv = match &ins.args {
+        Args::Exec(v) => v.clone(),
+        Args::Shell(text) => {
+            let (script, file) = super::heredoc::run_script(ins, text, &st.root)?;
+            script_file = file;
+            let mut argv = shell.clone();
+            argv.push(script);
+            argv
+        }
+    };
     let (uid, gid, groups) = user_ids(build, st).await?;
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".into(), run::default_home(&st.root, uid)));
@@ -303,6 +296,17 @@ pub(super) fn run_key(
             "platform",
             [platform.os.as_str(), platform.architecture.as_str()],
         );
+    if !ins.heredocs.is_empty() {
+        // the bodies are not in `created_by` (the command line only): a changed body re-runs
+        k.component(
+            "heredocs",
+            ins.heredocs.iter().map(|h| {
+                let fd = h.fd.map(|fd| fd.to_string()).unwrap_or_default();
+                let chomp = if h.chomp { "-" } else { "" };
+                format!("{fd}<<{chomp}{} expand={}\n{}", h.name, h.expand, h.content)
+            }),
+        );
+    }
     k.finish()
 }
 

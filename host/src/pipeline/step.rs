@@ -116,16 +116,20 @@ pub(crate) async fn run_stage(
         }
     }
     snapshot_step(build, &mut st, "single snapshot", Touched::StageEnd).await?;
-    if index != plan.target {
-        // a later stage may read this root (COPY --from, RUN --mount from=)
+    if index != plan.target && !build.runner.roots_fill_later() {
+        // in place the root moves on: a later stage reading this one (COPY --from, RUN
+        // --mount from=) gets it rebuilt beside (`base::build_stage`) from what it holds
         materialize(build, &mut st).await?;
     }
+    // otherwise a later stage reading this root fills it then (`StageResult::filled_root`)
     Ok(StageResult {
         root: st.root,
         config: st.config,
         layers: st.layers,
         family: st.family,
         cache_state: st.cache_state,
+        pending: st.pending,
+        filled: Default::default(),
     })
 }
 
@@ -342,25 +346,46 @@ async fn guest_step(
     done: &Finished,
 ) -> Result<()> {
     let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
-    if ins.keyword == Keyword::Workdir || (is_file_op && keyed_on_root(build, st, ins)) {
-        // these read the root before they can be keyed
+    if ins.keyword == Keyword::Workdir || (is_file_op && build.cache.is_none()) {
+        // WORKDIR reads the root; without the cache a COPY/ADD is not keyed and runs at once
         materialize(build, st).await?;
     }
+    // `--chown=<name>`: resolved for the key in the stage's user databases, read from its
+    // layers when its root is not filled (`chown`)
+    let chown = match chown_spec(build, st, ins) {
+        Some(spec) if is_file_op && build.cache.is_some() => {
+            Some(super::chown::for_key(build, st, &spec).await?)
+        }
+        _ => None,
+    };
     let (parts, exec_form) = guest_parts(build, st, ins).await?;
     // each part's instruction and roots first: the cache key covers all of them
-    let (calls, pins) = guest_calls(build, plan, index, st, ins, exec_form, parts, done).await?;
+    let (mut calls, pins, from_stages) =
+        guest_calls(build, plan, index, st, ins, exec_form, parts, done).await?;
     let created_by = created_by(ins, &[]);
     let copy_key = if is_file_op {
-        match file_cache(build, st, ins, &calls, &pins).await? {
+        let keyed = Keyed {
+            pins: &pins,
+            from_stages: &from_stages,
+            chown: chown.as_ref(),
+        };
+        match file_cache(build, st, ins, &calls, keyed).await? {
             FileCache::Hit => return Ok(()),
             FileCache::Miss(key) => key,
         }
     } else {
         None
     };
+    drop(chown);
     if is_file_op {
-        // a COPY/ADD that runs writes into the root: it must hold every layer so far
+        // a COPY/ADD that runs writes into the root: it must hold every layer so far, and
+        // reads the files of the stages it copies from
         materialize(build, st).await?;
+        for ((_, roots), from) in calls.iter_mut().zip(&from_stages) {
+            if let Some(from) = from {
+                roots.from = Some(from.filled_root(build).await?);
+            }
+        }
     }
     let touched = execute_calls(build, st, ins, calls).await?;
     let touched = Touched::Paths(touched);
@@ -394,24 +419,13 @@ async fn guest_step(
     }
 }
 
-/// Whether a COPY/ADD reads the stage's root before its key is known: without the cache it
-/// is not keyed (and runs at once), and `--chown=<name>` is resolved in the stage's
-/// `/etc/passwd` and `/etc/group`; anything else is keyed on its sources alone.
-fn keyed_on_root(build: &Build, st: &StageState, ins: &Instruction) -> bool {
-    if build.cache.is_none() {
-        return true;
-    }
-    let Some(flag) = ins.flags.iter().find(|f| f.name == "chown") else {
-        return false;
-    };
+/// A COPY/ADD's `--chown` value, expanded, when it names a user or group (see `chown`).
+fn chown_spec(build: &Build, st: &StageState, ins: &Instruction) -> Option<String> {
+    let flag = ins.flags.iter().find(|f| f.name == "chown")?;
     let lookup = st.lookup();
-    let chown = match &flag.value {
-        Some(v) => expand_word(v, &*lookup, build.escape).unwrap_or_else(|_| v.clone()),
-        None => return false,
-    };
-    !chown
-        .split(':')
-        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    let value = flag.value.as_ref()?;
+    let chown = expand_word(value, &*lookup, build.escape).unwrap_or_else(|_| value.clone());
+    super::chown::by_name(&chown).then_some(chown)
 }
 
 /// Runs each part of a guest instruction in the guest; returns the paths they touched. The
@@ -446,7 +460,9 @@ async fn execute_calls(
 }
 
 /// Each part of a guest instruction as the guest receives it, with its roots (a `--from`
-/// stage waited for, or an image pulled) and its pin.
+/// image pulled, a `--from` stage waited for) and its pin. With the cache, a `--from` stage's
+/// root is left out (`None`, its result given beside): the key needs only its layers, and
+/// its root is filled when the step runs.
 #[allow(clippy::too_many_arguments)]
 async fn guest_calls(
     build: &Build,
@@ -457,20 +473,23 @@ async fn guest_calls(
     exec_form: bool,
     parts: Vec<super::copy_parts::Part>,
     done: &Finished,
-) -> Result<(
-    Vec<(GuestInstruction, GuestRoots)>,
-    Vec<super::copy_parts::Pin>,
-)> {
+) -> Result<GuestCalls> {
     let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
     let mut calls = Vec::new();
     let mut pins = Vec::new();
+    let mut from_stages = Vec::new();
     for part in parts {
         let mut source_root = part.root;
+        let mut from_stage = None;
         if is_file_op && source_root.is_none() {
             if let Some((_, Some(from))) = part.flags.iter().find(|(n, _)| n == "from") {
-                source_root = Some(from_root(build, plan, index, done, from).await?);
+                match plan.stage_named(from, index) {
+                    Some(dep) if build.cache.is_some() => from_stage = Some(done.wait(dep).await?),
+                    _ => source_root = Some(from_root(build, plan, index, done, from).await?),
+                }
             }
         }
+        from_stages.push(from_stage);
         let guest_ins = GuestInstruction {
             keyword: ins.keyword.as_str().to_string(),
             line: ins.line as u32,
@@ -487,7 +506,25 @@ async fn guest_calls(
         calls.push((guest_ins, roots));
         pins.push(part.pin);
     }
-    Ok((calls, pins))
+    Ok((calls, pins, from_stages))
+}
+
+/// A guest instruction's calls with their roots, each part's pin, and the `--from` stage a
+/// part copies from when its root is left to fill (see `guest_calls`).
+type GuestCalls = (
+    Vec<(GuestInstruction, GuestRoots)>,
+    Vec<super::copy_parts::Pin>,
+    Vec<Option<Arc<StageResult>>>,
+);
+
+/// What a COPY/ADD's key reads beside its calls.
+struct Keyed<'a> {
+    pins: &'a [super::copy_parts::Pin],
+    /// per part: the `--from` stage keyed on its layers
+    from_stages: &'a [Option<Arc<StageResult>>],
+    /// `--chown=<name>`: the root it is resolved in for the key (when not the stage's) and
+    /// the owner it gives
+    chown: Option<&'a (Option<super::chown::UsersRoot>, String)>,
 }
 
 /// What the layer cache says about a COPY/ADD before it runs.
@@ -504,16 +541,16 @@ async fn file_cache(
     st: &mut StageState,
     ins: &Instruction,
     calls: &[(GuestInstruction, GuestRoots)],
-    pins: &[super::copy_parts::Pin],
+    keyed: Keyed<'_>,
 ) -> Result<FileCache> {
     let Some(cache) = build.cache.clone() else {
         return Ok(FileCache::Miss(None));
     };
-    if pins.contains(&super::copy_parts::Pin::Unpinned) {
+    if keyed.pins.contains(&super::copy_parts::Pin::Unpinned) {
         tracing::info!("cache: not cacheable: a downloaded source");
         return Ok(FileCache::Miss(None));
     }
-    let key = file_key(build, st, calls, pins).await?;
+    let key = file_key(build, st, calls, keyed).await?;
     if cache.copy_layers {
         let what = format!(
             "Dockerfile:{}: {}",
@@ -534,22 +571,42 @@ async fn file_cache(
 
 /// A COPY/ADD key: the state it starts from, the instruction with its flags, the working
 /// directory (relative destinations) and exactly the sources it would read, found by a dry run
-/// of the instruction in the guest; a part pinned by an id (a git commit) is keyed on the id.
+/// of the instruction in the guest; a part pinned by an id (a git commit) is keyed on the id,
+/// a part copied from a stage on that stage's layers (`stage_sources`); a `--chown=<name>` on
+/// the owner it resolves to.
 async fn file_key(
     build: &Build,
     st: &StageState,
     calls: &[(GuestInstruction, GuestRoots)],
-    pins: &[super::copy_parts::Pin],
+    keyed: Keyed<'_>,
 ) -> Result<crate::cache::Key> {
-    let mut keyed = Vec::new();
-    for ((guest_ins, roots), pin) in calls.iter().zip(pins) {
+    let mut parts = Vec::new();
+    let users = keyed.chown.and_then(|(users, _)| users.as_ref());
+    for (((guest_ins, roots), pin), from) in calls.iter().zip(keyed.pins).zip(keyed.from_stages) {
+        if let Some(from) = from {
+            parts.push((guest_ins.clone(), stage_sources(&from.layers)));
+            continue;
+        }
         let (sandbox, config) = (build.sandbox.clone(), st.config.clone());
-        let (ins, roots, pin) = (guest_ins.clone(), roots.clone(), pin.clone());
+        let (ins, mut roots, pin) = (guest_ins.clone(), roots.clone(), pin.clone());
+        if let Some(users) = users {
+            // the guest resolves `--chown` in the stage's user databases alone
+            roots.stage = users.root.clone();
+        }
         let sources =
             blocking(move || part_sources(sandbox.get()?, &ins, &config, &roots, &pin)).await??;
-        keyed.push((guest_ins.clone(), sources));
+        parts.push((guest_ins.clone(), sources));
     }
-    Ok(file_key_of(&st.cache_state, &st.config, &keyed))
+    let owner = keyed.chown.map(|(_, owner)| owner.as_str());
+    Ok(file_key_of(&st.cache_state, &st.config, &parts, owner))
+}
+
+/// What a part copied from a stage reads, for its key: the stage's filesystem, named by its
+/// layers' diff_ids (the paths and flags are the instruction's, keyed beside).
+pub(super) fn stage_sources(layers: &[LayerBlob]) -> String {
+    crate::cache::digest_of(
+        std::iter::once("stage layers").chain(layers.iter().map(|l| l.diff_id.0.as_str())),
+    )
 }
 
 /// The digest of what one part of a COPY/ADD reads (its pin's id when it has one).
@@ -567,11 +624,13 @@ pub(super) fn part_sources(
     crate::cache::sources_digest(&reads, &roots.context, roots.from.as_deref())
 }
 
-/// A COPY/ADD key from its parts, each with the digest of its sources (`part_sources`).
+/// A COPY/ADD key from its parts, each with the digest of its sources (`part_sources`), and
+/// the owner a `--chown=<name>` resolved to.
 pub(super) fn file_key_of(
     state: &str,
     config: &Value,
     parts: &[(GuestInstruction, String)],
+    owner: Option<&str>,
 ) -> crate::cache::Key {
     let mut instruction = Vec::new();
     let mut sources = Vec::new();
@@ -594,5 +653,8 @@ pub(super) fn file_key_of(
             [config_str_of(config, "WorkingDir").unwrap_or_default()],
         )
         .component("sources", sources);
+    if let Some(owner) = owner {
+        k.component("owner", [owner]);
+    }
     k.finish()
 }

@@ -243,11 +243,11 @@ fn dry_run_predicts_the_cache_after_a_changed_copy_source() {
 }
 
 #[test]
-fn dry_run_never_guesses_a_copy_from_a_stage() {
+fn dry_run_keys_a_copy_from_a_stage_and_a_chown_name_from_layers() {
     let f = Fixture::new(
         &[("a.txt", "a\n"), ("b.txt", "b\n")],
         "FROM {base} AS build\nCOPY a.txt /a.txt\n\
-         FROM {base}\nCOPY --from=build /a.txt /x\nCOPY b.txt /b.txt\n",
+         FROM {base}\nCOPY --from=build /a.txt /x\nCOPY --chown=nobody b.txt /b.txt\n",
     );
     f.build(&[]);
     let log = f.build(&["--dry-run"]);
@@ -256,13 +256,27 @@ fn dry_run_never_guesses_a_copy_from_a_stage() {
         "dependencies not shown:\n{log}"
     );
     let plan = predicted(&log);
-    assert_eq!(plan["[build 2/2]"], "hit", "{plan:?}");
+    // the stage's layers and the base's /etc/passwd are at hand: every key is known
+    for label in ["[build 2/2]", "[stage-1 2/3]", "[stage-1 3/3]"] {
+        assert_eq!(plan[label], "hit", "{plan:?}\n{log}");
+    }
+    assert!(
+        log.contains("owner="),
+        "the chown key names its owner:\n{log}"
+    );
+    assert!(stage_dirs(&f.scratch.kiln_dir()).is_empty());
+    f.compare(&plan);
+
+    // the stage copied from misses: what it will hold is not known, and never guessed
+    f.scratch.write("ctx/a.txt", "a changed\n");
+    let log = f.build(&["--dry-run"]);
+    let plan = predicted(&log);
+    assert_eq!(plan["[build 2/2]"], "miss", "{plan:?}");
     assert_eq!(plan["[stage-1 2/3]"], "?", "{plan:?}");
     assert_eq!(plan["[stage-1 3/3]"], "?", "{plan:?}");
     assert!(
-        log.contains("--from=build reads a root"),
+        log.contains("--from=build: that stage's layers are not known"),
         "no reason:\n{log}"
     );
-    assert!(stage_dirs(&f.scratch.kiln_dir()).is_empty());
     f.compare(&plan);
 }

@@ -28,26 +28,27 @@ const COPY_A: usize = 4;
 const B: usize = 5;
 const X: usize = 7;
 
-struct Fixture {
+pub(super) struct Fixture {
     _registry: Registry,
-    proxy: FaultProxy,
+    pub(super) proxy: FaultProxy,
     base: String,
     scratch: Scratch,
-    context: PathBuf,
+    pub(super) context: PathBuf,
     builds: std::cell::Cell<usize>,
 }
 
 /// What one build did.
-struct Built {
-    log: String,
-    digest: String,
+#[derive(Debug)]
+pub(super) struct Built {
+    pub(super) log: String,
+    pub(super) digest: String,
     /// GETs of blobs through the proxy during the build (`GET /v2/…/blobs/sha256:…`)
     blob_gets: Vec<String>,
 }
 
 impl Built {
     /// Layers extracted onto a root (the debug line of each).
-    fn extracted(&self) -> usize {
+    pub(super) fn extracted(&self) -> usize {
         self.log
             .lines()
             .filter(|l| l.contains("layer extracted"))
@@ -55,7 +56,7 @@ impl Built {
     }
 
     /// Whether line `n` hit (Some(true)), missed (Some(false)) or was not looked up.
-    fn outcome(&self, n: usize) -> Option<bool> {
+    pub(super) fn outcome(&self, n: usize) -> Option<bool> {
         let hit = format!("cache hit: Dockerfile:{n}:");
         let miss = format!("cache miss: Dockerfile:{n}:");
         self.log
@@ -74,7 +75,7 @@ impl Built {
 }
 
 impl Fixture {
-    fn new(dockerfile: &str) -> Fixture {
+    pub(super) fn new(dockerfile: &str) -> Fixture {
         let registry = Registry::start();
         let proxy = FaultProxy::start(registry.host());
         let base = busybox_image(&registry).replace(registry.host(), proxy.host());
@@ -94,7 +95,18 @@ impl Fixture {
     }
 
     /// Builds into a kiln dir of its own (a new pod), with the cache in the proxied registry.
-    fn build(&self, tag: &str, cache: bool) -> Built {
+    pub(super) fn build(&self, tag: &str, cache: bool) -> Built {
+        self.build_with(tag, cache, &[])
+    }
+
+    /// `build` with more arguments; the build must succeed.
+    pub(super) fn build_with(&self, tag: &str, cache: bool, args: &[&str]) -> Built {
+        self.try_build(tag, cache, args)
+            .unwrap_or_else(|log| panic!("the build failed:\n{log}"))
+    }
+
+    /// `build` with more arguments; `Err` with the log when the build fails.
+    pub(super) fn try_build(&self, tag: &str, cache: bool, args: &[&str]) -> Result<Built, String> {
         let n = self.builds.get();
         self.builds.set(n + 1);
         let kiln_dir = self.scratch.path().join(format!("kiln-{n}"));
@@ -111,18 +123,25 @@ impl Fixture {
                 .arg("--cache-copy-layers")
                 .arg(format!("--cache-repo={}", self.proxy.reference("cache")));
         }
+        for a in args {
+            b = b.arg(a);
+        }
         let before = self.proxy.log().len();
-        let out = b.run_ok();
+        let out = b.run();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            return Err(log);
+        }
         let blob_gets = self.proxy.log()[before..]
             .iter()
             .filter(|l| l.starts_with("GET ") && l.contains("/blobs/sha256:"))
             .cloned()
             .collect();
-        Built {
-            log: String::from_utf8_lossy(&out.stderr).into_owned(),
+        Ok(Built {
+            log,
             digest: String::from_utf8_lossy(&out.stdout).trim().to_string(),
             blob_gets,
-        }
+        })
     }
 
     /// The layer digests of the image at `tag`.
