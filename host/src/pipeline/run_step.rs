@@ -82,6 +82,7 @@ pub(super) async fn run_step(
         }
     }
     run::binfmt::require_runnable(platform_of(build, plan, index), ins.line)?;
+    build.runner.expect_run();
     // the command runs: the root must hold every layer so far
     materialize(build, st).await?;
     let (uid, gid, groups) = user_ids(build, st).await?;
