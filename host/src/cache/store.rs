@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
+use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::layer::{BlobStore, DiffId, Digest, HashingWriter, LayerBlob, OCI_LAYER_GZIP};
@@ -197,7 +198,13 @@ fn encode(entry: &Entry, (os, architecture): (String, String)) -> Result<(Vec<u8
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": Digest::of(&config).0, "size": config.len()},
+        // the config travels inside the manifest too, so a lookup is one request
+        "config": {
+            "mediaType": OCI_CONFIG,
+            "digest": Digest::of(&config).0,
+            "size": config.len(),
+            "data": base64::engine::general_purpose::STANDARD.encode(&config),
+        },
         "layers": layers,
     });
     Ok((config, serde_json::to_vec(&manifest)?))

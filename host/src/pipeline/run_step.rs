@@ -62,6 +62,7 @@ pub(super) async fn run_step(
         }
     }
     run::binfmt::require_runnable(platform_of(build, plan, index), ins.line)?;
+    build.runner.expect_run();
     // the command runs: the root must hold every layer so far (and before a heredoc script
     // is written into it, so the snapshot baseline never includes the script)
     materialize(build, st).await?;

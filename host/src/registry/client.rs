@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use tracing::debug;
 
@@ -51,7 +52,7 @@ impl Registry {
                     reason,
                 };
                 let identity = client_cert::identity(&registry, cert, key).map_err(failed)?;
-                let mut builder = reqwest::Client::builder()
+                let mut builder = super::roots::trust(reqwest::Client::builder())
                     .identity(identity)
                     .redirect(reqwest::redirect::Policy::none())
                     .connect_timeout(connect_timeout())
@@ -119,8 +120,21 @@ impl Registry {
             return false;
         }
         let key = (registry.to_string(), direction);
-        if let Some(plain) = self.lock_schemes().get(&key) {
-            return *plain;
+        // the other direction's answer holds too: whether HTTPS answers does not depend on it
+        let other = match direction {
+            Direction::Pull => Direction::Push,
+            Direction::Push => Direction::Pull,
+        };
+        let known = {
+            let schemes = self.lock_schemes();
+            (schemes
+                .get(&key)
+                .or_else(|| schemes.get(&(registry.to_string(), other))))
+            .copied()
+        };
+        if let Some(plain) = known {
+            self.lock_schemes().insert(key, plain);
+            return plain;
         }
         let plain = !self.answers_tls(registry, direction).await;
         debug!(registry, plain_http = plain, "registry scheme");
@@ -142,7 +156,7 @@ impl Registry {
     /// that is not trusted counts as an answer: the registry speaks TLS, and the error that
     /// follows names the flags that trust it.
     async fn answers_tls(&self, registry: &str, direction: Direction) -> bool {
-        let mut builder = reqwest::Client::builder()
+        let mut builder = super::roots::trust(reqwest::Client::builder())
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(PROBE_TIMEOUT)
@@ -205,7 +219,10 @@ impl Registry {
     /// The client for `reference`'s registry, created on first use.
     async fn client(&self, reference: &Reference, direction: Direction) -> Result<Client> {
         let registry = reference.resolve_registry().to_string();
-        let key = (registry.clone(), direction);
+        let plain = self.plain_http(&registry, direction).await;
+        let skip_tls_verify = self.skip_tls_verify(&registry, direction);
+        // pull and push share a client where they reach the registry alike
+        let key = (registry.clone(), plain, skip_tls_verify);
         if let Some(client) = self
             .clients
             .lock()
@@ -214,7 +231,6 @@ impl Registry {
         {
             return Ok(client.clone());
         }
-        let plain = self.plain_http(&registry, direction).await;
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         let protocol = if plain {
             ClientProtocol::HttpsExcept(vec![registry.clone()])
@@ -229,7 +245,8 @@ impl Registry {
         }
         let config = ClientConfig {
             protocol,
-            accept_invalid_certificates: self.skip_tls_verify(&registry, direction),
+            accept_invalid_certificates: skip_tls_verify,
+            tls_certs_only: super::roots::for_oci_client(),
             extra_root_certificates,
             // One PUT per blob with a streamed body, rather than sequential 4 MiB PATCHes.
             use_monolithic_push: true,
@@ -284,6 +301,13 @@ impl Registry {
             Direction::Push => oci_client::RegistryOperation::Push,
         };
         let registry = reference.registry().to_string();
+        if !matches!(creds.auth, RegistryAuth::Bearer(_))
+            && self.unchallenged(reference, direction).await
+        {
+            // nothing to log in to: oci-client is never told of credentials, so it asks
+            // `/v2/` again before no request
+            return Ok((client, creds));
+        }
         creds.bearer = with_retries("authenticate", || async {
             client
                 .auth(reference, &creds.auth, op)
@@ -307,6 +331,35 @@ impl Registry {
         })
         .await?;
         Ok((client, creds))
+    }
+
+    /// Whether `reference`'s registry answers `/v2/` without a challenge (no
+    /// `WWW-Authenticate`, not 401): asked once per host and build; a failed request is no
+    /// answer (the login that follows reports it).
+    async fn unchallenged(&self, reference: &Reference, direction: Direction) -> bool {
+        let host = reference.resolve_registry().to_string();
+        if self.asks_no_bearer(&host) {
+            return true;
+        }
+        let Ok(http) = self.http(reference, direction).await else {
+            return false;
+        };
+        let url = format!("{}/v2/", self.base_url(reference, direction).await);
+        let Ok(answer) = http.get(&url).send().await else {
+            return false;
+        };
+        let open = answer.status() != reqwest::StatusCode::UNAUTHORIZED
+            && !answer
+                .headers()
+                .contains_key(reqwest::header::WWW_AUTHENTICATE);
+        debug!(registry = %host, challenge = !open, "registry /v2/");
+        if open {
+            self.no_bearer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(host);
+        }
+        open
     }
 
     /// Exchanges credentials that need it (an identity token, Google's credentials) for a

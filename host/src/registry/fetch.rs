@@ -32,17 +32,22 @@ pub(super) struct Answer {
 impl Registry {
     /// The HTTP client for `reference`'s registry in `direction` with the TLS trust the
     /// oci-client client has, created on first use.
-    async fn http(&self, reference: &Reference, direction: Direction) -> Result<reqwest::Client> {
+    pub(super) async fn http(
+        &self,
+        reference: &Reference,
+        direction: Direction,
+    ) -> Result<reqwest::Client> {
         let registry = reference.resolve_registry().to_string();
-        let key = (registry.clone(), direction);
+        let skip_tls_verify = self.skip_tls_verify(&registry, direction);
+        let key = (registry.clone(), skip_tls_verify);
         if let Some(client) = self.lock_http().get(&key) {
             return Ok(client.clone());
         }
-        let mut builder = reqwest::Client::builder()
+        let mut builder = super::roots::trust(reqwest::Client::builder())
             .user_agent(USER_AGENT)
             .connect_timeout(connect_timeout())
             .read_timeout(read_timeout())
-            .danger_accept_invalid_certs(self.skip_tls_verify(&registry, direction));
+            .danger_accept_invalid_certs(skip_tls_verify);
         for (name, path) in &self.opts.registry_certificates {
             if same_registry(name, &registry) || same_registry(name, reference.registry()) {
                 let pem = std::fs::read(path).map_err(|source| Error::ReadCertificate {
@@ -69,13 +74,12 @@ impl Registry {
 
     fn lock_http(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, Direction), reqwest::Client>>
-    {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, bool), reqwest::Client>> {
         self.http.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `https://` or `http://` (as decided for the oci-client client), then the registry.
-    async fn base_url(&self, reference: &Reference, direction: Direction) -> String {
+    pub(super) async fn base_url(&self, reference: &Reference, direction: Direction) -> String {
         let registry = reference.resolve_registry();
         let scheme = if self.plain_http(registry, direction).await {
             "http"

@@ -6,7 +6,7 @@
 //! for loopback registries and the `--insecure*` flags, TLS trust from `--skip-tls-verify*`
 //! and `--registry-certificate`, logging in) is `client.rs`, with the flags themselves in `options.rs`; credentials are
 //! `auth.rs` (with `google.rs` and `ecr.rs` for the clouds that mint them), bearer tokens for
-//! mounts `token.rs`, TLS client certificates `client_cert.rs` (serving kiln alone: `peer.rs`), mirrors `mirror.rs`, platform
+//! mounts `token.rs`, the system's CA roots, read once per process, `roots.rs`, TLS client certificates `client_cert.rs` (serving kiln alone: `peer.rs`), mirrors `mirror.rs`, platform
 //! choice in an index `platform.rs`, blob download with digest checks `pull.rs`, streaming
 //! upload with cross-repository mounts `push.rs`, one manifest read by tag (an existing
 //! signature image) `lookup.rs`, the base-image cache of `--cache-dir`
@@ -36,6 +36,7 @@ mod platform;
 mod pull;
 mod push;
 mod retry;
+mod roots;
 mod token;
 
 use std::collections::HashMap;
@@ -116,7 +117,8 @@ impl Direction {
 /// kept per registry host.
 pub struct Registry {
     opts: RegistryOptions,
-    clients: Mutex<HashMap<(String, Direction), Client>>,
+    /// oci-client clients by registry host, plain HTTP, and unchecked TLS certificates
+    clients: Mutex<HashMap<(String, bool, bool), Client>>,
     /// Whether each registry that may use plain HTTP does (`client.rs`), found once.
     schemes: Mutex<HashMap<(String, Direction), bool>>,
     /// Credentials looked up so far, by registry host (helpers run once per host).
@@ -128,8 +130,11 @@ pub struct Registry {
     /// direction: their `127.0.0.1:PORT`.
     forwarders: tokio::sync::Mutex<HashMap<(String, Direction), String>>,
     /// kiln's own HTTP clients for manifest and blob GETs (`fetch.rs`), by registry host and
-    /// direction.
-    http: Mutex<HashMap<(String, Direction), reqwest::Client>>,
+    /// whether TLS certificates go unchecked.
+    http: Mutex<HashMap<(String, bool), reqwest::Client>>,
+    /// Registry hosts whose `/v2/` answered without a challenge: no connection logs in
+    /// (`client.rs`) and no mount asks for a token (`token.rs`).
+    no_bearer: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Registry {
@@ -142,7 +147,17 @@ impl Registry {
             known_blobs: Mutex::new(HashMap::new()),
             forwarders: tokio::sync::Mutex::new(HashMap::new()),
             http: Mutex::new(HashMap::new()),
+            no_bearer: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Whether `registry`'s `/v2/` was seen answering without a challenge (it challenges, or
+    /// not, whatever the direction).
+    fn asks_no_bearer(&self, registry: &str) -> bool {
+        self.no_bearer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(registry)
     }
 
     /// Remembers that `reference`'s repository holds `digest`.

@@ -119,6 +119,10 @@ pub(crate) struct Descriptor {
     pub size: u64,
     #[serde(default)]
     pub urls: Option<Vec<String>>,
+    /// the blob itself, base64 (an OCI descriptor's `data`): a small config read without a
+    /// request
+    #[serde(default)]
+    pub data: Option<String>,
 }
 
 /// One entry of an image index.

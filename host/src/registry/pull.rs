@@ -228,6 +228,7 @@ impl Registry {
             digest: digest.to_string(),
             size,
             urls: None,
+            data: None,
         };
         let shown = crate::progress::Transfer::start(format!("pull {name}"), size);
         fetcher
@@ -371,6 +372,20 @@ impl Registry {
     }
 }
 
+/// The blob a descriptor carries in its `data` field, when that decodes to exactly the size
+/// and digest the descriptor names (anything else is ignored: the blob is then downloaded).
+fn embedded(desc: &Descriptor) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = desc.data.as_deref()?;
+    if text.len() as u64 > desc.size.saturating_mul(4) / 3 + 4 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    (bytes.len() as u64 == desc.size && digest::of_bytes(&bytes) == desc.digest).then_some(bytes)
+}
+
 /// An image manifest as fetched, with the reference it was fetched by (the index entry's
 /// digest when the image's reference named an index).
 struct ImageManifest {
@@ -480,16 +495,23 @@ impl BlobFetcher<'_> {
                 limit: MAX_CONFIG_BYTES,
             });
         }
-        let config_path = self.fetch(config).await?;
-        let config_bytes =
-            tokio::fs::read(&config_path)
-                .await
-                .map_err(|source| Error::BlobFile {
-                    reference: self.name.to_string(),
-                    digest: config.digest.clone(),
-                    path: config_path.clone(),
-                    source,
-                })?;
+        let config_bytes = match embedded(config) {
+            Some(bytes) => {
+                debug!(reference = %self.name, digest = %config.digest, "config embedded in the manifest");
+                bytes
+            }
+            None => {
+                let config_path = self.fetch(config).await?;
+                tokio::fs::read(&config_path)
+                    .await
+                    .map_err(|source| Error::BlobFile {
+                        reference: self.name.to_string(),
+                        digest: config.digest.clone(),
+                        path: config_path.clone(),
+                        source,
+                    })?
+            }
+        };
         if let Some(have) = config_platform(&config_bytes) {
             if !satisfies(&have, platform) {
                 warn!(

@@ -82,7 +82,10 @@ impl Registry {
         scopes: &[String],
     ) -> Result<Option<String>, reqwest::Error> {
         let registry = target.resolve_registry();
-        let mut builder = reqwest::Client::builder()
+        if self.asks_no_bearer(registry) {
+            return Ok(None);
+        }
+        let mut builder = super::roots::trust(reqwest::Client::builder())
             .user_agent(USER_AGENT)
             .connect_timeout(connect_timeout())
             .read_timeout(read_timeout())

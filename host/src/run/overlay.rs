@@ -104,60 +104,90 @@ fn prepare_with(scratch: &Path, root: &Path, index: bool) -> io::Result<Option<O
     Ok(Some(Overlay { dir, data }))
 }
 
-/// The answer of [`probe`], worked out on a thread of its own from the start of the build, so
-/// a build waits for it only at its first RUN (and a build without RUN not at all).
+/// The answer of [`probe`]: looked up in the kiln dir, else worked out on a thread of its
+/// own, but only once the build knows a RUN will run ([`Probe::start`], at the first RUN that
+/// misses the cache, while its root is being extracted): a build whose steps all hit the
+/// cache, or that has no RUN, never probes and writes no answer.
 pub struct Probe {
-    running: std::sync::Mutex<Option<std::thread::JoinHandle<bool>>>,
+    state: std::sync::Mutex<ProbeState>,
     answer: std::sync::OnceLock<bool>,
 }
 
+enum ProbeState {
+    /// not started: the kiln dir (where the answer is remembered) and where the probe runs
+    Pending(PathBuf, PathBuf),
+    Running(std::thread::JoinHandle<bool>),
+    Idle,
+}
+
 impl Probe {
-    /// The answer remembered in the kiln dir for this kernel and filesystem, else a probe
-    /// started on `scratch` whose answer is then written there: a kiln dir is probed once.
+    /// The answer remembered in the kiln dir for this kernel and filesystem, else a probe on
+    /// `scratch` whose answer is then written there (a kiln dir is probed once); nothing is
+    /// read, written or started before [`Probe::start`] or [`Probe::usable`].
     pub fn remembered(kiln_dir: &Path, scratch: PathBuf) -> Probe {
-        let memo = memo_path(kiln_dir);
-        match memo.as_ref().and_then(|m| std::fs::read_to_string(m).ok()) {
-            Some(text) if matches!(text.trim(), "index" | "plain" | "none") => {
-                let text = text.trim();
+        Probe {
+            state: std::sync::Mutex::new(ProbeState::Pending(kiln_dir.to_path_buf(), scratch)),
+            answer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Starts working the answer out (a RUN is coming); returns at once.
+    pub fn start(&self) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let ProbeState::Pending(kiln_dir, scratch) =
+            std::mem::replace(&mut *state, ProbeState::Idle)
+        else {
+            return;
+        };
+        let memo = memo_path(&kiln_dir);
+        if let Some(text) = memo.as_ref().and_then(|m| std::fs::read_to_string(m).ok()) {
+            let text = text.trim();
+            if matches!(text, "index" | "plain" | "none") {
                 INDEX.store(text == "index", Ordering::Relaxed);
                 tracing::debug!(
                     answer = text,
                     "overlay support as probed before in this kiln dir"
                 );
-                Probe::known(text != "none")
+                let answer = text != "none";
+                if self.answer.set(answer).is_ok() {
+                    log(answer);
+                }
+                return;
             }
-            _ => Probe {
-                running: std::sync::Mutex::new(Some(std::thread::spawn(move || {
-                    let answer = probe(&scratch);
-                    if let Some(memo) = memo {
-                        let text = match (answer, INDEX.load(Ordering::Relaxed)) {
-                            (false, _) => "none",
-                            (true, true) => "index",
-                            (true, false) => "plain",
-                        };
-                        let tmp = memo.with_extension(format!("tmp-{}", std::process::id()));
-                        if std::fs::write(&tmp, text).is_ok() {
-                            let _ = std::fs::rename(&tmp, &memo);
-                        }
-                    }
-                    answer
-                }))),
-                answer: std::sync::OnceLock::new(),
-            },
         }
+        let handle = std::thread::spawn(move || {
+            let answer = probe(&scratch);
+            if let Some(memo) = memo {
+                let text = match (answer, INDEX.load(Ordering::Relaxed)) {
+                    (false, _) => "none",
+                    (true, true) => "index",
+                    (true, false) => "plain",
+                };
+                let tmp = memo.with_extension(format!("tmp-{}", std::process::id()));
+                if std::fs::write(&tmp, text).is_ok() {
+                    let _ = std::fs::rename(&tmp, &memo);
+                }
+            }
+            answer
+        });
+        *state = ProbeState::Running(handle);
     }
 
     /// An answer known without probing (the mode or the options rule the overlay out).
     pub fn known(answer: bool) -> Probe {
         log(answer);
         Probe {
-            running: std::sync::Mutex::new(None),
+            state: std::sync::Mutex::new(ProbeState::Idle),
             answer: std::sync::OnceLock::from(answer),
         }
     }
 
-    /// Whether RUN goes on an overlay (waits for the probe the first time).
+    /// Whether RUN goes on an overlay (starts the probe if nothing did, and waits for it the
+    /// first time).
     pub fn usable(&self) -> bool {
+        self.start();
         *self.answer.get_or_init(|| {
             let answer = self.finish().unwrap_or(false);
             log(answer);
@@ -166,8 +196,11 @@ impl Probe {
     }
 
     fn finish(&self) -> Option<bool> {
-        let handle = self.running.lock().ok()?.take()?;
-        handle.join().ok()
+        let mut state = self.state.lock().ok()?;
+        match std::mem::replace(&mut *state, ProbeState::Idle) {
+            ProbeState::Running(handle) => handle.join().ok(),
+            ProbeState::Pending(..) | ProbeState::Idle => None,
+        }
     }
 }
 

@@ -76,8 +76,8 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Prepares the mode chosen by `isolation::choose`: probes for namespaces and an overlay
-    /// (logged), writes the network files, and in place computes what `/` keeps.
+    /// Prepares the mode chosen by `isolation::choose`: probes for namespaces, readies the
+    /// overlay probe (run only once a RUN misses the cache: `expect_run`), writes the network files, and in place computes what `/` keeps.
     pub async fn prepare(opts: RunnerOptions) -> Result<Runner> {
         let (resolv_conf, hosts) = super::network_files(&opts.work.join("etc"))?;
         let scratch = opts.work.join("run");
@@ -161,6 +161,12 @@ impl Runner {
             root: Arc::new(Root::open(Path::new("/"))?),
             beside: Some(dir),
         })
+    }
+
+    /// A RUN will run (it missed the cache): work out now, while its root is made, what
+    /// running it needs that a build of cache hits never does (the overlay probe).
+    pub fn expect_run(&self) {
+        self.env.overlay.start();
     }
 
     /// Runs one command in `root` (see [`super::run`]).

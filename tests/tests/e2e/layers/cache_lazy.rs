@@ -44,6 +44,9 @@ pub(super) struct Built {
     pub(super) digest: String,
     /// GETs of blobs through the proxy during the build (`GET /v2/…/blobs/sha256:…`)
     blob_gets: Vec<String>,
+    /// every request through the proxy during the build (`METHOD PATH -> OUTCOME`)
+    requests: Vec<String>,
+    kiln_dir: PathBuf,
 }
 
 impl Built {
@@ -132,7 +135,8 @@ impl Fixture {
         if !out.status.success() {
             return Err(log);
         }
-        let blob_gets = self.proxy.log()[before..]
+        let requests = self.proxy.log()[before..].to_vec();
+        let blob_gets = requests
             .iter()
             .filter(|l| l.starts_with("GET ") && l.contains("/blobs/sha256:"))
             .cloned()
@@ -141,6 +145,8 @@ impl Fixture {
             log,
             digest: String::from_utf8_lossy(&out.stdout).trim().to_string(),
             blob_gets,
+            requests,
+            kiln_dir,
         })
     }
 
@@ -203,6 +209,101 @@ fn a_no_change_rebuild_in_a_fresh_kiln_dir_downloads_and_extracts_nothing() {
     // --reproducible: a build without the cache gives the image the cached one did
     let clean = f.build("clean:1", false);
     assert_eq!(clean.digest, first.digest, "clean and cached builds differ");
+}
+
+/// The names directly in `dir` (none when it does not exist).
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Where a kiln dir remembers the overlay probe's answer (`run/overlay.rs`).
+fn probe_answers(kiln_dir: &std::path::Path) -> Vec<String> {
+    names_in(kiln_dir)
+        .into_iter()
+        .filter(|n| n.starts_with("overlay-probe"))
+        .collect()
+}
+
+#[test]
+fn a_no_change_rebuild_asks_the_registry_little_and_probes_nothing() {
+    let f = Fixture::new(DOCKERFILE);
+    let first = f.build("app:1", true);
+    // the first build ran its RUNs: where the machine allows an overlay, it probed for one
+    if first
+        .log
+        .contains("snapshots after RUN: from an overlay's upper directory")
+    {
+        assert_eq!(probe_answers(&first.kiln_dir).len(), 1, "{}", first.log);
+    }
+
+    let again = f.build_with("app:1", true, &["--cleanup=false"]);
+    let hits = [MANY, COPY_A, B, X];
+    for n in hits {
+        assert_eq!(again.outcome(n), Some(true), "line {n}:\n{}", again.log);
+    }
+    assert_eq!(again.digest, first.digest, "the same image");
+    let requests = again.requests.join("\n");
+    let count = |method: &str, path: &str| {
+        again
+            .requests
+            .iter()
+            .filter(|l| l.starts_with(&format!("{method} ")) && l.contains(path))
+            .count()
+    };
+    // the registry asks for no token: its /v2/ is asked once, never again per lookup or push
+    assert_eq!(
+        count("GET", "/v2/ "),
+        1,
+        "one question to /v2/, no token request:\n{requests}"
+    );
+    // a lookup is one manifest read: the entry's config travels in its manifest; the one
+    // blob read is the base's config
+    let cache_blobs: Vec<&String> = (again.blob_gets.iter())
+        .filter(|l| l.contains("/v2/cache/"))
+        .collect();
+    assert_eq!(
+        cache_blobs,
+        Vec::<&String>::new(),
+        "no cache entry's config is read:\n{requests}"
+    );
+    assert_eq!(
+        again.blob_gets.len(),
+        1,
+        "the base's config alone:\n{requests}"
+    );
+    assert_eq!(
+        count("GET", "/v2/cache/manifests/"),
+        hits.len(),
+        "one request per cache hit:\n{requests}"
+    );
+    // nothing ran: no overlay probe, and no stage root was filled
+    assert_eq!(probe_answers(&again.kiln_dir), Vec::<String>::new());
+    let work: Vec<PathBuf> = names_in(&again.kiln_dir)
+        .into_iter()
+        .filter(|n| n.starts_with("build-"))
+        .map(|n| again.kiln_dir.join(n))
+        .collect();
+    assert_eq!(
+        work.len(),
+        1,
+        "--cleanup=false keeps the build's dir: {work:?}"
+    );
+    assert!(
+        !work[0].join("run/overlay-probe").exists(),
+        "no probe ran in {}",
+        work[0].display()
+    );
+    assert_eq!(
+        names_in(&work[0].join("stage-0")),
+        Vec::<String>::new(),
+        "the stage root holds nothing"
+    );
 }
 
 #[test]
