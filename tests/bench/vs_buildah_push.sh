@@ -176,7 +176,7 @@ PY
   gone_s=$(python3 - "$work/kiln-$shape/.removing" <<'PY'
 import os, sys, time
 start = time.monotonic()
-while os.path.isdir(sys.argv[1]) and time.monotonic() - start < 600:
+while os.path.isdir(sys.argv[1]) and os.listdir(sys.argv[1]) and time.monotonic() - start < 600:
     time.sleep(0.05)
 print(f"{time.monotonic() - start:.2f}")
 PY

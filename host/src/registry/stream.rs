@@ -24,7 +24,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 /// Chunks of a body (a few KiB to a few hundred KiB each) held between download and reader.
-pub const CHUNKS_IN_FLIGHT: usize = 256;
+pub const CHUNKS_IN_FLIGHT: usize = 32;
 
 enum Piece {
     Bytes(Bytes),

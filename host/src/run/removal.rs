@@ -109,7 +109,7 @@ impl Removal {
             }
         };
         let path = target.clone();
-        let handle = std::thread::spawn(move || remove_tree(&path));
+        let handle = std::thread::spawn(move || remove_trashed(&path));
         self.running.push((target, handle));
     }
 
@@ -192,8 +192,20 @@ pub fn remove_scratch(paths: &[PathBuf]) {
         if path.file_name().is_some_and(|n| n == TRASH) {
             sweep(path);
         } else {
-            remove_tree(path);
+            remove_trashed(path);
         }
+    }
+}
+
+/// Removes `path`, then the trash it was in when nothing else is left there.
+fn remove_trashed(path: &Path) {
+    remove_tree(path);
+    if let Some(trash) = path
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == TRASH))
+    {
+        // another build's entry keeps it
+        let _ = std::fs::remove_dir(trash);
     }
 }
 
@@ -320,7 +332,10 @@ mod tests {
         for (_, handle) in r.running.drain(..) {
             handle.join().unwrap();
         }
-        assert!(entries(&tmp.path().join(TRASH)).is_empty());
+        assert!(
+            !tmp.path().join(TRASH).exists(),
+            "the emptied trash goes too"
+        );
         drop(Removal::new(kept.clone(), Policy::of_flag(Some(false))));
         assert!(kept.join("stage-0/3/4").exists());
         assert_eq!(Policy::of_flag(Some(true)), Policy::Remove);
