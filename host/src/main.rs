@@ -46,6 +46,10 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::RemoveScratch { paths } => {
+            kiln::run::removal::remove_scratch(paths);
+            return ExitCode::SUCCESS;
+        }
         Command::Version => return print(&format!("kiln {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Completion { shell } => {
             let mut out = Vec::new();

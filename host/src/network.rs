@@ -76,6 +76,12 @@ impl RateFloor {
         }
     }
 
+    /// Leaves `waited` out of the measure: time the body was not read because its reader
+    /// was busy (a layer extracted as it downloads) is not the peer's slowness.
+    pub fn pause(&mut self, waited: Duration) {
+        self.window_start += waited;
+    }
+
     /// Records `n` bytes that just arrived; an error (saying the rate and the rule) when the
     /// window that ended brought too few.
     pub fn note(&mut self, n: u64) -> Result<(), String> {
@@ -196,5 +202,26 @@ mod tests {
         // 0 turns the rule off
         let mut floor = RateFloor::new(0, Duration::from_secs(60), start);
         assert!(floor.note_at(1, start + Duration::from_secs(1000)).is_ok());
+    }
+
+    #[test]
+    fn time_spent_waiting_on_the_reader_is_left_out() {
+        let start = Instant::now();
+        // 2 KiB/s, but the reader held the body up for 100 s of the first 130
+        let mut floor = RateFloor::new(1024, Duration::from_secs(60), start);
+        floor.pause(Duration::from_secs(100));
+        for i in 1..=30u64 {
+            floor
+                .note_at(2048, start + Duration::from_secs(100 + i))
+                .expect("the wait is not the peer's");
+        }
+        // without the pause the same bytes fail
+        let mut floor = RateFloor::new(1024, Duration::from_secs(60), start);
+        let failed = (1..=30u64).any(|i| {
+            floor
+                .note_at(2048, start + Duration::from_secs(100 + i))
+                .is_err()
+        });
+        assert!(failed);
     }
 }

@@ -7,7 +7,10 @@
 # The shapes are vs_buildah.sh's five plus `fat`: FROM a base of the Debian root and 30,000
 # generated files (~300 MB in one layer, pushed to the registry; both builders pull it
 # fresh) and one small RUN. After the table, one line compares kiln's extraction of the fat
-# base's layer (its own "layer extracted" log line) with `tar -xzf` of the same blob.
+# base's layer (its own "layer extracted" log line) with `tar -xzf` of the same blob. The
+# last column is how long kiln's scratch removal went on after kiln had exited (a detached
+# `kiln remove-scratch`), waited for before buildah starts.
+# One shape: BENCH_SHAPES=fat bash tests/bench/vs_buildah_push.sh
 # The Debian root is the tests' fixture tarball when there is one (KILN_FIXTURE_DIR, default
 # /var/tmp/kiln-fixtures/debian-bookworm-minbase.tar), else a fresh
 # `debootstrap --variant=minbase bookworm`. Measures, never asserts a number.
@@ -168,6 +171,16 @@ else:
 PY
 )
   fi
+  # what kiln left to its detached removal (`kiln remove-scratch`) is waited for here, so it
+  # does not run into buildah's time; how long it went on after kiln exited is its column
+  gone_s=$(python3 - "$work/kiln-$shape/.removing" <<'PY'
+import os, sys, time
+start = time.monotonic()
+while os.path.isdir(sys.argv[1]) and os.listdir(sys.argv[1]) and time.monotonic() - start < 600:
+    time.sleep(0.05)
+print(f"{time.monotonic() - start:.2f}")
+PY
+)
   rm -rf "$work/kiln-$shape"
 
   echo "== $shape: buildah" >&2
@@ -186,7 +199,7 @@ PY
   rm -rf "$work/bstore-$shape" "$work/brun-$shape"
 
   ratio=$(awk -v k="$kiln_s" -v b="$buildah_s" 'BEGIN{printf "%.2f", k/b}')
-  rows+=("$(printf '| %-10s | %11s | %8s | %5s | %13s |' "$shape" "$buildah_s" "$kiln_s" "$ratio" "$rss_mb")")
+  rows+=("$(printf '| %-10s | %11s | %8s | %5s | %13s | %19s |' "$shape" "$buildah_s" "$kiln_s" "$ratio" "$rss_mb" "$gone_s")")
 done
 
 tar_s=-
@@ -199,8 +212,8 @@ if [ -n "$fat_blob" ]; then
 fi
 
 echo
-printf '| %-10s | %11s | %8s | %5s | %13s |\n' shape "buildah (s)" "kiln (s)" ratio "kiln RSS (MB)"
-printf '|------------|-------------|----------|-------|---------------|\n'
+printf '| %-10s | %11s | %8s | %5s | %13s | %19s |\n' shape "buildah (s)" "kiln (s)" ratio "kiln RSS (MB)" "removal after (s)"
+printf '|------------|-------------|----------|-------|---------------|---------------------|\n'
 printf '%s\n' "${rows[@]}"
 echo
 if [ -n "$fat_blob" ]; then

@@ -57,6 +57,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Remove a finished build's scratch directories (started by a build whose removal was
+    /// not done when the rest was: `crate::run::removal`)
+    #[command(hide = true, name = "remove-scratch")]
+    RemoveScratch { paths: Vec<std::path::PathBuf> },
 }
 
 /// The argument vector as clap should see it:
@@ -220,6 +224,26 @@ mod tests {
         let a = build(&["--no-push", "."]);
         assert!(a.no_push);
         assert_eq!(a.context_dir.as_deref(), Some("."));
+    }
+
+    #[test]
+    fn the_removal_subcommand_is_the_one_the_removal_starts() {
+        let name = crate::run::removal::SUBCOMMAND;
+        match parse(&[name, "/k/.removing", "/k/build-1"])
+            .expect("parses")
+            .command
+        {
+            Command::RemoveScratch { paths } => {
+                assert_eq!(
+                    paths,
+                    [
+                        std::path::Path::new("/k/.removing"),
+                        std::path::Path::new("/k/build-1")
+                    ]
+                )
+            }
+            other => panic!("not {name}: {other:?}"),
+        }
     }
 
     #[test]

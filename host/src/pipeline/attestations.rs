@@ -169,7 +169,7 @@ async fn statements(
     let mut statements = Vec::new();
     if asked.sbom {
         // the SBOM reads every layer's bytes: those a lazy build took by digest come now
-        super::images::fetch_layers(build, &image.layers).await?;
+        super::layer_stream::fetch_layers(build, &image.layers).await?;
         let layers = image.layers.clone();
         let packages = blocking(move || sbom::packages(&layers))
             .await?

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
-use super::images::{extract_layers, pull_image};
+use super::images::pull_image;
+use super::layer_stream::extract_layers;
 use super::plan::{Base, BuildPlan};
 use super::results::Finished;
 use super::{step, Build, StageResult};

@@ -1,24 +1,20 @@
 //! Images a stage reads: a `FROM` base or a `COPY --from=<image>` / `RUN --mount from=<image>`
 //! source, resolved to its config and layer descriptors (the layers' bytes fetched only when
-//! a root needs them, `fetch_layers`) and extracted, layer by layer, into a root.
+//! a root needs them and extracted, layer by layer, into a root: `layer_stream`).
 
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
-use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 
+use super::layer_stream::extract_layers;
 use super::plan::BuildPlan;
 use super::results::Finished;
 use super::Build;
 use crate::image::{self, Family};
-use crate::layer::{extract, DiffId, Digest, LayerBlob};
+use crate::layer::{DiffId, Digest, LayerBlob};
 use crate::registry::Platform;
 use crate::rootfs::Root;
-use crate::task::blocking;
-
-/// Layer downloads running at once when a root needs layers taken by digest.
-const PARALLEL_FETCHES: usize = 4;
 
 /// Pulls an image for `platform` into the blob store: its config, its layers in `family`'s
 /// media types and its manifest digest. The provenance notes it for `platform`, and as
@@ -32,7 +28,7 @@ pub(crate) async fn pull_image(
 ) -> Result<(Value, Vec<LayerBlob>, Family, String)> {
     let started = std::time::Instant::now();
     // the manifest and config only: a layer's bytes are fetched when a root needs them
-    // (`fetch_layers`) or a push cannot do without them
+    // (`layer_stream`) or a push cannot do without them
     let pulled = build
         .registry
         .pull_config(reference, platform, build.store.dir())
@@ -91,62 +87,6 @@ pub(super) fn layer_blobs(
             path: l.path,
         })
         .collect())
-}
-
-/// Brings the bytes of every layer taken by digest only (a base image's, a cache hit's) into
-/// the blob store, a few at a time, from the repository it was found in.
-pub(crate) async fn fetch_layers(build: &Build, layers: &[LayerBlob]) -> Result<()> {
-    let missing: Vec<&LayerBlob> = layers.iter().filter(|l| !l.path.exists()).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let started = std::time::Instant::now();
-    stream::iter(missing)
-        .map(|layer| async move {
-            let found = build
-                .registry
-                .fetch_blob(&layer.digest.0, layer.size, &layer.path)
-                .await
-                .with_context(|| format!("downloading layer {}", layer.digest))?;
-            if !found {
-                bail!(
-                    "layer {}: not in the blob store, and no repository is known to hold it",
-                    layer.digest
-                );
-            }
-            Ok(())
-        })
-        .boxed()
-        .buffer_unordered(PARALLEL_FETCHES)
-        .try_collect::<Vec<()>>()
-        .await?;
-    crate::progress::summary::time(crate::progress::summary::Phase::Pull, started.elapsed());
-    Ok(())
-}
-
-/// Applies layers, in order, to a root, each checked against its diff_id; their bytes are
-/// fetched first where the blob store lacks them.
-pub(crate) async fn extract_layers(
-    build: &Build,
-    root: &Arc<Root>,
-    layers: &[LayerBlob],
-) -> Result<()> {
-    fetch_layers(build, layers).await?;
-    let root = root.clone();
-    let layers = layers.to_vec();
-    blocking(move || -> Result<()> {
-        for layer in &layers {
-            let started = std::time::Instant::now();
-            let file = std::fs::File::open(&layer.path)
-                .with_context(|| format!("opening layer {}", layer.digest))?;
-            let written = extract::extract_layer(&root, file, &layer.digest.0, &layer.diff_id.0)
-                .with_context(|| format!("extracting layer {}", layer.digest))?;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            tracing::debug!(layer = %layer.digest, root = %root.path().display(), entries = written.len(), ms, "layer extracted");
-        }
-        Ok(())
-    })
-    .await?
 }
 
 /// The root a `--from` names (`COPY --from`, `RUN --mount from=`): an earlier stage, once it

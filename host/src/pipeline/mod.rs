@@ -15,6 +15,7 @@ mod copy_parts;
 mod dry_run;
 mod heredoc;
 mod images;
+mod layer_stream;
 mod layering;
 mod lints;
 mod options;
@@ -182,7 +183,8 @@ async fn build_loaded(
     let work = opts.kiln_dir.join(format!("build-{}", std::process::id()));
     // however the build ends, its scratch directory goes (unless `--cleanup=false`)
     let mut removal = Removal::new(work.clone(), Policy::of_flag(opts.cleanup));
-    // one left by an earlier build of the same process id (`--cleanup=false`, a crash)
+    // one left by an earlier build of the same process id (`--cleanup=false`, a crash) and
+    // an earlier build's unfinished removal
     removal.clear_stale();
     let build = prepare(opts, &loaded, work).await?;
     if build.opts.platforms.len() > 1 {
@@ -210,6 +212,7 @@ async fn build_loaded(
     build.runner.tear_down().await?;
     written?;
     let removing = Instant::now();
+    // what is not removed yet goes on in a process of its own: the result is not held up
     removal.finish();
     tracing::debug!(waited = ?removing.elapsed(), "scratch directory removal");
     let walls = summary::Walls {

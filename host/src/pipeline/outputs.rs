@@ -22,7 +22,7 @@ pub(crate) async fn write(
     if opts.tar_path.is_some() || opts.oci_layout_path.is_some() || opts.oci_archive_path.is_some()
     {
         // files hold every layer's bytes: those taken by digest only are downloaded now
-        super::images::fetch_layers(build, &image.layers).await?;
+        super::layer_stream::fetch_layers(build, &image.layers).await?;
     }
     if let Some(path) = &opts.tar_path {
         let tags: Vec<String> = opts

@@ -346,7 +346,7 @@ pub(super) async fn materialize(build: &Build, st: &mut StageState) -> Result<()
         layers.len(),
         if layers.len() == 1 { "" } else { "s" }
     );
-    super::images::extract_layers(build, &st.root, &layers).await?;
+    super::layer_stream::extract_layers(build, &st.root, &layers).await?;
     let root = st.root.clone();
     let mut snapshots = st.snapshots.take().context("snapshot state lost")?;
     let (snapshots, resynced) = blocking(move || {

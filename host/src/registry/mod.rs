@@ -7,7 +7,8 @@
 //! and `--registry-certificate`, logging in) is `client.rs`, with the flags themselves in `options.rs`; credentials are
 //! `auth.rs` (with `google.rs` and `ecr.rs` for the clouds that mint them), bearer tokens for
 //! mounts `token.rs`, the system's CA roots, read once per process, `roots.rs`, TLS client certificates `client_cert.rs` (serving kiln alone: `peer.rs`), mirrors `mirror.rs`, platform
-//! choice in an index `platform.rs`, blob download with digest checks `pull.rs`, streaming
+//! choice in an index `platform.rs`, blob download with digest checks `pull.rs` (its temporary
+//! file and hashing writer `blobfile.rs`; a blob read as it downloads `stream.rs`), streaming
 //! upload with cross-repository mounts `push.rs`, one manifest read by tag (an existing
 //! signature image) `lookup.rs`, the base-image cache of `--cache-dir`
 //! `blobs.rs`, errors and their classification `error.rs`, the cause of a failure in words (DNS, refused, TLS, 401/403, 404) `cause.rs`, and retries of transient failures
@@ -20,6 +21,7 @@
 
 mod address;
 mod auth;
+mod blobfile;
 pub mod blobs;
 mod cause;
 mod client;
@@ -37,6 +39,7 @@ mod pull;
 mod push;
 mod retry;
 mod roots;
+pub mod stream;
 mod token;
 
 use std::collections::HashMap;

@@ -8,19 +8,19 @@
 //! the config are other modules' jobs.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Client, Reference};
-use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
 use super::address::{parse_reference, sha256_hex};
 use super::auth::Credentials;
+use super::blobfile::{DigestWriter, TempFile};
 use super::blobs::BlobCache;
 use super::error::{Error, Result};
 use super::fetch::MAX_MANIFEST_BYTES;
@@ -29,6 +29,7 @@ use super::platform::{
     ACCEPTED_MANIFESTS,
 };
 use super::retry::{retry, with_retries, FIRST_OPERATION_BACKOFF};
+use super::stream::Tee;
 use super::{mirror, Direction, PulledImage, PulledLayer, Registry};
 use crate::oci::digest::{self, hash_file};
 
@@ -164,6 +165,7 @@ impl Registry {
             reference: &manifest.reference,
             name: &name,
             sha_dir: &sha_dir,
+            tee: None,
         };
         let config = fetcher.fetch_config(&manifest.config, platform).await?;
         self.note_blob(&manifest.config.digest, &manifest.reference);
@@ -195,6 +197,29 @@ impl Registry {
     /// downloading it from a repository known to have it (one an image or a cache entry was
     /// resolved from without its layers). False when no repository is known for it.
     pub async fn fetch_blob(&self, digest: &str, size: u64, path: &Path) -> Result<bool> {
+        self.fetch_blob_teed(digest, size, path, None).await
+    }
+
+    /// [`Registry::fetch_blob`], with every byte also handed to `tee`'s reader as it arrives
+    /// (and the reader's end only after the blob was verified: `stream.rs`).
+    pub async fn fetch_blob_streamed(
+        &self,
+        digest: &str,
+        size: u64,
+        path: &Path,
+        tee: Tee,
+    ) -> Result<bool> {
+        self.fetch_blob_teed(digest, size, path, Some(tee)).await
+    }
+
+    async fn fetch_blob_teed(
+        &self,
+        digest: &str,
+        size: u64,
+        path: &Path,
+        tee: Option<Tee>,
+    ) -> Result<bool> {
+        let tee = tee.map(Mutex::new);
         let known = self
             .known_blobs
             .lock()
@@ -222,6 +247,7 @@ impl Registry {
             reference: &routed,
             name: &name,
             sha_dir,
+            tee: tee.as_ref(),
         };
         let desc = Descriptor {
             media_type: String::new(),
@@ -231,10 +257,13 @@ impl Registry {
             data: None,
         };
         let shown = crate::progress::Transfer::start(format!("pull {name}"), size);
-        fetcher
+        let stored = fetcher
             .fetch(&desc)
             .await
             .map_err(|e| self.explain_denied(e, &routed, Direction::Pull, &creds))?;
+        if let Some(tee) = tee {
+            tee.into_inner().done(stored).await;
+        }
         shown.add(size);
         info!(reference = %name, %digest, size, "fetched blob");
         Ok(true)
@@ -346,6 +375,7 @@ impl Registry {
             reference: &manifest_ref,
             name: &name,
             sha_dir: &sha_dir,
+            tee: None,
         };
         let config_bytes = fetcher.fetch_config(&config, platform).await?;
         let layers = fetcher.fetch_layers(layers).await?;
@@ -478,6 +508,8 @@ struct BlobFetcher<'a> {
     /// The reference the user asked for, for messages.
     name: &'a str,
     sha_dir: &'a Path,
+    /// Where a blob's bytes also go as they arrive (`fetch_blob_streamed`).
+    tee: Option<&'a Mutex<Tee>>,
 }
 
 impl BlobFetcher<'_> {
@@ -667,6 +699,13 @@ impl BlobFetcher<'_> {
         writer: &mut DigestWriter<tokio::fs::File>,
         file: &Path,
     ) -> Result<()> {
+        let mut tee = match self.tee {
+            Some(tee) => Some(tee.lock().await),
+            None => None,
+        };
+        if let Some(tee) = tee.as_mut() {
+            tee.attempt();
+        }
         let answer = self
             .registry
             .get_blob(self.reference, self.creds, &desc.digest)
@@ -690,6 +729,10 @@ impl BlobFetcher<'_> {
                     return Ok(());
                 }
                 return Err(write_failed(e));
+            }
+            if let Some(tee) = tee.as_mut() {
+                // the time the reader keeps the download waiting is not the network's
+                floor.pause(tee.feed(&chunk).await);
             }
             floor.note(chunk.len() as u64).map_err(|why| Error::Slow {
                 reference: self.name.to_string(),
@@ -726,92 +769,5 @@ impl BlobFetcher<'_> {
             digest: desc.digest.clone(),
             source,
         })
-    }
-}
-
-/// A path removed on drop unless [`TempFile::keep`] is called.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn keep(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        // Nothing to report if it is already gone.
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Writes through to a file while hashing, and refuses to write more than `limit` bytes so a
-/// misbehaving server cannot fill the disk.
-struct DigestWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-    limit: u64,
-    overflow: bool,
-}
-
-impl<W> DigestWriter<W> {
-    fn new(inner: W, limit: u64) -> Self {
-        DigestWriter {
-            inner,
-            hasher: Sha256::new(),
-            written: 0,
-            limit,
-            overflow: false,
-        }
-    }
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for DigestWriter<W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        if this.written.saturating_add(buf.len() as u64) > this.limit {
-            this.overflow = true;
-            return Poll::Ready(Err(std::io::Error::other(
-                "blob is larger than its descriptor says",
-            )));
-        }
-        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &poll {
-            this.hasher.update(&buf[..*n]);
-            this.written += *n as u64;
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn digest_writer_hashes_and_limits() {
-        let mut out = Vec::new();
-        let mut w = DigestWriter::new(&mut out, 5);
-        w.write_all(b"hello").await.unwrap();
-        assert_eq!(w.written, 5);
-        assert_eq!(
-            hex::encode(w.hasher.clone().finalize()),
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
-        assert!(w.write_all(b"!").await.is_err());
-        assert!(w.overflow);
     }
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use kiln_tests::{busybox_image, read_cases, rewrite_bases, Build, Registry, Scratch};
 
-/// Every entry below `dir` whose name marks a stage root or a build's work dir.
+/// Every entry below `dir` whose name marks a stage root or a build's work dir (the trash of
+/// earlier builds, `.removing`, aside).
 fn stage_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
@@ -20,6 +21,9 @@ fn stage_dirs(dir: &Path) -> Vec<PathBuf> {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
+            if name == ".removing" {
+                continue; // an earlier real build's scratch, still being removed
+            }
             if name.starts_with("build-") || name.starts_with("stage-") {
                 found.push(e.path());
             }
