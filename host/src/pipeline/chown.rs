@@ -133,7 +133,7 @@ pub(super) async fn for_key(
     let mut users = None;
     if !st.pending.is_empty() {
         let fetch = |layer: LayerBlob| async move {
-            super::images::fetch_layers(build, std::slice::from_ref(&layer)).await
+            super::layer_stream::fetch_layers(build, std::slice::from_ref(&layer)).await
         };
         match read_databases(&st.layers, fetch).await? {
             Ok(found) => users = Some(users_root(&build.work, &found)?),

@@ -92,7 +92,7 @@ impl StageResult {
                         self.pending.len(),
                         if self.pending.len() == 1 { "" } else { "s" }
                     );
-                    images::extract_layers(build, &self.root, &self.pending).await
+                    layer_stream::extract_layers(build, &self.root, &self.pending).await
                 })
                 .await?;
         }
