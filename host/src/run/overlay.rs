@@ -136,6 +136,11 @@ impl Probe {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
+        // only a probe not yet started is started: a running one keeps its handle, so the
+        // first RUN waits for its answer instead of taking "no overlay"
+        if !matches!(*state, ProbeState::Pending(..)) {
+            return;
+        }
         let ProbeState::Pending(kiln_dir, scratch) =
             std::mem::replace(&mut *state, ProbeState::Idle)
         else {
@@ -607,5 +612,20 @@ mod tests {
         assert!(data(p("/k/root"), p("/k/u"), p("/k/w"), false).is_some());
         assert!(data(p("/k/ro,ot"), p("/k/u"), p("/k/w"), true).is_none());
         assert!(data(p("/k/root"), p("/k/u:x"), p("/k/w"), false).is_none());
+    }
+
+    /// `expect_run` is called before every RUN and the parallel stages call it at once: a
+    /// second start must leave the running probe to be waited for (dropping its handle made
+    /// the first RUN of a fresh kiln dir walk instead of using the overlay).
+    #[test]
+    fn a_second_start_keeps_the_running_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Probe::remembered(dir.path(), dir.path().join("scratch"));
+        probe.start();
+        probe.start();
+        assert!(matches!(
+            *probe.state.lock().unwrap(),
+            ProbeState::Running(_)
+        ));
     }
 }
