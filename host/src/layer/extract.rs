@@ -25,7 +25,7 @@ use super::nodes::{
     create_file, finish_file, set_meta_at, FileJob, NodeMeta, Writers, QUEUED_FILE_MAX,
 };
 use super::{xattr, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
-use crate::rootfs::{clean_bytes, join_bytes, Error, Kind, Meta, Result, Root};
+use crate::rootfs::{clean_bytes, clean_rel, join_bytes, Error, Kind, Meta, Result, Root};
 
 /// Whether a stream is a tar archive, maybe compressed: its (decompressed) first entry reads
 /// as a tar header, as Docker's ADD decides. A compressed file that is not a tar (a `.gz` of
@@ -70,7 +70,7 @@ pub fn extract<R: Read>(
     let reader = decompress(reader).map_err(io_err(what.as_bytes(), "decompress"))?;
     let guard = TarGuard::new(reader);
     let refusal = guard.refusal();
-    extract_stream(root, dir, guard, whiteouts, what).map_err(|e| bounded(e, &refusal, what))
+    extract_stream(root, dir, guard, whiteouts, what, None).map_err(|e| bounded(e, &refusal, what))
 }
 
 /// The error of an extraction the guard stopped names the bound (the `tar` crate may have
@@ -94,6 +94,7 @@ fn extract_stream<R: Read>(
     reader: R,
     whiteouts: Whiteouts,
     what: &str,
+    within: Option<&Within>,
 ) -> Result<Vec<Vec<u8>>> {
     let mut archive = tar::Archive::new(reader);
     let mut run = Extraction {
@@ -101,6 +102,7 @@ fn extract_stream<R: Read>(
         dir,
         whiteouts,
         what,
+        within,
         written: Vec::new(),
         this_layer: HashSet::new(),
         dir_times: Vec::new(),
@@ -126,6 +128,62 @@ pub fn extract_layer<R: Read>(
     what: &str,
     diff_id: &str,
 ) -> Result<Vec<Vec<u8>>> {
+    extract_layer_within(root, reader, what, diff_id, None)
+}
+
+/// The paths a partial extraction keeps: each one, everything under it, and the directories
+/// on the way to it (with the metadata the layers give them). Whiteouts and opaque markers
+/// apply only where they fall inside.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Within {
+    paths: Vec<Vec<u8>>,
+}
+
+impl Within {
+    /// `paths` relative to the root (`app/bin`; cleaned here).
+    pub fn new<P: AsRef<[u8]>>(paths: &[P]) -> Within {
+        let mut paths: Vec<Vec<u8>> = paths.iter().map(|p| clean_rel(p.as_ref())).collect();
+        paths.sort();
+        paths.dedup();
+        Within { paths }
+    }
+
+    /// Whether `rel` (cleaned, relative) is kept.
+    pub fn wants(&self, rel: &[u8]) -> bool {
+        rel.is_empty()
+            || self
+                .paths
+                .iter()
+                .any(|p| p.is_empty() || rel == p || is_under(rel, p) || is_under(p, rel))
+    }
+
+    /// Whether `rel` is one of the paths or under one (not merely on the way to one).
+    pub fn covers(&self, rel: &[u8]) -> bool {
+        self.paths
+            .iter()
+            .any(|p| p.is_empty() || rel == p || is_under(rel, p))
+    }
+
+    /// The paths, cleaned and sorted.
+    pub fn paths(&self) -> &[Vec<u8>] {
+        &self.paths
+    }
+}
+
+/// Whether `path` is strictly below the directory `dir` (both cleaned and relative).
+fn is_under(path: &[u8], dir: &[u8]) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+}
+
+/// Unpacks only what `within` keeps of an image layer (all of it when `None`), the whole
+/// stream still read and checked against `diff_id` as in [`extract_layer`].
+pub fn extract_layer_within<R: Read>(
+    root: &Root,
+    reader: R,
+    what: &str,
+    diff_id: &str,
+    within: Option<&Within>,
+) -> Result<Vec<Vec<u8>>> {
     let stream = decompress(reader).map_err(io_err(what.as_bytes(), "decompress"))?;
     let guard = TarGuard::new(stream);
     let refusal = guard.refusal();
@@ -133,7 +191,7 @@ pub fn extract_layer<R: Read>(
         inner: guard,
         hasher: Sha256::new(),
     };
-    let written = extract_stream(root, "", &mut hashing, Whiteouts::Apply, what)
+    let written = extract_stream(root, "", &mut hashing, Whiteouts::Apply, what, within)
         .map_err(|e| bounded(e, &refusal, what))?;
     // the diff_id covers the whole stream, padding after the end-of-archive blocks included
     std::io::copy(&mut hashing, &mut std::io::sink())
@@ -175,6 +233,8 @@ struct Extraction<'a> {
     whiteouts: Whiteouts,
     /// the archive, in errors
     what: &'a str,
+    /// a partial extraction: what it keeps
+    within: Option<&'a Within>,
     written: Vec<Vec<u8>>,
     /// paths this archive wrote: an opaque marker after them must leave them alone
     this_layer: HashSet<Vec<u8>>,
@@ -216,7 +276,20 @@ impl Extraction<'_> {
         let name = comps.last().map(|c| c.as_slice()).unwrap_or(b"");
         let parent = parent_of(&rel);
 
-        if self.whiteouts == Whiteouts::Apply && name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        let is_whiteout =
+            self.whiteouts == Whiteouts::Apply && name.starts_with(WHITEOUT_PREFIX.as_bytes());
+        if let Some(within) = self.within {
+            // a whiteout is decided by what it removes
+            let decides = match is_whiteout {
+                true if name == OPAQUE_WHITEOUT.as_bytes() => parent.to_vec(),
+                true => join_bytes(parent, &name[WHITEOUT_PREFIX.len()..]),
+                false => rel.clone(),
+            };
+            if !within.wants(&decides) {
+                return Ok(());
+            }
+        }
+        if is_whiteout {
             // after the files queued before it; it removes, so open handles may be stale
             self.writers.settle()?;
             self.dirs.forget();

@@ -294,6 +294,10 @@ impl Walker<'_> {
             _ => {
                 let lookup = super::state::lookup_of(args, &at.config);
                 let (args, exec_form, flags) = step::guest_words(ins, &lookup, self.escape)?;
+                let workdir_key = (ins.keyword == Keyword::Workdir).then(|| {
+                    let dir = args.first().cloned().unwrap_or_default();
+                    super::state::workdir_key(&state, &at.config, &dir)
+                });
                 let guest_ins = guest_instruction(ins, args, flags, exec_form);
                 let (sandbox, roots, config) =
                     (self.sandbox.clone(), self.roots.clone(), at.config.clone());
@@ -304,12 +308,27 @@ impl Walker<'_> {
                 .await??;
                 at.config = outcome.config;
                 *guest_state = outcome.state;
-                if ins.keyword == Keyword::Workdir {
-                    at.state = Ok(after_workdir(&state, &at.config));
+                let Some(key) = workdir_key else {
+                    return Ok(answer("-", String::new()));
+                };
+                at.state = Ok(after_workdir(&state, &at.config));
+                let Some(cache) = self.cache.clone() else {
                     // the directory it makes is a layer the dry run does not write
                     at.layers = Err(format!("the WORKDIR at line {} writes a layer", ins.line));
-                }
-                Ok(answer("-", String::new()))
+                    return Ok(answer("-", String::new()));
+                };
+                Ok(match cache.probe(&key, &identity).await? {
+                    Found::Hit(entry) => {
+                        if let (Ok(layers), Some(layer)) = (&mut at.layers, entry.layer) {
+                            layers.push(layer);
+                        }
+                        answer("hit", inputs(&key))
+                    }
+                    Found::Miss(reason) => {
+                        at.layers = Err(format!("the WORKDIR at line {} is not built", ins.line));
+                        answer("miss", format!("{}  ({reason})", inputs(&key)))
+                    }
+                })
             }
         }
     }

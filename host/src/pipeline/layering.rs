@@ -65,6 +65,18 @@ impl Snapshots {
     }
 
     /// After a step that may have changed the root: its layer, if it changed anything.
+    /// Snapshots of another root (a scratch root holding part of the stage, `sparse`), with
+    /// these options and ignored paths, its baseline what it holds now.
+    pub fn beside(&self, root: &Root) -> Result<Snapshots> {
+        let index = Index::scan(root.path(), &self.ignore, None)?;
+        Ok(Snapshots {
+            opts: self.opts.clone(),
+            ignore: self.ignore.clone(),
+            index,
+            dirty: false,
+        })
+    }
+
     pub fn after_step(
         &mut self,
         root: &Root,

@@ -24,6 +24,7 @@ mod plan;
 mod platforms;
 mod results;
 mod run_step;
+mod sparse;
 mod stages;
 mod state;
 mod step;

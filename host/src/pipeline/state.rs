@@ -49,6 +49,8 @@ pub(super) struct StageState {
     /// instruction; `forget_env` drops it whenever `config` or `args` change other than
     /// through `absorb`
     pub(super) env_cache: std::sync::Mutex<EnvCache>,
+    /// a RUN follows the running step in this stage (it will need the whole root)
+    pub(super) later_run: bool,
 }
 
 /// Indexes over `config.Env`, kept up to date as ENV instructions change it, so an
@@ -304,6 +306,21 @@ pub(super) fn after_workdir(state: &str, config: &Value) -> String {
         &config_str_of(config, "WorkingDir").unwrap_or_default(),
         &config_str_of(config, "User").unwrap_or_default(),
     ])
+}
+
+/// A WORKDIR's key: the state it starts from, the directory made absolute against the
+/// working directory, and the USER that would own what it creates.
+pub(super) fn workdir_key(state: &str, config: &Value, dir: &str) -> crate::cache::Key {
+    let wd = config_str_of(config, "WorkingDir").unwrap_or_default();
+    let absolute = match dir.starts_with('/') {
+        true => crate::rootfs::clean(dir),
+        false => crate::rootfs::clean(&format!("{wd}/{dir}")),
+    };
+    let mut k = crate::cache::KeyBuilder::new();
+    k.digest("parent", state.to_string())
+        .component("instruction", ["WORKDIR".to_string(), absolute])
+        .component("user", [config_str_of(config, "User").unwrap_or_default()]);
+    k.finish()
 }
 
 /// Takes a cache hit: the entry's layer goes into the image and onto the list of layers the

@@ -72,12 +72,16 @@ pub(crate) async fn run_stage(
         cached: false,
         ran: None,
         env_cache: Default::default(),
+        later_run: false,
     };
     let mut instructions = base_triggers(build, stage, &mut st).await?;
     instructions.extend(stage.instructions.iter().cloned());
     let mut volumes = Volumes::default();
     for (pos, ins) in instructions.iter().enumerate() {
         st.pos = pos;
+        st.later_run = instructions[pos + 1..]
+            .iter()
+            .any(|i| i.keyword == Keyword::Run);
         // BuildKit's `[name step/steps]`, FROM being step 1; what the step logs carries
         // its number and line (fields of the JSON log)
         let number = format!("{}/{}", pos + 2, instructions.len() + 1);
@@ -346,10 +350,7 @@ async fn guest_step(
     done: &Finished,
 ) -> Result<()> {
     let is_file_op = matches!(ins.keyword, Keyword::Copy | Keyword::Add);
-    if ins.keyword == Keyword::Workdir || (is_file_op && build.cache.is_none()) {
-        // WORKDIR reads the root; without the cache a COPY/ADD is not keyed and runs at once
-        materialize(build, st).await?;
-    }
+    let is_workdir = ins.keyword == Keyword::Workdir;
     // `--chown=<name>`: resolved for the key in the stage's user databases, read from its
     // layers when its root is not filled (`chown`)
     let chown = match chown_spec(build, st, ins) {
@@ -363,6 +364,35 @@ async fn guest_step(
     let (mut calls, pins, from_stages) =
         guest_calls(build, plan, index, st, ins, exec_form, parts, done).await?;
     let created_by = created_by(ins, &[]);
+    let workdir_key = match (is_workdir, build.cache.clone()) {
+        (true, Some(cache)) => {
+            let dir = calls
+                .first()
+                .and_then(|(g, _)| g.args.first())
+                .cloned()
+                .unwrap_or_default();
+            let key = super::state::workdir_key(&st.cache_state, &st.config, &dir);
+            let what = format!(
+                "Dockerfile:{}: {}",
+                ins.line,
+                crate::redaction::shown(&ins.original)
+            );
+            let (identity, before) = (st.identity(ins), st.ran.clone());
+            if let Some(entry) = cache
+                .lookup(&key, &identity, &what, before.as_deref())
+                .await?
+            {
+                // its directories are in the cached layer: the guest only says what the
+                // config becomes
+                preview_calls(build, st, calls).await?;
+                apply_cached(build, st, entry);
+                st.cache_state = after_workdir(&st.cache_state, &st.config);
+                return Ok(());
+            }
+            Some(key)
+        }
+        _ => None,
+    };
     let copy_key = if is_file_op {
         let keyed = Keyed {
             pins: &pins,
@@ -377,22 +407,69 @@ async fn guest_step(
         None
     };
     drop(chown);
+    // a COPY/ADD/WORKDIR that runs writes into the root: it must show every layer so far,
+    // all of them or (with no RUN after it) the paths it can reach (`sparse`)
+    let mut sparse = None;
+    if is_file_op || is_workdir {
+        if super::sparse::applies(build, st, st.later_run) {
+            let dests: Vec<String> = calls
+                .iter()
+                .filter_map(|(g, _)| match is_workdir {
+                    true => g.args.first().cloned(),
+                    false => g.args.last().cloned(),
+                })
+                .collect();
+            let dests = super::sparse::absolute(&st.config, &dests);
+            sparse = super::sparse::prepare(build, st, &dests).await?;
+        }
+        if sparse.is_none() {
+            materialize(build, st).await?;
+        }
+    }
     if is_file_op {
-        // a COPY/ADD that runs writes into the root: it must hold every layer so far, and
-        // reads the files of the stages it copies from
-        materialize(build, st).await?;
+        // it reads the files of the stages it copies from
         for ((_, roots), from) in calls.iter_mut().zip(&from_stages) {
             if let Some(from) = from {
                 roots.from = Some(from.filled_root(build).await?);
             }
         }
     }
+    let before = match &sparse {
+        Some(sparse) => {
+            let root = sparse.root.clone();
+            let snapshots = st.snapshots.take().context("snapshot state lost")?;
+            let (snapshots, before) = blocking(move || {
+                let before = snapshots.beside(&root);
+                (snapshots, before)
+            })
+            .await?;
+            st.snapshots = Some(snapshots);
+            Some(before?)
+        }
+        None => None,
+    };
+    if let Some(sparse) = &sparse {
+        for (_, roots) in calls.iter_mut() {
+            roots.stage = sparse.root.clone();
+        }
+    }
     let touched = execute_calls(build, st, ins, calls).await?;
     let touched = Touched::Paths(touched);
-    if is_file_op || ins.keyword == Keyword::Workdir {
-        let blob = snapshot_step(build, st, &created_by, touched).await?;
+    if is_file_op || is_workdir {
+        let blob = match (&sparse, before) {
+            (Some(sparse), Some(before)) => {
+                super::sparse::snapshot(build, st, sparse, before, &created_by, touched).await?
+            }
+            _ => snapshot_step(build, st, &created_by, touched).await?,
+        };
+        drop(sparse);
         if build.cache.is_none() {
             return Ok(());
+        }
+        if let Some(key) = &workdir_key {
+            let cache = build.cache.clone().context("the cache went away")?;
+            let entry = crate::cache::Cache::entry(key, blob.clone(), &created_by);
+            cache.store(key, &st.identity(ins), entry).await;
         }
         st.cache_state = match (&copy_key, ins.keyword) {
             // the output of COPY/ADD is a function of its key: later keys chain on it, so a
@@ -457,6 +534,27 @@ async fn execute_calls(
     touched.sort();
     touched.dedup();
     Ok(touched)
+}
+
+/// What a guest instruction does to the config and the stage's state, nothing written (its
+/// files come from a cached layer).
+async fn preview_calls(
+    build: &Build,
+    st: &mut StageState,
+    calls: Vec<(GuestInstruction, GuestRoots)>,
+) -> Result<()> {
+    for (guest_ins, roots) in calls {
+        let (view, positions) = st.guest_view(&[]);
+        let sandbox = build.sandbox.clone();
+        let state = st.guest_state;
+        let outcome = blocking(move || -> Result<_> {
+            Ok(sandbox.get()?.preview(&guest_ins, &view, &roots, state)?)
+        })
+        .await??;
+        st.absorb(outcome.config, &positions);
+        st.guest_state = outcome.state;
+    }
+    Ok(())
 }
 
 /// Each part of a guest instruction as the guest receives it, with its roots (a `--from`
