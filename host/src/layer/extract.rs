@@ -648,6 +648,53 @@ mod tests {
         b.into_inner().unwrap()
     }
 
+    fn diff_id(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    #[test]
+    fn a_partial_extraction_keeps_its_paths_and_the_way_to_them() {
+        use tar::EntryType::*;
+        let l1 = layer(&[
+            ("a/", Directory, b"", ""),
+            ("a/keep", Regular, b"1", ""),
+            ("a/gone", Regular, b"2", ""),
+            ("b/", Directory, b"", ""),
+            ("b/x", Regular, b"3", ""),
+            ("c/", Directory, b"", ""),
+            ("c/deep/", Directory, b"", ""),
+            ("c/deep/f", Regular, b"4", ""),
+            ("c/other", Regular, b"5", ""),
+        ]);
+        let l2 = layer(&[
+            ("a/.wh.gone", Regular, b"", ""),
+            ("a/new", Regular, b"6", ""),
+            ("b/.wh..wh..opq", Regular, b"", ""),
+            ("b/y", Regular, b"7", ""),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::create(&tmp.path().join("r")).unwrap();
+        let within = Within::new(&["a", "/c/deep/f"]);
+        for l in [&l1, &l2] {
+            extract_layer_within(&root, &l[..], "l", &diff_id(l), Some(&within)).unwrap();
+        }
+        let names = |d: &str| -> Vec<String> {
+            root.read_dir(d)
+                .unwrap()
+                .into_iter()
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(""), ["a", "c"]);
+        assert_eq!(names("a"), ["keep", "new"]);
+        assert_eq!(names("c"), ["deep"]);
+        assert_eq!(names("c/deep"), ["f"]);
+        assert!(within.covers(b"a/new") && !within.covers(b"c") && within.wants(b"c"));
+        // the whole stream is still checked
+        let wrong = diff_id(&l1);
+        assert!(extract_layer_within(&root, &l2[..], "l2", &wrong, Some(&within)).is_err());
+    }
+
     #[test]
     fn whiteouts_and_opaque_dirs() {
         let tmp = tempfile::tempdir().unwrap();

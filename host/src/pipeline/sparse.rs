@@ -181,12 +181,7 @@ fn follow(
                     .map_err(|e| format!("reading link /{}: {e}", next.escape_ascii()))?;
                 let target = target.as_encoded_bytes();
                 let mut remaining: Vec<Vec<u8>> = rest.iter().rev().cloned().collect();
-                let start = if target.starts_with(b"/") {
-                    Vec::new()
-                } else {
-                    at.clone()
-                };
-                let lead = lead_to(&start, target)
+                let lead = lead_to(&at, target)
                     .ok_or_else(|| format!("/{}: a link through `..`", next.escape_ascii()))?;
                 let mut full = lead.clone();
                 for r in &remaining {
@@ -210,7 +205,10 @@ fn follow(
 /// followed only at the target's start (where `dir` has no links left); `None` for a `..`
 /// after a name, which could be a link.
 fn lead_to(dir: &[u8], target: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = split(dir);
+    let mut out: Vec<Vec<u8>> = match target.starts_with(b"/") {
+        true => Vec::new(),
+        false => split(dir),
+    };
     let mut named = false;
     for c in target.split(|&b| b == b'/') {
         match c {
@@ -250,13 +248,7 @@ fn links_under(
                     let target = root
                         .readlink(&p)
                         .map_err(|e| format!("reading link /{}: {e}", p.escape_ascii()))?;
-                    let target = target.as_encoded_bytes();
-                    let start = if target.starts_with(b"/") {
-                        Vec::new()
-                    } else {
-                        d.clone()
-                    };
-                    let lead = lead_to(&start, target)
+                    let lead = lead_to(&d, target.as_encoded_bytes())
                         .ok_or_else(|| format!("/{}: a link through `..`", p.escape_ascii()))?;
                     if !within.covers(&lead) {
                         more.push(lead);

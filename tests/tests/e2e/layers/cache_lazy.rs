@@ -365,3 +365,50 @@ RUN cat /out.txt /out.txt > /twice.txt
         "only the COPY's file came over"
     );
 }
+
+#[test]
+fn a_changed_copy_source_with_no_run_after_it_extracts_no_layer() {
+    // the COPY and the last WORKDIR write through the link /app -> /opt/real (0750), made
+    // by the RUN before them: what they reach must be followed out of the layers
+    let f = Fixture::new(
+        "\
+ARG BASE
+FROM ${BASE}
+WORKDIR /srv
+RUN mkdir /many && for i in $(seq 1 300); do echo $i > /many/$i; done && mkdir -p /opt/real && chmod 0750 /opt/real && ln -s /opt/real /app
+COPY a.txt /app/sub/a.txt
+ENV X=1
+WORKDIR /app/w
+",
+    );
+    let (run, copy, workdir) = (4, 5, 7);
+    f.build("lazy:1", true);
+    fs::write(f.context.join("a.txt"), "changed\n").expect("a");
+    let changed = f.build("lazy:2", true);
+    assert_eq!(changed.outcome(run), Some(true), "{}", changed.log);
+    assert_eq!(changed.outcome(copy), Some(false), "{}", changed.log);
+    assert_eq!(changed.outcome(workdir), Some(false), "{}", changed.log);
+    assert_eq!(
+        changed.extracted(),
+        0,
+        "no layer is extracted onto a root:\n{}",
+        changed.log
+    );
+    assert!(
+        changed
+            .log
+            .contains("the step writes into the paths it reaches"),
+        "{}",
+        changed.log
+    );
+    // the same image as a build that ran every step in a full root
+    let full = f.build("lazy:full", false);
+    assert_eq!(full.outcome(copy), None);
+    assert_eq!(changed.digest, full.digest, "{}", changed.log);
+    let image = umoci_unpack(&f.proxy.reference("lazy:2"));
+    assert_eq!(image.read("opt/real/sub/a.txt"), "changed\n");
+    assert_eq!(image.read("many/7"), "7\n");
+    assert!(image.path("opt/real/w").is_dir());
+    let link = fs::read_link(image.path("app")).expect("/app is a link");
+    assert_eq!(link, PathBuf::from("/opt/real"));
+}
