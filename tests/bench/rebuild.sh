@@ -50,6 +50,31 @@ echo two >"$ctx/app.txt"
 read -r copy_s _ < <(kiln_build copy)
 echo one >"$ctx/app.txt"
 
+# the same start with nothing but file and metadata steps after the COPY: a changed source
+# re-runs the COPY alone, and no layer before it is extracted (`pipeline/sparse`)
+tail_ctx=$work/tail
+mkdir -p "$tail_ctx"
+echo one >"$tail_ctx/app.txt"
+cat >"$tail_ctx/Dockerfile" <<DF
+FROM $debian
+RUN mkdir /gen && for i in \$(seq 3000); do echo \$i > /gen/f\$i; done
+WORKDIR /app
+COPY app.txt /app/app.txt
+ENV MODE=bench
+CMD ["cat", "/app/app.txt"]
+DF
+tail_build() { # tail_build LABEL
+  n=$((n + 1))
+  timed "$1" "$work/$1.log" -- "$kiln" build --dockerfile "$tail_ctx/Dockerfile" \
+    --context "$tail_ctx" --destination "$host/bench/rebuild-tail:latest" \
+    --kiln-dir "$work/kiln-$n" --cache --cache-copy-layers \
+    --cache-repo "$host/bench/rebuild-cache" --log-format text
+}
+echo "kiln: the COPY-last Dockerfile, clean, then one COPY source changed" >&2
+read -r _ _ < <(tail_build tail-clean)
+echo two >"$tail_ctx/app.txt"
+read -r tail_s _ < <(tail_build tail-copy)
+
 echo "buildah: a warm bud --layers rebuild + push" >&2
 bstore="--root $work/buildah/root --runroot $work/buildah/run"
 buildah_build() { # buildah_build LABEL
@@ -69,7 +94,8 @@ row build "wall (s)" hits misses extracted
 row "$(printf -- '-%.0s' $(seq 50))" -------- ------ ------ ---------
 for r in "clean:kiln, clean build (empty cache):$clean_s" \
   "same:kiln, no change, fresh kiln dir:$same_s" \
-  "copy:kiln, one COPY source changed, fresh kiln dir:$copy_s"; do
+  "copy:kiln, one COPY source changed, fresh kiln dir:$copy_s" \
+  "tail-copy:kiln, COPY-last Dockerfile, its source changed:$tail_s"; do
   IFS=: read -r label text secs <<<"$r"
   row "$text" "$secs" "$(count "$label" 'cache hit')" "$(count "$label" 'cache miss')" \
     "$(count "$label" "the stage's root is needed")"

@@ -364,34 +364,12 @@ async fn guest_step(
     let (mut calls, pins, from_stages) =
         guest_calls(build, plan, index, st, ins, exec_form, parts, done).await?;
     let created_by = created_by(ins, &[]);
-    let workdir_key = match (is_workdir, build.cache.clone()) {
-        (true, Some(cache)) => {
-            let dir = calls
-                .first()
-                .and_then(|(g, _)| g.args.first())
-                .cloned()
-                .unwrap_or_default();
-            let key = super::state::workdir_key(&st.cache_state, &st.config, &dir);
-            let what = format!(
-                "Dockerfile:{}: {}",
-                ins.line,
-                crate::redaction::shown(&ins.original)
-            );
-            let (identity, before) = (st.identity(ins), st.ran.clone());
-            if let Some(entry) = cache
-                .lookup(&key, &identity, &what, before.as_deref())
-                .await?
-            {
-                // its directories are in the cached layer: the guest only says what the
-                // config becomes
-                preview_calls(build, st, calls).await?;
-                apply_cached(build, st, entry);
-                st.cache_state = after_workdir(&st.cache_state, &st.config);
-                return Ok(());
-            }
-            Some(key)
-        }
-        _ => None,
+    let workdir_key = match is_workdir {
+        true => match workdir_cache(build, st, ins, &calls).await? {
+            FileCache::Hit => return Ok(()),
+            FileCache::Miss(key) => key,
+        },
+        false => None,
     };
     let copy_key = if is_file_op {
         let keyed = Keyed {
@@ -409,23 +387,10 @@ async fn guest_step(
     drop(chown);
     // a COPY/ADD/WORKDIR that runs writes into the root: it must show every layer so far,
     // all of them or (with no RUN after it) the paths it can reach (`sparse`)
-    let mut sparse = None;
-    if is_file_op || is_workdir {
-        if super::sparse::applies(build, st, st.later_run) {
-            let dests: Vec<String> = calls
-                .iter()
-                .filter_map(|(g, _)| match is_workdir {
-                    true => g.args.first().cloned(),
-                    false => g.args.last().cloned(),
-                })
-                .collect();
-            let dests = super::sparse::absolute(&st.config, &dests);
-            sparse = super::sparse::prepare(build, st, &dests).await?;
-        }
-        if sparse.is_none() {
-            materialize(build, st).await?;
-        }
-    }
+    let sparse = match is_file_op || is_workdir {
+        true => step_root(build, st, is_workdir, &mut calls).await?,
+        false => None,
+    };
     if is_file_op {
         // it reads the files of the stages it copies from
         for ((_, roots), from) in calls.iter_mut().zip(&from_stages) {
@@ -434,35 +399,15 @@ async fn guest_step(
             }
         }
     }
-    let before = match &sparse {
-        Some(sparse) => {
-            let root = sparse.root.clone();
-            let snapshots = st.snapshots.take().context("snapshot state lost")?;
-            let (snapshots, before) = blocking(move || {
-                let before = snapshots.beside(&root);
-                (snapshots, before)
-            })
-            .await?;
-            st.snapshots = Some(snapshots);
-            Some(before?)
-        }
-        None => None,
-    };
-    if let Some(sparse) = &sparse {
-        for (_, roots) in calls.iter_mut() {
-            roots.stage = sparse.root.clone();
-        }
-    }
     let touched = execute_calls(build, st, ins, calls).await?;
     let touched = Touched::Paths(touched);
     if is_file_op || is_workdir {
-        let blob = match (&sparse, before) {
-            (Some(sparse), Some(before)) => {
-                super::sparse::snapshot(build, st, sparse, before, &created_by, touched).await?
+        let blob = match sparse {
+            Some((sparse, before)) => {
+                super::sparse::snapshot(build, st, &sparse, before, &created_by, touched).await?
             }
-            _ => snapshot_step(build, st, &created_by, touched).await?,
+            None => snapshot_step(build, st, &created_by, touched).await?,
         };
-        drop(sparse);
         if build.cache.is_none() {
             return Ok(());
         }
@@ -534,6 +479,93 @@ async fn execute_calls(
     touched.sort();
     touched.dedup();
     Ok(touched)
+}
+
+/// Looks a WORKDIR up in the cache (with `--cache`): on a hit its layer is taken and the
+/// guest only says what the config becomes; on a miss, the key to store its layer under.
+async fn workdir_cache(
+    build: &Build,
+    st: &mut StageState,
+    ins: &Instruction,
+    calls: &[(GuestInstruction, GuestRoots)],
+) -> Result<FileCache> {
+    let Some(cache) = build.cache.clone() else {
+        return Ok(FileCache::Miss(None));
+    };
+    let dir = calls
+        .first()
+        .and_then(|(g, _)| g.args.first())
+        .cloned()
+        .unwrap_or_default();
+    let key = super::state::workdir_key(&st.cache_state, &st.config, &dir);
+    let what = format!(
+        "Dockerfile:{}: {}",
+        ins.line,
+        crate::redaction::shown(&ins.original)
+    );
+    let (identity, before) = (st.identity(ins), st.ran.clone());
+    match cache
+        .lookup(&key, &identity, &what, before.as_deref())
+        .await?
+    {
+        Some(entry) => {
+            preview_calls(build, st, calls.to_vec()).await?;
+            apply_cached(build, st, entry);
+            st.cache_state = after_workdir(&st.cache_state, &st.config);
+            Ok(FileCache::Hit)
+        }
+        None => Ok(FileCache::Miss(Some(key))),
+    }
+}
+
+/// Where a COPY/ADD/WORKDIR that runs writes: a root that shows every layer so far, the
+/// stage's own filled (`None`) or, with no RUN after the step, a scratch root with the paths
+/// it can reach (`sparse`, the calls pointed at it, with its snapshot baseline).
+async fn step_root(
+    build: &Build,
+    st: &mut StageState,
+    is_workdir: bool,
+    calls: &mut [(GuestInstruction, GuestRoots)],
+) -> Result<Option<(super::sparse::Sparse, Snapshots)>> {
+    let mut sparse = None;
+    if super::sparse::applies(build, st, st.later_run) {
+        let dests: Vec<String> = calls
+            .iter()
+            .filter_map(|(g, _)| match is_workdir {
+                true => g.args.first().cloned(),
+                false => g.args.last().cloned(),
+            })
+            .collect();
+        let dests = super::sparse::absolute(&st.config, &dests);
+        sparse = super::sparse::prepare(build, st, &dests).await?;
+    }
+    match sparse {
+        Some(sparse) => {
+            let before = beside(st, &sparse, calls).await?;
+            Ok(Some((sparse, before)))
+        }
+        None => materialize(build, st).await.map(|()| None),
+    }
+}
+
+/// Points the calls at the scratch root and takes its snapshot baseline.
+async fn beside(
+    st: &mut StageState,
+    sparse: &super::sparse::Sparse,
+    calls: &mut [(GuestInstruction, GuestRoots)],
+) -> Result<Snapshots> {
+    for (_, roots) in calls.iter_mut() {
+        roots.stage = sparse.root.clone();
+    }
+    let root = sparse.root.clone();
+    let snapshots = st.snapshots.take().context("snapshot state lost")?;
+    let (snapshots, before) = blocking(move || {
+        let before = snapshots.beside(&root);
+        (snapshots, before)
+    })
+    .await?;
+    st.snapshots = Some(snapshots);
+    before
 }
 
 /// What a guest instruction does to the config and the stage's state, nothing written (its
