@@ -136,7 +136,7 @@ impl Registry {
             self.lock_schemes().insert(key, plain);
             return plain;
         }
-        let plain = !self.answers_tls(registry, direction).await;
+        let plain = !self.answers_tls(registry).await;
         debug!(registry, plain_http = plain, "registry scheme");
         self.lock_schemes().insert(key, plain);
         plain
@@ -155,24 +155,16 @@ impl Registry {
     /// Whether `registry` answers HTTPS on `/v2/` (any status). A certificate it presents
     /// that is not trusted counts as an answer: the registry speaks TLS, and the error that
     /// follows names the flags that trust it.
-    async fn answers_tls(&self, registry: &str, direction: Direction) -> bool {
-        let mut builder = super::roots::trust(reqwest::Client::builder())
+    async fn answers_tls(&self, registry: &str) -> bool {
+        // only whether TLS answers matters, not whom it names: no roots to load, any
+        // certificate taken (the client that follows checks it; an untrusted one answered too)
+        let builder = reqwest::Client::builder()
+            .tls_certs_only(std::iter::empty::<reqwest::Certificate>())
+            .danger_accept_invalid_certs(true)
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(PROBE_TIMEOUT)
-            .timeout(PROBE_TIMEOUT)
-            .danger_accept_invalid_certs(self.skip_tls_verify(registry, direction));
-        for (name, path) in &self.opts.registry_certificates {
-            if same_registry(name, registry) {
-                // an unreadable file is reported by the client that follows
-                if let Some(cert) = std::fs::read(path)
-                    .ok()
-                    .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
-                {
-                    builder = builder.tls_certs_merge([cert]);
-                }
-            }
-        }
+            .timeout(PROBE_TIMEOUT);
         let Ok(http) = builder.build() else {
             return false;
         };
