@@ -47,8 +47,14 @@ fn main() -> ExitCode {
             };
         }
         Command::RemoveScratch { paths } => {
-            kiln::run::removal::remove_scratch(paths);
-            return ExitCode::SUCCESS;
+            let refused = kiln::run::removal::remove_scratch(paths);
+            for why in &refused {
+                eprintln!("kiln {}: refused {why}", kiln::run::removal::SUBCOMMAND);
+            }
+            return match refused.is_empty() {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(2),
+            };
         }
         Command::Version => return print(&format!("kiln {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Completion { shell } => {

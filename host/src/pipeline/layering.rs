@@ -16,8 +16,9 @@ use crate::snapshot::{Changes, Ignore, Index, Touch};
 
 /// What a step reports about the paths it changed.
 pub(crate) enum Touched {
-    /// RUN without an overlay: anything may have changed, the root is walked
-    Walk,
+    /// RUN without an overlay: anything may have changed, the root is walked; the
+    /// directories kiln made mountpoints in (a ctime that moved alone there is not a change)
+    Walk(Vec<String>),
     /// RUN on an overlay: exactly what its upper directory held
     Upper(Vec<Touch>),
     /// COPY/ADD/WORKDIR: the guest's list (and what is below new directories)
@@ -106,11 +107,15 @@ impl Snapshots {
                     self.opts.snapshot_mode,
                 )?,
             )),
-            Touched::Walk | Touched::StageEnd => None,
+            Touched::Walk(_) | Touched::StageEnd => None,
+        };
+        let settled: &[String] = match step {
+            Touched::Walk(settled) => settled,
+            _ => &[],
         };
         let (how, changes) = match known {
             Some(known) => known,
-            None => ("walk", self.rescan(root.path())?),
+            None => ("walk", self.rescan_settled(root.path(), settled)?),
         };
         self.write(root, how, t, &changes, store, format)
     }
@@ -138,8 +143,16 @@ impl Snapshots {
     }
 
     fn rescan(&mut self, root: &Path) -> Result<Changes> {
+        self.rescan_settled(root, &[])
+    }
+
+    /// A walk where the directories in `settled` count as unchanged when only their ctime
+    /// moved (kiln's mountpoints came and went there; the overlay never sees that either).
+    fn rescan_settled(&mut self, root: &Path, settled: &[String]) -> Result<Changes> {
         let after = Index::scan(root, &self.ignore, Some(&self.index))?;
-        let changes = self.index.diff(&after, self.opts.snapshot_mode);
+        let changes = self
+            .index
+            .diff_settled(&after, self.opts.snapshot_mode, settled);
         self.index = after;
         Ok(changes)
     }

@@ -184,13 +184,12 @@ async fn user_ids(build: &Build, st: &StageState) -> Result<(u32, u32, Vec<u32>)
 
 /// What the runner reported, as the paths to snapshot, or the build's error: a command that
 /// failed is a `RunFailed` with its exit code (128 + the signal when killed).
-fn outcome(
-    result: run::Result<Option<Vec<crate::snapshot::Touch>>>,
-    ins: &Instruction,
-) -> Result<Touched> {
+fn outcome(result: run::Result<run::Ran>, ins: &Instruction) -> Result<Touched> {
     match result {
-        Ok(Some(upper)) => Ok(Touched::Upper(upper)),
-        Ok(None) => Ok(Touched::Walk),
+        Ok(run::Ran {
+            upper: Some(upper), ..
+        }) => Ok(Touched::Upper(upper)),
+        Ok(run::Ran { settled, .. }) => Ok(Touched::Walk(settled)),
         Err(e @ (run::Error::NonZeroExit { .. } | run::Error::Signal { .. })) => {
             let code = match e {
                 run::Error::NonZeroExit { code } => code,

@@ -214,14 +214,19 @@ pub fn default_home(root: &Root, uid: u32) -> String {
         .unwrap_or_else(|| if uid == 0 { "/root" } else { "/" }.to_string())
 }
 
-/// Runs the command in the root; Ok only for exit code 0. On an overlay (`RunEnv::overlay`)
-/// what the command changed is merged into the root and listed (`Some`): nothing else in the
-/// root changed. `None`: the root must be walked to find out.
-pub(crate) fn run(
-    root: &Root,
-    spec: &RunSpec,
-    env: &RunEnv,
-) -> Result<Option<Vec<crate::snapshot::Touch>>> {
+/// What a RUN that exited 0 changed, as far as kiln knows.
+#[derive(Debug)]
+pub struct Ran {
+    /// on an overlay (`RunEnv::overlay`), what the command changed, merged into the root:
+    /// nothing else there changed; `None`: the root must be walked to find out
+    pub upper: Option<Vec<crate::snapshot::Touch>>,
+    /// directories (root-relative) kiln made mountpoints in and restored the mtime of: their
+    /// ctime moved by kiln's doing, not the command's (`Scaffold::undo`)
+    pub settled: Vec<String>,
+}
+
+/// Runs the command in the root; Ok only for exit code 0 (see [`Ran`]).
+pub(crate) fn run(root: &Root, spec: &RunSpec, env: &RunEnv) -> Result<Ran> {
     let program = spec.argv.first().ok_or(Error::Empty)?;
     let in_place = env.isolation == Isolation::InPlace;
     if spec.network == Network::None && !env.namespaces {
@@ -299,8 +304,11 @@ pub(crate) fn run(
     })();
     let undone = scaffold.undo();
     let code = result?;
-    undone?;
-    code
+    let settled = undone?;
+    Ok(Ran {
+        upper: code?,
+        settled,
+    })
 }
 
 /// Which kernel filesystems and network files the child mounts, made ready in the root.

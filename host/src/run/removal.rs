@@ -186,15 +186,57 @@ fn hand_off(paths: &[&Path]) -> std::io::Result<u32> {
 }
 
 /// `kiln remove-scratch PATHS…`: removes each path (a build's scratch directory or the trash
-/// itself), what another process removes at the same time included.
-pub fn remove_scratch(paths: &[PathBuf]) {
+/// itself), what another process removes at the same time included. A path that is not one
+/// of those ([`removable`]) is left alone; the refusals are returned, one line each.
+pub fn remove_scratch(paths: &[PathBuf]) -> Vec<String> {
+    let mut refused = Vec::new();
     for path in paths {
+        if let Err(why) = removable(path) {
+            refused.push(format!("{}: {why}", path.display()));
+            continue;
+        }
         if path.file_name().is_some_and(|n| n == TRASH) {
             sweep(path);
         } else {
             remove_trashed(path);
         }
     }
+    refused
+}
+
+/// Whether `path` is what a build hands to `kiln remove-scratch`: a kiln dir's trash
+/// ([`TRASH`]), an entry directly in one, or a build's scratch directory (`build-<pid>`,
+/// removed where it is when it could not be renamed), each a directory and not a symlink (nor
+/// is the trash an entry is in): the subcommand never follows a link out of the kiln dir, nor
+/// takes any other tree it is pointed at.
+pub fn removable(path: &Path) -> Result<(), String> {
+    let real_dir = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .map(|m| m.file_type().is_dir())
+            .unwrap_or(false)
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let in_trash = parent.is_some_and(|p| p.file_name().is_some_and(|n| n == TRASH));
+    let scratch = name
+        .strip_prefix("build-")
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    if !(name == TRASH || in_trash || scratch) {
+        return Err(format!(
+            "not a kiln dir's {TRASH} directory, an entry in one, or a build-<pid> directory"
+        ));
+    }
+    if std::fs::symlink_metadata(path).is_err() {
+        // gone already (another process removed it): nothing to do, nothing refused
+        return Ok(());
+    }
+    if !real_dir(path) {
+        return Err("not a directory (a symlink or a file)".to_string());
+    }
+    if in_trash && !parent.is_some_and(real_dir) {
+        return Err(format!("its {TRASH} is not a directory (a symlink?)"));
+    }
+    Ok(())
 }
 
 /// Removes `path`, then the trash it was in when nothing else is left there.
@@ -318,6 +360,41 @@ mod tests {
             }
             std::os::unix::fs::symlink("/etc", top.join(format!("stage-0/{d}/sub/link"))).unwrap();
         }
+    }
+
+    #[test]
+    fn remove_scratch_takes_only_a_trash_its_entries_and_build_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kiln = tmp.path().join("kiln");
+        let (trash, outside) = (kiln.join(TRASH), tmp.path().join("precious"));
+        tree(&trash.join("build-3.3.1"));
+        tree(&kiln.join("build-4"));
+        tree(&outside);
+        // a link named like the trash, or an entry reached through one, is not followed
+        let fake = tmp.path().join("fake");
+        std::fs::create_dir_all(&fake).unwrap();
+        std::os::unix::fs::symlink(&outside, fake.join(TRASH)).unwrap();
+        std::os::unix::fs::symlink(&outside, kiln.join("build-5")).unwrap();
+        let refused = remove_scratch(&[
+            outside.clone(),
+            PathBuf::from("/"),
+            fake.join(TRASH),
+            fake.join(TRASH).join("stage-0"),
+            kiln.join("build-5"),
+            kiln.join("build-x"),
+        ]);
+        assert_eq!(refused.len(), 6, "{refused:#?}");
+        assert!(
+            outside.join("stage-0/3/4").exists(),
+            "nothing outside was touched"
+        );
+        let refused = remove_scratch(&[trash.join("build-3.3.1"), kiln.join("build-4")]);
+        assert!(refused.is_empty(), "{refused:?}");
+        assert!(!trash.exists() && !kiln.join("build-4").exists());
+        assert!(
+            remove_scratch(&[trash.join("gone.1.1")]).is_empty(),
+            "a path already removed is no refusal"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::{in_place, isolation, overlay, Error, Isolation, Result, RunEnv, RunSpec, Secrets};
 use crate::rootfs::Root;
-use crate::snapshot::{Ignore, Index, Touch};
+use crate::snapshot::{Ignore, Index};
 
 /// What the runner needs to know about a build.
 #[derive(Debug, Clone)]
@@ -170,7 +170,7 @@ impl Runner {
     }
 
     /// Runs one command in `root` (see [`super::run`]).
-    pub fn run(&self, root: &Root, spec: &RunSpec) -> Result<Option<Vec<Touch>>> {
+    pub fn run(&self, root: &Root, spec: &RunSpec) -> Result<super::Ran> {
         super::run(root, spec, &self.env)
     }
 

@@ -140,8 +140,10 @@ impl<'a> Scaffold<'a> {
         Ok(true)
     }
 
-    /// Removes what was made, deepest first, restoring each parent's mtime.
-    pub fn undo(self) -> Result<()> {
+    /// Removes what was made, deepest first, restoring each parent's mtime; returns those
+    /// parents (their ctime still moved: a walk is told it was kiln's doing).
+    pub fn undo(self) -> Result<Vec<String>> {
+        let mut settled = Vec::new();
         for (rel, parent_mtime) in self.created.into_iter().rev() {
             self.root.remove(&rel, true)?;
             let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
@@ -153,8 +155,11 @@ impl<'a> Scaffold<'a> {
                         ..Meta::default()
                     },
                 )?;
+                settled.push(parent.to_string());
             }
         }
-        Ok(())
+        settled.sort();
+        settled.dedup();
+        Ok(settled)
     }
 }

@@ -207,6 +207,12 @@ impl Index {
     /// The changes that turn `self` (before) into `after`: one merge of the two sorted
     /// indexes, no lookups.
     pub fn diff(&self, after: &Index, mode: SnapshotMode) -> Changes {
+        self.diff_settled(after, mode, &[])
+    }
+
+    /// [`Index::diff`] where a directory of `settled` (root-relative) whose ctime alone moved
+    /// is not a change.
+    pub fn diff_settled(&self, after: &Index, mode: SnapshotMode, settled: &[String]) -> Changes {
         let mut items = Vec::new();
         let mut opaque: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut deleted: Vec<&Vec<u8>> = Vec::new();
@@ -227,7 +233,7 @@ impl Index {
                     items.push(Change::Opaque(path.clone()));
                     opaque.insert(path.clone());
                 }
-                Some(old) if changed(old, new, mode) => {
+                Some(old) if changed(old, new, mode) && !ctime_alone(old, new, path, settled) => {
                     items.push(Change::Put(path.clone(), new.clone()))
                 }
                 Some(_) => {}
@@ -464,6 +470,20 @@ fn sort_key(c: &Change) -> (&[u8], u8) {
         Change::Opaque(p) => (p, 1),
         Change::Whiteout(p) => (p, 2),
     }
+}
+
+/// Whether `path` is one of `settled` and, of what `changed` compares, only its ctime moved.
+fn ctime_alone(old: &Entry, new: &Entry, path: &[u8], settled: &[String]) -> bool {
+    old.ctime != new.ctime
+        && settled.iter().any(|s| s.as_bytes() == path)
+        && !changed(
+            old,
+            &Entry {
+                ctime: old.ctime,
+                ..new.clone()
+            },
+            SnapshotMode::Full,
+        )
 }
 
 fn changed(old: &Entry, new: &Entry, mode: SnapshotMode) -> bool {
