@@ -10,7 +10,8 @@
 //! the root with it on top.
 //!
 //! Anything this cannot follow (a `..` in a destination or a link, a hardlink to a path not
-//! kept, too many rounds) answers "fill the root" instead.
+//! kept, too many rounds) answers "fill the root" instead, as does a destination of `/`
+//! (everything is reachable from there).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +82,11 @@ pub(super) async fn prepare(
     }
     let mut paths: Vec<Vec<u8>> = USERS.iter().map(|p| p.as_bytes().to_vec()).collect();
     paths.extend(dests.iter().map(|d| clean_rel(d.as_bytes())));
+    if paths.iter().any(Vec::is_empty) {
+        // `/` reaches everything: the scratch root would be the whole root, made twice
+        tracing::debug!("the step writes to /: filling the root");
+        return Ok(None);
+    }
     super::layer_stream::fetch_layers(build, &st.pending).await?;
     let started = std::time::Instant::now();
     for round in 0..ROUNDS {
@@ -343,6 +349,15 @@ mod tests {
             reached(&root, &within).unwrap(),
             vec![b"usr/lib/x".to_vec()]
         );
+    }
+
+    #[test]
+    fn a_link_loop_is_given_up() {
+        let (_tmp, root) = root();
+        root.symlink(std::ffi::OsStr::new("b"), "a").unwrap();
+        root.symlink(std::ffi::OsStr::new("/a"), "b").unwrap();
+        let err = reached(&root, &Within::new(&["a/f"])).unwrap_err();
+        assert!(err.contains("too many links"), "{err}");
     }
 
     #[test]
