@@ -317,18 +317,8 @@ impl Walker<'_> {
                     at.layers = Err(format!("the WORKDIR at line {} writes a layer", ins.line));
                     return Ok(answer("-", String::new()));
                 };
-                Ok(match cache.probe(&key, &identity).await? {
-                    Found::Hit(entry) => {
-                        if let (Ok(layers), Some(layer)) = (&mut at.layers, entry.layer) {
-                            layers.push(layer);
-                        }
-                        answer("hit", inputs(&key))
-                    }
-                    Found::Miss(reason) => {
-                        at.layers = Err(format!("the WORKDIR at line {} is not built", ins.line));
-                        answer("miss", format!("{}  ({reason})", inputs(&key)))
-                    }
-                })
+                let unbuilt = format!("the WORKDIR at line {} is not built", ins.line);
+                probe_layer(&cache, &key, &identity, at, unbuilt).await
             }
         }
     }
@@ -459,19 +449,32 @@ impl Walker<'_> {
             at.layers = Err(format!("the COPY at line {} is not cached", ins.line));
             return Ok(answer("-", inputs(&key)));
         };
-        Ok(match cache.probe(&key, identity).await? {
-            Found::Hit(entry) => {
-                if let (Ok(layers), Some(layer)) = (&mut at.layers, entry.layer) {
-                    layers.push(layer);
-                }
-                answer("hit", inputs(&key))
-            }
-            Found::Miss(reason) => {
-                at.layers = Err(format!("the COPY at line {} is not built", ins.line));
-                answer("miss", format!("{}  ({reason})", inputs(&key)))
-            }
-        })
+        let unbuilt = format!("the COPY at line {} is not built", ins.line);
+        probe_layer(&cache, &key, identity, at, unbuilt).await
     }
+}
+
+/// A step whose state after it is known hit or miss (COPY, WORKDIR) looked up: a hit's layer
+/// joins the layers followed; after a miss they are unknown (`unbuilt` says why).
+async fn probe_layer(
+    cache: &Cache,
+    key: &Key,
+    identity: &str,
+    at: &mut Walked,
+    unbuilt: String,
+) -> Result<Answer> {
+    Ok(match cache.probe(key, identity).await? {
+        Found::Hit(entry) => {
+            if let (Ok(layers), Some(layer)) = (&mut at.layers, entry.layer) {
+                layers.push(layer);
+            }
+            answer("hit", inputs(key))
+        }
+        Found::Miss(reason) => {
+            at.layers = Err(unbuilt);
+            answer("miss", format!("{}  ({reason})", inputs(key)))
+        }
+    })
 }
 
 impl Walker<'_> {

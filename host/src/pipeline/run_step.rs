@@ -11,7 +11,7 @@ use super::layering::Touched;
 use super::plan::BuildPlan;
 use super::results::Finished;
 use super::state::{
-    after_layer, apply_cached, config_str_of, created_by, env_of, materialize, shell_of,
+    after_layer, apply_cached, config_str_of, created_by, env_of, look_up, materialize, shell_of,
     snapshot_step, StageState,
 };
 use super::{Build, RunFailed};
@@ -122,22 +122,6 @@ fn platform_of<'a>(build: &'a Build, plan: &'a BuildPlan, index: usize) -> &'a P
         .platform
         .as_ref()
         .unwrap_or(&build.platform)
-}
-
-/// The cache's entry for a RUN's key (the miss logged with the step that ran before it).
-async fn look_up(
-    cache: &crate::cache::Cache,
-    key: &crate::cache::Key,
-    st: &StageState,
-    ins: &Instruction,
-) -> Result<Option<crate::cache::Entry>> {
-    let what = format!(
-        "Dockerfile:{}: {}",
-        ins.line,
-        crate::redaction::shown(&ins.original)
-    );
-    let identity = st.identity(ins);
-    cache.lookup(key, &identity, &what, st.ran.as_deref()).await
 }
 
 /// The command's environment: the image's ENV, then ARGs in scope that ENV does not set,

@@ -308,6 +308,22 @@ pub(super) fn after_workdir(state: &str, config: &Value) -> String {
     ])
 }
 
+/// The cache's entry for a step's key (a miss logged with the step that ran before it).
+pub(super) async fn look_up(
+    cache: &crate::cache::Cache,
+    key: &crate::cache::Key,
+    st: &StageState,
+    ins: &Instruction,
+) -> Result<Option<crate::cache::Entry>> {
+    let what = format!(
+        "Dockerfile:{}: {}",
+        ins.line,
+        crate::redaction::shown(&ins.original)
+    );
+    let identity = st.identity(ins);
+    cache.lookup(key, &identity, &what, st.ran.as_deref()).await
+}
+
 /// A WORKDIR's key: the state it starts from, the directory made absolute against the
 /// working directory, and the USER that would own what it creates.
 pub(super) fn workdir_key(state: &str, config: &Value, dir: &str) -> crate::cache::Key {

@@ -14,8 +14,8 @@ use super::layering::{Snapshots, Touched};
 use super::plan::{shell_text, BuildPlan};
 use super::results::Finished;
 use super::state::{
-    after_copy, after_layer, after_workdir, apply_cached, config_str_of, created_by, lookup_of,
-    materialize, snapshot_step, StageState,
+    after_copy, after_layer, after_workdir, apply_cached, config_str_of, created_by, look_up,
+    lookup_of, materialize, snapshot_step, StageState,
 };
 use super::volumes::Volumes;
 use super::{Build, RunFailed, StageResult};
@@ -498,16 +498,7 @@ async fn workdir_cache(
         .cloned()
         .unwrap_or_default();
     let key = super::state::workdir_key(&st.cache_state, &st.config, &dir);
-    let what = format!(
-        "Dockerfile:{}: {}",
-        ins.line,
-        crate::redaction::shown(&ins.original)
-    );
-    let (identity, before) = (st.identity(ins), st.ran.clone());
-    match cache
-        .lookup(&key, &identity, &what, before.as_deref())
-        .await?
-    {
+    match look_up(&cache, &key, st, ins).await? {
         Some(entry) => {
             preview_calls(build, st, calls.to_vec()).await?;
             apply_cached(build, st, entry);
@@ -682,15 +673,7 @@ async fn file_cache(
     }
     let key = file_key(build, st, calls, keyed).await?;
     if cache.copy_layers {
-        let what = format!(
-            "Dockerfile:{}: {}",
-            ins.line,
-            crate::redaction::shown(&ins.original)
-        );
-        let before = st.ran.clone();
-        let identity = st.identity(ins);
-        let found = cache.lookup(&key, &identity, &what, before.as_deref());
-        if let Some(entry) = found.await? {
+        if let Some(entry) = look_up(&cache, &key, st, ins).await? {
             apply_cached(build, st, entry);
             st.cache_state = after_copy(&st.cache_state, &key);
             return Ok(FileCache::Hit);

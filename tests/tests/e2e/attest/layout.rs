@@ -8,7 +8,7 @@ use std::process::Command;
 use kiln_tests::{busybox_image, require, run_checked, Registry, Scratch};
 use serde_json::{json, Value};
 
-use super::raw;
+use super::{oci_index, raw};
 
 #[test]
 fn index_follows_buildkit_attestation_storage() {
@@ -30,13 +30,7 @@ fn index_follows_buildkit_attestation_storage() {
         .destination(&dest)
         .run_ok();
 
-    let index = raw(&format!("docker://{dest}"));
-    assert_eq!(index["schemaVersion"], 2);
-    assert_eq!(
-        index["mediaType"],
-        "application/vnd.oci.image.index.v1+json"
-    );
-    let entries = index["manifests"].as_array().expect("manifests");
+    let (index, entries) = oci_index(&format!("docker://{dest}"));
     assert_eq!(entries.len(), 2, "{index}");
     let (image, attestation) = (&entries[0], &entries[1]);
     assert_eq!(

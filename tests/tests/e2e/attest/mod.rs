@@ -94,6 +94,29 @@ pub(crate) fn raw(reference: &str) -> Value {
     serde_json::from_str(&out).expect("skopeo printed JSON")
 }
 
+/// The OCI index pushed under `reference` (`docker://…`), checked to be one, and its
+/// manifests.
+pub(crate) fn oci_index(reference: &str) -> (Value, Vec<Value>) {
+    let index = raw(reference);
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = index["manifests"].as_array().expect("manifests").clone();
+    (index, entries)
+}
+
+/// An image config's layer diff_ids, bottom first.
+pub(crate) fn diff_ids(config: &Value) -> Vec<&str> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .expect("rootfs.diff_ids")
+        .iter()
+        .map(|d| d.as_str().expect("a diff_id"))
+        .collect()
+}
+
 pub(crate) fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("reading blob")).expect("blob is JSON")
 }

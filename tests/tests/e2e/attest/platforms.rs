@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use kiln_tests::{busybox_multiarch_image, Registry, Scratch};
 use serde_json::{json, Value};
 
-use super::{copy_all, raw, read_attestation, Attestations};
+use super::{copy_all, oci_index, raw, read_attestation, Attestations};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const SPDX: &str = "https://spdx.dev/Document";
@@ -75,13 +75,7 @@ fn two_platforms_each_get_their_attestation_manifest() {
         .destination(&dest)
         .run_ok();
 
-    let index = raw(&format!("docker://{dest}"));
-    assert_eq!(index["schemaVersion"], 2);
-    assert_eq!(
-        index["mediaType"],
-        "application/vnd.oci.image.index.v1+json"
-    );
-    let entries = index["manifests"].as_array().expect("manifests");
+    let (index, entries) = oci_index(&format!("docker://{dest}"));
     assert_eq!(entries.len(), 4, "two images, two attestations: {index}");
     let repo = dest.rsplit_once(':').unwrap().0;
     let copied = scratch.join("copied");

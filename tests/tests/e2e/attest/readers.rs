@@ -354,12 +354,7 @@ fn sbom_reads_apk_go_and_cargo_auditable() {
         .collect();
     assert_eq!(listed(doc, "pkg:apk/alpine/"), want);
     let config = skopeo_config(&dest);
-    let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap())
-        .collect();
+    let diff_ids = super::diff_ids(&config);
     assert_eq!(diff_ids.len(), 3);
     let unchanged: BTreeSet<&str> = APK_BEFORE
         .iter()

@@ -154,12 +154,7 @@ fn sbom_lists_what_independent_readers_find() {
 
     // each package names the layer that added it: the base's for dpkg, kiln's for the rest
     let config = kiln_tests::skopeo_config(&dest);
-    let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap())
-        .collect();
+    let diff_ids = super::diff_ids(&config);
     for p in doc["packages"].as_array().unwrap().iter().skip(1) {
         let info = p["sourceInfo"].as_str().unwrap();
         let purl = p["externalRefs"][0]["referenceLocator"].as_str().unwrap();
