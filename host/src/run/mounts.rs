@@ -218,6 +218,13 @@ fn cache_source(
             }
         }
     }
+    // two RUNs sharing the cache may both find it missing: it is made under the lock (a
+    // `locked` or `private` one holds it already)
+    let making = !dir.exists() && matches!(spec.sharing, Sharing::Shared);
+    if making {
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io(&lock_path)(e.into()))?;
+    }
     out.locks.push(lock);
     if !dir.exists() {
         let tmp = dir.with_extension("new");
@@ -246,6 +253,10 @@ fn cache_source(
         .map_err(io(&tmp))?;
         let _ = std::os::unix::fs::chown(&tmp, spec.uid.or(Some(0)), spec.gid.or(Some(0)));
         std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+    }
+    if let (true, Some(lock)) = (making, out.locks.last()) {
+        rustix::fs::flock(lock, rustix::fs::FlockOperation::Unlock)
+            .map_err(|e| io(&lock_path)(e.into()))?;
     }
     Ok(Source::Path(dir, true))
 }
